@@ -1,0 +1,12 @@
+// isola/isola.hpp — everything isola offers, in one include.
+#pragma once
+
+#include "isola/codec.hpp"
+#include "isola/error.hpp"
+#include "isola/frame.hpp"
+#include "isola/logging.hpp"
+#include "isola/message.hpp"
+#include "isola/process.hpp"
+#include "isola/runtime.hpp"
+#include "isola/start_method.hpp"
+#include "isola/type_name.hpp"

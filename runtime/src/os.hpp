@@ -1,0 +1,74 @@
+// Thin, errno-translating wrappers over the system calls the runtime uses.
+// The one place where errno becomes an isola exception (os_error, or the
+// error type the caller names).
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstddef>
+#include <optional>
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "isola/error.hpp"
+
+namespace isola::detail {
+
+[[noreturn]] void throw_errno(const std::string& what, int err);
+[[noreturn]] void throw_errno(const std::string& what);
+
+/// An owned file descriptor, closed on destruction.
+class unique_fd {
+ public:
+  unique_fd() = default;
+  explicit unique_fd(int fd) noexcept : fd_(fd) {}
+  unique_fd(unique_fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
+  unique_fd& operator=(unique_fd&& o) noexcept {
+    if (this != &o) reset(std::exchange(o.fd_, -1));
+    return *this;
+  }
+  ~unique_fd() { reset(); }
+  int get() const noexcept { return fd_; }
+  int release() noexcept { return std::exchange(fd_, -1); }
+  void reset(int fd = -1) noexcept;
+  explicit operator bool() const noexcept { return fd_ >= 0; }
+
+ private:
+  int fd_ = -1;
+};
+
+int pidfd_open(pid_t pid);                  // throws
+bool pidfd_signal(int pidfd, int sig);      // false if the process has ended (ESRCH)
+
+/// poll() one fd for readability; false on timeout. nullopt timeout = forever.
+bool wait_readable(int fd, std::optional<std::chrono::steady_clock::time_point> deadline);
+
+/// Full read/write with EINTR handling. read_full returns bytes read (short on EOF).
+std::size_t read_full(int fd, void* buf, std::size_t n);
+void write_full(int fd, const void* buf, std::size_t n);  // MSG_NOSIGNAL-safe for sockets
+
+/// sendmsg with file descriptors attached (SCM_RIGHTS).
+void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds);
+/// recvmsg that also collects up to max_fds descriptors (made O_CLOEXEC).
+std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<int>& fds,
+                          std::size_t max_fds);
+
+/// Python-style exit code from a waitid siginfo / wait status.
+int exitcode_from_siginfo(int code, int status);
+int exitcode_from_wait_status(int status);
+
+/// Sets every caught signal to its default and empties the signal mask: what
+/// an exec would do, done in a freshly forked child.
+void reset_signals_as_exec_would();
+
+/// PR_SET_PDEATHSIG(SIGKILL), then kill ourselves if the expected parent is
+/// already gone (the race between fork and prctl).
+void die_with_parent(pid_t expected_parent);
+
+/// Closes every descriptor >= lowest except those listed.
+void close_fds_except(int lowest, std::span<const int> keep);
+
+}  // namespace isola::detail
