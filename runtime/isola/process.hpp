@@ -37,11 +37,11 @@ using duration = std::chrono::duration<double>;
 
 struct process_options {
   /// Default: "process-N" in the root, "process-1:N" in process-1, ...
-  std::string name;
+  std::string name{};
   /// Default: the daemon flag of the current process.
-  std::optional<bool> daemon;
+  std::optional<bool> daemon{};
   /// Default: get_start_method() at start().
-  std::optional<start_method> method;
+  std::optional<start_method> method{};
 };
 
 /// What current_process(), parent_process() and active_children() return.

@@ -46,6 +46,10 @@ void write_stderr(const std::string& s) noexcept {
 }
 
 [[noreturn]] void child_main(const child_identity& who, const std::function<int()>& body) {
+  // Every child starts with default dispositions for the signals anyone
+  // caught — the parent's (fork) or a sanitizer's or framework's own (spawn) —
+  // so that a crash is a death by signal, reported as -N, under every method.
+  reset_signals_as_exec_would();
   auto& gl = g();
   gl.self = process_info{who.name, ::getpid(), who.daemon};
   gl.parent = process_info{who.parent_name, who.parent_pid, false};

@@ -91,11 +91,11 @@ void shutdown_children() noexcept {
         pidfd_signal(k->pidfd.get(), SIGTERM);
       }
     }
+    // As Python: the children alive now are each announced, then joined.
+    std::erase_if(kids, [](auto& k) { return k->try_reap(); });
     for (auto& k : kids) {
-      if (!k->try_reap()) {
-        log.info("calling join() for process " + k->name);
-        k->wait(std::nullopt);
-      }
+      log.info("calling join() for process " + k->name);
+      k->wait(std::nullopt);
     }
   } catch (const std::exception& e) {
     log.error(std::string("error while shutting down children: ") + e.what());

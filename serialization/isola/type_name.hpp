@@ -69,14 +69,23 @@ std::string type_name() {
 
 namespace detail {
 template <class T>
-inline const std::uint64_t type_tag_value =
-    register_type_name(fnv1a64(type_name<T>()), type_name<T>());
+std::uint64_t register_type() {
+  return register_type_name(fnv1a64(type_name<T>()), type_name<T>());
+}
+// Registers every type the program names at start-up, so that a type_error
+// can name a type this process has not sent or received yet.
+template <class T>
+inline const std::uint64_t type_tag_value = register_type<T>();
 }  // namespace detail
 
-/// The 64-bit tag of T on the wire.
+/// The 64-bit tag of T on the wire. Right even when called during static
+/// initialisation (a global message, a dispatch table), before
+/// detail::type_tag_value<T> has been initialised.
 template <class T>
 std::uint64_t type_tag() {
-  return detail::type_tag_value<T>;
+  static const std::uint64_t tag = detail::register_type<T>();
+  (void)&detail::type_tag_value<T>;  // instantiate the start-up registration
+  return tag;
 }
 
 }  // namespace isola

@@ -11,6 +11,7 @@
 
 #include <cereal/cereal.hpp>
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -97,6 +98,28 @@ std::enable_if_t<std::is_same_v<T, bool>> CEREAL_LOAD_FUNCTION_NAME(bounded_inpu
   ar.load_binary(&b, 1);
   if (b > 1) throw decode_error("corrupt bool: byte value " + std::to_string(b));
   t = b == 1;
+}
+
+// --- vectors ----------------------------------------------------------------
+
+// cereal loads a vector of non-arithmetic elements by resizing it to the
+// claimed count before loading any element, so a forged count that passes
+// load_size (at most one element per byte left) still costs sizeof(T) bytes
+// per byte of input: a vector<std::array<char, 4096>> in a 1 MiB frame would
+// allocate 4 GiB. Here the vector reserves no more memory than there are bytes
+// left and grows only as elements actually arrive.
+template <class T, class A>
+std::enable_if_t<!std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_LOAD_FUNCTION_NAME(
+    bounded_input_archive& ar, std::vector<T, A>& v) {
+  cereal::size_type n = 0;
+  ar(cereal::make_size_tag(n));
+  v.clear();
+  v.reserve(static_cast<std::size_t>(
+      std::min<std::uint64_t>(n, ar.remaining() / (sizeof(T) == 0 ? 1 : sizeof(T)))));
+  for (cereal::size_type i = 0; i < n; ++i) {
+    v.emplace_back();
+    ar(v.back());
+  }
 }
 
 // --- cereal's wrappers -----------------------------------------------------

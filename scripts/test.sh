@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the dependencies, builds isola with its tests, examples and
+# benchmarks, and runs the whole suite: once plainly, once under
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/deps.sh
+jobs=$(nproc)
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo
+cmake --build build -j"$jobs"
+(cd build && ctest -j"$jobs" --output-on-failure --timeout 600)
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DISOLA_SANITIZE=address,undefined -DISOLA_BUILD_BENCH=OFF
+cmake --build build-asan -j"$jobs"
+(cd build-asan && ctest -j"$jobs" --output-on-failure --timeout 600)
