@@ -143,8 +143,7 @@ void process::start() {
 
   switch (method) {
     case start_method::fork: {
-      if (!gl.warned_threads && thread_count() > 1) {
-        gl.warned_threads = true;
+      if (!gl.warned_threads.load() && thread_count() > 1 && !gl.warned_threads.exchange(true)) {
         get_logger().warning("this process (pid=" + std::to_string(::getpid()) +
                              ") is multi-threaded, use of fork() may lead to deadlocks in "
                              "the child; consider the forkserver or spawn start method");

@@ -106,7 +106,7 @@ struct globals {
   std::vector<std::string> argv;
   bool shutdown_done = false;
   bool atexit_registered = false;
-  bool warned_threads = false;
+  std::atomic<bool> warned_threads{false};
   std::unique_ptr<forkserver> zygote;
   std::mutex zygote_m;
 };
