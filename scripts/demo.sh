@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DISOLA_BUILD_TESTS=OFF -DISOLA_BUILD_BENCH=OFF
-cmake --build build -j"$(nproc)" --target demo
+cmake --build build -j"$(nproc)" --target example_demo
 ./build/examples/demo

@@ -78,7 +78,7 @@ struct stored_args {
     else
       return false;
   }();
-  using type = decltype([] {
+  using type = typename decltype([] {
     if constexpr (typed)
       return std::type_identity<typename args_of<F, typename traits::args_tuple, A...>::type>{};
     else
