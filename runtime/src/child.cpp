@@ -16,10 +16,10 @@ namespace {
 thread_local bool in_child_body = false;
 
 void flush_std_streams() noexcept {
+  // cerr is unit-buffered and clog, like cout, is synced with stdio unless
+  // the program said otherwise; cout is the one stream worth a flush.
   try {
     std::cout.flush();
-    std::cerr.flush();
-    std::clog.flush();
   } catch (...) {
   }
   std::fflush(nullptr);
@@ -40,7 +40,8 @@ void write_stderr(const std::string& s) noexcept {
     std::exit(code);  // the root: atexit runs shutdown_children
   }
   shutdown_children();
-  get_logger().info("process exiting with exitcode " + std::to_string(code));
+  if (get_logger().enabled_for(log_level::info))
+    get_logger().info("process exiting with exitcode " + std::to_string(code));
   flush_std_streams();
   ::_exit(code);
 }

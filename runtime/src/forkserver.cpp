@@ -94,7 +94,6 @@ namespace {
       die_with_parent(self);
       for (int i = 0; i < 3; ++i) ::dup2(fds_in[i], i);
       for (int fd : fds_in) ::close(fd);
-      reset_signals_as_exec_would();
       ::prctl(PR_SET_NAME, "isola-child");
       child_payload p;
       try {

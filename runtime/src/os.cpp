@@ -149,7 +149,9 @@ int exitcode_from_wait_status(int status) {
 }
 
 void reset_signals_as_exec_would() {
-  for (int s = 1; s < NSIG; ++s) {
+  // The standard signals only: real-time ones are left as inherited, which
+  // halves the cost of this loop (one sigaction per signal) on the fork path.
+  for (int s = 1; s < SIGRTMIN; ++s) {
     if (s == SIGKILL || s == SIGSTOP) continue;
     struct sigaction old {};
     if (::sigaction(s, nullptr, &old) != 0) continue;

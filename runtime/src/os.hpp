@@ -60,8 +60,8 @@ std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<int>&
 int exitcode_from_siginfo(int code, int status);
 int exitcode_from_wait_status(int status);
 
-/// Sets every caught signal to its default and empties the signal mask: what
-/// an exec would do, done in a freshly forked child.
+/// Sets every caught standard signal (1..SIGRTMIN-1) to its default and
+/// empties the signal mask: what an exec would do, done in a forked child.
 void reset_signals_as_exec_would();
 
 /// PR_SET_PDEATHSIG(SIGKILL), then kill ourselves if the expected parent is

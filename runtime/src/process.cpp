@@ -1,13 +1,12 @@
 #include "isola/process.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 #include <typeinfo>
 
 #include "state.hpp"
@@ -42,15 +41,11 @@ void flush_std_streams() {
 }
 
 int thread_count() {
-  std::ifstream f("/proc/self/stat");
-  std::string s((std::istreambuf_iterator<char>(f)), {});
-  auto p = s.rfind(')');
-  if (p == std::string::npos) return 1;
-  std::istringstream in(s.substr(p + 2));
-  std::string field;
-  for (int i = 3; i <= 20 && in >> field; ++i)
-    if (i == 20) return std::stoi(field);
-  return 1;
+  // Each thread is a directory under /proc/self/task: st_nlink = 2 + threads.
+  // One stat() instead of parsing /proc/self/stat keeps fork start cheap.
+  struct stat st {};
+  if (::stat("/proc/self/task", &st) != 0) return 1;
+  return static_cast<int>(st.st_nlink) - 2;
 }
 
 }  // namespace
@@ -155,7 +150,6 @@ void process::start() {
       if (pid == 0) {
         detail::die_with_parent(parent);
         detail::forget_parent_state_after_fork(true);
-        detail::reset_signals_as_exec_would();
         detail::child_main(who, [this] { return run_in_child(); });
       }
       int err = errno;

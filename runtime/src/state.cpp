@@ -49,6 +49,16 @@ bool process_state::try_reap() {
 }
 
 bool process_state::wait(deadline_t deadline) {
+  if (!deadline && !status_fd) {
+    // A direct child, no deadline: block in the kernel until it exits (without
+    // reaping, so that a concurrent is_alive() stays correct), then reap.
+    siginfo_t si{};
+    int r;
+    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &si,
+                    WEXITED | WNOWAIT);
+    while (r != 0 && errno == EINTR);
+    if (try_reap()) return true;
+  }
   if (try_reap()) return true;
   int fd;
   {
@@ -84,6 +94,7 @@ void shutdown_children() noexcept {
   }
   auto& log = get_logger();
   log.info("process shutting down");
+  if (kids.empty() && !gl.zygote) return;  // the common child: nothing to do, nothing to touch
   try {
     for (auto& k : kids) {
       if (k->daemon && !k->try_reap()) {
