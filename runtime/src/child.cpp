@@ -7,6 +7,7 @@
 #include <iostream>
 #include <typeinfo>
 
+#include "isola/detail/handle_transfer.hpp"
 #include "isola/detail/launch.hpp"
 #include "state.hpp"
 
@@ -80,8 +81,9 @@ void write_stderr(const std::string& s) noexcept {
   finish_process(code);
 }
 
-[[noreturn]] void run_payload_child(const child_payload& p) {
-  child_main(p.who, [&p]() -> int {
+[[noreturn]] void run_payload_child(const child_payload& p, std::vector<int> fds) {
+  child_main(p.who, [&p, &fds]() -> int {
+    fd_import_scope handles(std::move(fds));  // the arguments' handles resolve here
     if (!p.has_call) return 0;
     auto tr = reinterpret_cast<trampoline_fn>(const_cast<void*>(resolve(p.trampoline)));
     const void* target = p.has_target ? resolve(p.target) : nullptr;

@@ -71,11 +71,11 @@ namespace {
     std::vector<int> fds_in;
     std::size_t got = 0;
     try {
-      got = recv_with_fds(sock, std::as_writable_bytes(std::span(&len, 1)), fds_in, 4);
+      got = recv_with_fds(sock, std::as_writable_bytes(std::span(&len, 1)), fds_in, 253);
     } catch (...) {
       got = 0;
     }
-    if (got != sizeof len || fds_in.size() != 4) {
+    if (got != sizeof len || fds_in.size() < 4) {
       for (int fd : fds_in) ::close(fd);
       open = false;  // the root closed the socket (or broke the protocol)
       break;
@@ -93,7 +93,8 @@ namespace {
       for (auto& [p, fd] : status_fds) ::close(fd);
       die_with_parent(self);
       for (int i = 0; i < 3; ++i) ::dup2(fds_in[i], i);
-      for (int fd : fds_in) ::close(fd);
+      for (int i = 0; i < 4; ++i) ::close(fds_in[i]);
+      std::vector<int> handles(fds_in.begin() + 4, fds_in.end());
       ::prctl(PR_SET_NAME, "isola-child");
       child_payload p;
       try {
@@ -101,9 +102,10 @@ namespace {
       } catch (const std::exception& e) {
         ::_exit(72);
       }
-      run_payload_child(p);
+      run_payload_child(p, std::move(handles));
     }
-    for (int i = 0; i < 3; ++i) ::close(fds_in[i]);
+    for (std::size_t i = 0; i < fds_in.size(); ++i)
+      if (i != 3) ::close(fds_in[i]);
     std::int32_t reply = pid > 0 ? pid : -errno;
     int pidfd = -1;
     if (pid > 0) {
@@ -174,7 +176,7 @@ bool forkserver::alive() const {
   return ::poll(&p, 1, 0) == 0;
 }
 
-forkserver::launched forkserver::launch(const bytes& payload) {
+forkserver::launched forkserver::launch(const bytes& payload, const std::vector<int>& handle_fds) {
   int sp[2];
   if (::pipe2(sp, O_CLOEXEC) != 0) throw_errno("pipe2");
   unique_fd status_r(sp[0]), status_w(sp[1]);
@@ -182,7 +184,8 @@ forkserver::launched forkserver::launch(const bytes& payload) {
   std::uint64_t len = payload.size();
   std::memcpy(msg.data(), &len, sizeof len);
   std::memcpy(msg.data() + sizeof len, payload.data(), payload.size());
-  int fds[4] = {0, 1, 2, status_w.get()};
+  std::vector<int> fds = {0, 1, 2, status_w.get()};
+  fds.insert(fds.end(), handle_fds.begin(), handle_fds.end());
   try {
     send_with_fds(sock_.get(), msg, fds);
   } catch (const os_error& e) {
@@ -214,7 +217,8 @@ void ensure_forkserver() {
   }
 }
 
-void launch_forkserver(process_state& st, const child_payload& payload) {
+void launch_forkserver(process_state& st, const child_payload& payload,
+                       const std::vector<int>& fds) {
   auto bytes_out = encode(payload);
   auto& gl = g();
   std::lock_guard lk(gl.zygote_m);
@@ -224,7 +228,7 @@ void launch_forkserver(process_state& st, const child_payload& payload) {
       gl.zygote = std::make_unique<forkserver>();
     }
     try {
-      auto l = gl.zygote->launch(bytes_out);
+      auto l = gl.zygote->launch(bytes_out, fds);
       st.pid = l.pid;
       st.pidfd = std::move(l.pidfd);
       st.status_fd = std::move(l.status);

@@ -35,7 +35,7 @@ class forkserver {
 
   /// Sends one payload; returns the child. Throws process_error if the
   /// zygote is gone.
-  launched launch(const bytes& payload);
+  launched launch(const bytes& payload, const std::vector<int>& handle_fds);
 
   bool alive() const;
   pid_t pid() const noexcept { return pid_; }

@@ -9,6 +9,7 @@
 #include <iostream>
 #include <typeinfo>
 
+#include "isola/detail/handle_transfer.hpp"
 #include "state.hpp"
 
 namespace isola {
@@ -106,6 +107,7 @@ void process::start() {
   auto method = s.method.value_or(get_start_method());
 
   detail::child_payload payload;
+  detail::fd_export_scope handles;  // descriptors of handles among the arguments
   if (method != start_method::fork) {
     if (typeid(*this) != typeid(process))
       throw start_method_error(
@@ -160,10 +162,10 @@ void process::start() {
       break;
     }
     case start_method::spawn:
-      detail::launch_spawn(s, payload);
+      detail::launch_spawn(s, payload, handles.fds());
       break;
     case start_method::forkserver:
-      detail::launch_forkserver(s, payload);
+      detail::launch_forkserver(s, payload, handles.fds());
       break;
   }
   s.owner = ::getpid();

@@ -37,7 +37,7 @@ struct spawn_attrs {
 };
 }  // namespace
 
-void launch_spawn(process_state& st, const child_payload& payload) {
+void launch_spawn(process_state& st, const child_payload& payload, const std::vector<int>& fds) {
   auto& gl = g();
   std::vector<std::string> argv_s;
   {
@@ -85,10 +85,12 @@ void launch_spawn(process_state& st, const child_payload& payload) {
   st.pidfd.reset(pidfd_open(pid));
   theirs.reset();
 
+  bytes msg(sizeof(std::uint64_t) + data.size());
   std::uint64_t len = data.size();
+  std::memcpy(msg.data(), &len, sizeof len);
+  std::memcpy(msg.data() + sizeof len, data.data(), data.size());
   try {
-    write_full(ours.get(), &len, sizeof len);
-    write_full(ours.get(), data.data(), data.size());
+    send_with_fds(ours.get(), msg, fds);  // handles among the arguments ride along
   } catch (const os_error&) {
     // The child died before reading (EPIPE): its exit code will tell why.
   }
@@ -107,8 +109,10 @@ void maybe_run_spawn_child() {
   die_with_parent(static_cast<pid_t>(parent));
   std::uint64_t len = 0;
   child_payload p;
+  std::vector<int> fds;
   try {
-    if (read_full(fd, &len, sizeof len) != sizeof len) ::_exit(72);
+    if (recv_with_fds(fd, std::as_writable_bytes(std::span(&len, 1)), fds, 253) != sizeof len)
+      ::_exit(72);
     bytes data(len);
     if (read_full(fd, data.data(), len) != len) ::_exit(72);
     ::close(fd);
@@ -116,7 +120,7 @@ void maybe_run_spawn_child() {
   } catch (const std::exception&) {
     ::_exit(72);
   }
-  run_payload_child(p);
+  run_payload_child(p, std::move(fds));
 }
 
 }  // namespace isola::detail

@@ -123,10 +123,12 @@ void shutdown_children() noexcept;
 /// Registers shutdown_children with atexit once.
 void ensure_atexit();
 
-/// Launches a payload with a fresh exec of this program.
-void launch_spawn(process_state& st, const child_payload& payload);
+/// Launches a payload with a fresh exec of this program; `fds` (handles in
+/// the arguments) travel with it.
+void launch_spawn(process_state& st, const child_payload& payload, const std::vector<int>& fds);
 /// Launches a payload from the forkserver zygote (started if needed).
-void launch_forkserver(process_state& st, const child_payload& payload);
+void launch_forkserver(process_state& st, const child_payload& payload,
+                       const std::vector<int>& fds);
 /// Stops the zygote (it waits for its children first). No-op without one.
 void stop_forkserver() noexcept;
 /// Starts the zygote now if there is none.
@@ -140,8 +142,9 @@ void forget_parent_state_after_fork(bool close_fds);
 /// the child's own shutdown and _exits with the Python-style code.
 [[noreturn]] void child_main(const child_identity& who, const std::function<int()>& body);
 
-/// Runs a payload received by a spawn or forkserver child. Never returns.
-[[noreturn]] void run_payload_child(const child_payload& payload);
+/// Runs a payload received by a spawn or forkserver child, with the
+/// descriptors that came with it. Never returns.
+[[noreturn]] void run_payload_child(const child_payload& payload, std::vector<int> fds);
 
 /// Ends the current process (child: _exit after shutdown; root: std::exit).
 [[noreturn]] void finish_process(int code);

@@ -7,9 +7,12 @@
 // std::system_error from isola.
 #pragma once
 
+#include <cstddef>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 namespace isola {
 
@@ -61,11 +64,19 @@ class eof_error : public error {
   using error::error;
 };
 
-/// recv_bytes_into got a buffer smaller than the message; the message stays
-/// retrievable (multiprocessing.BufferTooShort).
+/// recv_bytes_into got a buffer smaller than the message. The whole message
+/// travels in the exception (multiprocessing.BufferTooShort's args[0]).
 class buffer_too_short : public error {
  public:
-  using error::error;
+  buffer_too_short(std::vector<std::byte> message, std::size_t buffer_size)
+      : error("buffer too short: the message has " + std::to_string(message.size()) +
+              " bytes, the buffer " + std::to_string(buffer_size) +
+              "; the message is in this exception's message()"),
+        message_(std::move(message)) {}
+  const std::vector<std::byte>& message() const noexcept { return message_; }
+
+ private:
+  std::vector<std::byte> message_;
 };
 
 /// A blocking call ran past its deadline where Python raises TimeoutError.

@@ -1,0 +1,57 @@
+// isola/detail/handle_transfer.hpp — how handles (pipe ends, queues) travel as
+// process arguments under forkserver and spawn.
+//
+// A handle is a file descriptor plus some state. Under fork the child simply
+// has both. Under forkserver and spawn the arguments are encoded: while they
+// are, a handle's save() calls export_fd(), which records the descriptor for
+// the start method to send along (SCM_RIGHTS) and writes only its index; in
+// the child, while the arguments are decoded, load() calls import_fd(index)
+// and gets the descriptor the child received, which it then owns.
+//
+// Outside those two moments a handle cannot be serialized: as in Python,
+// queues and pipes are shared by inheritance, not sent as messages.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+namespace isola::detail {
+
+/// Active while a process's arguments are encoded; collects descriptors.
+class fd_export_scope {
+ public:
+  fd_export_scope();
+  ~fd_export_scope();
+  fd_export_scope(const fd_export_scope&) = delete;
+  fd_export_scope& operator=(const fd_export_scope&) = delete;
+  const std::vector<int>& fds() const noexcept { return fds_; }
+
+ private:
+  friend std::uint32_t export_fd(int fd);
+  std::vector<int> fds_;
+  fd_export_scope* prev_;
+};
+
+/// Active while a child decodes its arguments; hands out what it received.
+class fd_import_scope {
+ public:
+  explicit fd_import_scope(std::vector<int> fds);
+  ~fd_import_scope();  // closes descriptors nobody imported
+  fd_import_scope(const fd_import_scope&) = delete;
+  fd_import_scope& operator=(const fd_import_scope&) = delete;
+
+ private:
+  friend int import_fd(std::uint32_t index);
+  std::vector<int> fds_;
+  fd_import_scope* prev_;
+};
+
+/// Records fd for the child; returns its index. Throws isola::value_error
+/// outside an export scope (a handle serialized as a message).
+std::uint32_t export_fd(int fd);
+
+/// The descriptor received for index, now owned by the caller. Throws
+/// isola::decode_error outside an import scope or for a bad index.
+int import_fd(std::uint32_t index);
+
+}  // namespace isola::detail
