@@ -125,9 +125,12 @@ class connection {
   void load(Archive& ar) {
     std::uint32_t index = 0;
     std::uint64_t max = 0;
-    ar(index, readable_, writable_, max);
+    bool readable = false, writable = false;
+    ar(index, readable, writable, max);
     close();
     fd_ = detail::import_fd(index);
+    readable_ = readable;
+    writable_ = writable;
     opts_.max_message_size = static_cast<std::size_t>(max);
   }
 

@@ -80,7 +80,9 @@ class process {
   process& operator=(const process&) = delete;
 
   /// Starts the child. Throws process_error if already started or closed,
-  /// start_method_error if the method cannot run this target.
+  /// start_method_error if the method cannot run this target. Afterwards the
+  /// parent drops its copy of the target and arguments (as Python does), which
+  /// closes handles that were moved in as arguments.
   void start();
 
   /// Waits for the child to end. process_error if never started.

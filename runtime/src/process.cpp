@@ -170,6 +170,10 @@ void process::start() {
   }
   s.owner = ::getpid();
   s.ph = process_state::phase::started;
+  // As Python's start(): the parent is done with the target and arguments.
+  // Dropping them closes the parent's copies of handles moved in as
+  // arguments, so that e.g. the reader sees EOF once the child closes its end.
+  spec_ = {};
   std::lock_guard lk(gl.m);
   gl.children.push_back(state_);
 }

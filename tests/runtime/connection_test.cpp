@@ -1,0 +1,331 @@
+// isola::pipe and isola::connection: typed and raw messages, EOF, closed
+// peers, simplex ends, oversize and corrupt input, descriptor passing, and
+// ends passed to children under every start method.
+#include <boost/test/unit_test.hpp>
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <isola/connection.hpp>
+#include <isola/process.hpp>
+#include <isola/wait.hpp>
+
+#include <chrono>
+#include <map>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "test_util.hpp"
+
+using namespace std::chrono_literals;
+namespace utf = boost::unit_test;
+using isola::start_method;
+
+namespace {
+
+std::vector<std::byte> as_bytes(std::string_view s) {
+  auto b = std::as_bytes(std::span(s.data(), s.size()));
+  return {b.begin(), b.end()};
+}
+
+// Child: receives ints until -1, answers each with its double, then sends "bye".
+void doubler(isola::connection c) {
+  for (;;) {
+    int v = c.recv<int>();
+    if (v == -1) break;
+    c.send(v * 2);
+  }
+  c.send(std::string("bye"));
+}
+
+// Child: sends three messages then a None-like end marker (Python's seed 002).
+void producer(isola::connection c) {
+  for (int i = 0; i < 3; ++i) c.send(std::string("item ") + std::to_string(i));
+  c.send(std::string());  // end-of-stream marker
+}
+
+int recv_handle_and_write(isola::connection c) {
+  int fd = c.recv_handle();
+  const char msg[] = "written by the child";
+  auto n = ::write(fd, msg, sizeof msg - 1);
+  ::close(fd);
+  return n == static_cast<ssize_t>(sizeof msg - 1) ? 0 : 1;
+}
+
+void block_forever() {
+  for (;;) ::pause();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(connection)
+
+BOOST_AUTO_TEST_CASE(typed_messages_arrive_whole_and_in_order, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send(1);
+  a.send(std::string("hello"));
+  a.send(std::map<std::string, std::vector<int>>{{"x", {1, 2}}});
+  b.send(3.5);
+  BOOST_TEST(b.recv<int>() == 1);
+  BOOST_TEST(b.recv<std::string>() == "hello");
+  BOOST_TEST((b.recv<std::map<std::string, std::vector<int>>>().at("x") == std::vector<int>{1, 2}));
+  BOOST_TEST(a.recv<double>() == 3.5);
+  a.send(42);
+  auto m = b.recv();  // any type
+  BOOST_TEST(m.is<int>());
+  BOOST_TEST(m.get<int>() == 42);
+}
+
+BOOST_AUTO_TEST_CASE(a_wrong_type_is_a_type_error_and_the_message_is_not_lost,
+                     *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send(std::string("not an int"));
+  try {
+    b.recv<int>();
+    BOOST_FAIL("recv<int> of a string did not throw");
+  } catch (const isola::type_error& e) {
+    std::string what = e.what();
+    BOOST_TEST(what.find("int32") != std::string::npos, what);
+    BOOST_TEST(what.find("string") != std::string::npos, what);
+  }
+  BOOST_TEST(b.poll());
+  BOOST_TEST(b.recv<std::string>() == "not an int");
+}
+
+BOOST_AUTO_TEST_CASE(eof_after_every_copy_of_the_other_end_is_closed, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      auto [reader, writer] = isola::pipe();
+      isola::process p(isola::process_options{.method = m}, producer, std::move(writer));
+      p.start();  // the writer moved into p's arguments; start() drops the parent's copy
+      p.join();
+      std::vector<std::string> got;
+      for (;;) {
+        auto s = reader.recv<std::string>();
+        if (s.empty()) break;
+        got.push_back(s);
+      }
+      BOOST_TEST(got.size() == 3u);
+      BOOST_TEST(got[2] == "item 2");
+      BOOST_CHECK_THROW(reader.recv<std::string>(), isola::eof_error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(recv_throws_eof_error_once_the_peer_is_closed, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send(7);
+  a.close();
+  BOOST_TEST(a.closed());
+  BOOST_TEST(b.recv<int>() == 7);  // buffered messages first
+  BOOST_CHECK_THROW(b.recv<int>(), isola::eof_error);
+  BOOST_CHECK_THROW(b.recv<int>(), isola::eof_error);
+}
+
+BOOST_AUTO_TEST_CASE(sending_to_a_closed_peer_is_an_error_not_a_sigpipe_death,
+                     *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  b.close();
+  try {
+    a.send(1);
+    a.send(std::vector<char>(1 << 20));  // whatever the kernel buffers, this cannot fit
+    BOOST_FAIL("send to a closed peer did not throw");
+  } catch (const isola::os_error& e) {
+    BOOST_TEST(e.code() == EPIPE);
+  }
+  BOOST_CHECK_THROW(a.send_bytes("x"), isola::os_error);
+}
+
+BOOST_AUTO_TEST_CASE(a_simplex_pipe_refuses_the_wrong_direction, *utf::timeout(30)) {
+  auto [r, w] = isola::pipe(false);
+  BOOST_TEST(r.readable());
+  BOOST_TEST(!r.writable());
+  BOOST_TEST(w.writable());
+  BOOST_TEST(!w.readable());
+  BOOST_CHECK_THROW(r.send(1), isola::value_error);
+  BOOST_CHECK_THROW(w.recv<int>(), isola::value_error);
+  w.send(5);
+  BOOST_TEST(r.recv<int>() == 5);
+}
+
+BOOST_AUTO_TEST_CASE(raw_bytes_round_trip_and_recv_bytes_reads_any_message, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send_bytes("hello");
+  BOOST_TEST((b.recv_bytes() == as_bytes("hello")));
+  a.send_bytes(std::span<const std::byte>{});
+  BOOST_TEST(b.recv_bytes().empty());
+  a.send(std::string("typed"));
+  BOOST_TEST((b.recv_bytes() == isola::encode(std::string("typed"))));
+  a.send_bytes("raw");
+  BOOST_CHECK_THROW(b.recv<std::string>(), isola::type_error);
+  BOOST_TEST((b.recv_bytes() == as_bytes("raw")));
+}
+
+BOOST_AUTO_TEST_CASE(maxlength_too_small_is_an_error_and_the_message_stays, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send_bytes("0123456789");
+  BOOST_CHECK_THROW(b.recv_bytes(4), isola::value_error);
+  BOOST_TEST((b.recv_bytes(10) == as_bytes("0123456789")));
+}
+
+BOOST_AUTO_TEST_CASE(recv_bytes_into_a_short_buffer_carries_the_whole_message,
+                     *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  a.send_bytes("0123456789");
+  a.send_bytes("abc");
+  std::vector<std::byte> small(4);
+  try {
+    b.recv_bytes_into(small);
+    BOOST_FAIL("no buffer_too_short");
+  } catch (const isola::buffer_too_short& e) {
+    BOOST_TEST((e.message() == as_bytes("0123456789")));
+  }
+  BOOST_TEST(b.recv_bytes_into(small) == 3u);  // the next message is intact
+  BOOST_TEST(std::string(reinterpret_cast<char*>(small.data()), 3) == "abc");
+}
+
+BOOST_AUTO_TEST_CASE(an_oversize_message_is_refused_on_both_sides, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe(true, {.max_message_size = 1024});
+  BOOST_CHECK_THROW(a.send_bytes(std::vector<std::byte>(2048)), isola::value_error);
+  BOOST_CHECK_THROW(a.send(std::string(2048, 'x')), isola::value_error);
+  a.send(std::string(100, 'y'));  // nothing of the refused ones was written
+  BOOST_TEST(b.recv<std::string>() == std::string(100, 'y'));
+
+  auto [c, d] = isola::pipe();
+  isola::connection small_reader(::dup(d.fileno()), true, true, {.max_message_size = 16});
+  c.send(std::string(1000, 'z'));
+  BOOST_CHECK_THROW(small_reader.recv<std::string>(), isola::value_error);
+  BOOST_TEST(!small_reader.readable());  // closed for reading, as documented
+}
+
+BOOST_AUTO_TEST_CASE(corrupt_bytes_are_a_decode_error_and_close_the_connection,
+                     *utf::timeout(30)) {
+  {
+    auto [a, b] = isola::pipe();
+    const char junk[] = "this is not a frame at all, just bytes";
+    BOOST_REQUIRE(::write(a.fileno(), junk, sizeof junk) == static_cast<ssize_t>(sizeof junk));
+    BOOST_CHECK_THROW(b.recv<int>(), isola::decode_error);
+    BOOST_TEST(b.closed());
+  }
+  {
+    // A valid header with a flipped payload byte: the checksum catches it.
+    auto [a, b] = isola::pipe();
+    auto f = isola::encode_frame(std::string("payload"));
+    f.back() ^= std::byte{0x01};
+    BOOST_REQUIRE(::write(a.fileno(), f.data(), f.size()) == static_cast<ssize_t>(f.size()));
+    BOOST_CHECK_THROW(b.recv<std::string>(), isola::decode_error);
+    BOOST_TEST(b.closed());
+  }
+  {
+    // A peer that dies in the middle of a message: truncated, not a hang.
+    auto [a, b] = isola::pipe();
+    auto f = isola::encode_frame(std::string(1000, 'q'));
+    BOOST_REQUIRE(::write(a.fileno(), f.data(), 500) == 500);
+    a.close();
+    BOOST_CHECK_THROW(b.recv<std::string>(), isola::decode_error);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(poll_reports_whether_a_message_is_waiting, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  BOOST_TEST(!b.poll());
+  auto t0 = std::chrono::steady_clock::now();
+  BOOST_TEST(!b.poll(50ms));
+  BOOST_TEST((std::chrono::steady_clock::now() - t0 >= 50ms));
+  a.send(1);
+  BOOST_TEST(b.poll(std::nullopt));
+  BOOST_TEST(b.recv<int>() == 1);
+}
+
+BOOST_AUTO_TEST_CASE(ping_pong_with_a_child_under_every_method, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      auto [here, there] = isola::pipe();
+      isola::process p(isola::process_options{.method = m}, doubler, std::move(there));
+      p.start();
+      for (int i = 0; i < 100; ++i) {
+        here.send(i);
+        BOOST_REQUIRE(here.recv<int>() == 2 * i);
+      }
+      here.send(-1);
+      BOOST_TEST(here.recv<std::string>() == "bye");
+      p.join();
+      BOOST_TEST(p.exitcode() == 0);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_descriptor_passes_to_another_process, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      isola_test::temp_file out;
+      auto [here, there] = isola::pipe();
+      isola::process p(isola::process_options{.method = m}, recv_handle_and_write,
+                       std::move(there));
+      p.start();
+      int fd = ::open(out.path().c_str(), O_WRONLY | O_CLOEXEC);
+      here.send_handle(fd);
+      ::close(fd);
+      p.join();
+      BOOST_TEST(p.exitcode() == 0);
+      BOOST_TEST(out.read() == "written by the child");
+    }
+  }
+  // A socket too, within one process.
+  auto [a, b] = isola::pipe();
+  int sv[2];
+  BOOST_REQUIRE(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) == 0);
+  a.send_handle(sv[0]);
+  int got = b.recv_handle();
+  BOOST_TEST(got != sv[0]);
+  BOOST_REQUIRE(::write(got, "s", 1) == 1);
+  char c = 0;
+  BOOST_REQUIRE(::read(sv[1], &c, 1) == 1);
+  BOOST_TEST(c == 's');
+  for (int fd : {sv[0], sv[1], got}) ::close(fd);
+}
+
+BOOST_AUTO_TEST_CASE(a_large_message_crosses_in_one_piece, *utf::timeout(60)) {
+  auto [a, b] = isola::pipe();
+  std::vector<std::uint32_t> big(16 << 20);  // 64 MiB
+  std::iota(big.begin(), big.end(), 0u);
+  isola::process p(isola::process_options{.method = start_method::fork},
+                   [&big](isola::connection c) { c.send(big); }, std::move(a));
+  p.start();
+  auto got = b.recv<std::vector<std::uint32_t>>();
+  p.join();
+  BOOST_TEST(got.size() == big.size());
+  BOOST_TEST((got == big));
+}
+
+BOOST_AUTO_TEST_CASE(wait_returns_the_ready_connections_and_ended_processes,
+                     *utf::timeout(60)) {
+  auto [a1, b1] = isola::pipe();
+  auto [a2, b2] = isola::pipe();
+  isola::process p(block_forever);
+  p.start();
+  BOOST_TEST(isola::wait({b1, b2, p}, 20ms).empty());
+  a2.send(1);
+  auto r = isola::wait({b1, b2, p}, 5s);
+  BOOST_TEST((r == std::vector<std::size_t>{1}));
+  BOOST_TEST(b2.recv<int>() == 1);
+  p.terminate();
+  r = isola::wait({b1, b2, p});
+  BOOST_TEST((r == std::vector<std::size_t>{2}));
+  p.join();
+  a1.close();  // a closed peer makes the other end ready (recv throws eof_error)
+  r = isola::wait({b1, b2}, 5s);
+  BOOST_TEST((r == std::vector<std::size_t>{0}));
+  BOOST_CHECK_THROW(b1.recv<int>(), isola::eof_error);
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_cannot_be_sent_as_a_message, *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  auto [c, d] = isola::pipe();
+  BOOST_CHECK_THROW(a.send(c), isola::value_error);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
