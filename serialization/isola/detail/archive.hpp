@@ -115,11 +115,28 @@ std::enable_if_t<!std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_LO
   ar(cereal::make_size_tag(n));
   v.clear();
   v.reserve(static_cast<std::size_t>(
-      std::min<std::uint64_t>(n, ar.remaining() / (sizeof(T) == 0 ? 1 : sizeof(T)))));
+      std::min<std::uint64_t>(n, ar.remaining() / sizeof(T))));
   for (cereal::size_type i = 0; i < n; ++i) {
     v.emplace_back();
     ar(v.back());
   }
+}
+
+// Byte vectors (isola::bytes, message payloads, bulk data) travel as one
+// block, not element by element: std::byte is an enum, which cereal would
+// otherwise encode one call per byte.
+template <class A>
+void CEREAL_SAVE_FUNCTION_NAME(output_archive& ar, const std::vector<std::byte, A>& v) {
+  std::uint64_t n = v.size();
+  ar.save_binary(&n, sizeof n);
+  ar.save_binary(v.data(), v.size());
+}
+
+template <class A>
+void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::vector<std::byte, A>& v) {
+  auto n = ar.load_size();  // never more than the bytes left
+  v.resize(static_cast<std::size_t>(n));
+  ar.load_binary(v.data(), v.size());
 }
 
 // --- cereal's wrappers -----------------------------------------------------
