@@ -129,6 +129,7 @@ class connection {
     ar(index, readable, writable, max);
     close();
     fd_ = detail::import_fd(index);
+    detail::register_handle_fd(fd_);
     readable_ = readable;
     writable_ = writable;
     opts_.max_message_size = static_cast<std::size_t>(max);

@@ -28,7 +28,9 @@ ISOLA_TYPE_NAME(isola::handle_marker, "isola.handle")
 namespace isola {
 
 connection::connection(int fd, bool readable, bool writable, connection_options opts)
-    : fd_(fd), readable_(readable), writable_(writable), opts_(opts) {}
+    : fd_(fd), readable_(readable), writable_(writable), opts_(opts) {
+  detail::register_handle_fd(fd_);
+}
 
 connection::~connection() { close(); }
 
@@ -63,7 +65,10 @@ connection& connection::operator=(connection&& o) noexcept {
 }
 
 void connection::close() noexcept {
-  if (fd_ >= 0) ::close(fd_);
+  if (fd_ >= 0) {
+    detail::unregister_handle_fd(fd_);
+    ::close(fd_);
+  }
   fd_ = -1;
   readable_ = writable_ = false;
   for (int fd : received_fds_) ::close(fd);

@@ -14,6 +14,7 @@
 #include <new>
 #include <unordered_map>
 
+#include "isola/detail/handle_transfer.hpp"
 #include "state.hpp"
 
 namespace isola::detail {
@@ -27,6 +28,7 @@ namespace {
   int keep[] = {sock};
   close_fds_except(3, keep);
   forget_parent_state_after_fork(false);
+  forget_handles();
 
   sigset_t chld;
   sigemptyset(&chld);

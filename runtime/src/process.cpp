@@ -146,12 +146,14 @@ void process::start() {
                              "the child; consider the forkserver or spawn start method");
       }
       auto who = detail::identity_for_child(s);
+      std::vector<int> keep = spec_.handle_fds ? spec_.handle_fds() : std::vector<int>{};
       gl.m.lock();  // nobody changes the registry while we copy it
       pid_t parent = ::getpid();
       pid_t pid = ::fork();
       if (pid == 0) {
         detail::die_with_parent(parent);
         detail::forget_parent_state_after_fork(true);
+        detail::close_handles_except(keep);  // only the handles it was given
         detail::child_main(who, [this] { return run_in_child(); });
       }
       int err = errno;

@@ -55,6 +55,18 @@ int recv_handle_and_write(isola::connection c) {
   return n == static_cast<ssize_t>(sizeof msg - 1) ? 0 : 1;
 }
 
+int count_until_eof(isola::connection r) {
+  int n = 0;
+  try {
+    for (;;) {
+      r.recv<int>();
+      ++n;
+    }
+  } catch (const isola::eof_error&) {
+  }
+  return n;
+}
+
 void block_forever() {
   for (;;) ::pause();
 }
@@ -111,6 +123,23 @@ BOOST_AUTO_TEST_CASE(eof_after_every_copy_of_the_other_end_is_closed, *utf::time
       BOOST_TEST(got.size() == 3u);
       BOOST_TEST(got[2] == "item 2");
       BOOST_CHECK_THROW(reader.recv<std::string>(), isola::eof_error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_child_holds_only_the_pipe_ends_it_was_given, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      // The writer stays in the parent; under fork the child's copy of it
+      // must be closed, or the child's reader would never see EOF.
+      auto [writer, reader] = isola::pipe();
+      auto [unrelated, unrelated_peer] = isola::pipe();
+      isola::process p(isola::process_options{.method = m}, count_until_eof, std::move(reader));
+      p.start();
+      for (int i = 0; i < 5; ++i) writer.send(i);
+      writer.close();
+      BOOST_TEST(p.join(20s));
+      BOOST_TEST(p.exitcode() == 5);
     }
   }
 }

@@ -10,6 +10,12 @@
 //
 // Outside those two moments a handle cannot be serialized: as in Python,
 // queues and pipes are shared by inheritance, not sent as messages.
+//
+// Under fork the child is a copy of the parent, with every descriptor. So that
+// a child holds only the handles it was given (and a reader sees EOF when the
+// writers it knows of are gone), handles register their descriptors here, and
+// a fork child closes every registered descriptor that is not among its
+// arguments (found by running the arguments' save() in collect mode).
 #pragma once
 
 #include <cstdint>
@@ -18,9 +24,11 @@
 namespace isola::detail {
 
 /// Active while a process's arguments are encoded; collects descriptors.
+/// In collect mode (used under fork to learn which handles a child keeps)
+/// closed handles are skipped instead of refused.
 class fd_export_scope {
  public:
-  fd_export_scope();
+  explicit fd_export_scope(bool collect_only = false);
   ~fd_export_scope();
   fd_export_scope(const fd_export_scope&) = delete;
   fd_export_scope& operator=(const fd_export_scope&) = delete;
@@ -29,6 +37,7 @@ class fd_export_scope {
  private:
   friend std::uint32_t export_fd(int fd);
   std::vector<int> fds_;
+  bool collect_only_;
   fd_export_scope* prev_;
 };
 
@@ -53,5 +62,14 @@ std::uint32_t export_fd(int fd);
 /// The descriptor received for index, now owned by the caller. Throws
 /// isola::decode_error outside an import scope or for a bad index.
 int import_fd(std::uint32_t index);
+
+/// A handle took ownership of fd / gave it up (closed it).
+void register_handle_fd(int fd) noexcept;
+void unregister_handle_fd(int fd) noexcept;
+
+/// In a fork child: closes every registered handle descriptor not in keep.
+void close_handles_except(const std::vector<int>& keep) noexcept;
+/// In the zygote, which closed them all by number: forget them.
+void forget_handles() noexcept;
 
 }  // namespace isola::detail

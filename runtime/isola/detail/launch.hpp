@@ -17,9 +17,11 @@
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "isola/codec.hpp"
 #include "isola/detail/callable_traits.hpp"
+#include "isola/detail/handle_transfer.hpp"
 
 namespace isola::detail {
 
@@ -35,6 +37,7 @@ struct portable_call {
 
 struct launch_spec {
   std::function<int()> run;                    // the call, for fork
+  std::function<std::vector<int>()> handle_fds;  // descriptors of handles in the arguments
   std::function<portable_call()> portable;     // empty when not portable
   std::string not_portable_reason;
   bool empty() const { return !run; }
@@ -153,6 +156,15 @@ launch_spec make_launch_spec(F&& f, A&&... a) {
       tr = &functor_trampoline<Fd, A...>;
     }
     spec.portable = [tr, target, args] { return portable_call{tr, target, encode(*args)}; };
+  }
+  if constexpr (is_serializable_v<tuple_t>) {
+    // Which handles the child is given: their save() reports their fds.
+    spec.handle_fds = [args] {
+      fd_export_scope collect(true);
+      bytes scratch;
+      encode_into(*args, scratch);
+      return collect.fds();
+    };
   }
   spec.run = [fn = std::move(fn), args]() mutable { return S::invoke(fn, *args); };
   return spec;
