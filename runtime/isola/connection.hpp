@@ -144,6 +144,8 @@ class connection {
   void send_frame(std::span<const std::byte> frame_bytes);
   void send_raw(std::span<const std::byte> a, std::span<const std::byte> b, int pass_fd = -1);
   frame& next_frame();
+  frame_header read_header();
+  void read_payload(const frame_header& h, std::span<std::byte> into);
   bool fill(bool block);  // reads more into rbuf_; false on EOF
   std::size_t buffered() const noexcept { return rend_ - rpos_; }
   void require_readable() const;

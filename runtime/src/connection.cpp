@@ -231,8 +231,7 @@ bool connection::fill(bool block) {
   }
 }
 
-connection::frame& connection::next_frame() {
-  if (pending_) return *pending_;
+frame_header connection::read_header() {
   require_readable();
   while (buffered() < frame_header_size) {
     if (!fill(true)) {
@@ -253,16 +252,17 @@ connection::frame& connection::next_frame() {
     fail_corrupt(what);
   }
   rpos_ += frame_header_size;
-  frame f;
-  f.tag = h.tag;
+  return h;
+}
+
+void connection::read_payload(const frame_header& h, std::span<std::byte> into) {
   auto size = static_cast<std::size_t>(h.size);
-  f.payload.resize(size);
   std::size_t have = std::min(size, buffered());
-  std::memcpy(f.payload.data(), rbuf_.data() + rpos_, have);
+  if (have) std::memcpy(into.data(), rbuf_.data() + rpos_, have);
   rpos_ += have;
   // The rest of a large payload goes straight into place: no second copy.
   while (have < size) {
-    ssize_t r = ::read(fd_, f.payload.data() + have, size - have);
+    ssize_t r = ::read(fd_, into.data() + have, size - have);
     if (r < 0) {
       if (errno == EINTR) continue;
       detail::throw_errno("recv");
@@ -273,10 +273,19 @@ connection::frame& connection::next_frame() {
     have += static_cast<std::size_t>(r);
   }
   try {
-    verify_frame(h, f.payload);
+    verify_frame(h, into.first(size));
   } catch (const decode_error& e) {
     fail_corrupt(e.what());
   }
+}
+
+connection::frame& connection::next_frame() {
+  if (pending_) return *pending_;
+  auto h = read_header();
+  frame f;
+  f.tag = h.tag;
+  f.payload.resize(static_cast<std::size_t>(h.size));
+  read_payload(h, f.payload);
   pending_ = std::move(f);
   return *pending_;
 }
@@ -311,7 +320,21 @@ std::vector<std::byte> connection::recv_bytes(std::size_t maxlength) {
 }
 
 std::size_t connection::recv_bytes_into(std::span<std::byte> buf) {
-  auto& f = next_frame();
+  if (!pending_) {
+    // The common case reads the payload straight into the caller's buffer.
+    auto h = read_header();
+    auto n = static_cast<std::size_t>(h.size);
+    if (n <= buf.size()) {
+      read_payload(h, buf);
+      return n;
+    }
+    frame f;
+    f.tag = h.tag;
+    f.payload.resize(n);
+    read_payload(h, f.payload);
+    throw buffer_too_short(std::move(f.payload), buf.size());
+  }
+  auto& f = *pending_;
   auto n = f.payload.size();
   if (n > buf.size()) {
     auto whole = std::move(f.payload);
