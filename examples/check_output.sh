@@ -13,6 +13,7 @@
 #   --status N          the program's exit status is N (default 0)
 #   --count N RE        exactly N lines match RE
 #   --expect RE         at least one line matches RE
+#   --line N RE         line N (counting from 1) matches RE
 #   --reject RE         no line matches RE
 #   --before RE1 RE2    the first line matching RE1 comes before the first
 #                       line matching RE2 (both must exist)
@@ -22,6 +23,7 @@
 #   --gone VAR          no process with the captured pid VAR exists once the
 #                       program has ended (waits up to 2 s for it to go)
 #   --max-seconds S     the program (and its children) ended within S seconds
+#   --min-seconds S     the program ran at least S seconds
 set -u
 
 checks=()
@@ -112,6 +114,16 @@ while ((i < ${#checks[@]})); do
       if first_match "$re"; then ok "a line matches /$re/"; else fail "no line matches /$re/"; fi
       i=$((i + 2))
       ;;
+    --line)
+      need 2 "$opt"
+      n=${checks[i + 1]} re=${checks[i + 2]}
+      if ((n >= 1 && n <= ${#lines[@]})) && [[ ${lines[n - 1]} =~ $re ]]; then
+        ok "line $n matches /$re/"
+      else
+        fail "line $n (${lines[n - 1]:-<none>}) does not match /$re/"
+      fi
+      i=$((i + 3))
+      ;;
     --reject)
       need 1 "$opt"
       re=${checks[i + 1]}
@@ -180,6 +192,13 @@ while ((i < ${#checks[@]})); do
       s=${checks[i + 1]}
       limit_ms=$(awk -v s="$s" 'BEGIN { printf "%d", s * 1000 }')
       if ((elapsed_ms <= limit_ms)); then ok "ended in ${elapsed_ms} ms <= ${s} s"; else fail "took ${elapsed_ms} ms > ${s} s"; fi
+      i=$((i + 2))
+      ;;
+    --min-seconds)
+      need 1 "$opt"
+      s=${checks[i + 1]}
+      limit_ms=$(awk -v s="$s" 'BEGIN { printf "%d", s * 1000 }')
+      if ((elapsed_ms >= limit_ms)); then ok "ran ${elapsed_ms} ms >= ${s} s"; else fail "took only ${elapsed_ms} ms < ${s} s"; fi
       i=$((i + 2))
       ;;
     *)

@@ -1,0 +1,222 @@
+// isola/queue.hpp — a multi-producer, multi-consumer FIFO queue between
+// processes, in shared memory (Python's multiprocessing.Queue).
+//
+//   isola::queue<int> q(3);                 // at most 3 items; 0 = unbounded
+//   isola::process p(worker, q);            // a copy goes to the child
+//   p.start();
+//   q.put(42);                              // blocks while full; put(v, 2s),
+//   int r = q.get();                        // put_nowait, try_put; get likewise
+//
+// A queue<T> carries values of one type T (any cereal-serializable type;
+// queue<message>, the default, carries a value of any type, see message.hpp).
+// It lives in a memfd mapped by every process that has the queue: copies made
+// by fork share the mapping, and a queue given to a forkserver or spawn child
+// as a process argument sends the memfd along. The memory has no name (not
+// in /dev/shm, not anywhere): there is nothing to unlink, and it is freed
+// when the last process holding it exits, even if every one is SIGKILLed.
+//
+// What every process sees:
+// - Any number of processes put and get. Each message is delivered to exactly
+//   one get, whole, and the messages of one producer in the order it put
+//   them. A message may be larger than the queue's ring (up to
+//   max_message_size, 1 GiB by default): it then streams through the ring in
+//   chunks while a consumer receives it.
+// - put blocks while the queue is full: maxsize messages (if maxsize > 0), or
+//   not enough free bytes in the ring. get blocks while it is empty. The
+//   timed forms throw queue_full / queue_empty after the timeout, the
+//   _nowait forms at once, the try_ forms return false / nullopt.
+// - qsize() is exact: the messages completely put and not yet taken. A
+//   message larger than a ring chunk counts from the moment its last byte is
+//   in the ring (a consumer may already be receiving its first bytes).
+// - A process SIGKILLed at any point inside put or get leaves the queue
+//   usable by all others, never locked, never with a torn message, and never
+//   makes a message arrive twice. A message is taken at one instant inside
+//   get: a consumer killed before it leaves the message in the queue, one
+//   killed after it (or in the middle of receiving a chunked message) has
+//   consumed it: at most one message is lost per killed consumer. A message
+//   whose producer is killed before its last byte is in is dropped whole.
+// - close() ends this handle and its copies in this process only (unmaps the
+//   memory, closes the descriptors); every later call on it throws
+//   value_error("queue is closed"). Other processes are not affected, and a
+//   get blocked in another process keeps waiting for other producers. Do not
+//   close a queue while another thread of this process is inside put or get.
+//
+// Timing details. A message larger than the ring goes in only while someone
+// gets it (a put(v, t) that times out half-way aborts it: no consumer sees
+// any of it). A get(t) or get_nowait() that has begun receiving a chunked
+// message finishes receiving it, or sees it aborted, before it returns: its
+// producer is streaming it at memory speed, and a producer that died is
+// noticed within 20 ms. A non-blocking or timed call may wait up to 10 ms past
+// its deadline for another process's put or get to release the lock it holds
+// for a copy. After a process is killed between making a message (or room)
+// available and waking the processes waiting for it, those wake up within
+// 100 ms (every sleep re-checks that often); wait() on the queue only at the
+// next put or its own timeout.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "isola/codec.hpp"
+#include "isola/detail/handle_transfer.hpp"
+#include "isola/detail/queue_codec.hpp"
+#include "isola/detail/shm_ring.hpp"
+#include "isola/error.hpp"
+#include "isola/message.hpp"
+#include "isola/type_name.hpp"
+#include "isola/wait.hpp"
+
+namespace isola {
+
+using duration = std::chrono::duration<double>;
+
+struct queue_options {
+  /// Bytes of the shared ring, rounded up to a power of two (4 KiB .. 4 GiB).
+  /// Each message takes its encoding plus 8 to 15 bytes; a message whose
+  /// record does not fit a quarter of the ring (at most 1 MiB) is chunked.
+  std::size_t ring_bytes = std::size_t{1} << 20;
+  /// Largest encoded message put() accepts (value_error beyond, nothing put)
+  /// and get() believes (a larger length is corruption).
+  std::size_t max_message_size = std::size_t{1} << 30;
+  /// How long a blocked put or get spins before it sleeps, in pause
+  /// instructions (~15 ns each here; it re-checks with backoff). Spinning
+  /// saves a sleep and a wake-up system call when the other side runs on
+  /// another core; 0 sleeps at once.
+  unsigned spin = 1024;
+};
+
+template <class T = message>
+class queue {
+  static_assert(is_serializable_v<T>,
+                "isola::queue<T>: T must be cereal-serializable and default-constructible");
+
+ public:
+  using value_type = T;
+
+  /// A new, empty queue holding at most maxsize messages (0: as many as the
+  /// ring has room for).
+  explicit queue(std::size_t maxsize = 0, queue_options opts = {}) : queue(maxsize, opts, 1) {}
+
+  /// Copies share the queue (in this process: also its closed state).
+  queue(const queue&) = default;
+  queue& operator=(const queue&) = default;
+  queue(queue&&) noexcept = default;
+  queue& operator=(queue&&) noexcept = default;
+  ~queue() = default;
+
+  /// Puts v, waiting while the queue is full.
+  void put(const T& v) { put_impl(v, detail::op_deadline::block()); }
+  /// Puts v, waiting at most timeout; queue_full if still full then.
+  void put(const T& v, duration timeout) {
+    if (!put_impl(v, detail::op_deadline::after(timeout))) throw_full();
+  }
+  /// Puts v if there is room now; queue_full otherwise.
+  void put_nowait(const T& v) {
+    if (!put_impl(v, detail::op_deadline::nowait())) throw_full();
+  }
+  /// Puts v if there is room now; returns whether it did.
+  bool try_put(const T& v) { return put_impl(v, detail::op_deadline::nowait()); }
+
+  /// Takes the next message, waiting while the queue is empty.
+  T get() { return std::move(*get_impl(detail::op_deadline::block())); }
+  /// Takes the next message, waiting at most timeout; queue_empty if none came.
+  T get(duration timeout) {
+    auto v = get_impl(detail::op_deadline::after(timeout));
+    if (!v) throw_empty();
+    return std::move(*v);
+  }
+  /// Takes the next message if there is one now; queue_empty otherwise.
+  T get_nowait() {
+    auto v = get_impl(detail::op_deadline::nowait());
+    if (!v) throw_empty();
+    return std::move(*v);
+  }
+  /// Takes the next message if there is one now.
+  std::optional<T> try_get() { return get_impl(detail::op_deadline::nowait()); }
+
+  /// Messages in the queue (exact, but others may change it at any moment).
+  std::size_t qsize() const { return ring().qsize(); }
+  /// qsize() == 0.
+  bool empty() const { return ring().empty(); }
+  /// Whether a put of the smallest message would block now: maxsize messages
+  /// are in the queue, or the ring has no room left.
+  bool full() const { return ring().full(); }
+  /// The maxsize given to the constructor.
+  std::size_t maxsize() const { return ring().maxsize(); }
+
+  /// Ends this handle (and its copies) in this process; see the header comment.
+  void close() noexcept {
+    if (ring_) ring_->close();
+  }
+  bool closed() const noexcept { return !ring_ || ring_->closed(); }
+
+  /// For isola::wait(): ready when the queue holds a message (get() would
+  /// not block), or the handle is closed.
+  waitable wait_handle() const {
+    std::shared_ptr<detail::shm_ring> r = ring_ptr();
+    return waitable(r->event_fd(), [r] { return r->ready_for_wait(); }, /*confirm=*/true);
+  }
+
+  /// Only while process arguments are encoded/decoded (see handle_transfer.hpp).
+  template <class Archive>
+  void save(Archive& ar) const {
+    const auto& r = ring();
+    ar(detail::export_fd(r.mem_fd()), detail::export_fd(r.event_fd()));
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    std::uint32_t mem = 0, ev = 0;
+    ar(mem, ev);
+    ring_ = detail::shm_ring::adopt(mem, ev, type_tag<T>());
+  }
+
+ protected:
+  queue(std::size_t maxsize, const queue_options& opts, std::uint32_t kind) {
+    detail::ring_config cfg;
+    cfg.ring_bytes = opts.ring_bytes;
+    cfg.maxsize = maxsize;
+    cfg.max_message_size = opts.max_message_size;
+    cfg.spin = opts.spin;
+    cfg.type_tag = type_tag<T>();
+    cfg.kind = kind;
+    ring_ = detail::shm_ring::create(cfg);
+  }
+
+  detail::shm_ring& ring() const {
+    if (!ring_ || ring_->closed()) throw value_error("queue is closed");
+    return *ring_;
+  }
+  std::shared_ptr<detail::shm_ring> ring_ptr() const {
+    ring();
+    return ring_;
+  }
+
+ private:
+  bool put_impl(const T& v, detail::op_deadline d) {
+    auto& r = ring();
+    detail::put_parts parts = detail::queue_encode(v);
+    bool ok = r.put(parts.head(), parts.body, d);
+    if constexpr (!detail::queue_raw_v<T> && !detail::queue_bulk<T>::value &&
+                  !std::is_same_v<T, message>)
+      detail::trim_queue_scratch();
+    return ok;
+  }
+
+  std::optional<T> get_impl(detail::op_deadline d) {
+    auto& r = ring();
+    detail::queue_sink<T> sink;
+    if (!r.get(sink, d)) return std::nullopt;
+    return std::move(sink.value);
+  }
+
+  [[noreturn]] static void throw_full() { throw queue_full("queue is full"); }
+  [[noreturn]] static void throw_empty() { throw queue_empty("queue is empty"); }
+
+  std::shared_ptr<detail::shm_ring> ring_;
+};
+
+}  // namespace isola
