@@ -2,6 +2,7 @@
 #pragma once
 
 #include "isola/codec.hpp"
+#include "isola/connection.hpp"
 #include "isola/error.hpp"
 #include "isola/frame.hpp"
 #include "isola/joinable_queue.hpp"
@@ -13,3 +14,4 @@
 #include "isola/simple_queue.hpp"
 #include "isola/start_method.hpp"
 #include "isola/type_name.hpp"
+#include "isola/wait.hpp"
