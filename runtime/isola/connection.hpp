@@ -129,7 +129,7 @@ class connection {
     ar(index, readable, writable, max);
     close();
     fd_ = detail::import_fd(index);
-    detail::register_handle_fd(fd_);
+    detail::register_handle_fd(fd_, this, &release_in_child);
     readable_ = readable;
     writable_ = writable;
     opts_.max_message_size = static_cast<std::size_t>(max);
@@ -141,6 +141,7 @@ class connection {
     bytes payload;
   };
   static bytes& send_buffer();
+  static void release_in_child(void* self) noexcept;
   void send_frame(std::span<const std::byte> frame_bytes);
   void send_raw(std::span<const std::byte> a, std::span<const std::byte> b, int pass_fd = -1);
   frame& next_frame();

@@ -27,9 +27,15 @@ ISOLA_TYPE_NAME(isola::handle_marker, "isola.handle")
 
 namespace isola {
 
+void connection::release_in_child(void* self) noexcept {
+  auto* c = static_cast<connection*>(self);
+  c->fd_ = -1;  // the registry closes the descriptor
+  c->readable_ = c->writable_ = false;
+}
+
 connection::connection(int fd, bool readable, bool writable, connection_options opts)
     : fd_(fd), readable_(readable), writable_(writable), opts_(opts) {
-  detail::register_handle_fd(fd_);
+  detail::register_handle_fd(fd_, this, &release_in_child);
 }
 
 connection::~connection() { close(); }
@@ -45,6 +51,7 @@ connection::connection(connection&& o) noexcept
       pending_(std::move(o.pending_)),
       received_fds_(std::move(o.received_fds_)) {
   o.pending_.reset();
+  detail::move_handle_fd(fd_, this);
 }
 
 connection& connection::operator=(connection&& o) noexcept {
@@ -60,6 +67,7 @@ connection& connection::operator=(connection&& o) noexcept {
     pending_ = std::move(o.pending_);
     o.pending_.reset();
     received_fds_ = std::move(o.received_fds_);
+    detail::move_handle_fd(fd_, this);
   }
   return *this;
 }

@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <mutex>
 #include <new>
-#include <set>
+#include <map>
 #include <string>
 
 #include "isola/error.hpp"
@@ -55,9 +55,13 @@ int import_fd(std::uint32_t index) {
 }
 
 namespace {
+struct handle_entry {
+  void* owner;
+  handle_release_fn release;
+};
 struct handle_registry {
   std::mutex m;
-  std::set<int> fds;
+  std::map<int, handle_entry> fds;
 };
 handle_registry& handles() {
   static auto* r = new handle_registry;  // used until the very end of the process
@@ -65,14 +69,21 @@ handle_registry& handles() {
 }
 }  // namespace
 
-void register_handle_fd(int fd) noexcept {
+void register_handle_fd(int fd, void* owner, handle_release_fn release) noexcept {
   if (fd < 0) return;
   auto& r = handles();
   std::lock_guard lk(r.m);
   try {
-    r.fds.insert(fd);
+    r.fds[fd] = {owner, release};
   } catch (...) {
   }
+}
+
+void move_handle_fd(int fd, void* new_owner) noexcept {
+  if (fd < 0) return;
+  auto& r = handles();
+  std::lock_guard lk(r.m);
+  if (auto it = r.fds.find(fd); it != r.fds.end()) it->second.owner = new_owner;
 }
 
 void unregister_handle_fd(int fd) noexcept {
@@ -86,8 +97,9 @@ void close_handles_except(const std::vector<int>& keep) noexcept {
   auto& r = handles();
   new (&r.m) std::mutex;  // whoever held it in the parent is not here
   for (auto it = r.fds.begin(); it != r.fds.end();) {
-    if (std::find(keep.begin(), keep.end(), *it) == keep.end()) {
-      ::close(*it);
+    if (std::find(keep.begin(), keep.end(), it->first) == keep.end()) {
+      it->second.release(it->second.owner);
+      ::close(it->first);
       it = r.fds.erase(it);
     } else {
       ++it;

@@ -144,6 +144,20 @@ BOOST_AUTO_TEST_CASE(a_child_holds_only_the_pipe_ends_it_was_given, *utf::timeou
   }
 }
 
+BOOST_AUTO_TEST_CASE(under_fork_a_connection_not_given_is_closed_in_the_child_not_dangling,
+                     *utf::timeout(30)) {
+  auto [a, b] = isola::pipe();
+  // The child can reach `a` through the capture, but was not given it.
+  isola::process p(isola::process_options{.method = start_method::fork},
+                   [&a] { return a.closed() ? 0 : 1; });
+  p.start();
+  p.join();
+  BOOST_TEST(p.exitcode() == 0);
+  BOOST_TEST(!a.closed());  // the parent's end is untouched
+  a.send(1);
+  BOOST_TEST(b.recv<int>() == 1);
+}
+
 BOOST_AUTO_TEST_CASE(recv_throws_eof_error_once_the_peer_is_closed, *utf::timeout(30)) {
   auto [a, b] = isola::pipe();
   a.send(7);

@@ -12,10 +12,13 @@
 // queues and pipes are shared by inheritance, not sent as messages.
 //
 // Under fork the child is a copy of the parent, with every descriptor. So that
-// a child holds only the handles it was given (and a reader sees EOF when the
-// writers it knows of are gone), handles register their descriptors here, and
-// a fork child closes every registered descriptor that is not among its
-// arguments (found by running the arguments' save() in collect mode).
+// a child holds only the pipe ends it was given (and a reader sees EOF when
+// the writers it knows of are gone), connections register here, and a fork
+// child closes every registered one that is not among its arguments (found by
+// running the arguments' save() in collect mode). The objects themselves are
+// marked closed too, so a connection the child can still reach (a global, a
+// capture) fails cleanly instead of using a descriptor number that may be
+// reused. Queues do not register: their memory is shared under fork anyway.
 #pragma once
 
 #include <cstdint>
@@ -63,8 +66,12 @@ std::uint32_t export_fd(int fd);
 /// isola::decode_error outside an import scope or for a bad index.
 int import_fd(std::uint32_t index);
 
-/// A handle took ownership of fd / gave it up (closed it).
-void register_handle_fd(int fd) noexcept;
+/// Marks the owner of a handle closed (its descriptor is closed for it).
+using handle_release_fn = void (*)(void* owner) noexcept;
+
+/// A handle at `owner` took ownership of fd / moved / gave it up (closed it).
+void register_handle_fd(int fd, void* owner, handle_release_fn release) noexcept;
+void move_handle_fd(int fd, void* new_owner) noexcept;
 void unregister_handle_fd(int fd) noexcept;
 
 /// In a fork child: closes every registered handle descriptor not in keep.
