@@ -18,5 +18,5 @@ cmake --build build-asan -j"$jobs"
 
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DISOLA_SANITIZE=thread \
   -DISOLA_BUILD_BENCH=OFF -DISOLA_BUILD_EXAMPLES=OFF
-cmake --build build-tsan -j"$jobs" --target runtime_threads_test runtime_lifecycle_test
-(cd build-tsan && ctest -j"$jobs" --output-on-failure --timeout 600 -R 'runtime_(threads|lifecycle)_test')
+cmake --build build-tsan -j"$jobs" --target runtime_threads_test runtime_lifecycle_test runtime_queue_test
+(cd build-tsan && ctest -j"$jobs" --output-on-failure --timeout 600 -R 'runtime_(threads|lifecycle|queue)_test')

@@ -23,13 +23,14 @@ std::vector<std::size_t> wait(std::span<const waitable> objects,
   if (timeout) deadline = clock::now() + std::chrono::duration_cast<clock::duration>(*timeout);
   std::vector<pollfd> fds(objects.size());
   for (;;) {
-    std::vector<std::size_t> ready;
-    for (std::size_t i = 0; i < objects.size(); ++i)
-      if (objects[i].ready_now()) ready.push_back(i);
-    if (!ready.empty()) return ready;
+    std::vector<bool> now(objects.size());
+    bool any_now = false;
+    for (std::size_t i = 0; i < objects.size(); ++i) any_now |= (now[i] = objects[i].ready_now());
     for (std::size_t i = 0; i < objects.size(); ++i) fds[i] = {objects[i].fd(), POLLIN, 0};
     int ms = -1;
-    if (deadline) {
+    if (any_now) {
+      ms = 0;  // something is ready: only look whether the others are too
+    } else if (deadline) {
       auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock::now() +
                                                                         std::chrono::microseconds(999));
       ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30));
@@ -39,7 +40,12 @@ std::vector<std::size_t> wait(std::span<const waitable> objects,
       if (errno == EINTR) continue;
       detail::throw_errno("poll");
     }
+    std::vector<std::size_t> ready;
     for (std::size_t i = 0; i < objects.size(); ++i) {
+      if (now[i]) {
+        ready.push_back(i);
+        continue;
+      }
       if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
       // A queue's descriptor can wake us for an item another consumer took:
       // such objects confirm with ready_now (which also rearms the fd).

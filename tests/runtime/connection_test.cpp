@@ -10,6 +10,7 @@
 
 #include <isola/connection.hpp>
 #include <isola/process.hpp>
+#include <isola/queue.hpp>
 #include <isola/wait.hpp>
 
 #include <chrono>
@@ -363,6 +364,20 @@ BOOST_AUTO_TEST_CASE(wait_returns_the_ready_connections_and_ended_processes,
   r = isola::wait({b1, b2}, 5s);
   BOOST_TEST((r == std::vector<std::size_t>{0}));
   BOOST_CHECK_THROW(b1.recv<int>(), isola::eof_error);
+}
+
+BOOST_AUTO_TEST_CASE(wait_reports_every_ready_object_not_just_the_first, *utf::timeout(30)) {
+  isola::process p(block_forever);
+  p.start();
+  p.terminate();
+  BOOST_REQUIRE((isola::wait({p}, 10s) == std::vector<std::size_t>{0}));
+  isola::queue<int> q;
+  q.put(1);
+  auto [a, b] = isola::pipe();
+  a.send(2);
+  BOOST_TEST((isola::wait({p, q, b}, 0s) == std::vector<std::size_t>{0, 1, 2}));
+  BOOST_TEST((isola::wait({q, p}, 0s) == std::vector<std::size_t>{0, 1}));
+  p.join();
 }
 
 BOOST_AUTO_TEST_CASE(a_connection_cannot_be_sent_as_a_message, *utf::timeout(30)) {
