@@ -81,6 +81,7 @@
 #include <string_view>
 #include <vector>
 
+#include "support.hpp"
 #include <isola/connection.hpp>
 #include <isola/process.hpp>
 #include <isola/runtime.hpp>
@@ -93,6 +94,8 @@
 #else
 #define CHANNELS_HAVE_QUEUE 0
 #endif
+
+using namespace isola_bench;
 
 namespace {
 
@@ -738,23 +741,7 @@ double isola_queue_bulk(std::size_t size, long k) {
 
 // ---------------------------------------------------------------- statistics
 
-struct stats {
-  double median = NAN;
-  double p90 = NAN;
-  std::size_t n = 0;
-};
 
-stats summarize(std::vector<double> xs) {
-  stats s;
-  s.n = xs.size();
-  if (xs.empty()) return s;
-  std::sort(xs.begin(), xs.end());
-  auto n = xs.size();
-  s.median = n % 2 ? xs[n / 2] : (xs[n / 2 - 1] + xs[n / 2]) / 2;
-  auto k = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
-  s.p90 = xs[std::max<std::size_t>(k, 1) - 1];
-  return s;
-}
 
 // ---------------------------------------------------------------- python
 
@@ -947,57 +934,11 @@ if __name__ == "__main__":
     print(json.dumps(res), flush=True)
 )PY";
 
-std::optional<std::string> find_in_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  if (!path) return std::nullopt;
-  std::stringstream ss(path);
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    auto full = std::filesystem::path(dir.empty() ? "." : dir) / name;
-    if (::access(full.c_str(), X_OK) == 0) return full.string();
-  }
-  return std::nullopt;
-}
 
-// Flat JSON from our own script: "key": number or "key": "string".
-std::map<std::string, double> parse_numbers(const std::string& json, std::string& version) {
-  std::map<std::string, double> out;
-  std::size_t i = 0;
-  while ((i = json.find('"', i)) != std::string::npos) {
-    auto j = json.find('"', i + 1);
-    if (j == std::string::npos) break;
-    auto key = json.substr(i + 1, j - i - 1);
-    auto colon = json.find(':', j);
-    if (colon == std::string::npos) break;
-    auto v = colon + 1;
-    while (v < json.size() && json[v] == ' ') ++v;
-    if (v < json.size() && json[v] == '"') {
-      auto e = json.find('"', v + 1);
-      if (key == "version") version = json.substr(v + 1, e - v - 1);
-      i = e + 1;
-      continue;
-    }
-    char* end = nullptr;
-    double d = std::strtod(json.c_str() + v, &end);
-    if (end != json.c_str() + v) out[key] = d;
-    i = static_cast<std::size_t>(end - json.c_str());
-  }
-  return out;
-}
 
-std::string shell_quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
 
 // ---------------------------------------------------------------- output
 
-std::string fmt(double v, int prec = 1) {
-  if (std::isnan(v)) return "n/a";
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", prec, v);
-  return b;
-}
 
 // How a case's seconds-per-unit are shown.
 enum class unit { us_per_rt, m_items_per_s, gb_per_s };
