@@ -28,7 +28,8 @@ bool process_state::try_reap() {
     // No status means the zygote itself died, and its children with it
     // (they die with their parent): report the SIGKILL they got.
     exitcode = n == sizeof status ? exitcode_from_wait_status(status) : -SIGKILL;
-    status_fd.reset();
+    // The pipe stays open until close(): another thread may be polling it in
+    // wait(), and a closed descriptor number can be reused by anything.
     return true;
   }
   siginfo_t si{};
