@@ -110,15 +110,22 @@ void maybe_run_spawn_child() {
   std::uint64_t len = 0;
   child_payload p;
   std::vector<int> fds;
+  // The parent died or sent garbage before we could run anything: say so,
+  // and exit with the code documented for it.
+  auto give_up = [](const char* why) {
+    std::string msg = std::string("isola: spawn child could not read its start request: ") + why + "\n";
+    (void)!::write(2, msg.data(), msg.size());
+    ::_exit(72);
+  };
   try {
     if (recv_with_fds(fd, std::as_writable_bytes(std::span(&len, 1)), fds, 253) != sizeof len)
-      ::_exit(72);
+      give_up("the parent closed the socket");
     bytes data(len);
-    if (read_full(fd, data.data(), len) != len) ::_exit(72);
+    if (read_full(fd, data.data(), len) != len) give_up("truncated request");
     ::close(fd);
     p = decode<child_payload>(data);
-  } catch (const std::exception&) {
-    ::_exit(72);
+  } catch (const std::exception& e) {
+    give_up(e.what());
   }
   run_payload_child(p, std::move(fds));
 }
