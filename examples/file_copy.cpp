@@ -93,12 +93,6 @@ void copy_file(const std::string& file_name, const std::string& src, const std::
   queue.put(file_name);
 }
 
-std::optional<isola::start_method> parse_method(const std::string& s) {
-  for (auto m : isola::all_start_methods())
-    if (isola::to_string(m) == s) return m;
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -112,7 +106,7 @@ int main(int argc, char** argv) {
   }
   double seconds = argc > 2 ? std::stod(argv[2]) : 1.0;
   if (argc > 3) {
-    auto method = parse_method(argv[3]);
+    auto method = isola::start_method_from_string(argv[3]);
     if (!method) {
       std::cerr << "usage: file_copy [directory [seconds [fork|forkserver|spawn]]]" << std::endl;
       return 2;

@@ -72,19 +72,13 @@ void producer(isola::joinable_queue<std::string> q, const std::string& name,
   q.join();  // 等到消费者把自己放入队列中的所有的数据都取走之后,生产者才结束
 }
 
-std::optional<isola::start_method> parse_method(const std::string& s) {
-  for (auto m : isola::all_start_methods())
-    if (isola::to_string(m) == s) return m;
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
   if (argc > 2) {
-    auto method = parse_method(argv[2]);
+    auto method = isola::start_method_from_string(argv[2]);
     if (!method) {
       std::cerr << "usage: joinable_queue [seconds] [fork|forkserver|spawn]" << std::endl;
       return 2;

@@ -52,19 +52,13 @@ void producer(isola::connection conn, double seconds) {
   std::cout << "生产者收到回复: " << conn.recv<std::string>() << std::endl;
 }
 
-std::optional<isola::start_method> parse_method(const std::string& s) {
-  for (auto m : isola::all_start_methods())
-    if (isola::to_string(m) == s) return m;
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
   if (argc > 2) {
-    auto method = parse_method(argv[2]);
+    auto method = isola::start_method_from_string(argv[2]);
     if (!method) {
       std::cerr << "usage: pipe_end_marker [seconds] [fork|forkserver|spawn]" << std::endl;
       return 2;

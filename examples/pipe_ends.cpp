@@ -47,18 +47,12 @@ void right_side(isola::connection pipe_right) {
   pipe_right.send(std::string("你好"));  // 全双工: 右端也可以写
 }
 
-std::optional<isola::start_method> parse_method(const std::string& s) {
-  for (auto m : isola::all_start_methods())
-    if (isola::to_string(m) == s) return m;
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   if (argc > 1) {
-    auto method = parse_method(argv[1]);
+    auto method = isola::start_method_from_string(argv[1]);
     if (!method) {
       std::cerr << "usage: pipe_ends [fork|forkserver|spawn]" << std::endl;
       return 2;

@@ -56,19 +56,13 @@ void f(isola::connection child_conn, double seconds) {
   child_conn.close();
 }
 
-std::optional<isola::start_method> parse_method(const std::string& s) {
-  for (auto m : isola::all_start_methods())
-    if (isola::to_string(m) == s) return m;
-  return std::nullopt;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
   if (argc > 2) {
-    auto method = parse_method(argv[2]);
+    auto method = isola::start_method_from_string(argv[2]);
     if (!method) {
       std::cerr << "usage: pipe_eof [seconds] [fork|forkserver|spawn]" << std::endl;
       return 2;

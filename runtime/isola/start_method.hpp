@@ -13,6 +13,7 @@
 
 #include <string_view>
 #include <iosfwd>
+#include <optional>
 #include <vector>
 
 namespace isola {
@@ -28,6 +29,9 @@ std::vector<start_method> all_start_methods();
 
 /// "fork", "forkserver" or "spawn".
 std::string_view to_string(start_method m) noexcept;
+
+/// The method named "fork", "forkserver" or "spawn"; nullopt for any other name.
+std::optional<start_method> start_method_from_string(std::string_view name) noexcept;
 
 /// Prints to_string(m); lets test frameworks and loggers show a method.
 std::ostream& operator<<(std::ostream& os, start_method m);

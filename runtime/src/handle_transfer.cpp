@@ -93,6 +93,12 @@ void unregister_handle_fd(int fd) noexcept {
   r.fds.erase(fd);
 }
 
+bool any_registered_handles() noexcept {
+  auto& r = handles();
+  std::lock_guard lk(r.m);
+  return !r.fds.empty();
+}
+
 void close_handles_except(const std::vector<int>& keep) noexcept {
   auto& r = handles();
   new (&r.m) std::mutex;  // whoever held it in the parent is not here

@@ -146,7 +146,10 @@ void process::start() {
                              "the child; consider the forkserver or spawn start method");
       }
       auto who = detail::identity_for_child(s);
-      std::vector<int> keep = spec_.handle_fds ? spec_.handle_fds() : std::vector<int>{};
+      // Scanning the arguments encodes them: only worth it if a handle exists.
+      std::vector<int> keep = spec_.handle_fds && detail::any_registered_handles()
+                                  ? spec_.handle_fds()
+                                  : std::vector<int>{};
       gl.m.lock();  // nobody changes the registry while we copy it
       pid_t parent = ::getpid();
       pid_t pid = ::fork();

@@ -45,6 +45,12 @@ std::string_view to_string(start_method m) noexcept {
   return "unknown";
 }
 
+std::optional<start_method> start_method_from_string(std::string_view name) noexcept {
+  for (auto m : {start_method::fork, start_method::forkserver, start_method::spawn})
+    if (to_string(m) == name) return m;
+  return std::nullopt;
+}
+
 std::ostream& operator<<(std::ostream& os, start_method m) { return os << to_string(m); }
 
 }  // namespace isola

@@ -432,6 +432,10 @@ BOOST_AUTO_TEST_CASE(start_methods_are_listed_and_settable, *utf::timeout(30)) {
   BOOST_TEST(p.exitcode() == 7);
   isola::set_start_method(start_method::fork);
   BOOST_TEST(isola::cpu_count() >= 1u);
+  for (auto m : all)
+    BOOST_TEST((isola::start_method_from_string(isola::to_string(m)) == m));
+  BOOST_TEST(!isola::start_method_from_string("Fork").has_value());
+  BOOST_TEST(!isola::start_method_from_string("").has_value());
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -74,6 +74,10 @@ void register_handle_fd(int fd, void* owner, handle_release_fn release) noexcept
 void move_handle_fd(int fd, void* new_owner) noexcept;
 void unregister_handle_fd(int fd) noexcept;
 
+/// Whether any handle is registered in this process (if not, a fork child
+/// has nothing to close and the arguments need not be scanned).
+bool any_registered_handles() noexcept;
+
 /// In a fork child: closes every registered handle descriptor not in keep.
 void close_handles_except(const std::vector<int>& keep) noexcept;
 /// In the zygote, which closed them all by number: forget them.
