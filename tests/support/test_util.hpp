@@ -91,10 +91,17 @@ inline bool wait_until(const std::function<bool()>& pred,
 }
 
 /// True once pid is gone or a zombie nobody of ours will reap (its parent died).
+/// Plain read(): a process reaped while its stat file is being read makes
+/// read() fail with ESRCH, which an ifstream would turn into an exception.
 inline bool pid_dead(int pid) {
-  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
-  if (!f) return true;
-  std::string s((std::istreambuf_iterator<char>(f)), {});
+  std::string path = "/proc/" + std::to_string(pid) + "/stat";
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return true;
+  char buf[512];
+  ssize_t n = ::read(fd, buf, sizeof buf - 1);
+  ::close(fd);
+  if (n <= 0) return true;
+  std::string s(buf, static_cast<std::size_t>(n));
   auto p = s.rfind(')');
   return p != std::string::npos && p + 2 < s.size() && (s[p + 2] == 'Z' || s[p + 2] == 'X');
 }
