@@ -6,6 +6,7 @@
 #include <cstring>
 #include <string>
 
+#include "isola/detail/function_address.hpp"
 #include "state.hpp"
 
 namespace isola::detail {
@@ -69,6 +70,16 @@ const void* resolve(const code_ref& ref) {
                              "', which this child has not loaded (a library the parent "
                              "dlopen()ed after starting?); use the fork start method");
   return reinterpret_cast<const void*>(ctx.base + ref.offset);
+}
+
+void describe_function(const void* fn, std::string& module, std::uint64_t& offset) {
+  auto ref = to_code_ref(fn);
+  module = std::move(ref.module);
+  offset = ref.offset;
+}
+
+const void* resolve_function(const std::string& module, std::uint64_t offset) {
+  return resolve(code_ref{module, offset});
 }
 
 }  // namespace isola::detail

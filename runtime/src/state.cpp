@@ -1,5 +1,7 @@
 #include "state.hpp"
 
+#include "isola/detail/shutdown_hook.hpp"
+
 #include <poll.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -90,6 +92,12 @@ void shutdown_children() noexcept {
     std::lock_guard lk(gl.m);
     if (gl.shutdown_done) return;
     gl.shutdown_done = true;
+  }
+  // Higher layers (the actor layer's supervisors) stand down first, so that
+  // nothing restarts the children stopped below.
+  run_shutdown_hooks();
+  {
+    std::lock_guard lk(gl.m);
     reap_registry_locked();
     kids = gl.children;
   }

@@ -1,0 +1,271 @@
+// isola/actor.hpp — actors: processes that serve a mailbox with a behavior.
+//
+//   isola::behavior adder() { return {[](const add& a) { return a.x + a.y; }}; }
+//
+//   isola::actor a = isola::spawn(adder);          // a new process
+//   a.send(add{1, 2});                             // fire and forget
+//   int three = a.request<int>(add{1, 2}).get();   // request -> future
+//   auto d = a.monitor();                          // future<down>
+//
+// Each actor is its own OS process (started from the forkserver zygote, or
+// by spawn: never a plain fork of the root, whose CAF threads are running).
+// Its mailbox is a shared-memory ring (the queue's, with its crash safety)
+// carrying envelopes: the message's type tag and cereal payload, plus who
+// sent it and, for requests, which request it is.
+//
+// What every process is guaranteed:
+// - Messages from one sender to one actor arrive in the order sent, each
+//   once. A message sent to an actor that has ended is dropped (and counted,
+//   see this_actor::dropped_messages).
+// - A request is answered, or fails: remote_error (the handler threw; the
+//   actor then exits with the exception, as in Erlang), type_error (no
+//   handler for the message, or a reply of the wrong type), actor_exited (the
+//   actor ended before answering: noticed within 100 ms of its death, with
+//   the exit reason), timeout_error (the request's own deadline). It never
+//   hangs on a dead actor.
+// - Handles are values: copy them, compare them, put them inside messages;
+//   whoever receives one can send to that actor directly.
+// - Every actor's death is seen by the root, which reaps it and tells its
+//   monitors (a down with the exit_reason), its links and its supervisor.
+#pragma once
+
+#include <chrono>
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "isola/behavior.hpp"
+#include "isola/codec.hpp"
+#include "isola/detail/actor_core.hpp"
+#include "isola/detail/launch.hpp"
+#include "isola/exit_reason.hpp"
+#include "isola/future.hpp"
+#include "isola/start_method.hpp"
+#include "isola/type_name.hpp"
+
+namespace isola {
+
+class actor {
+ public:
+  actor() = default;
+  actor(std::uint64_t id, int pid, std::string name) : id_(id), pid_(pid), name_(std::move(name)) {}
+
+  /// Unique among all actors of this root, never reused. 0: no actor.
+  std::uint64_t id() const noexcept { return id_; }
+  int pid() const noexcept { return pid_; }
+  const std::string& name() const noexcept { return name_; }
+  explicit operator bool() const noexcept { return id_ != 0; }
+
+  /// Puts msg in the actor's mailbox (waiting while it is full). Returns
+  /// false if the actor is known to have ended: the message is dropped.
+  template <class T>
+  bool send(const T& msg) const {
+    static_assert(is_serializable_v<T>, "isola::actor::send: T must be cereal-serializable");
+    return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), encode(msg));
+  }
+
+  /// Sends msg as a request; the future gets the handler's reply (of type R).
+  template <class R, class T>
+  future<R> request(const T& msg) const {
+    return request_impl<R>(msg, std::nullopt);
+  }
+  /// As request(msg), and the request itself fails with timeout_error when no
+  /// reply came within t (a late reply is dropped).
+  template <class R, class T>
+  future<R> request(const T& msg, duration t) const {
+    if (!(t.count() >= 0)) throw value_error("timeout must be a non-negative number of seconds");
+    return request_impl<R>(msg, std::chrono::steady_clock::now() +
+                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(t));
+  }
+
+  /// A future completed with the actor's down notice when it ends (at once
+  /// if it already has).
+  future<struct down> monitor() const;
+
+  /// Whether the actor is running, as far as this process knows.
+  bool alive() const { return detail::actor_alive(checked_id()); }
+
+  /// Asks the actor to end: it finishes the message in hand and exits with
+  /// reason shutdown. Does not wait (monitor() to wait).
+  void stop() const { detail::stop_actor(checked_id()); }
+
+  friend bool operator==(const actor& a, const actor& b) noexcept { return a.id_ == b.id_; }
+  friend auto operator<=>(const actor& a, const actor& b) noexcept { return a.id_ <=> b.id_; }
+
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(id_, pid_, name_);
+  }
+
+ private:
+  std::uint64_t checked_id() const {
+    if (id_ == 0) throw value_error("isola::actor: empty handle (default-constructed)");
+    return id_;
+  }
+
+  template <class R, class T>
+  future<R> request_impl(const T& msg,
+                         std::optional<std::chrono::steady_clock::time_point> deadline) const {
+    static_assert(is_serializable_v<T>, "isola::actor::request: T must be cereal-serializable");
+    using stored = typename detail::future_state<R>::stored;
+    static_assert(std::is_void_v<R> || is_serializable_v<R>,
+                  "isola::actor::request<R>: R must be cereal-serializable (or void)");
+    auto st = std::make_shared<detail::future_state<R>>();
+    std::weak_ptr<detail::future_state<R>> w = st;
+    detail::request(checked_id(), type_tag<T>(), encode(msg), deadline, st,
+                    [w](std::uint64_t tag, std::span<const std::byte> payload) {
+                      auto s = w.lock();
+                      if (!s) return;
+                      try {
+                        if constexpr (std::is_void_v<R>) {
+                          if (tag != type_tag<unit>())
+                            detail::throw_reply_type(type_tag<unit>(), "void (isola.unit)", tag);
+                          s->succeed(stored{});
+                        } else {
+                          if (tag != type_tag<R>())
+                            detail::throw_reply_type(type_tag<R>(), type_name<R>(), tag);
+                          s->succeed(decode<R>(payload));
+                        }
+                      } catch (...) {
+                        s->fail(std::current_exception());
+                      }
+                    });
+    return future<R>(std::move(st));
+  }
+
+  std::uint64_t id_ = 0;
+  int pid_ = 0;
+  std::string name_;
+};
+
+/// Prints "actor-3 (id 3, pid 1234)".
+std::ostream& operator<<(std::ostream& os, const actor& a);
+
+/// A monitored actor ended.
+struct down {
+  actor who;
+  exit_reason reason;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(who, reason);
+  }
+};
+
+/// A linked actor ended abnormally, delivered as a message to an actor that
+/// traps exits (this_actor::trap_exit(true)); otherwise the link kills it.
+struct exit_msg {
+  actor from;
+  exit_reason reason;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(from, reason);
+  }
+};
+
+inline future<down> actor::monitor() const {
+  auto st = std::make_shared<detail::future_state<down>>();
+  std::weak_ptr<detail::future_state<down>> w = st;
+  detail::monitor(checked_id(), st, [w](std::uint64_t, std::span<const std::byte> payload) {
+    if (auto s = w.lock()) {
+      try {
+        s->succeed(decode<down>(payload));
+      } catch (...) {
+        s->fail(std::current_exception());
+      }
+    }
+  });
+  return future<down>(std::move(st));
+}
+
+struct spawn_options {
+  /// Default "actor-N" (N is the actor's id).
+  std::string name{};
+  /// forkserver (default) or spawn. fork is refused: the root runs CAF threads.
+  std::optional<start_method> method{};
+  /// Daemon actors are terminated when the root ends; others are asked to stop
+  /// and joined. Default true: an actor serves until told otherwise.
+  bool daemon = true;
+  /// Bytes of the mailbox ring (a larger message streams through it).
+  std::size_t mailbox_bytes = std::size_t{1} << 20;
+};
+
+/// Starts make_behavior(args...) in a new process and returns its handle.
+/// make_behavior is a function pointer or a captureless lambda returning a
+/// behavior; args are cereal-serializable (they are sent to the process).
+template <class F, class... A>
+actor spawn(const spawn_options& opts, F make_behavior, A&&... args) {
+  using Fd = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<Fd>) {
+    using entry = int (*)(detail::actor_boot, detail::function_address,
+                          detail::stored_arg_t<A>...);
+    entry e = &detail::actor_entry_fn<Fd, detail::stored_arg_t<A>...>;
+    detail::function_address fa{reinterpret_cast<const void*>(make_behavior)};
+    return detail::spawn_actor(
+        opts, [e, fa, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
+                  const detail::actor_boot& boot, const process_options& po) {
+          return process(po, e, boot, fa, as...);
+        });
+  } else {
+    static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
+                  "isola::spawn: make_behavior must be a function pointer or a captureless "
+                  "lambda (it is run in another process)");
+    using entry = int (*)(detail::actor_boot, detail::stored_arg_t<A>...);
+    entry e = &detail::actor_entry_functor<Fd, detail::stored_arg_t<A>...>;
+    return detail::spawn_actor(
+        opts, [e, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
+                  const detail::actor_boot& boot, const process_options& po) {
+          return process(po, e, boot, as...);
+        });
+  }
+}
+
+template <class F, class... A>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>)
+actor spawn(F make_behavior, A&&... args) {
+  return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...);
+}
+
+/// What an actor can ask about itself (in the root, "self" is the calling
+/// thread's inbox: a handle actors can reply to, but not a behavior).
+namespace this_actor {
+/// This actor's handle.
+actor self();
+/// Links this actor with a: when either ends abnormally, the other is killed
+/// with reason linked (or, if it traps exits, gets an exit_msg). Actor
+/// processes only.
+void link(const actor& a);
+void unlink(const actor& a);
+/// Turns abnormal exits of linked actors into exit_msg messages.
+void trap_exit(bool on);
+/// Delivers a down message to this actor's behavior when a ends.
+void monitor(const actor& a);
+/// Messages this process dropped because their target had ended.
+std::uint64_t dropped_messages() noexcept;
+}  // namespace this_actor
+
+namespace detail {
+template <class Fp, class... A>
+int actor_entry_fn(actor_boot boot, function_address fa, A... args) {
+  auto fn = reinterpret_cast<Fp>(const_cast<void*>(fa.fn));
+  return run_actor(boot, [&]() -> behavior { return behavior(fn(args...)); });
+}
+template <class L, class... A>
+int actor_entry_functor(actor_boot boot, A... args) {
+  return run_actor(boot, [&]() -> behavior {
+    L f{};
+    return behavior(f(args...));
+  });
+}
+}  // namespace detail
+
+}  // namespace isola
+
+ISOLA_TYPE_NAME(isola::actor, "isola.actor")
+ISOLA_TYPE_NAME(isola::down, "isola.down")
+ISOLA_TYPE_NAME(isola::exit_msg, "isola.exit_msg")
+ISOLA_TYPE_NAME(isola::exit_reason, "isola.exit_reason")

@@ -1,0 +1,114 @@
+// isola/detail/actor_core.hpp — what the actor templates need from the
+// compiled actor layer: posting envelopes, pending requests, spawning.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+
+#include "isola/detail/function_address.hpp"
+#include "isola/detail/handle_transfer.hpp"
+#include "isola/detail/shm_ring.hpp"
+#include "isola/exit_reason.hpp"
+#include "isola/future.hpp"
+#include "isola/process.hpp"
+
+namespace isola {
+class behavior;
+class actor;
+struct spawn_options;
+}  // namespace isola
+
+namespace isola::detail {
+
+/// What travels in a mailbox, besides the message.
+enum class env_kind : std::uint8_t {
+  send = 1,     // a message, no reply expected
+  request,      // a message; reply to `sender` with the same `ref`
+  reply,        // the answer to request `ref`
+  error_reply,  // request `ref` failed: the payload is an error_info
+  down,         // a monitored actor ended: the payload is a down, `ref` the monitor
+  exit_signal,  // a linked actor ended abnormally and we trap exits: an exit_msg
+  stop,         // end normally, with reason shutdown (a supervisor stopping us)
+};
+
+/// Everything a new actor process needs to know, sent as a process argument.
+struct actor_boot {
+  std::uint64_t id = 0;
+  std::string name;
+  std::shared_ptr<shm_ring> mailbox;
+  int control_fd = -1;  // the child's end of its control channel to the root
+  int root_pid = 0;
+
+  template <class Archive>
+  void save(Archive& ar) const;
+  template <class Archive>
+  void load(Archive& ar);
+};
+
+std::uint64_t mailbox_tag();
+
+template <class Archive>
+void actor_boot::save(Archive& ar) const {
+  ar(id, name, root_pid, export_fd(mailbox->mem_fd()), export_fd(mailbox->event_fd()),
+     export_fd(control_fd));
+}
+template <class Archive>
+void actor_boot::load(Archive& ar) {
+  std::uint32_t mem = 0, ev = 0, ctl = 0;
+  ar(id, name, root_pid, mem, ev, ctl);
+  mailbox = shm_ring::adopt(mem, ev, mailbox_tag());
+  control_fd = import_fd(ctl);
+}
+
+/// Posts one envelope to the actor (or root inbox) `target`, waiting while
+/// its mailbox is full. Returns false when the target is known to have ended
+/// (the message is dropped and counted).
+bool post(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+          std::span<const std::byte> payload);
+
+/// Called with a reply's type tag and payload, on the thread that reads it.
+using reply_fn = std::function<void(std::uint64_t tag, std::span<const std::byte> payload)>;
+
+/// Registers a pending request in the calling thread's inbox, posts it and
+/// wires st's pump (reading the inbox) and cancel. on_reply completes st
+/// from a reply; failures (error replies, the target's death, the deadline)
+/// complete it with the matching exception.
+void request(std::uint64_t target, std::uint64_t tag, std::span<const std::byte> payload,
+             std::optional<std::chrono::steady_clock::time_point> deadline,
+             const std::shared_ptr<future_core>& st, reply_fn on_reply);
+
+/// Registers a monitor of target whose down notice completes st (via on_down).
+void monitor(std::uint64_t target, const std::shared_ptr<future_core>& st, reply_fn on_down);
+
+/// Throws the type_error for a reply of the wrong type.
+[[noreturn]] void throw_reply_type(std::uint64_t expected, const std::string& expected_name,
+                                   std::uint64_t got);
+
+using make_process_fn = std::function<process(const actor_boot&, const process_options&)>;
+
+/// Spawns an actor process (root only). make builds the isola::process.
+actor spawn_actor(const spawn_options& opts, const make_process_fn& make);
+
+/// The body of an actor process: builds the behavior and serves the mailbox.
+int run_actor(const actor_boot& boot, const std::function<behavior()>& make_behavior);
+
+template <class Fp, class... A>
+int actor_entry_fn(actor_boot boot, function_address fa, A... args);
+template <class L, class... A>
+int actor_entry_functor(actor_boot boot, A... args);
+
+/// Whether the calling process is an actor process (false in the root).
+bool in_actor_process() noexcept;
+
+/// Liveness of an actor as this process knows it.
+bool actor_alive(std::uint64_t id);
+
+/// Asks the actor to stop (reason shutdown); see actor::stop.
+void stop_actor(std::uint64_t id);
+
+}  // namespace isola::detail

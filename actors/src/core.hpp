@@ -1,0 +1,161 @@
+// The machinery shared by the root and actor processes: envelopes, inboxes,
+// peers (cached mailboxes of other actors) and the per-process context that
+// knows how to find them.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "isola/actor.hpp"
+#include "isola/codec.hpp"
+#include "isola/detail/actor_core.hpp"
+#include "isola/detail/shm_ring.hpp"
+#include "isola/exit_reason.hpp"
+
+namespace isola::detail {
+
+using clock = std::chrono::steady_clock;
+using time_point = clock::time_point;
+
+struct envelope_header {
+  std::uint8_t kind = 0;
+  std::uint8_t pad[7] = {};
+  std::uint64_t sender = 0;
+  std::uint64_t ref = 0;
+  std::uint64_t tag = 0;
+};
+static_assert(sizeof(envelope_header) == 32);
+
+struct envelope {
+  envelope_header h;
+  bytes payload;
+  env_kind kind() const noexcept { return static_cast<env_kind>(h.kind); }
+};
+
+/// Why a request failed, as the replier's process reports it.
+struct error_info {
+  enum class kind : std::uint8_t { no_handler, exception };
+  kind what = kind::exception;
+  std::string type_name;  // of the exception, or of the unhandled message
+  std::string text;
+  int pid = 0;
+  std::string process_name;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(what, type_name, text, pid, process_name);
+  }
+};
+std::exception_ptr to_exception(const error_info& e);
+
+/// Another actor's mailbox as this process reaches it.
+class peer {
+ public:
+  virtual ~peer() = default;
+  std::uint64_t id = 0;
+  int pid = 0;
+  std::shared_ptr<shm_ring> ring;
+  /// Whether it has ended (cheap enough to call once per slice of waiting).
+  virtual bool dead() = 0;
+  /// Its exit reason, once dead (may wait briefly for the root to reap it).
+  virtual exit_reason reason() = 0;
+};
+
+/// Puts one envelope into a peer's ring, in slices, giving up when the peer
+/// ends. Returns false if it ended first.
+bool put_envelope(peer& p, const envelope_header& h, std::span<const std::byte> payload);
+
+/// A mailbox being read by this process: an actor's own mailbox, or the
+/// inbox of a thread of the root. Routes replies and down notices to the
+/// futures waiting for them; other envelopes are kept for the actor's loop
+/// (keep_others) or dropped.
+class inbox : public std::enable_shared_from_this<inbox> {
+ public:
+  inbox(std::uint64_t id, std::shared_ptr<shm_ring> ring, bool keep_others)
+      : id_(id), ring_(std::move(ring)), keep_others_(keep_others) {}
+
+  std::uint64_t id() const noexcept { return id_; }
+  const std::shared_ptr<shm_ring>& ring() const noexcept { return ring_; }
+
+  struct pending {
+    std::shared_ptr<peer> target;
+    std::shared_ptr<future_core> st;
+    reply_fn on_reply;
+    std::optional<time_point> deadline;
+    bool is_monitor = false;
+  };
+  std::uint64_t add_pending(pending p);
+  void drop_pending(std::uint64_t ref);
+
+  /// Reads and routes envelopes until the deadline or until one was routed
+  /// (waits at most one slice of 20 ms); then fails the requests whose
+  /// target died or whose deadline passed.
+  void pump(std::optional<time_point> deadline);
+
+  /// The next envelope for the actor's own loop (not a reply), waiting until
+  /// the deadline; nullopt on timeout.
+  std::optional<envelope> next(std::optional<time_point> deadline);
+
+  /// Marks a down notice ref as one for the behavior (this_actor::monitor).
+  void expect_behavior_down(std::uint64_t ref);
+  /// A fresh reference number (for a monitor no future waits on).
+  std::uint64_t new_ref() noexcept { return next_ref_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  bool read_one(time_point until);  // true if an envelope was routed
+  void route(envelope&& e);
+  void check_pending(bool force);
+
+  std::uint64_t id_;
+  std::shared_ptr<shm_ring> ring_;
+  bool keep_others_;
+  std::mutex m_;  // pending_, kept_, behavior_downs_
+  std::unordered_map<std::uint64_t, pending> pending_;
+  std::deque<envelope> kept_;
+  std::vector<std::uint64_t> behavior_downs_;
+  std::mutex pump_m_;  // one reader at a time
+  std::atomic<std::uint64_t> next_ref_{1};
+  time_point last_check_{};
+};
+
+/// The process-wide view: in the root, the registry (node.cpp); in an actor
+/// process, the control channel to the root (child.cpp).
+class context {
+ public:
+  virtual ~context() = default;
+  /// The peer for an actor or inbox id; throws actor_exited if it has ended
+  /// (with its reason) or value_error if it never existed.
+  virtual std::shared_ptr<peer> lookup(std::uint64_t id) = 0;
+  /// The calling thread's inbox.
+  virtual std::shared_ptr<inbox> my_inbox() = 0;
+  /// Registers that the down of target goes to inbox `watcher` with `ref`.
+  virtual void add_monitor(std::uint64_t target, std::uint64_t watcher, std::uint64_t ref) = 0;
+  virtual void link(std::uint64_t a, bool on) = 0;
+  virtual void trap_exit(bool on) = 0;
+  virtual actor self() = 0;
+  std::atomic<std::uint64_t> dropped{0};
+};
+
+/// This process's context (the root's is created on first use).
+context& ctx();
+/// The root's context (node.cpp); created on first use.
+context& root_context();
+/// Set by an actor process at start.
+void set_child_context(context* c) noexcept;
+
+std::string describe_process(int pid);
+
+}  // namespace isola::detail
+
+ISOLA_TYPE_NAME(isola::detail::envelope_header, "isola.mailbox")
+ISOLA_TYPE_NAME(isola::detail::error_info, "isola.error_info")
