@@ -143,6 +143,18 @@ class child_context final : public context {
     }
   }
 
+  /// Tells the root the behavior is built (no reply): supervisors wait for it.
+  void say_started() noexcept {
+    try {
+      ctl_request rq;
+      rq.what = ctl_request::op::started;
+      auto b = encode(rq);
+      std::lock_guard lk(m_);
+      send_with_fds(control_.get(), b, {});
+    } catch (...) {
+    }
+  }
+
   /// Tells the root why we are about to exit (no reply).
   void say_exiting(const exit_reason& why) noexcept {
     try {
@@ -229,6 +241,7 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
     c.say_exiting({exit_reason::kind::exception, 0, ex.what()});
     throw;
   }
+  c.say_started();
   const std::uint64_t down_tag = type_tag<down>();
   const std::uint64_t exit_tag = type_tag<exit_msg>();
   for (;;) {

@@ -14,7 +14,7 @@
 namespace isola::detail {
 
 struct ctl_request {
-  enum class op : std::uint8_t { lookup = 1, reason, monitor, link, unlink, trap_exit, exiting };
+  enum class op : std::uint8_t { lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started };
   op what = op::lookup;
   std::uint64_t id = 0;   // the actor asked about / linked / monitored
   std::uint64_t ref = 0;  // monitor: the ref for the down notice

@@ -130,6 +130,7 @@ struct entry final : peer {
   std::vector<std::pair<std::uint64_t, std::uint64_t>> monitors;  // watcher, ref
   std::set<std::uint64_t> links;
   bool trap_exit = false;
+  bool started = false;
   exit_callback on_exit;
   std::uint64_t pid_watch = 0, ctl_watch = 0;
 
@@ -140,6 +141,7 @@ struct entry final : peer {
 struct dead_record {
   int pid = 0;
   exit_reason why;
+  bool started = false;
 };
 
 exit_reason classify(int code, const std::optional<exit_reason>& said,
@@ -325,6 +327,25 @@ class node final : public context {
     return true;
   }
 
+  /// Until the actor has built its behavior (nullopt) or ended (its reason).
+  std::optional<exit_reason> wait_started(std::uint64_t id, clock::time_point deadline) {
+    std::unique_lock lk(m_);
+    for (;;) {
+      auto it = entries_.find(id);
+      if (it == entries_.end()) {
+        auto d = dead_.find(id);
+        if (d != dead_.end()) {
+          if (d->second.started) return std::nullopt;  // started, then ended: its exit tells
+          return d->second.why;
+        }
+        return exit_reason{exit_reason::kind::unknown, 0, "no such actor"};
+      }
+      if (it->second->started) return std::nullopt;
+      if (reaped_cv_.wait_until(lk, deadline) == std::cv_status::timeout && clock::now() >= deadline)
+        return exit_reason{exit_reason::kind::unknown, 0, "did not start in time"};
+    }
+  }
+
   std::optional<exit_reason> reason_of(std::uint64_t id) {
     std::lock_guard lk(m_);
     auto d = dead_.find(id);
@@ -494,6 +515,14 @@ class node final : public context {
         e.said = rq.said;
         return;  // no reply
       }
+      case op::started: {
+        {
+          std::lock_guard lk(m_);
+          e.started = true;
+        }
+        reaped_cv_.notify_all();
+        return;  // no reply
+      }
     }
     reply(fd, r);
   }
@@ -544,12 +573,21 @@ class node final : public context {
       }
       e->links.clear();
       cb = std::move(e->on_exit);
-      dead_[e->id] = dead_record{e->pid, r};
+      dead_[e->id] = dead_record{e->pid, r, e->started};
       entries_.erase(e->id);
     }
     reaped_cv_.notify_all();
     watch_->remove(e->ctl_watch);
     actor who(e->id, e->pid, e->name);
+    // The supervisor first: whoever sees the down notice can then ask the
+    // supervisor and find the exit already queued there.
+    if (cb) {
+      try {
+        cb(who, r);
+      } catch (const std::exception& ex) {
+        get_logger().error(std::string("isola: an exit callback threw: ") + ex.what());
+      }
+    }
     for (auto& [watcher, ref] : monitors) notify(watcher, env_kind::down, ref, encode(down{who, r}));
     if (r.abnormal()) {
       for (auto& l : linked) {
@@ -566,13 +604,6 @@ class node final : public context {
                 "linked actor " + e->name + " (id " + std::to_string(e->id) + ") exited: " + r.to_string()},
                SIGKILL);
         }
-      }
-    }
-    if (cb) {
-      try {
-        cb(who, r);
-      } catch (const std::exception& ex) {
-        get_logger().error(std::string("isola: an exit callback threw: ") + ex.what());
       }
     }
     // The process handle is no longer needed; the entry may live on in
@@ -672,6 +703,9 @@ bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline) {
   return get_node().join(id, deadline);
 }
 std::optional<exit_reason> node_reason(std::uint64_t id) { return get_node().reason_of(id); }
+std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point deadline) {
+  return get_node().wait_started(id, deadline);
+}
 void node_on_shutdown(std::function<void()> fn) { get_node().on_shutdown(std::move(fn)); }
 
 }  // namespace isola::detail

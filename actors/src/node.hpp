@@ -30,6 +30,9 @@ void node_kill(std::uint64_t id, const exit_reason& why);
 void node_terminate(std::uint64_t id, const exit_reason& why);
 /// Waits for an actor process to be reaped; false on timeout.
 bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline);
+/// Waits until the actor has built its behavior (nullopt) or ended first
+/// (its exit reason; also "did not start in time").
+std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point deadline);
 /// The exit reason of an ended actor (nullopt while it runs).
 std::optional<exit_reason> node_reason(std::uint64_t id);
 
