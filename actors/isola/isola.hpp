@@ -1,10 +1,14 @@
 // isola/isola.hpp — everything isola offers, in one include.
 #pragma once
 
+#include "isola/actor.hpp"
+#include "isola/behavior.hpp"
 #include "isola/codec.hpp"
 #include "isola/connection.hpp"
 #include "isola/error.hpp"
+#include "isola/exit_reason.hpp"
 #include "isola/frame.hpp"
+#include "isola/future.hpp"
 #include "isola/joinable_queue.hpp"
 #include "isola/logging.hpp"
 #include "isola/message.hpp"
@@ -13,5 +17,6 @@
 #include "isola/runtime.hpp"
 #include "isola/simple_queue.hpp"
 #include "isola/start_method.hpp"
+#include "isola/supervisor.hpp"
 #include "isola/type_name.hpp"
 #include "isola/wait.hpp"

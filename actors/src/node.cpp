@@ -562,6 +562,21 @@ class node final : public context {
       std::lock_guard lk(m_);
       r = classify(code, e->said, e->imposed);
       e->why = r;
+      cb = std::move(e->on_exit);
+    }
+    actor who(e->id, e->pid, e->name);
+    // The supervisor hears first, before anyone can see the actor dead: a
+    // client that saw its request fail and asks the supervisor for the child
+    // then finds the exit already queued there (and gets the next incarnation).
+    if (cb) {
+      try {
+        cb(who, r);
+      } catch (const std::exception& ex) {
+        get_logger().error(std::string("isola: an exit callback threw: ") + ex.what());
+      }
+    }
+    {
+      std::lock_guard lk(m_);
       e->ended.store(true, std::memory_order_release);
       monitors.swap(e->monitors);
       for (auto l : e->links) {
@@ -572,22 +587,11 @@ class node final : public context {
         }
       }
       e->links.clear();
-      cb = std::move(e->on_exit);
       dead_[e->id] = dead_record{e->pid, r, e->started};
       entries_.erase(e->id);
     }
     reaped_cv_.notify_all();
     watch_->remove(e->ctl_watch);
-    actor who(e->id, e->pid, e->name);
-    // The supervisor first: whoever sees the down notice can then ask the
-    // supervisor and find the exit already queued there.
-    if (cb) {
-      try {
-        cb(who, r);
-      } catch (const std::exception& ex) {
-        get_logger().error(std::string("isola: an exit callback threw: ") + ex.what());
-      }
-    }
     for (auto& [watcher, ref] : monitors) notify(watcher, env_kind::down, ref, encode(down{who, r}));
     if (r.abnormal()) {
       for (auto& l : linked) {
