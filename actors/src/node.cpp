@@ -158,10 +158,14 @@ exit_reason classify(int code, const std::optional<exit_reason>& said,
 
 class node final : public context {
  public:
-  node() {
+  explicit node(const actor_system_options& o) {
     cfg_.load<caf::io::middleman>();
     const char* policy = std::getenv("ISOLA_CAF_SCHEDULER");
-    cfg_.set("scheduler.policy", caf::atom_from_string(policy && *policy ? policy : "sharing"));
+    std::string p = policy && *policy ? policy : o.scheduler_policy;
+    if (p != "sharing" && p != "stealing")
+      throw value_error("isola: unknown CAF scheduler policy '" + p + "' (sharing or stealing)");
+    cfg_.set("scheduler.policy", caf::atom_from_string(p));
+    if (o.max_threads > 0) cfg_.set("scheduler.max-threads", o.max_threads);
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     dm_ = &dynamic_cast<net::default_multiplexer&>(sys_->middleman().backend());
     watch_ = new watch_set(*dm_);  // lives as long as the process: CAF may call it until exit
@@ -402,13 +406,17 @@ class node final : public context {
       get_logger().warning(std::string("isola: could not post a notice: ") + ex.what());
       return;
     }
-    sys_->spawn<caf::detached>([t, h, payload = std::move(payload)](caf::event_based_actor* self) {
-      try {
-        put_envelope(*t, h, payload);
-      } catch (...) {
-      }
-      self->quit();
-    });
+    // The arguments travel as spawn arguments: CAF 0.17 dereferences a null
+    // argument tuple when there is none (UBSan reports it).
+    sys_->spawn<caf::detached>(
+        [](caf::event_based_actor* self, std::shared_ptr<entry> t, envelope_header h, bytes payload) {
+          try {
+            put_envelope(*t, h, payload);
+          } catch (...) {
+          }
+          self->quit();
+        },
+        std::move(t), h, std::move(payload));
   }
 
   void on_control(entry& e, int fd) {
@@ -659,35 +667,49 @@ class node final : public context {
   std::atomic<std::uint64_t> next_id_{1};
 };
 
-node* the_node = nullptr;
-std::once_flag the_node_once;
+std::atomic<node*> the_node{nullptr};
+std::mutex the_node_m;
+actor_system_options the_options;
 
 node& get_node() {
   if (in_actor_process())
     throw value_error("isola: this runs only in the root process (not inside an actor)");
-  std::call_once(the_node_once, [] { the_node = new node(); });  // lives until exit
-  return *the_node;
+  if (node* n = the_node.load(std::memory_order_acquire)) return *n;
+  std::lock_guard lk(the_node_m);
+  if (!the_node.load()) the_node.store(new node(the_options));  // lives until exit
+  return *the_node.load();
 }
 
 node::inbox_holder::~inbox_holder() {
-  if (ib && the_node) the_node->forget(id);
+  if (ib && the_node) the_node.load()->forget(id);
 }
 
 void node::shutdown_hook() noexcept {
-  if (the_node) the_node->shutdown();
+  if (the_node) the_node.load()->shutdown();
 }
 
 exit_reason entry::reason() {
   if (dead()) {
-    if (the_node) return the_node->reason_locked_wait(*this);
+    if (the_node) return the_node.load()->reason_locked_wait(*this);
     return why;
   }
-  return the_node ? the_node->reason_locked_wait(*this) : exit_reason{};
+  return the_node ? the_node.load()->reason_locked_wait(*this) : exit_reason{};
 }
 
 }  // namespace
 
 context& root_context() { return get_node(); }
+
+}  // namespace isola::detail
+
+void isola::configure_actor_system(const actor_system_options& opts) {
+  std::lock_guard lk(detail::the_node_m);
+  if (detail::the_node.load())
+    throw value_error("isola::configure_actor_system: the actor system is already running");
+  detail::the_options = opts;
+}
+
+namespace isola::detail {
 
 actor spawn_actor(const spawn_options& opts, const make_process_fn& make) {
   return get_node().spawn(opts, make, {});

@@ -100,16 +100,19 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
   }
 
   // ------------------------------------------------------------ starting
+  static caf::behavior behavior_of(caf::event_based_actor*, std::weak_ptr<sup_core> w) {
+    return {[w](run_atom) {
+      if (auto c = w.lock()) c->drain();
+    }};
+  }
+
   static std::shared_ptr<sup_core> create(supervisor_options o, std::weak_ptr<sup_core> parent) {
     auto c = std::make_shared<sup_core>();
     c->opts = std::move(o);
     c->parent = std::move(parent);
-    std::weak_ptr<sup_core> w = c;
-    c->self = node_system().spawn<caf::detached>([w](caf::event_based_actor*) -> caf::behavior {
-      return {[w](run_atom) {
-        if (auto c = w.lock()) c->drain();
-      }};
-    });
+    // The core travels as a spawn argument: CAF 0.17 dereferences a null
+    // argument tuple when there is none (UBSan reports it).
+    c->self = node_system().spawn<caf::detached>(&sup_core::behavior_of, std::weak_ptr<sup_core>(c));
     return c;
   }
 

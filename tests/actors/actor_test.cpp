@@ -103,6 +103,12 @@ int state_sum = 0;
 isola::actor peer_b;
 std::string exit_seen = "none";
 
+// A real SIGSEGV (UBSan would turn the null store into an exit).
+__attribute__((no_sanitize("undefined"))) void segfault_now() {
+  volatile int* p = nullptr;
+  *p = 1;
+}
+
 isola::behavior worker() {
   return {
       [](const add& a) { return a.x + a.y; },
@@ -110,10 +116,7 @@ isola::behavior worker() {
       [](const total&) { return state_sum; },
       [](const boom& b) -> int { throw std::runtime_error(b.why); },
       [](const quit_with& q) { isola::exit(q.code); },
-      [](const crash&) {
-        volatile int* p = nullptr;
-        *p = 1;  // a real SIGSEGV
-      },
+      [](const crash&) { segfault_now(); },
       [](const nap& n) {
         std::this_thread::sleep_for(std::chrono::milliseconds(n.ms));
         return n.ms;

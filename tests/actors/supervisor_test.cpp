@@ -51,6 +51,12 @@ struct sleep_for {
   }
 };
 
+// A real SIGSEGV (UBSan would turn the null store into an exit).
+__attribute__((no_sanitize("undefined"))) void segfault_now() {
+  volatile int* p = nullptr;
+  *p = 1;
+}
+
 isola::behavior worker() {
   return {
       [](const ping& p) { return p.x + 1; },
@@ -59,10 +65,7 @@ isola::behavior worker() {
           case 0: isola::exit(0);
           case 1: isola::exit(3);
           case 2: ::raise(SIGKILL); break;
-          default: {
-            volatile int* p = nullptr;
-            *p = 1;
-          }
+          default: segfault_now();
         }
       },
       [](const sleep_for& s) {
