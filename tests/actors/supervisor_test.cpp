@@ -152,6 +152,16 @@ BOOST_AUTO_TEST_CASE(every_strategy_restart_type_and_exit_kind_behaves_as_in_otp
   }
 }
 
+BOOST_AUTO_TEST_CASE(children_started_by_spawn_are_supervised_alike, *utf::timeout(120)) {
+  isola::supervisor sup({.strategy = strategy::rest_for_one, .intensity = 10, .period = 10s},
+                        {child_spec::actor("a", worker).method(isola::start_method::spawn),
+                         child_spec::actor("b", worker).method(isola::start_method::spawn)});
+  auto before = pids(sup);
+  kill_child(*sup.find("a"), 3);
+  BOOST_TEST(settle(sup, before, {{"a", true}, {"b", true}}));
+  BOOST_TEST(sup.find("b")->request<int>(ping{2}).get(10s) == 3);
+}
+
 BOOST_AUTO_TEST_CASE(exceeding_the_intensity_shuts_the_supervisor_down, *utf::timeout(120)) {
   isola::supervisor sup({.strategy = strategy::one_for_one, .intensity = 2, .period = 30s, .name = "top"},
                         {child_spec::actor("w", worker)});
