@@ -2,7 +2,8 @@
 # Installs the dependencies, builds isola with its tests, examples and
 # benchmarks, and runs the whole suite: once plainly, once under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and the suites that use
-# threads once more under ThreadSanitizer.
+# threads (the runtime's threaded suites and the actor layer, whose root runs
+# CAF threads) once more under ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -18,5 +19,8 @@ cmake --build build-asan -j"$jobs"
 
 cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug -DISOLA_SANITIZE=thread \
   -DISOLA_BUILD_BENCH=OFF -DISOLA_BUILD_EXAMPLES=OFF
-cmake --build build-tsan -j"$jobs" --target runtime_threads_test runtime_lifecycle_test runtime_queue_test
-(cd build-tsan && ctest -j"$jobs" --output-on-failure --timeout 600 -R 'runtime_(threads|lifecycle|queue)_test')
+cmake --build build-tsan -j"$jobs" --target runtime_threads_test runtime_lifecycle_test runtime_queue_test \
+  actors_actor_test actors_supervisor_test
+# CAF comes uninstrumented; tests/tsan.supp says why its frames are suppressed.
+(cd build-tsan && TSAN_OPTIONS="suppressions=$PWD/../tests/tsan.supp" \
+  ctest -j"$jobs" --output-on-failure --timeout 600 -R 'runtime_(threads|lifecycle|queue)_test|actors_(actor|supervisor)_test')
