@@ -12,6 +12,7 @@
 #include "isola/joinable_queue.hpp"
 #include "isola/logging.hpp"
 #include "isola/message.hpp"
+#include "isola/pool.hpp"
 #include "isola/process.hpp"
 #include "isola/queue.hpp"
 #include "isola/runtime.hpp"

@@ -20,6 +20,9 @@ struct function_address {
 
   template <class Archive>
   void save(Archive& ar) const {
+    bool present = fn != nullptr;
+    ar(present);
+    if (!present) return;
     std::string module;
     std::uint64_t offset = 0;
     describe_function(fn, module, offset);
@@ -27,6 +30,10 @@ struct function_address {
   }
   template <class Archive>
   void load(Archive& ar) {
+    bool present = false;
+    ar(present);
+    fn = nullptr;
+    if (!present) return;
     std::string module;
     std::uint64_t offset = 0;
     ar(module, offset);
