@@ -19,7 +19,11 @@
 #include <chrono>
 #include <condition_variable>
 #include <exception>
+#include <cstdint>
 #include <functional>
+#include <iterator>
+#include <string>
+#include <vector>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -200,5 +204,115 @@ class future {
 
   std::shared_ptr<detail::future_state<T>> s_;
 };
+
+enum class return_when : std::uint8_t { first_completed, first_exception, all_completed };
+
+/// What wait(futures, ...) found: the futures done and the others.
+template <class T>
+struct wait_result {
+  std::vector<future<T>> done;
+  std::vector<future<T>> not_done;
+};
+
+namespace detail {
+template <class T>
+bool failed_now(const future<T>& f) {
+  auto& s = *f.state_ptr();
+  std::lock_guard lk(s.m);
+  return s.done && s.error;
+}
+}  // namespace detail
+
+/// concurrent.futures.wait: waits until the condition holds or the timeout
+/// passes, and splits the futures into done and not done.
+template <class T>
+wait_result<T> wait(const std::vector<future<T>>& fs, return_when when = return_when::all_completed,
+                    std::optional<duration> timeout = std::nullopt) {
+  auto deadline = timeout ? std::optional(detail::clock::now() +
+                                          std::chrono::duration_cast<detail::clock::duration>(*timeout))
+                          : std::nullopt;
+  for (;;) {
+    wait_result<T> r;
+    bool any_failed = false;
+    for (auto& f : fs) {
+      if (f.wait(duration(0))) {
+        r.done.push_back(f);
+        any_failed = any_failed || detail::failed_now(f);
+      } else {
+        r.not_done.push_back(f);
+      }
+    }
+    bool met = r.not_done.empty() || (when == return_when::first_completed && !r.done.empty()) ||
+               (when == return_when::first_exception && any_failed);
+    if (met || (deadline && detail::clock::now() >= *deadline)) return r;
+    r.not_done.front().wait(std::chrono::milliseconds(1));
+  }
+}
+
+/// concurrent.futures.as_completed: a range that yields the futures as they
+/// complete (those already complete first). Iterating past the timeout
+/// throws timeout_error.
+template <class T>
+class as_completed_range {
+ public:
+  as_completed_range(std::vector<future<T>> fs, std::optional<duration> timeout)
+      : pending_(std::move(fs)) {
+    if (timeout)
+      deadline_ = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
+  }
+
+  class iterator {
+   public:
+    using iterator_category = std::input_iterator_tag;
+    using value_type = future<T>;
+    using difference_type = std::ptrdiff_t;
+    using pointer = const future<T>*;
+    using reference = const future<T>&;
+    iterator() = default;
+    explicit iterator(as_completed_range* r) : r_(r) { next(); }
+    const future<T>& operator*() const { return cur_; }
+    const future<T>* operator->() const { return &cur_; }
+    iterator& operator++() {
+      next();
+      return *this;
+    }
+    void operator++(int) { next(); }
+    friend bool operator==(const iterator& a, const iterator& b) { return a.r_ == b.r_; }
+
+   private:
+    void next() {
+      if (!r_ || r_->pending_.empty()) {
+        r_ = nullptr;
+        return;
+      }
+      for (;;) {
+        for (std::size_t i = 0; i < r_->pending_.size(); ++i) {
+          if (r_->pending_[i].wait(duration(0))) {
+            cur_ = r_->pending_[i];
+            r_->pending_.erase(r_->pending_.begin() + static_cast<std::ptrdiff_t>(i));
+            return;
+          }
+        }
+        if (r_->deadline_ && detail::clock::now() >= *r_->deadline_)
+          throw timeout_error(std::to_string(r_->pending_.size()) + " futures unfinished at the timeout");
+        r_->pending_.front().wait(std::chrono::milliseconds(1));
+      }
+    }
+    as_completed_range* r_ = nullptr;
+    future<T> cur_;
+  };
+
+  iterator begin() { return iterator(this); }
+  iterator end() { return iterator(); }
+
+ private:
+  std::vector<future<T>> pending_;
+  std::optional<detail::clock::time_point> deadline_;
+};
+
+template <class T>
+as_completed_range<T> as_completed(std::vector<future<T>> fs, std::optional<duration> timeout = std::nullopt) {
+  return as_completed_range<T>(std::move(fs), timeout);
+}
 
 }  // namespace isola

@@ -98,7 +98,9 @@ struct call_trampoline_for<Fp, std::tuple<P...>> {
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
-                                     worker_init init);
+                                     worker_init init, bool break_on_worker_death = false);
+/// Fails the tasks not yet handed to a worker with cancelled_error.
+void pool_cancel_pending(pool_core& p);
 /// value_error once the pool is closed or terminated.
 void pool_submit(pool_core& p, std::vector<pool_job> jobs);
 void pool_close(pool_core& p);
@@ -224,6 +226,8 @@ class imap_results {
   std::size_t done_ = 0;
   std::vector<R> current_;
 };
+
+class process_pool_executor;
 
 class pool {
  public:
@@ -355,6 +359,9 @@ class pool {
   std::vector<actor> workers() const { return detail::pool_workers(*core_); }
 
  private:
+  friend class process_pool_executor;
+  explicit pool(std::shared_ptr<detail::pool_core> core) : core_(std::move(core)) {}
+
   template <class Item, class Range>
   std::vector<std::vector<Item>> split(const Range& range, std::size_t& chunksize) {
     std::vector<Item> all;

@@ -95,6 +95,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   std::size_t maxtasks = 0;
   unsigned retries = 0;
   worker_init init;
+  bool break_on_death = false;  // Python's BrokenProcessPool behaviour
 
   mutable std::mutex m;
   std::condition_variable cv;
@@ -191,6 +192,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   void worker_died(worker_rec& w) {
     if (w.inflight.empty()) return;
     auto r = node_reason(w.a.id()).value_or(exit_reason{exit_reason::kind::unknown, 0, {}});
+    if (break_on_death && broken.empty())
+      broken = "a worker (pid " + std::to_string(w.a.pid()) + ") died: " + r.to_string();
     // A worker that ends before it ran anything, with an exception, failed to
     // initialise: more than a few in a row and the pool is broken.
     auto running = std::move(w.inflight.front().first);
@@ -265,10 +268,12 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     }
   }
 
+  /// Round-robin, one slot at a time: every idle worker gets a task before
+  /// any worker gets a second one (which waits in its mailbox).
   void assign() {
-    for (auto& w : workers) {
-      if (w.dead) continue;
-      while (w.inflight.size() < per_worker && (maxtasks == 0 || w.assigned < maxtasks)) {
+    for (std::size_t depth = 1; depth <= per_worker; ++depth) {
+      for (auto& w : workers) {
+        if (w.dead || w.inflight.size() >= depth || (maxtasks != 0 && w.assigned >= maxtasks)) continue;
         std::shared_ptr<job_rec> j;
         {
           std::lock_guard lk(m);
@@ -390,7 +395,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
-                                     worker_init init) {
+                                     worker_init init, bool break_on_worker_death) {
   if (in_actor_process()) throw value_error("isola::pool: pools run in the root process");
   if (method && *method == start_method::fork)
     throw start_method_error(
@@ -402,6 +407,7 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
   c->maxtasks = maxtasksperchild;
   c->retries = task_retries;
   c->init = std::move(init);
+  c->break_on_death = break_on_worker_death;
   c->dispatcher = node_system().spawn<caf::detached>(&pool_core::behavior_of, std::weak_ptr<pool_core>(c));
   caf::anon_send(c->dispatcher, pool_run_atom::value);
   return c;
@@ -420,6 +426,15 @@ void pool_submit(pool_core& p, std::vector<pool_job> jobs) {
     }
   }
   p.wake();
+}
+
+void pool_cancel_pending(pool_core& p) {
+  std::deque<std::shared_ptr<pool_core::job_rec>> rest;
+  {
+    std::lock_guard lk(p.m);
+    rest.swap(p.queue);
+  }
+  for (auto& j : rest) p.fail_job(*j, std::make_exception_ptr(cancelled_error("cancelled by shutdown(cancel_futures=true)")));
 }
 
 void pool_close(pool_core& p) {

@@ -15,6 +15,7 @@
 
 #include <isola/error.hpp>
 #include <isola/pool.hpp>
+#include <isola/process_pool_executor.hpp>
 
 #include "test_util.hpp"
 
@@ -278,6 +279,82 @@ BOOST_AUTO_TEST_CASE(a_failing_initializer_breaks_the_pool_with_a_clear_error, *
   BOOST_CHECK_EXCEPTION(f.get(30s), isola::error, [](const isola::error& e) {
     return std::string(e.what()).find("no database") != std::string::npos;
   });
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(executor)
+
+BOOST_AUTO_TEST_CASE(submit_map_as_completed_and_wait_work_as_in_concurrent_futures,
+                     *utf::timeout(120)) {
+  for (auto m : methods) {
+    BOOST_TEST_CONTEXT("method " << m) {
+      isola::process_pool_executor ex({.max_workers = 2, .method = m});
+      std::vector<isola::future<int>> fs;
+      for (int i = 0; i < 10; ++i) fs.push_back(ex.submit(square, i));
+      std::set<int> seen;
+      for (auto& f : isola::as_completed(fs, 30s)) seen.insert(f.get());
+      BOOST_TEST(seen.size() == 10u);
+      BOOST_TEST(seen.count(81) == 1u);
+      BOOST_TEST(ex.map(square, std::vector<int>{1, 2, 3}) == (std::vector<int>{1, 4, 9}));
+
+      std::vector<isola::future<int>> mixed{ex.submit(slow, 800), ex.submit(square, 3)};
+      auto first = isola::wait(mixed, isola::return_when::first_completed, 10s);
+      BOOST_TEST(first.done.size() == 1u);
+      BOOST_TEST(first.done[0].get() == 9);
+      BOOST_TEST(first.not_done.size() == 1u);
+      auto timed = isola::wait(mixed, isola::return_when::all_completed, 10ms);
+      BOOST_TEST(timed.not_done.size() == 1u);
+      std::vector<isola::future<int>> bad{ex.submit(fails, 3), ex.submit(slow, 800)};
+      auto exc = isola::wait(bad, isola::return_when::first_exception, 10s);
+      BOOST_TEST(exc.done.size() == 1u);
+      BOOST_CHECK_THROW(exc.done[0].get(), isola::remote_error);
+      BOOST_CHECK_THROW(
+          [&] {
+            for (auto& f : isola::as_completed(std::vector<isola::future<int>>{ex.submit(slow, 800)}, 10ms))
+              (void)f;
+          }(),
+          isola::timeout_error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_waits_and_can_cancel_what_has_not_started, *utf::timeout(60)) {
+  isola::process_pool_executor ex(1);
+  auto running = ex.submit(slow, 300);
+  BOOST_TEST(!running.wait(50ms));  // started on the only worker (one more waits in its mailbox)
+  std::vector<isola::future<int>> queued;
+  for (int i = 0; i < 5; ++i) queued.push_back(ex.submit(square, i));
+  ex.shutdown(true, true);
+  BOOST_TEST(running.get(1s) == 300);
+  int cancelled = 0;
+  for (auto& f : queued) {
+    try {
+      f.get(1s);
+    } catch (const isola::cancelled_error&) {
+      ++cancelled;
+    }
+  }
+  BOOST_TEST(cancelled >= 4);  // all but the one already in the worker's mailbox
+  BOOST_CHECK_THROW(ex.submit(square, 1), isola::value_error);
+}
+
+BOOST_AUTO_TEST_CASE(a_dead_worker_fails_only_its_task_unless_asked_to_break, *utf::timeout(60)) {
+  {
+    isola::process_pool_executor ex(2);
+    auto boom = ex.submit(segfault, 0);
+    BOOST_CHECK_THROW(boom.get(10s), isola::worker_died);
+    BOOST_TEST(ex.submit(square, 5).get(10s) == 25);
+  }
+  {
+    isola::process_pool_executor ex({.max_workers = 2, .break_on_worker_death = true});
+    auto boom = ex.submit(segfault, 0);
+    BOOST_CHECK_THROW(boom.get(10s), isola::worker_died);
+    auto after = ex.submit(square, 5);
+    BOOST_CHECK_EXCEPTION(after.get(10s), isola::error, [](const isola::error& e) {
+      return std::string(e.what()).find("broken") != std::string::npos;
+    });
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
