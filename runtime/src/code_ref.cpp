@@ -4,7 +4,11 @@
 
 #include <cstdint>
 #include <cstring>
+#include <map>
+#include <mutex>
 #include <string>
+#include <unordered_map>
+#include <utility>
 
 #include "isola/detail/function_address.hpp"
 #include "state.hpp"
@@ -72,14 +76,48 @@ const void* resolve(const code_ref& ref) {
   return reinterpret_cast<const void*>(ctx.base + ref.offset);
 }
 
+// Function addresses travel with every pool task, and dl_iterate_phdr costs
+// a microsecond or two: both directions are cached. (A library unloaded with
+// dlclose while its functions are in flight is not supported anyway.)
+namespace {
+std::mutex fn_cache_m;
+std::unordered_map<const void*, code_ref>& describe_cache() {
+  static auto* m = new std::unordered_map<const void*, code_ref>;
+  return *m;
+}
+std::map<std::pair<std::string, std::uint64_t>, const void*>& resolve_cache() {
+  static auto* m = new std::map<std::pair<std::string, std::uint64_t>, const void*>;
+  return *m;
+}
+}  // namespace
+
 void describe_function(const void* fn, std::string& module, std::uint64_t& offset) {
+  {
+    std::lock_guard lk(fn_cache_m);
+    auto& c = describe_cache();
+    if (auto it = c.find(fn); it != c.end()) {
+      module = it->second.module;
+      offset = it->second.offset;
+      return;
+    }
+  }
   auto ref = to_code_ref(fn);
-  module = std::move(ref.module);
+  module = ref.module;
   offset = ref.offset;
+  std::lock_guard lk(fn_cache_m);
+  describe_cache().emplace(fn, std::move(ref));
 }
 
 const void* resolve_function(const std::string& module, std::uint64_t offset) {
-  return resolve(code_ref{module, offset});
+  {
+    std::lock_guard lk(fn_cache_m);
+    auto& c = resolve_cache();
+    if (auto it = c.find({module, offset}); it != c.end()) return it->second;
+  }
+  const void* p = resolve(code_ref{module, offset});
+  std::lock_guard lk(fn_cache_m);
+  resolve_cache().emplace(std::make_pair(module, offset), p);
+  return p;
 }
 
 }  // namespace isola::detail
