@@ -102,6 +102,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   std::deque<std::shared_ptr<job_rec>> queue;
   state st = state::running;
   bool done = false;
+  bool ready = false;  // the first workers are started (or failed to)
   std::vector<actor> snapshot;
   std::vector<std::uint64_t> exited;  // worker ids the root reported dead
   std::atomic<std::uint64_t> inbox_id{0};
@@ -269,8 +270,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   }
 
   /// Round-robin, one slot at a time: every idle worker gets a task before
-  /// any worker gets a second one (which waits in its mailbox).
+  /// any worker gets a second one (which waits in its mailbox, so that the
+  /// worker does not idle between tasks under load).
   void assign() {
+    std::size_t live = 0;
+    for (auto& w : workers) live += w.dead ? 0 : 1;
     for (std::size_t depth = 1; depth <= per_worker; ++depth) {
       for (auto& w : workers) {
         if (w.dead || w.inflight.size() >= depth || (maxtasks != 0 && w.assigned >= maxtasks)) continue;
@@ -278,6 +282,10 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         {
           std::lock_guard lk(m);
           if (queue.empty()) return;
+          // A second task waits in a busy worker's mailbox only when there is
+          // more work than workers: otherwise it could wait behind a long
+          // task while another worker idles.
+          if (depth > 1 && queue.size() <= live) return;
           j = std::move(queue.front());
           queue.pop_front();
         }
@@ -323,6 +331,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     {
       std::lock_guard lk(m);
       done = true;
+      ready = true;
       snapshot.clear();
     }
     cv.notify_all();
@@ -334,6 +343,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     workers.resize(n);
     for (auto& w : workers) w.dead = true;  // fill_workers starts them
     fill_workers();
+    {
+      std::lock_guard lk(m);
+      ready = true;
+    }
+    cv.notify_all();
     for (;;) {
       state s;
       {
@@ -369,10 +383,17 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         }
       }
       assign();
-      sleeping.store(true);
+      std::size_t seen;
       {
         std::lock_guard lk(m);
-        if (!queue.empty() && !all_busy()) {
+        seen = queue.size();
+      }
+      sleeping.store(true);
+      {
+        // A submission that came after assign() and before `sleeping` was
+        // set would not wake us: look again instead of sleeping.
+        std::lock_guard lk(m);
+        if (queue.size() != seen) {
           sleeping.store(false);
           continue;
         }
@@ -386,11 +407,6 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     }
   }
 
-  bool all_busy() const {
-    for (auto& w : workers)
-      if (!w.dead && w.inflight.size() < per_worker && (maxtasks == 0 || w.assigned < maxtasks)) return false;
-    return true;
-  }
 };
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
@@ -410,6 +426,9 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
   c->break_on_death = break_on_worker_death;
   c->dispatcher = node_system().spawn<caf::detached>(&pool_core::behavior_of, std::weak_ptr<pool_core>(c));
   caf::anon_send(c->dispatcher, pool_run_atom::value);
+  // As Python's Pool(): the workers exist when the constructor returns.
+  std::unique_lock lk(c->m);
+  c->cv.wait(lk, [&] { return c->ready || c->done; });
   return c;
 }
 

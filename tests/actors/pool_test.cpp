@@ -45,6 +45,7 @@ int kill_self(int) {
   ::raise(SIGKILL);
   return 0;
 }
+void noop(int) {}
 int global_seed = 0;
 void set_seed(int s) { global_seed = s; }
 int seed(int) { return global_seed; }
@@ -92,6 +93,31 @@ BOOST_AUTO_TEST_CASE(apply_map_starmap_and_imap_compute_in_worker_processes, *ut
       p.join();
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(map_and_apply_take_functions_that_return_nothing, *utf::timeout(60)) {
+  isola::pool p(2);
+  BOOST_TEST(p.map(noop, std::vector<int>{1, 2, 3}).size() == 3u);
+  p.apply(noop, 1);
+  int n = 0;
+  for (auto u : p.imap(noop, std::vector<int>{1, 2})) {
+    (void)u;
+    ++n;
+  }
+  BOOST_TEST(n == 2);
+}
+
+BOOST_AUTO_TEST_CASE(a_short_task_does_not_wait_behind_a_long_one_while_a_worker_idles,
+                     *utf::timeout(60)) {
+  isola::pool p(2);
+  auto start = std::chrono::steady_clock::now();
+  auto long_one = p.apply_async(slow, 1000);
+  std::vector<isola::future<int>> shorts;
+  for (int i = 0; i < 3; ++i) shorts.push_back(p.apply_async(slow, 10));
+  for (auto& f : shorts) BOOST_TEST(f.get(10s) == 10);
+  BOOST_TEST((std::chrono::steady_clock::now() - start < 900ms));
+  BOOST_TEST(!long_one.ready());
+  BOOST_TEST(long_one.get(10s) == 1000);
 }
 
 BOOST_AUTO_TEST_CASE(the_default_chunksize_is_pythons, *utf::timeout(10)) {
@@ -154,6 +180,7 @@ BOOST_AUTO_TEST_CASE(close_join_and_terminate_behave_as_in_python, *utf::timeout
   {
     isola::pool p(2);
     auto workers = p.workers();
+    BOOST_TEST(workers.size() == 2u);  // started by the constructor, as Python's
     auto f = p.apply_async(slow, 10'000);
     p.terminate();
     BOOST_CHECK_THROW(f.get(5s), isola::cancelled_error);
@@ -164,6 +191,7 @@ BOOST_AUTO_TEST_CASE(close_join_and_terminate_behave_as_in_python, *utf::timeout
   {
     isola::pool p(2);
     for (auto& w : p.workers()) pids.push_back(w.pid());
+    BOOST_TEST(pids.size() == 2u);
     auto f = p.apply_async(slow, 10'000);
   }  // ~pool terminates
   for (int pid : pids) BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(pid); }));
