@@ -2,13 +2,18 @@
 // (connection) and queues, against Python's multiprocessing and raw-OS
 // baselines written here, all in one run.
 //
-//   channels [--quick] [--repeats R] [--no-python]
+//   channels [--quick] [--repeats R] [--no-python] [--only KEY,KEY...]
+//
+// --only runs just the C++ cases with those keys (and no Python): for
+// working on one case; a full run is what the performance notes quote.
 //
 // Cases (every process is a fork of this one; Python uses the fork context):
 // - round trip of a small int, parent <-> child ping-pong: isola::pipe()
-//   (send<int>/recv<int>) vs raw blocking pipe() ping-pong (two pipes, 4-byte
-//   write/read) vs Python Pipe send/recv; for information also a raw AF_UNIX
-//   stream socketpair ping-pong, the transport under isola's connection.
+//   (the default, duplex: a socketpair) and two isola::pipe(false) (simplex:
+//   real pipes), send<int>/recv<int>, vs raw blocking pipe() ping-pong (two
+//   pipes, 4-byte write/read) vs Python Pipe send/recv; for information also
+//   a raw AF_UNIX stream socketpair ping-pong, the transport under a duplex
+//   connection.
 //   Three placements: "same CPU" (both pinned to one CPU: the per-message cost
 //   of the channel), "split CPUs" (one pinned per CPU: dominated by waking a
 //   sleeping CPU), "free" (the scheduler decides; on 2 CPUs it lands on one
@@ -23,11 +28,14 @@
 //   get()s and task_done()s each: isola::joinable_queue<int> vs Python
 //   JoinableQueue.
 // - bulk: 64 MiB messages from a child to the parent. Through a queue
-//   (isola::queue<std::vector<std::byte>> put/get, Python Queue put/get of
-//   bytes, raw: the SPSC ring above in 256 KiB chunks into a reused buffer)
-//   and through a pipe (isola send_bytes/recv_bytes, Python
-//   send_bytes/recv_bytes, raw: pipe() with 1 MiB writes and reads into a
-//   reused buffer; for information the same over a socketpair).
+//   (isola::queue<std::vector<std::byte>> put and get (a new vector each) or
+//   get_into (a reused one), Python Queue put/get of bytes, raw: the SPSC
+//   ring above in 256 KiB chunks into a reused buffer) and through a pipe
+//   (isola send_bytes and recv_bytes (a new vector each) or recv_bytes_into
+//   (a reused buffer), over pipe() and over pipe(false); Python
+//   send_bytes/recv_bytes; raw: pipe() with 1 MiB writes and reads into a
+//   reused buffer, and the same over a socketpair, each with the kernel
+//   buffer isola sets for large messages).
 //
 // Method:
 // - A sample is one run of a case over n items; what it records is time per
@@ -477,22 +485,45 @@ void isola_echo(isola::connection c) {
   }
 }
 
-double isola_pingpong(long n, placement where) {
+void isola_echo_simplex(isola::connection in, isola::connection out) {
+  for (;;) {
+    int v = in.recv<int>();
+    if (v < 0) return;
+    out.send(v);
+  }
+}
+
+// Over the default isola::pipe() (duplex: one socketpair), or (simplex) over
+// two isola::pipe(false), one per direction, as the raw baseline uses two
+// pipe()s.
+double isola_pingpong(long n, placement where, bool simplex = false) {
   placer pl(where);
-  auto [a, b] = isola::pipe();
-  isola::process p(forked(), isola_echo, std::move(b));
-  p.start();
+  isola::connection to_child, from_child;
+  std::optional<isola::process> p;
+  if (simplex) {
+    auto [child_in, parent_out] = isola::pipe(false);
+    auto [parent_in, child_out] = isola::pipe(false);
+    to_child = std::move(parent_out);
+    from_child = std::move(parent_in);
+    p.emplace(forked(), isola_echo_simplex, std::move(child_in), std::move(child_out));
+  } else {
+    auto [a, b] = isola::pipe();
+    to_child = std::move(a);
+    p.emplace(forked(), isola_echo, std::move(b));
+  }
+  p->start();
   pl.child_started();
+  isola::connection& in = simplex ? from_child : to_child;
   auto rt = [&](int i) {
-    a.send(i);
-    if (a.recv<int>() != i) throw std::runtime_error("isola ping-pong: bad reply");
+    to_child.send(i);
+    if (in.recv<int>() != i) throw std::runtime_error("isola ping-pong: bad reply");
   };
   for (int i = 0; i < pingpong_warm; ++i) rt(i);
   auto t0 = clk::now();
   for (long i = 0; i < n; ++i) rt(static_cast<int>(i));
   double s = seconds_since(t0);
-  a.send(-1);
-  join_ok(p, "isola ping-pong");
+  to_child.send(-1);
+  join_ok(*p, "isola ping-pong");
   return s / static_cast<double>(n);
 }
 
@@ -560,10 +591,17 @@ double raw_ring_bulk(std::size_t size, long k) {
 
 // k messages of `size` bytes, child -> parent through a pipe (or an AF_UNIX
 // stream socketpair), 1 MiB writes and reads into a reused buffer; seconds
-// per message.
+// per message. The kernel buffer is sized as isola sizes it for large
+// messages (a 1 MiB pipe; SO_SNDBUF asked for 1 MiB), so that both sides
+// of a ratio move data through the same amount of buffer.
 double raw_pipe_bulk(std::size_t size, long k, bool socket = false) {
   int data[2], ctl[2];
   if (socket ? ::socketpair(AF_UNIX, SOCK_STREAM, 0, data) != 0 : ::pipe(data) != 0) die("pipe");
+  int buffer = static_cast<int>(MiB);
+  if (socket)
+    ::setsockopt(data[1], SOL_SOCKET, SO_SNDBUF, &buffer, sizeof buffer);
+  else
+    ::fcntl(data[1], F_SETPIPE_SZ, buffer);
   if (::pipe(ctl) != 0) die("pipe");
   pid_t pid = fork_child([&] {
     ::close(data[0]);
@@ -606,39 +644,46 @@ void isola_bulk_sender(isola::connection c, std::size_t size, long k) {
   for (long i = 0; i < k; ++i) c.send_bytes(std::span<const std::byte>(buf));
 }
 
-// k messages of `size` bytes, child -> parent, send_bytes / recv_bytes;
-// seconds per message.
-double isola_pipe_bulk(std::size_t size, long k) {
-  auto [a, b] = isola::pipe();
-  isola::process p(forked(), isola_bulk_sender, std::move(b), size, k);
-  p.start();
-  (void)a.recv<int>();
-  auto t0 = clk::now();
-  a.send(1);
-  for (long i = 0; i < k; ++i) {
-    auto m = a.recv_bytes();
-    if (m.size() != size) throw std::runtime_error("isola pipe bulk: wrong size");
-  }
-  double s = seconds_since(t0);
-  join_ok(p, "isola pipe bulk");
-  return s / static_cast<double>(k);
+void isola_bulk_sender_simplex(isola::connection out, isola::connection ctl, std::size_t size,
+                               long k) {
+  auto buf = touched_buffer(size);
+  out.send(1);            // ready
+  (void)ctl.recv<int>();  // go
+  for (long i = 0; i < k; ++i) out.send_bytes(std::span<const std::byte>(buf));
 }
 
-// The same with recv_bytes_into a buffer the receiver reuses, as the raw
-// baselines do: no fresh memory per message.
-double isola_pipe_bulk_into(std::size_t size, long k) {
-  auto [a, b] = isola::pipe();
-  isola::process p(forked(), isola_bulk_sender, std::move(b), size, k);
-  p.start();
-  (void)a.recv<int>();
-  std::vector<std::byte> into = touched_buffer(size);
+// k messages of `size` bytes, child -> parent, send_bytes and then recv_bytes
+// (a new vector per message) or, with `into`, recv_bytes_into a buffer the
+// receiver reuses, as the raw baselines do. Over the default duplex pipe or
+// a simplex one (plus a second simplex pipe for the start signal). Seconds
+// per message.
+double isola_pipe_bulk(std::size_t size, long k, bool into, bool simplex) {
+  isola::connection data, ctl;
+  std::optional<isola::process> p;
+  if (simplex) {
+    auto [parent_in, child_out] = isola::pipe(false);
+    auto [child_ctl, parent_ctl] = isola::pipe(false);
+    data = std::move(parent_in);
+    ctl = std::move(parent_ctl);
+    p.emplace(forked(), isola_bulk_sender_simplex, std::move(child_out), std::move(child_ctl),
+              size, k);
+  } else {
+    auto [a, b] = isola::pipe();
+    data = std::move(a);
+    p.emplace(forked(), isola_bulk_sender, std::move(b), size, k);
+  }
+  p->start();
+  (void)data.recv<int>();
+  std::vector<std::byte> buf;
+  if (into) buf = touched_buffer(size);
   auto t0 = clk::now();
-  a.send(1);
-  for (long i = 0; i < k; ++i)
-    if (a.recv_bytes_into(into) != size)
-      throw std::runtime_error("isola pipe bulk: wrong size");
+  (simplex ? ctl : data).send(1);
+  for (long i = 0; i < k; ++i) {
+    std::size_t n = into ? data.recv_bytes_into(buf) : data.recv_bytes().size();
+    if (n != size) throw std::runtime_error("isola pipe bulk: wrong size");
+  }
   double s = seconds_since(t0);
-  join_ok(p, "isola pipe bulk into");
+  join_ok(*p, "isola pipe bulk");
   return s / static_cast<double>(k);
 }
 
@@ -711,8 +756,10 @@ double isola_joinable(long n) {
   return s / static_cast<double>(n);
 }
 
-// k messages of `size` bytes, producer child -> parent; seconds per message.
-double isola_queue_bulk(std::size_t size, long k) {
+// k messages of `size` bytes, producer child -> parent, get() (a new vector
+// per message) or, with reuse, get_into() a vector the parent reuses, as the
+// raw ring does; seconds per message.
+double isola_queue_bulk(std::size_t size, long k, bool reuse) {
   isola::queue<std::vector<std::byte>> q;
   gate g;
   isola::process p(
@@ -725,12 +772,20 @@ double isola_queue_bulk(std::size_t size, long k) {
       },
       q);
   p.start();
+  std::vector<std::byte> into;
+  if (reuse) into = touched_buffer(size);
   g.wait_notes(1);
   auto t0 = clk::now();
   g.open(1);
   for (long i = 0; i < k; ++i) {
-    auto m = q.get();
-    if (m.size() != size) throw std::runtime_error("isola queue bulk: wrong size");
+    std::size_t n;
+    if (reuse) {
+      q.get_into(into);
+      n = into.size();
+    } else {
+      n = q.get().size();
+    }
+    if (n != size) throw std::runtime_error("isola queue bulk: wrong size");
   }
   double s = seconds_since(t0);
   join_ok(p, "isola queue bulk");
@@ -968,16 +1023,22 @@ int main(int argc, char** argv) {
 
   bool quick = false, python = true;
   int repeats = 5;
+  std::vector<std::string> only;
   for (int i = 1; i < argc; ++i) {
     std::string_view a = argv[i];
     if (a == "--quick") {
       quick = true;
     } else if (a == "--no-python") {
       python = false;
+    } else if (a == "--only" && i + 1 < argc) {
+      std::stringstream keys(argv[++i]);
+      for (std::string k; std::getline(keys, k, ',');) only.push_back(k);
+      python = false;
     } else if (a == "--repeats" && i + 1 < argc) {
       repeats = std::max(1, std::atoi(argv[++i]));
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--repeats R] [--no-python]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--repeats R] [--no-python] [--only KEY,...]\n",
+                   argv[0]);
       return 2;
     }
   }
@@ -1030,8 +1091,10 @@ int main(int argc, char** argv) {
           [where](long k) { return raw_pingpong(k, where); });
       add("raw_sp_" + w, "raw socketpair ping-pong" + label + " (info)", unit::us_per_rt, n, warm,
           [where](long k) { return raw_pingpong(k, where, true); });
-      add("pp_" + w, "isola pipe ping-pong" + label, unit::us_per_rt, n, warm,
-          [where](long k) { return isola_pingpong(k, where); });
+      add("pp_" + w, "isola pipe() ping-pong (duplex, the default)" + label, unit::us_per_rt, n,
+          warm, [where](long k) { return isola_pingpong(k, where); });
+      add("spp_" + w, "isola two pipe(false) ping-pong (simplex)" + label, unit::us_per_rt, n,
+          warm, [where](long k) { return isola_pingpong(k, where, true); });
     }
     add("raw_q11", "raw shm SPSC ring 1 -> 1", unit::m_items_per_s, ring_ints, ring_ints / 20,
         raw_ring_ints);
@@ -1047,17 +1110,27 @@ int main(int argc, char** argv) {
         [bulk](long k) { return raw_ring_bulk(bulk, k); });
 #if CHANNELS_HAVE_QUEUE
     add("qbulk", "isola queue<vector<byte>> put / get", unit::gb_per_s, bulk_k, 1,
-        [bulk](long k) { return isola_queue_bulk(bulk, k); });
+        [bulk](long k) { return isola_queue_bulk(bulk, k, false); });
+    add("qbulk_into", "isola queue<vector<byte>> put / get_into, reused vector",
+        unit::gb_per_s, bulk_k, 1, [bulk](long k) { return isola_queue_bulk(bulk, k, true); });
 #endif
     add("raw_pbulk", "raw pipe(), 1 MiB writes, reused buffer", unit::gb_per_s, bulk_k, 1,
         [bulk](long k) { return raw_pipe_bulk(bulk, k); });
     add("raw_sbulk", "raw socketpair, 1 MiB writes, reused buffer (info)", unit::gb_per_s, bulk_k,
         1, [bulk](long k) { return raw_pipe_bulk(bulk, k, true); });
-    add("pbulk", "isola pipe send_bytes / recv_bytes", unit::gb_per_s, bulk_k, 1,
-        [bulk](long k) { return isola_pipe_bulk(bulk, k); });
-    add("pbulk_into", "isola pipe send_bytes / recv_bytes_into, reused buffer", unit::gb_per_s,
-        bulk_k, 1, [bulk](long k) { return isola_pipe_bulk_into(bulk, k); });
+    add("pbulk", "isola pipe() send_bytes / recv_bytes", unit::gb_per_s, bulk_k, 1,
+        [bulk](long k) { return isola_pipe_bulk(bulk, k, false, false); });
+    add("pbulk_into", "isola pipe() send_bytes / recv_bytes_into, reused",
+        unit::gb_per_s, bulk_k, 1, [bulk](long k) { return isola_pipe_bulk(bulk, k, true, false); });
+    add("spbulk", "isola pipe(false) send_bytes / recv_bytes", unit::gb_per_s, bulk_k, 1,
+        [bulk](long k) { return isola_pipe_bulk(bulk, k, false, true); });
+    add("spbulk_into", "isola pipe(false) send_bytes / recv_bytes_into, reused",
+        unit::gb_per_s, bulk_k, 1, [bulk](long k) { return isola_pipe_bulk(bulk, k, true, true); });
 
+    if (!only.empty())
+      std::erase_if(cases, [&](const bench_case& c) {
+        return std::find(only.begin(), only.end(), c.key) == only.end();
+      });
     for (auto& c : cases) c.once(c.warm_n);
     auto run_rounds = [&](int from, int to) {
       for (int r = from; r < to; ++r)
@@ -1145,7 +1218,7 @@ int main(int argc, char** argv) {
     for (auto [w, n] : {std::pair{"free", py_pp_free}, std::pair{"same", py_pp_same},
                         std::pair{"split", py_pp_split}}) {
       std::string ws = w;
-      for (auto k : {"raw_pp_", "raw_sp_", "pp_"}) cpp_row(k + ws);
+      for (auto k : {"raw_pp_", "raw_sp_", "pp_", "spp_"}) cpp_row(k + ws);
       if (!py.empty())
         row(py_label("Pipe send/recv, ") + (ws == "free"   ? "free"
                                             : ws == "same" ? "same CPU"
@@ -1166,11 +1239,12 @@ int main(int argc, char** argv) {
     section(unit::gb_per_s, ("bulk: " + std::to_string(bulk / MiB) +
                              " MiB messages, child -> parent (GB = 1e9 bytes; p90: slow end)")
                                 .c_str());
-    for (auto k : {"raw_qbulk", "qbulk"}) cpp_row(k);
+    for (auto k : {"raw_qbulk", "qbulk", "qbulk_into"}) cpp_row(k);
     if (!py.empty())
       row(py_label("Queue put / get of bytes"), unit::gb_per_s, st["py_qbulk"],
           std::to_string(py_qb_k));
-    for (auto k : {"raw_pbulk", "raw_sbulk", "pbulk", "pbulk_into"}) cpp_row(k);
+    for (auto k : {"raw_pbulk", "raw_sbulk", "pbulk", "pbulk_into", "spbulk", "spbulk_into"})
+      cpp_row(k);
     if (!py.empty())
       row(py_label("Pipe send_bytes / recv_bytes"), unit::gb_per_s, st["py_pbulk"],
           std::to_string(py_pb_k));
@@ -1189,44 +1263,57 @@ int main(int argc, char** argv) {
     auto info = [&](std::string label, double v) {
       ratios.push_back({std::move(label), v, x(v), "", true});
     };
+    auto gbs_at_least = [&](std::string label, const std::string& key, double target) {
+      double gbs = shown(unit::gb_per_s, med(key));
+      ratios.push_back({std::move(label), gbs, fmt(gbs, 2) + " GB/s",
+                        ">= " + fmt(target, 1) + " GB/s", gbs >= target});
+    };
     // Times per item: a speed-up of a over b is time(b) / time(a).
     // Free placement is bimodal on 2 CPUs (see placer): its ratio is informational.
-    le("isola pipe round trip / raw pipe, split CPUs", med("pp_split") / med("raw_pp_split"), 1.3);
-    le("isola pipe round trip / raw pipe, same CPU", med("pp_same") / med("raw_pp_same"), 1.3);
-    info("isola pipe round trip / raw pipe, free", med("pp_free") / med("raw_pp_free"));
-    info("isola pipe round trip / raw socketpair, split CPUs",
-         med("pp_split") / med("raw_sp_split"));
-    info("isola pipe round trip / raw socketpair, same CPU", med("pp_same") / med("raw_sp_same"));
+    // The target applies to what a user gets from the default pipe() (duplex:
+    // a socketpair) and from a pair of simplex pipe(false)s (real pipes).
+    le("pipe() round trip / raw pipe, same CPU", med("pp_same") / med("raw_pp_same"), 1.3);
+    le("pipe() round trip / raw pipe, split CPUs", med("pp_split") / med("raw_pp_split"), 1.3);
+    le("pipe(false) pair round trip / raw pipe, same CPU", med("spp_same") / med("raw_pp_same"),
+       1.3);
+    le("pipe(false) pair round trip / raw pipe, split CPUs",
+       med("spp_split") / med("raw_pp_split"), 1.3);
+    info("pipe() round trip / raw socketpair, same CPU", med("pp_same") / med("raw_sp_same"));
+    info("pipe() round trip / raw socketpair, split CPUs", med("pp_split") / med("raw_sp_split"));
+    info("raw socketpair / raw pipe round trip, same CPU", med("raw_sp_same") / med("raw_pp_same"));
+    info("pipe() round trip / raw pipe, free", med("pp_free") / med("raw_pp_free"));
+    info("pipe(false) pair round trip / raw pipe, free", med("spp_free") / med("raw_pp_free"));
     if (!py.empty()) {
-      info("python Pipe round trip / isola, split CPUs", med("py_pp_split") / med("pp_split"));
-      info("python Pipe round trip / isola, same CPU", med("py_pp_same") / med("pp_same"));
-      info("python Pipe round trip / isola, free", med("py_pp_free") / med("pp_free"));
+      info("python Pipe round trip / pipe(), same CPU", med("py_pp_same") / med("pp_same"));
+      info("python Pipe round trip / pipe(), split CPUs", med("py_pp_split") / med("pp_split"));
+      info("python Pipe round trip / pipe(), free", med("py_pp_free") / med("pp_free"));
     }
 #if CHANNELS_HAVE_QUEUE
-    if (!py.empty()) ge("isola queue 1 -> 1 / python Queue", med("py_q11") / med("q11"), 50);
-    ge("isola queue 1 -> 1 / raw SPSC ring", med("raw_q11") / med("q11"), 0.2);
+    if (!py.empty()) ge("queue 1 -> 1 / python Queue", med("py_q11") / med("q11"), 50);
+    ge("queue 1 -> 1 / raw SPSC ring", med("raw_q11") / med("q11"), 0.2);
     if (!py.empty()) {
-      ge("isola queue 2 -> 2 / python Queue 2 -> 2", med("py_q22") / med("q22"), 30);
-      ge("isola joinable_queue / python JoinableQueue", med("py_jq") / med("jq"), 30);
+      ge("queue 2 -> 2 / python Queue 2 -> 2", med("py_q22") / med("q22"), 30);
+      ge("joinable_queue / python JoinableQueue", med("py_jq") / med("jq"), 30);
     }
-    {
-      double gbs = shown(unit::gb_per_s, med("qbulk"));
-      ratios.push_back({"isola queue, " + bulk_s + " messages", gbs, fmt(gbs, 2) + " GB/s",
-                        ">= 3.0 GB/s", gbs >= 3.0});
+    gbs_at_least("queue " + bulk_s + ", get (new vector)", "qbulk", 3.0);
+    gbs_at_least("queue " + bulk_s + ", get_into (reused vector)", "qbulk_into", 3.0);
+    if (!py.empty()) {
+      ge("queue " + bulk_s + " get / python Queue", med("py_qbulk") / med("qbulk"), 8);
+      ge("queue " + bulk_s + " get_into / python Queue", med("py_qbulk") / med("qbulk_into"), 8);
     }
-    if (!py.empty())
-      ge("isola queue " + bulk_s + " / python Queue", med("py_qbulk") / med("qbulk"), 8);
-    info("isola queue " + bulk_s + " / raw shm ring", med("raw_qbulk") / med("qbulk"));
+    info("queue " + bulk_s + " get / raw shm ring", med("raw_qbulk") / med("qbulk"));
+    info("queue " + bulk_s + " get_into / raw shm ring", med("raw_qbulk") / med("qbulk_into"));
 #endif
-    {
-      double gbs = shown(unit::gb_per_s, med("pbulk"));
-      ratios.push_back({"isola pipe, " + bulk_s + " send_bytes", gbs, fmt(gbs, 2) + " GB/s",
-                        ">= 2.0 GB/s", gbs >= 2.0});
-    }
-    info("isola pipe " + bulk_s + " / raw pipe", med("raw_pbulk") / med("pbulk"));
-    info("isola pipe " + bulk_s + " / raw socketpair", med("raw_sbulk") / med("pbulk"));
+    gbs_at_least("pipe() " + bulk_s + ", recv_bytes (new vector)", "pbulk", 2.0);
+    gbs_at_least("pipe() " + bulk_s + ", recv_bytes_into (reused)", "pbulk_into", 2.0);
+    gbs_at_least("pipe(false) " + bulk_s + ", recv_bytes (new vector)", "spbulk", 2.0);
+    gbs_at_least("pipe(false) " + bulk_s + ", recv_bytes_into (reused)", "spbulk_into", 2.0);
+    info("pipe() " + bulk_s + " recv_bytes_into / raw socketpair",
+         med("raw_sbulk") / med("pbulk_into"));
+    info("pipe(false) " + bulk_s + " recv_bytes_into / raw pipe",
+         med("raw_pbulk") / med("spbulk_into"));
     if (!py.empty())
-      info("isola pipe " + bulk_s + " / python Pipe.send_bytes", med("py_pbulk") / med("pbulk"));
+      info("pipe() " + bulk_s + " recv_bytes / python recv_bytes", med("py_pbulk") / med("pbulk"));
 
     std::printf("\n%-56s %14s %12s %6s\n", "ratio of medians (or figure)", "value", "target", "");
     for (auto& r : ratios)

@@ -5,18 +5,26 @@
 //   auto s = right.recv<std::string>();
 //
 // Messages are frames (isola/frame.hpp): a checked header, a type tag and the
-// cereal encoding, over an AF_UNIX stream socket. What the other end sees:
+// cereal encoding; a send_bytes() of 1 MiB or more streams with its checksum
+// after the payload instead (docs/decisions.md, Channels). A duplex pipe is
+// an AF_UNIX stream socketpair; a simplex one is a pipe2() (one end reads,
+// the other writes), which costs less per message. What the other end sees:
 // - Messages arrive whole and in order. A reader never sees part of one.
 // - recv<T>() of a message of another type is a type_error naming both types;
 //   the message stays in the connection for a recv of the right type.
 // - Corrupt bytes are a decode_error, after which the connection is closed.
 // - When every copy of the other end is closed (in every process), recv()
 //   throws eof_error once the buffered messages are read; send() to such an
-//   end is an os_error (EPIPE), never a SIGPIPE death.
+//   end is an os_error (EPIPE), never a SIGPIPE death (a process that gets
+//   the write end of a simplex pipe ignores SIGPIPE from then on, as Python
+//   does from startup; see docs/decisions.md).
 // - A message larger than max_message_size is refused by send() (value_error,
 //   nothing written) and by recv() (value_error, the connection closed for
 //   reading: its length could also be corruption).
 // - A simplex pipe's ends refuse the wrong direction with value_error.
+// - send_handle/recv_handle need a socket: over a duplex pipe (or any
+//   connection made from an AF_UNIX socket) they work; over a simplex one they
+//   are a value_error, as they fail in Python.
 #pragma once
 
 #include <chrono>
@@ -51,7 +59,7 @@ class connection {
 
   /// A closed connection.
   connection() = default;
-  /// Adopts fd (an AF_UNIX stream socket).
+  /// Adopts fd: an AF_UNIX stream socket, or the read or write end of a pipe.
   connection(int fd, bool readable, bool writable, connection_options opts = {});
   ~connection();
   connection(connection&& o) noexcept;
@@ -102,7 +110,7 @@ class connection {
   std::size_t recv_bytes_into(std::span<std::byte> buf);
 
   /// Passes a descriptor (a socket, a file) to the process at the other end.
-  /// The caller keeps its own copy.
+  /// The caller keeps its own copy. Needs a socket (a duplex pipe).
   void send_handle(int fd);
   /// A descriptor sent with send_handle, owned by the caller (O_CLOEXEC).
   int recv_handle();
@@ -128,10 +136,7 @@ class connection {
     bool readable = false, writable = false;
     ar(index, readable, writable, max);
     close();
-    fd_ = detail::import_fd(index);
-    detail::register_handle_fd(fd_, this, &release_in_child);
-    readable_ = readable;
-    writable_ = writable;
+    adopt(detail::import_fd(index), readable, writable);
     opts_.max_message_size = static_cast<std::size_t>(max);
   }
 
@@ -142,12 +147,17 @@ class connection {
   };
   static bytes& send_buffer();
   static void release_in_child(void* self) noexcept;
+  void adopt(int fd, bool readable, bool writable);
   void send_frame(std::span<const std::byte> frame_bytes);
   void send_raw(std::span<const std::byte> a, std::span<const std::byte> b, int pass_fd = -1);
+  void require_socket(const char* what) const;
   frame& next_frame();
-  frame_header read_header();
-  void read_payload(const frame_header& h, std::span<std::byte> into);
-  bool fill(bool block);  // reads more into rbuf_; false on EOF
+  void grow_buffers();
+  frame_header read_header(bool& trailed);
+  std::uint32_t read_trailer();
+  void read_payload(const frame_header& h, bool trailed, std::span<std::byte> into);
+  void read_fresh_payload(const frame_header& h, bool trailed, bytes& out);
+  bool fill();  // reads more into rbuf_ (blocking); false on EOF
   std::size_t buffered() const noexcept { return rend_ - rpos_; }
   void require_readable() const;
   void require_writable() const;
@@ -156,6 +166,8 @@ class connection {
   int fd_ = -1;
   bool readable_ = false;
   bool writable_ = false;
+  bool socket_ = false;  // else a pipe end: read()/writev(), no descriptors
+  bool grown_ = false;   // a large message made us enlarge the kernel's buffer
   connection_options opts_;
   bytes rbuf_;
   std::size_t rpos_ = 0, rend_ = 0;

@@ -6,6 +6,7 @@
 //   p.start();
 //   q.put(42);                              // blocks while full; put(v, 2s),
 //   int r = q.get();                        // put_nowait, try_put; get likewise
+//   q.get_into(buf);                        // into buf, reusing its capacity
 //
 // A queue<T> carries values of one type T (any cereal-serializable type;
 // queue<message>, the default, carries a value of any type, see message.hpp).
@@ -138,6 +139,24 @@ class queue {
   /// Takes the next message if there is one now.
   std::optional<T> try_get() { return get_impl(detail::op_deadline::nowait()); }
 
+  /// get(), into out, reusing its memory: a std::vector or std::basic_string
+  /// of arithmetic elements keeps its capacity (cleared, reallocated only if
+  /// the message is larger), so a loop receiving large buffers into the same
+  /// object allocates and faults in no memory after the first; a
+  /// cereal-serialized type is decoded into out (its containers keep their
+  /// capacity); other types are assigned. Same waiting, ordering and kill
+  /// guarantees as get(). out is written only once a message is taken: a
+  /// timeout leaves it untouched, unless a message had begun arriving and
+  /// was then aborted by its dying producer (out is then empty). If decoding
+  /// throws, out holds an unspecified valid value.
+  void get_into(T& out) { get_into_impl(out, detail::op_deadline::block()); }
+  /// get(timeout) into out; queue_empty if no message came in time.
+  void get_into(T& out, duration timeout) {
+    if (!get_into_impl(out, detail::op_deadline::after(timeout))) throw_empty();
+  }
+  /// try_get() into out: whether a message was taken.
+  bool try_get_into(T& out) { return get_into_impl(out, detail::op_deadline::nowait()); }
+
   /// Messages in the queue (exact, but others may change it at any moment).
   std::size_t qsize() const { return ring().qsize(); }
   /// qsize() == 0.
@@ -211,6 +230,12 @@ class queue {
     detail::queue_sink<T> sink;
     if (!r.get(sink, d)) return std::nullopt;
     return std::move(sink.value);
+  }
+
+  bool get_into_impl(T& out, detail::op_deadline d) {
+    auto& r = ring();
+    detail::queue_sink<T> sink(out);
+    return r.get(sink, d);
   }
 
   [[noreturn]] static void throw_full() { throw queue_full("queue is full"); }

@@ -25,6 +25,8 @@ class simple_queue {
   void put(const T& v) { q_.put(v); }
   /// Takes the next message, waiting while there is none.
   T get() { return q_.get(); }
+  /// get() into out, reusing its memory (see queue::get_into).
+  void get_into(T& out) { q_.get_into(out); }
   bool empty() const { return q_.empty(); }
   void close() noexcept { q_.close(); }
   bool closed() const noexcept { return q_.closed(); }

@@ -167,6 +167,12 @@ void reset_signals_as_exec_would() {
   ::sigaltstack(&ss, nullptr);
 }
 
+void ignore_sigpipe() noexcept {
+  struct sigaction old {};
+  if (::sigaction(SIGPIPE, nullptr, &old) != 0) return;
+  if (!(old.sa_flags & SA_SIGINFO) && old.sa_handler == SIG_DFL) ::signal(SIGPIPE, SIG_IGN);
+}
+
 void die_with_parent(pid_t expected_parent) {
   ::prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (::getppid() != expected_parent) ::raise(SIGKILL);

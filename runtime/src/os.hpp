@@ -64,6 +64,12 @@ int exitcode_from_wait_status(int status);
 /// empties the signal mask: what an exec would do, done in a forked child.
 void reset_signals_as_exec_would();
 
+/// Sets SIGPIPE to SIG_IGN if it is at its default (a handler the program
+/// installed is left alone), so that a write to a pipe whose reader is gone
+/// fails with EPIPE instead of killing the process. Ignored signals stay
+/// ignored in children under every start method (fork, and across exec).
+void ignore_sigpipe() noexcept;
+
 /// PR_SET_PDEATHSIG(SIGKILL), then kill ourselves if the expected parent is
 /// already gone (the race between fork and prctl).
 void die_with_parent(pid_t expected_parent);

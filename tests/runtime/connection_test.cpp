@@ -1,11 +1,14 @@
 // isola::pipe and isola::connection: typed and raw messages, EOF, closed
-// peers, simplex ends, oversize and corrupt input, descriptor passing, and
+// peers, simplex ends (real pipes) and SIGPIPE, large messages streamed with a
+// trailing checksum, oversize and corrupt input, descriptor passing, and
 // ends passed to children under every start method.
 #include <boost/test/unit_test.hpp>
 
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <isola/connection.hpp>
@@ -14,6 +17,7 @@
 #include <isola/wait.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <map>
 #include <numeric>
 #include <string>
@@ -70,6 +74,85 @@ int count_until_eof(isola::connection r) {
 
 void block_forever() {
   for (;;) ::pause();
+}
+
+bool is_fifo(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+}
+
+// Bytes whose value depends on their position and on seed.
+std::vector<std::byte> pattern(std::size_t n, unsigned seed) {
+  std::vector<std::byte> v(n);
+  std::uint32_t x = seed * 2654435761u + 1;
+  for (auto& b : v) {
+    x = x * 1664525u + 1013904223u;
+    b = static_cast<std::byte>(x >> 24);
+  }
+  return v;
+}
+
+// Around and above the size from which send_bytes streams a payload with its
+// checksum after it (1 MiB), and below.
+const std::vector<std::size_t> large_sizes = {(1u << 20) - 1, 1u << 20, (1u << 20) + 7, 5u << 20,
+                                              1000};
+
+// Child: for each size, a pattern message and a small one after it.
+void send_large_then_small(isola::connection c) {
+  for (std::size_t i = 0; i < large_sizes.size(); ++i) {
+    c.send_bytes(pattern(large_sizes[i], static_cast<unsigned>(i)));
+    c.send(static_cast<int>(i));
+  }
+}
+
+// Child: writes to a simplex pipe until the write fails; 0 if it failed with
+// EPIPE (the process was not killed by SIGPIPE), 2 otherwise.
+int send_until_epipe(isola::connection w) {
+  try {
+    for (;;) w.send_bytes(std::vector<std::byte>(4096));
+  } catch (const isola::os_error& e) {
+    return e.code() == EPIPE ? 0 : 2;
+  }
+}
+
+int sigpipe_disposition_is_ignore() {
+  struct sigaction old {};
+  ::sigaction(SIGPIPE, nullptr, &old);
+  return old.sa_handler == SIG_IGN ? 0 : 3;
+}
+
+// Restores SIGPIPE's disposition at the end of a scope.
+class sigpipe_guard {
+ public:
+  sigpipe_guard() { ::sigaction(SIGPIPE, nullptr, &saved_); }
+  ~sigpipe_guard() { ::sigaction(SIGPIPE, &saved_, nullptr); }
+  sigpipe_guard(const sigpipe_guard&) = delete;
+  sigpipe_guard& operator=(const sigpipe_guard&) = delete;
+
+ private:
+  struct sigaction saved_ {};
+};
+
+// A frame as a streamed send_bytes writes it (see connection.cpp): "ISLT",
+// a CRC-32C of (tag, size), tag, size, the payload, then the CRC-32C of
+// (tag, size, payload).
+std::vector<std::byte> streamed_frame(std::span<const std::byte> payload) {
+  isola::frame_header h;
+  h.magic = 0x544c5349;  // "ISLT"
+  h.tag = isola::type_tag<isola::raw_bytes_tag>();
+  h.size = payload.size();
+  std::uint64_t head[2] = {h.tag, h.size};
+  h.crc = isola::crc32c(std::as_bytes(std::span(head)));
+  std::uint32_t trailer = isola::crc32c(payload, h.crc);
+  std::vector<std::byte> f(sizeof h + payload.size() + sizeof trailer);
+  std::memcpy(f.data(), &h, sizeof h);
+  std::memcpy(f.data() + sizeof h, payload.data(), payload.size());
+  std::memcpy(f.data() + sizeof h + payload.size(), &trailer, sizeof trailer);
+  return f;
+}
+
+void write_raw(int fd, std::span<const std::byte> b) {
+  BOOST_REQUIRE(::write(fd, b.data(), b.size()) == static_cast<ssize_t>(b.size()));
 }
 
 }  // namespace
@@ -193,6 +276,194 @@ BOOST_AUTO_TEST_CASE(a_simplex_pipe_refuses_the_wrong_direction, *utf::timeout(3
   BOOST_CHECK_THROW(w.recv<int>(), isola::value_error);
   w.send(5);
   BOOST_TEST(r.recv<int>() == 5);
+}
+
+BOOST_AUTO_TEST_CASE(a_simplex_pipe_is_a_real_pipe_with_the_same_semantics, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      auto [r, w] = isola::pipe(false);
+      BOOST_TEST(is_fifo(r.fileno()));
+      BOOST_TEST(is_fifo(w.fileno()));
+      BOOST_TEST(!r.poll());
+      BOOST_TEST(isola::wait({r}, 0s).empty());
+      // The writer goes to a child: messages small and large, then EOF.
+      isola::process p(isola::process_options{.method = m}, send_large_then_small, std::move(w));
+      p.start();
+      BOOST_TEST(r.poll(10s));
+      BOOST_TEST((isola::wait({r}, 10s) == std::vector<std::size_t>{0}));
+      for (std::size_t i = 0; i < large_sizes.size(); ++i) {
+        BOOST_TEST_CONTEXT("size " << large_sizes[i]) {
+          BOOST_TEST((r.recv_bytes() == pattern(large_sizes[i], static_cast<unsigned>(i))));
+          BOOST_TEST(r.recv<int>() == static_cast<int>(i));
+        }
+      }
+      BOOST_CHECK_THROW(r.recv<int>(), isola::eof_error);
+      p.join();
+      BOOST_TEST(p.exitcode() == 0);
+    }
+  }
+  // Descriptors need a socket: a simplex pipe refuses them, as in Python.
+  auto [r, w] = isola::pipe(false);
+  BOOST_CHECK_THROW(w.send_handle(0), isola::value_error);
+  BOOST_CHECK_THROW(r.recv_handle(), isola::value_error);
+  // A connection adopted from a raw pipe descriptor works like one from pipe(false).
+  int fds[2];
+  BOOST_REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
+  isola::connection ar(fds[0], true, false), aw(fds[1], false, true);
+  aw.send(std::string("adopted"));
+  BOOST_TEST(ar.recv<std::string>() == "adopted");
+}
+
+BOOST_AUTO_TEST_CASE(sigpipe_never_kills_a_sender_on_a_simplex_pipe_whose_reader_is_closed,
+                     *utf::timeout(60)) {
+  sigpipe_guard restore;
+  for (auto m : isola::all_start_methods()) {
+    for (bool default_in_parent : {false, true}) {
+      // Under fork the child has only the parent's disposition: a parent that
+      // sets SIGPIPE back to its default after making the pipe asked for it.
+      if (default_in_parent && m == start_method::fork) continue;
+      BOOST_TEST_CONTEXT("start method " << m << ", SIGPIPE default in the parent: "
+                                         << default_in_parent) {
+        auto [r, w] = isola::pipe(false);
+        BOOST_TEST(sigpipe_disposition_is_ignore() == 0);  // making a write end did it
+        if (default_in_parent) ::signal(SIGPIPE, SIG_DFL);
+        isola::process p(isola::process_options{.method = m}, send_until_epipe, std::move(w));
+        p.start();
+        r.close();  // the only reader: the child's sends fail with EPIPE
+        BOOST_TEST(p.join(30s));
+        BOOST_TEST(p.exitcode() == 0);  // -13 would be a SIGPIPE death
+      }
+    }
+  }
+  // The parent's own send to a closed reader is an os_error too.
+  auto [r, w] = isola::pipe(false);
+  r.close();
+  try {
+    w.send(1);
+    BOOST_FAIL("send to a pipe with no reader did not throw");
+  } catch (const isola::os_error& e) {
+    BOOST_TEST(e.code() == EPIPE);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_process_without_isola_children_ignores_sigpipe_once_it_makes_a_write_end,
+                     *utf::timeout(30)) {
+  // In a raw forked child with SIGPIPE at its default: no runtime or start
+  // method is involved, only the connection.
+  pid_t pid = ::fork();
+  BOOST_REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::signal(SIGPIPE, SIG_DFL);
+    int rc = 4;
+    try {
+      auto [r, w] = isola::pipe(false);
+      r.close();
+      rc = send_until_epipe(std::move(w));
+    } catch (...) {
+    }
+    ::_exit(rc);
+  }
+  int st = 0;
+  BOOST_REQUIRE(::waitpid(pid, &st, 0) == pid);
+  BOOST_TEST(WIFEXITED(st));  // not killed by SIGPIPE
+  BOOST_TEST(WEXITSTATUS(st) == 0);
+}
+
+BOOST_AUTO_TEST_CASE(large_messages_stream_whole_into_every_kind_of_receive, *utf::timeout(120)) {
+  for (bool duplex : {true, false}) {
+    BOOST_TEST_CONTEXT("duplex " << duplex) {
+      auto [r, w] = isola::pipe(duplex);
+      isola::process p(isola::process_options{.method = start_method::fork},
+                       send_large_then_small, std::move(w));
+      p.start();
+      for (std::size_t i = 0; i < large_sizes.size(); ++i) {
+        BOOST_TEST_CONTEXT("size " << large_sizes[i]) {
+          auto want = pattern(large_sizes[i], static_cast<unsigned>(i));
+          switch (i % 4) {
+            case 0: {  // exactly the size
+              std::vector<std::byte> buf(want.size());
+              BOOST_TEST(r.recv_bytes_into(buf) == want.size());
+              BOOST_TEST((buf == want));
+              break;
+            }
+            case 1: {  // larger: the rest is untouched
+              std::vector<std::byte> buf(want.size() + 100, std::byte{0x5a});
+              BOOST_TEST(r.recv_bytes_into(buf) == want.size());
+              BOOST_TEST(std::equal(want.begin(), want.end(), buf.begin()));
+              BOOST_TEST((buf.back() == std::byte{0x5a}));
+              break;
+            }
+            case 2: {  // too small: the whole message travels in the exception
+              std::vector<std::byte> buf(16);
+              try {
+                r.recv_bytes_into(buf);
+                BOOST_FAIL("no buffer_too_short");
+              } catch (const isola::buffer_too_short& e) {
+                BOOST_TEST((e.message() == want));
+              }
+              break;
+            }
+            default: {  // maxlength too small first: it stays, then a fresh vector
+              BOOST_CHECK_THROW(r.recv_bytes(want.size() - 1), isola::value_error);
+              BOOST_TEST((r.recv_bytes(want.size()) == want));
+            }
+          }
+          BOOST_TEST(r.recv<int>() == static_cast<int>(i));  // the stream is in step
+        }
+      }
+      p.join();
+      BOOST_TEST(p.exitcode() == 0);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_streamed_frame_is_checked_by_the_checksum_after_it, *utf::timeout(30)) {
+  auto payload = pattern(3000, 7);
+  for (bool duplex : {true, false}) {
+    BOOST_TEST_CONTEXT("duplex " << duplex) {
+      {  // intact, twice in one write: both arrive, the second from the buffer
+        auto [r, w] = isola::pipe(duplex);
+        auto f = streamed_frame(payload);
+        auto two = f;
+        two.insert(two.end(), f.begin(), f.end());
+        write_raw(w.fileno(), two);
+        BOOST_TEST((r.recv_bytes() == payload));
+        BOOST_TEST((isola::wait({r}, 0s) == std::vector<std::size_t>{0}));
+        BOOST_TEST((r.recv_bytes() == payload));
+      }
+      {  // a whole frame, then one without its checksum yet: not a message yet
+        auto [r, w] = isola::pipe(duplex);
+        auto f = streamed_frame(payload);
+        auto more = f;
+        more.insert(more.end(), f.begin(), f.end() - 4);
+        write_raw(w.fileno(), more);
+        BOOST_TEST((r.recv_bytes() == payload));
+        BOOST_TEST(!r.has_buffered_message());
+        BOOST_TEST(isola::wait({r}, 0s).empty());
+        write_raw(w.fileno(), std::span(f).last(4));
+        BOOST_TEST((r.recv_bytes() == payload));
+      }
+      // Corruption anywhere: a decode_error, and the connection is closed.
+      for (std::size_t at : {std::size_t{4}, std::size_t{24 + 100}, std::size_t{24 + 3000 + 1}}) {
+        BOOST_TEST_CONTEXT("flipped byte at " << at) {
+          auto [r, w] = isola::pipe(duplex);
+          auto f = streamed_frame(payload);
+          f[at] ^= std::byte{0x10};
+          write_raw(w.fileno(), f);
+          BOOST_CHECK_THROW(r.recv_bytes(), isola::decode_error);
+          BOOST_TEST(r.closed());
+        }
+      }
+      {  // the writer gone before the checksum
+        auto [r, w] = isola::pipe(duplex);
+        auto f = streamed_frame(payload);
+        write_raw(w.fileno(), std::span(f).first(f.size() - 2));
+        w.close();
+        std::vector<std::byte> buf(payload.size());
+        BOOST_CHECK_THROW(r.recv_bytes_into(buf), isola::decode_error);
+      }
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(raw_bytes_round_trip_and_recv_bytes_reads_any_message, *utf::timeout(30)) {

@@ -260,8 +260,13 @@ BOOST_AUTO_TEST_CASE(a_producer_killed_inside_put_leaves_only_whole_messages,
 // the middle of receiving a chunked message). What it reported and what is
 // left in the queue together are every message put, each once, except at
 // most the one it had taken when it died.
-BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message,
-                     *utf::timeout(120)) {
+namespace {
+
+// The consumer-kill rounds, the consumer taking messages with get(), or (into)
+// with get_into() a vector it reuses: every delivered message must also have
+// landed in the vector's first buffer (ring / 16 words, more than any message
+// here), i.e. without a reallocation.
+void consumer_kill_rounds(bool into) {
   const std::size_t ring = 256 * 1024;
   isola::queue<words> q(0, {.ring_bytes = ring});
   auto* st = make_shared_state();
@@ -283,12 +288,19 @@ BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message,
     };
     while (!pending) produce_some();  // a full queue: the consumer has work
     int wfd = rp.w;
-    isola::process c([&q, st, wfd] {
+    isola::process c([&q, st, wfd, into, ring] {
+      words m;
+      m.reserve(ring / 16);
+      const auto* buffer = m.data();
       for (;;) {
         st->in_op = 1;
-        auto m = q.get();
+        if (into)
+          q.get_into(m);
+        else
+          m = q.get();
         st->in_op = 0;
-        send_report(wfd, 1, m.size() >= 2 ? m[1] : ~0ull, intact(m));
+        bool reused = !into || m.data() == buffer;
+        send_report(wfd, 1, m.size() >= 2 ? m[1] : ~0ull, intact(m) && reused);
         ++st->ops;
       }
     });
@@ -351,9 +363,24 @@ BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message,
       BOOST_TEST(q.get(10s) == probe);
     }
   }
-  BOOST_TEST_MESSAGE(iterations << " consumer kills, " << kills_in_get << " inside get, "
-                                << lost_total << " messages lost with their consumer");
+  BOOST_TEST_MESSAGE(iterations << " consumer kills, " << kills_in_get << " inside "
+                                << (into ? "get_into, " : "get, ") << lost_total
+                                << " messages lost with their consumer");
   BOOST_TEST(kills_in_get > 0);
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message,
+                     *utf::timeout(120)) {
+  consumer_kill_rounds(false);
+}
+
+// The same with get_into(): reusing the caller's vector changes nothing about
+// what a kill can lose, tear or duplicate.
+BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_into_loses_at_most_that_message,
+                     *utf::timeout(120)) {
+  consumer_kill_rounds(true);
 }
 
 // joinable_queue accounting when consumers die. Invariant (I4 in
@@ -449,8 +476,12 @@ BOOST_AUTO_TEST_CASE(joinable_accounting_stays_exact_when_consumers_die, *utf::t
 // waiting in the middle of a message whose producer died drops it by itself
 // (nobody else comes to repair), and a producer whose consumer died is
 // unblocked by the next consumer, which skips the rest of that message.
-BOOST_AUTO_TEST_CASE(killing_either_end_of_a_message_larger_than_the_ring_wedges_nothing,
-                     *utf::timeout(120)) {
+namespace {
+
+// Producers and consumers of messages four rings long, killed at random; the
+// consumer takes them with get(t), or (into) get_into(m, t) a vector it
+// reuses, which sees the aborted messages of killed producers half-received.
+void large_message_kill_rounds(bool into) {
   const std::size_t ring = 64 * 1024;
   isola::queue<words> q(0, {.ring_bytes = ring});
   auto* st = make_shared_state();
@@ -458,10 +489,14 @@ BOOST_AUTO_TEST_CASE(killing_either_end_of_a_message_larger_than_the_ring_wedges
   std::mt19937_64 rng(99);
   int wfd = rp.w;
   auto start_consumer = [&] {
-    auto c = std::make_unique<isola::process>([&q, wfd] {
+    auto c = std::make_unique<isola::process>([&q, wfd, into] {
+      words m;
       for (;;) {
         try {
-          auto m = q.get(100ms);
+          if (into)
+            q.get_into(m, 100ms);
+          else
+            m = q.get(100ms);
           send_report(wfd, 1, m[0] << 32 | m[1], intact(m));
         } catch (const isola::queue_empty&) {
           send_report(wfd, 3, 0, true);
@@ -532,7 +567,20 @@ BOOST_AUTO_TEST_CASE(killing_either_end_of_a_message_larger_than_the_ring_wedges
   BOOST_TEST(intact_all);
   BOOST_TEST(ordered);
   BOOST_TEST_MESSAGE(producer_kills << " producers and " << consumer_kills
-                                    << " consumers killed mid-stream");
+                                    << " consumers killed mid-stream"
+                                    << (into ? " (get_into)" : ""));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(killing_either_end_of_a_message_larger_than_the_ring_wedges_nothing,
+                     *utf::timeout(120)) {
+  large_message_kill_rounds(false);
+}
+
+BOOST_AUTO_TEST_CASE(get_into_survives_either_end_of_a_large_message_being_killed,
+                     *utf::timeout(120)) {
+  large_message_kill_rounds(true);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,6 +1,7 @@
 // isola::queue, simple_queue and joinable_queue between real processes: order,
 // exact sizes, blocking and its timeouts, close, message sizes from one byte
-// to 256 MiB (far larger than the ring), heterogeneous messages, many
+// to 256 MiB (far larger than the ring), get_into a reused buffer,
+// heterogeneous messages, many
 // producers and consumers, task accounting, isola::wait, and memory that has
 // no name anywhere. Queues go to children as process arguments under every
 // start method.
@@ -150,6 +151,12 @@ void do_tasks(isola::joinable_queue<int> q, int n) {
 
 void get_one_after_closed_in_parent(isola::queue<int> q, isola::queue<int> out) {
   out.put(q.get(10s) + 1);
+}
+
+// Child: puts n vectors of growing sizes (up to several rings), each the
+// pattern of its index.
+void put_patterns(isola::queue<std::vector<char>> q, std::vector<std::size_t> sizes) {
+  for (std::size_t i = 0; i < sizes.size(); ++i) q.put(pattern(sizes[i], static_cast<unsigned>(i)));
 }
 
 std::set<std::string> dev_shm_entries() {
@@ -453,6 +460,105 @@ BOOST_AUTO_TEST_CASE(large_messages_travel_under_every_start_method_and_encoding
       BOOST_TEST(p2.exitcode() == 0);
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(get_into_reuses_the_callers_capacity_for_every_message_size,
+                     *utf::timeout(120)) {
+  const std::size_t ring = 64 * 1024;
+  // Whole records and chunked messages (up to 16 rings), largest first so
+  // that one buffer serves them all, then an empty one.
+  const std::vector<std::size_t> sizes = {16 * ring + 3, 3 * ring, ring / 4 - 16, 100, 1, 0};
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      isola::queue<std::vector<char>> q(0, {.ring_bytes = ring});
+      isola::process p(isola::process_options{.method = m}, put_patterns, q, sizes);
+      p.start();
+      std::vector<char> into;
+      into.reserve(sizes[0]);
+      const char* buffer = into.data();
+      const std::size_t capacity = into.capacity();
+      for (std::size_t i = 0; i < sizes.size(); ++i) {
+        BOOST_TEST_CONTEXT("size " << sizes[i]) {
+          q.get_into(into, 60s);
+          BOOST_TEST((into == pattern(sizes[i], static_cast<unsigned>(i))));
+          BOOST_TEST(static_cast<const void*>(into.data()) == static_cast<const void*>(buffer));
+          BOOST_TEST(into.capacity() == capacity);
+        }
+      }
+      p.join();
+      BOOST_TEST(p.exitcode() == 0);
+    }
+  }
+  // Too small a buffer grows once, then serves the next messages as they are.
+  isola::queue<std::string> sq;  // 1 MiB ring: both fit without a consumer
+  std::string s(10, 'x');
+  sq.put(std::string(300000, 'a'));  // chunked
+  sq.put(std::string(100000, 'b'));
+  sq.get_into(s);
+  BOOST_TEST(s == std::string(300000, 'a'));
+  const char* grown = s.data();
+  sq.get_into(s);
+  BOOST_TEST(s == std::string(100000, 'b'));
+  BOOST_TEST(static_cast<const void*>(s.data()) == static_cast<const void*>(grown));
+}
+
+BOOST_AUTO_TEST_CASE(get_into_has_untimed_timed_and_non_blocking_forms_for_every_encoding,
+                     *utf::timeout(60)) {
+  // Non-blocking and timed forms on an empty queue leave the target untouched.
+  isola::queue<std::vector<std::uint32_t>> q;
+  std::vector<std::uint32_t> v{1, 2, 3};
+  BOOST_TEST(!q.try_get_into(v));
+  auto t0 = clk::now();
+  BOOST_CHECK_THROW(q.get_into(v, 50ms), isola::queue_empty);
+  BOOST_TEST(seconds_since(t0) >= 0.05);
+  BOOST_TEST((v == std::vector<std::uint32_t>{1, 2, 3}));
+  BOOST_CHECK_THROW(q.get_into(v, -1s), isola::value_error);
+  q.put({7, 8});
+  BOOST_TEST(q.try_get_into(v));
+  BOOST_TEST((v == std::vector<std::uint32_t>{7, 8}));
+  q.put({});
+  q.get_into(v);
+  BOOST_TEST(v.empty());
+  BOOST_TEST(v.capacity() >= 3u);
+
+  // Raw values, cereal types (decoded in place) and messages.
+  isola::queue<int> qi;
+  int i = 0;
+  qi.put(42);
+  qi.get_into(i, 1s);
+  BOOST_TEST(i == 42);
+  isola::queue<record> qr;  // 1 MiB ring: records above 256 KiB are chunked
+  record r{1, "old", std::vector<double>(100000, 1.0)};
+  const double* values = r.values.data();
+  record big{2, std::string(50000, 'n'), std::vector<double>(60000, 2.5)};  // chunked
+  qr.put(big);
+  qr.get_into(r);
+  BOOST_TEST((r == big));
+  BOOST_TEST(r.values.data() == values);  // the nested vector kept its buffer
+  qr.put(record{3, "small", {0.5}});
+  BOOST_TEST(qr.try_get_into(r));
+  BOOST_TEST((r == record{3, "small", {0.5}}));
+  isola::queue<> qm;
+  isola::message msg(std::string("before"));
+  qm.put(record{4, "rec", {}});
+  qm.get_into(msg);
+  BOOST_TEST(msg.get<record>().name == "rec");
+
+  // simple_queue and joinable_queue have it too.
+  isola::simple_queue<std::string> sq;
+  std::string s;
+  sq.put("simple");
+  sq.get_into(s);
+  BOOST_TEST(s == "simple");
+  isola::joinable_queue<std::string> jq;
+  jq.put("task");
+  jq.get_into(s);
+  BOOST_TEST(s == "task");
+  BOOST_TEST(jq.unfinished_tasks() == 1u);
+  jq.task_done();
+  BOOST_TEST(jq.join(0s));
+  q.close();
+  BOOST_CHECK_THROW(q.get_into(v), isola::value_error);
 }
 
 BOOST_AUTO_TEST_CASE(a_queue_of_message_carries_values_of_mixed_types, *utf::timeout(30)) {

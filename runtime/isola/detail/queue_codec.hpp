@@ -92,10 +92,18 @@ put_parts queue_encode(const T& v) {
   return p;
 }
 
-/// Receives one T from the ring (see ring_sink).
+/// Receives one T from the ring (see ring_sink): into `value` (get), or, when
+/// constructed with a target, into that object (get_into), reusing its
+/// memory where the encoding allows: a bulk container keeps its capacity
+/// (it is cleared, and reallocated only if too small), a cereal type is
+/// decoded in place (its containers keep theirs); a raw value or a message
+/// is assigned.
 template <class T>
 class queue_sink final : public ring_sink {
  public:
+  queue_sink() = default;
+  explicit queue_sink(T& into) : into_(&into) {}
+
   std::optional<T> value;
 
   void whole(std::span<const std::byte> a, std::span<const std::byte> b) override {
@@ -104,15 +112,15 @@ class queue_sink final : public ring_sink {
       T v;
       std::memcpy(&v, a.data(), a.size());
       if (!b.empty()) std::memcpy(reinterpret_cast<std::byte*>(&v) + a.size(), b.data(), b.size());
-      value.emplace(v);
+      deliver(std::move(v));
     } else if constexpr (!queue_bulk<T>::value && !std::is_same_v<T, message>) {
       if (b.empty()) {
-        value.emplace(decode<T>(a));  // straight from the ring
+        decode_value(a);  // straight from the ring
       } else {
         auto& buf = queue_scratch();
         buf.assign(a.begin(), a.end());
         buf.insert(buf.end(), b.begin(), b.end());
-        value.emplace(decode<T>(buf));
+        decode_value(buf);
       }
     } else {
       ring_sink::whole(a, b);
@@ -153,15 +161,15 @@ class queue_sink final : public ring_sink {
 
   void end() override {
     if constexpr (queue_raw_v<T>) {
-      value.emplace(raw_);
+      deliver(T(raw_));
     } else if constexpr (queue_bulk<T>::value) {
-      value.emplace(std::move(bulk_));
+      if (!into_) value.emplace(std::move(bulk_));
     } else if constexpr (std::is_same_v<T, message>) {
       std::uint64_t tag;
       std::memcpy(&tag, lead_.data(), 8);
-      value.emplace(tag, std::move(payload_));
+      deliver(message(tag, std::move(payload_)));
     } else {
-      value.emplace(decode<T>(buf_));
+      decode_value(buf_);
       bytes().swap(buf_);
     }
   }
@@ -169,7 +177,12 @@ class queue_sink final : public ring_sink {
   void reset() noexcept override {
     got_ = 0;
     carry_len_ = 0;
-    if constexpr (queue_bulk<T>::value) bulk_ = T();
+    if constexpr (queue_bulk<T>::value) {
+      if (into_)
+        into_->clear();  // a message that was aborted: keep the capacity for the next
+      else
+        bulk_ = T();
+    }
     if constexpr (std::is_same_v<T, message>) bytes().swap(payload_);
     if constexpr (!queue_raw_v<T> && !queue_bulk<T>::value && !std::is_same_v<T, message>)
       bytes().swap(buf_);
@@ -181,16 +194,45 @@ class queue_sink final : public ring_sink {
                        " bytes is not an encoding of the queue's type");
   }
 
+  void deliver(T&& v) {
+    if (into_)
+      *into_ = std::move(v);
+    else
+      value.emplace(std::move(v));
+  }
+
+  void decode_value(std::span<const std::byte> in) {
+    if (into_)
+      decode_into(in, *into_);
+    else
+      value.emplace(decode<T>(in));
+  }
+
+  // Where a bulk value is assembled: the caller's object, or our own.
+  auto& bulk() noexcept {
+    if constexpr (queue_bulk<T>::value)
+      return into_ ? *into_ : bulk_;
+    else
+      return bulk_;
+  }
+
   // The container is reserved, not resized: the bytes are appended straight
-  // from the ring, so the memory is written once, not zeroed first.
+  // from the ring, so the memory is written once, not zeroed first. A
+  // caller's container that is large enough is reused as it is: no
+  // allocation, and its pages are already there.
   void start_body() {
     std::uint64_t n;
     std::memcpy(&n, lead_.data(), 8);
     if constexpr (queue_bulk<T>::value) {
       using E = typename queue_bulk<T>::element;
       if (n > (total_ - 8) / sizeof(E) || 8 + n * sizeof(E) != total_) bad_size(total_);
-      bulk_.reserve(static_cast<std::size_t>(n));
-      prepare_receive_buffer(bulk_.data(), n * sizeof(E));
+      auto& out = bulk();
+      out.clear();
+      if (out.capacity() < n) {
+        if (into_) T().swap(out);  // free the old block before taking a larger one
+        out.reserve(static_cast<std::size_t>(n));
+        prepare_receive_buffer(out.data(), n * sizeof(E));
+      }
     } else {
       payload_.reserve(static_cast<std::size_t>(total_ - 8));
       prepare_receive_buffer(payload_.data(), total_ - 8);
@@ -202,16 +244,17 @@ class queue_sink final : public ring_sink {
   void append_body(std::span<const std::byte> piece) {
     if constexpr (queue_bulk<T>::value) {
       using E = typename queue_bulk<T>::element;
+      auto& out = bulk();
       if constexpr (8 % sizeof(E) == 0) {
         auto first = reinterpret_cast<const E*>(piece.data());
-        bulk_.insert(bulk_.end(), first, first + piece.size() / sizeof(E));
+        out.insert(out.end(), first, first + piece.size() / sizeof(E));
       } else {
         for (std::byte b : piece) {
           carry_[carry_len_++] = b;
           if (carry_len_ == sizeof(E)) {
             E e;
             std::memcpy(&e, carry_.data(), sizeof(E));
-            bulk_.push_back(e);
+            out.push_back(e);
             carry_len_ = 0;
           }
         }
@@ -221,6 +264,7 @@ class queue_sink final : public ring_sink {
     }
   }
 
+  T* into_ = nullptr;
   std::uint64_t total_ = 0, got_ = 0;
   std::array<std::byte, 8> lead_{};
   std::array<std::byte, 16> carry_{};
