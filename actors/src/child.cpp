@@ -54,7 +54,7 @@ class child_peer final : public peer {
   bool dead_ = false;
   bool have_reason_ = false;
   exit_reason reason_;
-  clock::time_point next_check_{};
+  coarse_time next_check_ = 0;
 };
 
 class child_context final : public context {
@@ -128,6 +128,7 @@ class child_context final : public context {
     trapping_ = on;
   }
   actor self() override { return actor(id_, static_cast<int>(::getpid()), name_); }
+  std::uint64_t self_id() override { return id_; }
 
   exit_reason reason_of(std::uint64_t id) {
     auto until = clock::now() + std::chrono::milliseconds(500);
@@ -202,9 +203,10 @@ class child_context final : public context {
 bool child_peer::dead() {
   if (dead_) return true;
   if (!process_ || !pidfd_) return false;
-  auto now = clock::now();
+  // Once per tick of the coarse clock (~1-4 ms), not once per message.
+  auto now = coarse_now();
   if (now < next_check_) return false;
-  next_check_ = now + std::chrono::milliseconds(2);
+  next_check_ = now + coarse_ms(2);
   pollfd pfd{pidfd_.get(), POLLIN, 0};
   if (::poll(&pfd, 1, 0) > 0) dead_ = true;
   return dead_;
@@ -244,9 +246,15 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
   c.say_started();
   const std::uint64_t down_tag = type_tag<down>();
   const std::uint64_t exit_tag = type_tag<exit_msg>();
+  envelope env;  // reused: its payload buffer keeps its capacity
+  auto* e = &env;
+  // After answering a request, the requester's next message tends to follow
+  // within microseconds: poll briefly before sleeping. A stream of sends is
+  // better served by sleeping (the sender fills the mailbox meanwhile).
+  bool replied = false;
   for (;;) {
-    auto e = ib->next(std::nullopt);
-    if (!e) continue;
+    if (!ib->next_into(env, std::nullopt, replied)) continue;
+    replied = false;
     env_kind k = e->kind();
     if (k == env_kind::stop) {
       c.say_exiting({exit_reason::kind::shutdown, 0, {}});
@@ -270,7 +278,10 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
     }
     try {
       message r = h->call(tag, e->payload);
-      if (is_request) post(e->h.sender, env_kind::reply, e->h.ref, r.type_tag(), r.payload());
+      if (is_request) {
+        post(e->h.sender, env_kind::reply, e->h.ref, r.type_tag(), r.payload());
+        replied = true;
+      }
     } catch (const std::exception& ex) {
       if (is_request) {
         error_info ei{error_info::kind::exception, demangle(typeid(ex).name()), ex.what(),

@@ -28,6 +28,12 @@ namespace isola::detail {
 using clock = std::chrono::steady_clock;
 using time_point = clock::time_point;
 
+/// CLOCK_MONOTONIC_COARSE in nanoseconds (a few ms of resolution, and much
+/// cheaper than clock::now() on a VM): for rate limits on the message path.
+using coarse_time = std::int64_t;
+coarse_time coarse_now() noexcept;
+constexpr coarse_time coarse_ms(std::int64_t ms) noexcept { return ms * 1'000'000; }
+
 struct envelope_header {
   std::uint8_t kind = 0;
   std::uint8_t pad[7] = {};
@@ -105,6 +111,10 @@ class inbox : public std::enable_shared_from_this<inbox> {
   /// The next envelope for the actor's own loop (not a reply), waiting until
   /// the deadline; nullopt on timeout.
   std::optional<envelope> next(std::optional<time_point> deadline);
+  /// As next(), into `out` (whose payload buffer is reused); false on timeout.
+  /// With spin, polls the mailbox briefly before sleeping on it (after a
+  /// reply, when the requester's next message is expected soon).
+  bool next_into(envelope& out, std::optional<time_point> deadline, bool spin = false);
 
   /// Marks a down notice ref as one for the behavior (this_actor::monitor).
   void expect_behavior_down(std::uint64_t ref);
@@ -113,19 +123,29 @@ class inbox : public std::enable_shared_from_this<inbox> {
 
  private:
   bool read_one(time_point until);  // true if an envelope was routed
-  void route(envelope&& e);
+  /// For the actor's loop, with pump_m_ held and kept_ empty: reads one
+  /// envelope into `out`, waiting until `until` (nullopt: not at all).
+  /// Returns 1 if it is for the loop (left in `out`), 0 if it was routed (a
+  /// reply, a notice) or dropped, -1 if none came.
+  int read_for_loop(envelope& out, std::optional<time_point> until);
+  /// Routes a reply or notice to what waits for it; returns true if e is for
+  /// the actor's loop instead (always false for a root thread's inbox, which
+  /// drops anything else).
+  bool route(envelope& e);
   void check_pending(bool force);
 
   std::uint64_t id_;
   std::shared_ptr<shm_ring> ring_;
   bool keep_others_;
-  std::mutex m_;  // pending_, kept_, behavior_downs_
+  std::mutex m_;  // pending_, behavior_downs_
   std::unordered_map<std::uint64_t, pending> pending_;
-  std::deque<envelope> kept_;
   std::vector<std::uint64_t> behavior_downs_;
-  std::mutex pump_m_;  // one reader at a time
+  std::mutex pump_m_;  // one reader at a time; guards kept_ and scratch_
+  std::deque<envelope> kept_;
   std::atomic<std::uint64_t> next_ref_{1};
-  time_point last_check_{};
+  coarse_time last_check_{};
+  bool quiet_ = false;  // pump's last read found nothing (under pump_m_)
+  envelope scratch_;  // read_one's buffer (under pump_m_)
 };
 
 /// The process-wide view: in the root, the registry (node.cpp); in an actor
@@ -143,6 +163,9 @@ class context {
   virtual void link(std::uint64_t a, bool on) = 0;
   virtual void trap_exit(bool on) = 0;
   virtual actor self() = 0;
+  /// self().id(), without building the handle (the message path asks for it
+  /// on every post).
+  virtual std::uint64_t self_id() { return my_inbox()->id(); }
   std::atomic<std::uint64_t> dropped{0};
 };
 
