@@ -136,11 +136,6 @@ namespace {
 using clk = std::chrono::steady_clock;
 using namespace bench_msg;
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "actors: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(2);
-}
-
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
@@ -298,47 +293,6 @@ class placer {
 };
 
 // ---------------------------------------------------------------- raw baselines
-
-void write_all(int fd, const void* p, std::size_t n) {
-  auto* s = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t r = ::write(fd, s, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("write");
-    }
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
-bool read_all(int fd, void* p, std::size_t n) {
-  auto* s = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = ::read(fd, s, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("read");
-    }
-    if (r == 0) return false;
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-int wait_pid(pid_t pid) {
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) die("waitpid");
-  return st;
-}
-
-void check_exit(int st, const char* who) {
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) +
-                             ")");
-}
 
 // A raw forked child running f (no allocation on its path), ending with _exit.
 template <class F>
@@ -1037,32 +991,9 @@ int main(int argc, char** argv) {
     std::map<std::string, double> py;
     std::string py_version;
     if (python) {
-      auto py_exe = find_in_path("python3");
-      if (!py_exe) {
-        std::printf("python3 not found: Python ratios skipped\n");
-      } else {
-        auto script = tmpdir + "/actors.py";
-        {
-          std::ofstream f(script);
-          f << python_script;
-        }
-        std::string cmd = shell_quote(*py_exe) + " " + shell_quote(script) + " " +
-                          std::to_string(repeats) + " " + std::to_string(py_same) + " " +
-                          std::to_string(py_split);
-        std::fflush(stdout);
-        FILE* p = ::popen(cmd.c_str(), "r");
-        if (!p) die("popen python3");
-        std::string outp;
-        char buf[4096];
-        for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) outp.append(buf, k);
-        int prc = ::pclose(p);
-        py = parse_numbers(outp, py_version);
-        if (prc != 0 || !py.count("pp_split_median")) {
-          std::printf("python3 failed (status %d): Python ratios skipped\n", prc);
-          py.clear();
-        }
-        ::unlink(script.c_str());
-      }
+      py = run_python(python_script, tmpdir + "/actors.py",
+                      {std::to_string(repeats), std::to_string(py_same), std::to_string(py_split)},
+                      "pp_split_median", py_version);
     }
 
     run_rounds(repeats / 2, repeats);

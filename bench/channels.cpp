@@ -113,55 +113,8 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 
 // ---------------------------------------------------------------- helpers
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "channels: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(2);
-}
-
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
-}
-
-void write_all(int fd, const void* p, std::size_t n) {
-  auto* s = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t r = ::write(fd, s, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("write");
-    }
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
-// False on EOF before n bytes.
-bool read_all(int fd, void* p, std::size_t n) {
-  auto* s = static_cast<char*>(p);
-  while (n > 0) {
-    ssize_t r = ::read(fd, s, n);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      die("read");
-    }
-    if (r == 0) return false;
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-int wait_pid(pid_t pid) {
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) die("waitpid");
-  return st;
-}
-
-void check_exit(int st, const char* who) {
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) +
-                             ")");
 }
 
 // A raw forked child running f, ending with _exit (no atexit handlers).
@@ -1142,33 +1095,11 @@ int main(int argc, char** argv) {
     std::map<std::string, double> py;
     std::string py_version;
     if (python) {
-      auto py_exe = find_in_path("python3");
-      if (!py_exe) {
-        std::printf("python3 not found: Python ratios skipped\n");
-      } else {
-        auto script = tmpdir + "/channels.py";
-        {
-          std::ofstream f(script);
-          f << python_script;
-        }
-        std::string cmd = shell_quote(*py_exe) + " " + shell_quote(script);
-        for (long v : {static_cast<long>(repeats), py_pp_free, py_pp_same, py_pp_split, py_q, py_q,
-                       py_q, static_cast<long>(bulk), py_qb_k, py_pb_k})
-          cmd += " " + std::to_string(v);
-        std::fflush(stdout);
-        FILE* p = ::popen(cmd.c_str(), "r");
-        if (!p) die("popen python3");
-        std::string outp;
-        char buf[4096];
-        for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) outp.append(buf, k);
-        int prc = ::pclose(p);
-        py = parse_numbers(outp, py_version);
-        if (prc != 0 || !py.count("pbulk_median")) {
-          std::printf("python3 failed (status %d): Python ratios skipped\n", prc);
-          py.clear();
-        }
-        ::unlink(script.c_str());
-      }
+      std::vector<std::string> args;
+      for (long v : {static_cast<long>(repeats), py_pp_free, py_pp_same, py_pp_split, py_q, py_q,
+                     py_q, static_cast<long>(bulk), py_qb_k, py_pb_k})
+        args.push_back(std::to_string(v));
+      py = run_python(python_script, tmpdir + "/channels.py", args, "pbulk_median", py_version);
     }
 
     run_rounds(repeats / 2, repeats);

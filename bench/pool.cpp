@@ -188,26 +188,10 @@ int main(int argc, char** argv) {
 
   std::map<std::string, double> py;
   std::string py_version;
-  if (auto exe = find_in_path("python3")) {
-    std::string script = "/tmp/isola_bench_pool_" + std::to_string(::getpid()) + ".py";
-    std::ofstream(script) << python_script;
-    auto cmd = shell_quote(*exe) + " " + shell_quote(script) + " " + std::to_string(big) + " " +
-               std::to_string(small) + " " + std::to_string(quick ? 1 : 3) + " " + std::to_string(life);
-    std::fflush(stdout);
-    FILE* p = ::popen(cmd.c_str(), "r");
-    std::string outp;
-    char buf[4096];
-    for (std::size_t k; p && (k = std::fread(buf, 1, sizeof buf, p)) > 0;) outp.append(buf, k);
-    int prc = p ? ::pclose(p) : -1;
-    py = parse_numbers(outp, py_version);
-    if (prc != 0 || !py.count("map_default_median_s")) {
-      std::printf("python3 failed (status %d): Python ratios skipped\n", prc);
-      py.clear();
-    }
-    ::unlink(script.c_str());
-  } else {
-    std::printf("python3 not found: Python ratios skipped\n");
-  }
+  py = run_python(python_script, "/tmp/isola_bench_pool_" + std::to_string(::getpid()) + ".py",
+                  {std::to_string(big), std::to_string(small), std::to_string(quick ? 1 : 3),
+                   std::to_string(life)},
+                  "map_default_median_s", py_version);
 
   for (int i = before; i < repeats; ++i) run_cpp();
 

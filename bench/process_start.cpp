@@ -81,10 +81,6 @@ void idle_target(std::string fifo) {
 
 // ---------------------------------------------------------------- helpers
 
-[[noreturn]] void die(const std::string& what) {
-  std::fprintf(stderr, "process_start: %s: %s\n", what.c_str(), std::strerror(errno));
-  std::exit(2);
-}
 
 double us_since(clk::time_point t0) {
   return std::chrono::duration<double, std::micro>(clk::now() - t0).count();
@@ -431,34 +427,11 @@ int main(int argc, char** argv) {
     std::map<std::string, double> py;
     std::string py_version;
     if (python) {
-      auto py_exe = find_in_path("python3");
-      if (!py_exe) {
-        std::printf("python3 not found: Python ratios skipped\n");
-      } else {
-        auto script = tmpdir + "/process_start.py";
-        {
-          std::ofstream f(script);
-          f << python_script;
-        }
-        ready_fifo fifo(tmpdir + "/py-ready");
-        auto cmd = shell_quote(*py_exe) + " " + shell_quote(script) + " " +
-                   std::to_string(py_fork) + " " + std::to_string(py_forkserver) + " " +
-                   std::to_string(py_spawn) + " " + std::to_string(py_warm) + " " +
-                   shell_quote(fifo.path());
-        std::fflush(stdout);
-        FILE* p = ::popen(cmd.c_str(), "r");
-        if (!p) die("popen python3");
-        std::string outp;
-        char buf[4096];
-        for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) outp.append(buf, k);
-        int prc = ::pclose(p);
-        py = parse_numbers(outp, py_version);
-        if (prc != 0 || !py.count("fork_median_us")) {
-          std::printf("python3 failed (status %d): Python ratios skipped\n", prc);
-          py.clear();
-        }
-        ::unlink(script.c_str());
-      }
+      ready_fifo fifo(tmpdir + "/py-ready");
+      py = run_python(python_script, tmpdir + "/process_start.py",
+                      {std::to_string(py_fork), std::to_string(py_forkserver), std::to_string(py_spawn),
+                       std::to_string(py_warm), fifo.path()},
+                      "fork_median_us", py_version);
     }
     auto pyv = [&](const std::string& k) { return py.count(k) ? py[k] : NAN; };
 

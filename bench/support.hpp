@@ -1,8 +1,15 @@
 // bench/support.hpp — what every benchmark under bench/ shares: finding
-// python3, reading the flat JSON the generated Python scripts print, medians.
+// python3 and running the generated Python scripts, reading the flat JSON they
+// print, medians, and the raw-I/O helpers of the raw baselines.
 #pragma once
 
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <stdexcept>
 
 #include <algorithm>
 #include <cmath>
@@ -83,6 +90,84 @@ inline stats summarize(std::vector<double> xs) {
   auto k = static_cast<std::size_t>(std::ceil(0.9 * static_cast<double>(n)));
   s.p90 = xs[std::max<std::size_t>(k, 1) - 1];
   return s;
+}
+
+[[noreturn]] inline void die(const std::string& what) {
+  std::fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what.c_str(), std::strerror(errno));
+  std::exit(2);
+}
+
+inline void write_all(int fd, const void* p, std::size_t n) {
+  auto* s = static_cast<const char*>(p);
+  while (n > 0) {
+    ssize_t r = ::write(fd, s, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      die("write");
+    }
+    s += r;
+    n -= static_cast<std::size_t>(r);
+  }
+}
+
+/// False on EOF before n bytes.
+inline bool read_all(int fd, void* p, std::size_t n) {
+  auto* s = static_cast<char*>(p);
+  while (n > 0) {
+    ssize_t r = ::read(fd, s, n);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      die("read");
+    }
+    if (r == 0) return false;
+    s += r;
+    n -= static_cast<std::size_t>(r);
+  }
+  return true;
+}
+
+inline int wait_pid(pid_t pid) {
+  int st = 0;
+  while (::waitpid(pid, &st, 0) < 0)
+    if (errno != EINTR) die("waitpid");
+  return st;
+}
+
+inline void check_exit(int st, const char* who) {
+  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+    throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) + ")");
+}
+
+/// Runs a generated Python script (written to `path`, removed afterwards) with
+/// python3 and the given arguments, and reads the flat JSON it prints. Empty,
+/// after saying why, if python3 is missing or the script failed or did not
+/// print `must_have`.
+inline std::map<std::string, double> run_python(const std::string& text, const std::string& path,
+                                                const std::vector<std::string>& args,
+                                                const std::string& must_have, std::string& version) {
+  auto exe = find_in_path("python3");
+  if (!exe) {
+    std::printf("python3 not found: Python ratios skipped\n");
+    return {};
+  }
+  std::ofstream(path) << text;
+  std::string cmd = shell_quote(*exe) + " " + shell_quote(path);
+  for (auto& a : args) cmd += " " + shell_quote(a);
+  std::fflush(stdout);
+  std::string out;
+  int status = -1;
+  if (FILE* p = ::popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, k);
+    status = ::pclose(p);
+  }
+  ::unlink(path.c_str());
+  auto numbers = parse_numbers(out, version);
+  if (status != 0 || !numbers.count(must_have)) {
+    std::printf("python3 failed (status %d): Python ratios skipped\n", status);
+    return {};
+  }
+  return numbers;
 }
 
 }  // namespace isola_bench
