@@ -207,34 +207,41 @@ struct actor_system_options {
 /// value_error once the actor system is running.
 void configure_actor_system(const actor_system_options& opts);
 
+namespace detail {
+/// Packages make_behavior(args...) as the isola::process that runs it as an
+/// actor (shared by spawn and supervisor child specs, which start it again on
+/// every restart).
+template <class F, class... A>
+make_process_fn make_actor_process(F make_behavior, A&&... args) {
+  using Fd = std::decay_t<F>;
+  if constexpr (std::is_pointer_v<Fd>) {
+    using entry = int (*)(actor_boot, function_address, stored_arg_t<A>...);
+    entry e = &actor_entry_fn<Fd, stored_arg_t<A>...>;
+    function_address fa{reinterpret_cast<const void*>(make_behavior)};
+    return [e, fa, ... as = stored_arg_t<A>(std::forward<A>(args))](const actor_boot& boot,
+                                                                     const process_options& po) {
+      return process(po, e, boot, fa, as...);
+    };
+  } else {
+    static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
+                  "isola::spawn: make_behavior must be a function pointer or a captureless "
+                  "lambda (it is run in another process)");
+    using entry = int (*)(actor_boot, stored_arg_t<A>...);
+    entry e = &actor_entry_functor<Fd, stored_arg_t<A>...>;
+    return [e, ... as = stored_arg_t<A>(std::forward<A>(args))](const actor_boot& boot,
+                                                                 const process_options& po) {
+      return process(po, e, boot, as...);
+    };
+  }
+}
+}  // namespace detail
+
 /// Starts make_behavior(args...) in a new process and returns its handle.
 /// make_behavior is a function pointer or a captureless lambda returning a
 /// behavior; args are cereal-serializable (they are sent to the process).
 template <class F, class... A>
 actor spawn(const spawn_options& opts, F make_behavior, A&&... args) {
-  using Fd = std::decay_t<F>;
-  if constexpr (std::is_pointer_v<Fd>) {
-    using entry = int (*)(detail::actor_boot, detail::function_address,
-                          detail::stored_arg_t<A>...);
-    entry e = &detail::actor_entry_fn<Fd, detail::stored_arg_t<A>...>;
-    detail::function_address fa{reinterpret_cast<const void*>(make_behavior)};
-    return detail::spawn_actor(
-        opts, [e, fa, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
-                  const detail::actor_boot& boot, const process_options& po) {
-          return process(po, e, boot, fa, as...);
-        });
-  } else {
-    static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
-                  "isola::spawn: make_behavior must be a function pointer or a captureless "
-                  "lambda (it is run in another process)");
-    using entry = int (*)(detail::actor_boot, detail::stored_arg_t<A>...);
-    entry e = &detail::actor_entry_functor<Fd, detail::stored_arg_t<A>...>;
-    return detail::spawn_actor(
-        opts, [e, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
-                  const detail::actor_boot& boot, const process_options& po) {
-          return process(po, e, boot, as...);
-        });
-  }
+  return detail::spawn_actor(opts, detail::make_actor_process(make_behavior, std::forward<A>(args)...));
 }
 
 template <class F, class... A>

@@ -228,9 +228,8 @@ bool failed_now(const future<T>& f) {
 template <class T>
 wait_result<T> wait(const std::vector<future<T>>& fs, return_when when = return_when::all_completed,
                     std::optional<duration> timeout = std::nullopt) {
-  auto deadline = timeout ? std::optional(detail::clock::now() +
-                                          std::chrono::duration_cast<detail::clock::duration>(*timeout))
-                          : std::nullopt;
+  std::optional<detail::clock::time_point> deadline;
+  if (timeout) deadline = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
   for (;;) {
     wait_result<T> r;
     bool any_failed = false;

@@ -69,8 +69,7 @@ class child_spec {
   static child_spec actor(std::string name, F make_behavior, A&&... args) {
     child_spec s;
     s.name_ = std::move(name);
-    // Reuse spawn()'s packaging: a make_process_fn that builds the process.
-    s.make_ = make_process(make_behavior, std::forward<A>(args)...);
+    s.make_ = detail::make_actor_process(make_behavior, std::forward<A>(args)...);
     return s;
   }
   /// A nested supervisor child.
@@ -102,31 +101,6 @@ class child_spec {
 
  private:
   friend struct detail::sup_core;
-
-  template <class F, class... A>
-  static detail::make_process_fn make_process(F make_behavior, A&&... args) {
-    using Fd = std::decay_t<F>;
-    if constexpr (std::is_pointer_v<Fd>) {
-      using entry = int (*)(detail::actor_boot, detail::function_address,
-                            detail::stored_arg_t<A>...);
-      entry e = &detail::actor_entry_fn<Fd, detail::stored_arg_t<A>...>;
-      detail::function_address fa{reinterpret_cast<const void*>(make_behavior)};
-      return [e, fa, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
-                 const detail::actor_boot& boot, const process_options& po) {
-        return process(po, e, boot, fa, as...);
-      };
-    } else {
-      static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
-                    "isola::child_spec::actor: make_behavior must be a function pointer or a "
-                    "captureless lambda (it is run in another process)");
-      using entry = int (*)(detail::actor_boot, detail::stored_arg_t<A>...);
-      entry e = &detail::actor_entry_functor<Fd, detail::stored_arg_t<A>...>;
-      return [e, ... as = detail::stored_arg_t<A>(std::forward<A>(args))](
-                 const detail::actor_boot& boot, const process_options& po) {
-        return process(po, e, boot, as...);
-      };
-    }
-  }
 
   std::string name_;
   restart restart_ = restart::permanent;

@@ -3,8 +3,6 @@
 #include <poll.h>
 #include <unistd.h>
 
-#include <cxxabi.h>
-
 #include <cstdlib>
 #include <mutex>
 #include <thread>
@@ -25,13 +23,6 @@ namespace {
 
 context* child_ctx = nullptr;
 
-std::string demangle(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = (status == 0 && d) ? d : name;
-  std::free(d);
-  return out;
-}
 
 class child_context;
 

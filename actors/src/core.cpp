@@ -2,6 +2,8 @@
 // actor processes.
 #include "core.hpp"
 
+#include <cxxabi.h>
+
 #include <poll.h>
 #include <sched.h>
 #include <string.h>
@@ -171,6 +173,14 @@ class envelope_sink final : public ring_sink {
   std::size_t have_header_ = 0;
 };
 }  // namespace
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  char* d = abi::__cxa_demangle(mangled, nullptr, nullptr, &status);
+  std::string out = (status == 0 && d) ? d : mangled;
+  std::free(d);
+  return out;
+}
 
 std::uint64_t mailbox_tag() {
   static const std::uint64_t t = type_tag<envelope_header>();

@@ -176,7 +176,8 @@ context& root_context();
 /// Set by an actor process at start.
 void set_child_context(context* c) noexcept;
 
-std::string describe_process(int pid);
+/// The readable name of a type (an exception's, for remote_error).
+std::string demangle(const char* mangled);
 
 }  // namespace isola::detail
 

@@ -9,8 +9,6 @@
 // worker's mailbox is FIFO, the first task in flight on a dead worker is the
 // one it was running: that task fails (worker_died) or is retried; the
 // others never started and go back to the front of the queue.
-#include <cxxabi.h>
-
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -28,13 +26,6 @@
 namespace isola::detail {
 
 namespace {
-std::string demangle_name(const char* name) {
-  int status = 0;
-  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
-  std::string out = (status == 0 && d) ? d : name;
-  std::free(d);
-  return out;
-}
 
 using pool_run_atom = caf::atom_constant<caf::atom("isolapool")>;
 constexpr std::size_t per_worker = 2;
@@ -66,7 +57,7 @@ behavior pool_worker(worker_init init) {
       r.value = tr(t.fn.fn, t.args);
       r.ok = true;
     } catch (const std::exception& e) {
-      r.type_name = demangle_name(typeid(e).name());
+      r.type_name = demangle(typeid(e).name());
       r.what = e.what();
     } catch (...) {
       r.type_name = "unknown";

@@ -233,7 +233,6 @@ BOOST_AUTO_TEST_CASE(a_worker_that_dies_mid_task_fails_only_that_task, *utf::tim
 BOOST_AUTO_TEST_CASE(a_task_whose_worker_is_killed_is_retried_when_asked, *utf::timeout(60)) {
   isola::pool p({.processes = 2, .task_retries = 1});
   auto f = p.apply_async(slow, 500);
-  std::optional<int> victim;
   // The task is running on one of the workers: kill them both.
   BOOST_TEST(!f.wait(100ms));
   for (auto& w : p.workers()) ::kill(w.pid(), SIGKILL);
