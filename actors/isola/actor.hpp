@@ -66,7 +66,9 @@ class actor {
   template <class T>
   bool send(const T& msg) const {
     static_assert(is_serializable_v<T>, "isola::actor::send: T must be cereal-serializable");
-    return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), encode(msg));
+    detail::encode_buffer buf;
+    encode_into(msg, buf.get());
+    return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), buf.get());
   }
 
   /// Sends msg as a request; the future gets the handler's reply (of type R).
@@ -117,7 +119,9 @@ class actor {
                   "isola::actor::request<R>: R must be cereal-serializable (or void)");
     auto st = std::make_shared<detail::future_state<R>>();
     std::weak_ptr<detail::future_state<R>> w = st;
-    detail::request(checked_id(), type_tag<T>(), encode(msg), deadline, st,
+    detail::encode_buffer buf;
+    encode_into(msg, buf.get());
+    detail::request(checked_id(), type_tag<T>(), buf.get(), deadline, st,
                     [w](std::uint64_t tag, std::span<const std::byte> payload) {
                       auto s = w.lock();
                       if (!s) return;

@@ -46,12 +46,15 @@ struct unit {
 
 class behavior {
  public:
-  /// One handler: decodes the payload, calls the user's function and encodes
-  /// what it returned (the unit reply for void).
+  /// One handler: decodes the payload and calls the user's function. For a
+  /// request (`reply` not null) it appends the encoding of what the function
+  /// returned (the unit for void) to *reply; a plain send encodes nothing.
+  /// Returns the reply's type tag.
   struct handler {
     std::uint64_t tag = 0;  // 0: takes any message
     std::string type_name;
-    std::function<message(std::uint64_t tag, std::span<const std::byte> payload)> call;
+    std::function<std::uint64_t(std::uint64_t tag, std::span<const std::byte> payload, bytes* reply)>
+        call;
   };
 
   behavior() = default;
@@ -80,8 +83,8 @@ class behavior {
       h.tag = type_tag<arg>();
       h.type_name = type_name<arg>();
     }
-    h.call = [fn = std::forward<F>(f)](std::uint64_t tag,
-                                       std::span<const std::byte> payload) mutable -> message {
+    h.call = [fn = std::forward<F>(f)](std::uint64_t tag, std::span<const std::byte> payload,
+                                       bytes* reply) mutable -> std::uint64_t {
       auto invoke = [&]() -> decltype(auto) {
         if constexpr (std::is_same_v<arg, message>)
           return fn(message(tag, bytes(payload.begin(), payload.end())));
@@ -90,11 +93,22 @@ class behavior {
       };
       if constexpr (std::is_void_v<result>) {
         invoke();
-        return message(unit{});
+        if (reply) encode_into(unit{}, *reply);
+        return type_tag<unit>();
+      } else if constexpr (std::is_same_v<std::remove_cvref_t<result>, message>) {
+        const message& m = invoke();
+        if (reply) reply->insert(reply->end(), m.payload().begin(), m.payload().end());
+        return m.type_tag();
       } else {
-        static_assert(is_serializable_v<std::remove_cvref_t<result>>,
+        using r = std::remove_cvref_t<result>;
+        static_assert(is_serializable_v<r>,
                       "isola::behavior: a handler's result must be cereal-serializable");
-        return message(invoke());
+        if (!reply) {
+          invoke();
+        } else {
+          encode_into(static_cast<const r&>(invoke()), *reply);
+        }
+        return type_tag<r>();
       }
     };
     handlers_.push_back(std::move(h));

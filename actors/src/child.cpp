@@ -238,6 +238,7 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
   const std::uint64_t down_tag = type_tag<down>();
   const std::uint64_t exit_tag = type_tag<exit_msg>();
   envelope env;  // reused: its payload buffer keeps its capacity
+  bytes reply;    // likewise
   auto* e = &env;
   // After answering a request, the requester's next message tends to follow
   // within microseconds: poll briefly before sleeping. A stream of sends is
@@ -268,10 +269,12 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
       continue;
     }
     try {
-      message r = h->call(tag, e->payload);
+      reply.clear();
+      std::uint64_t reply_tag = h->call(tag, e->payload, is_request ? &reply : nullptr);
       if (is_request) {
-        post(e->h.sender, env_kind::reply, e->h.ref, r.type_tag(), r.payload());
+        post(e->h.sender, env_kind::reply, e->h.ref, reply_tag, reply);
         replied = true;
+        if (reply.capacity() > (std::size_t{1} << 20)) bytes().swap(reply);
       }
     } catch (const std::exception& ex) {
       if (is_request) {

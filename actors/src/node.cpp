@@ -202,6 +202,7 @@ class node final : public context {
       e->name = "root-thread";
       ring_config cfg;
       cfg.type_tag = mailbox_tag();
+      cfg.single_consumer = true;  // only this thread reads its inbox
       e->ring = shm_ring::create(cfg);
       holder.ib = std::make_shared<inbox>(e->id, e->ring, /*keep_others=*/false);
       holder.id = e->id;
@@ -253,6 +254,7 @@ class node final : public context {
     ring_config cfg;
     cfg.ring_bytes = o.mailbox_bytes;
     cfg.type_tag = mailbox_tag();
+    cfg.single_consumer = true;  // only the actor's process reads its mailbox
     e->ring = shm_ring::create(cfg);
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)

@@ -50,7 +50,9 @@
 //       task_done() calls; both change by single atomic operations.
 //
 // LOCKS AND RECOVERY. put_lock and get_lock are robust, process-shared pthread
-// mutexes. A process that dies holding one leaves it to the next locker with
+// mutexes (a single-consumer ring, an actor's mailbox, never takes get_lock:
+// its one reader has nobody to exclude, and a reader that dies takes the
+// mailbox with it). A process that dies holding one leaves it to the next locker with
 // EOWNERDEAD; that locker repairs and calls pthread_mutex_consistent:
 // - put side: if tail.in_msg, the dead producer left a message half-sent;
 //   append an ABORT (room guaranteed by I3). Everything else is consistent
@@ -259,6 +261,7 @@ struct shm_ring::header {
   std::uint64_t max_message_size;
   std::uint64_t max_record;
   std::uint32_t spin;
+  std::uint32_t single_consumer;
 
   // --- producers only (under put_lock): stays in the producer's cache
   alignas(64) pthread_mutex_t put_lock;
@@ -298,6 +301,7 @@ struct ring_ops {
   std::uint64_t max_message;
   unsigned spin;
   int efd;
+  bool single_consumer;
 
   // --- ring bytes ------------------------------------------------------------
 
@@ -437,13 +441,17 @@ struct ring_ops {
     return lock(
         &h->put_lock, d, [this] { return win_msg(h->tail.load(std::memory_order_relaxed)); }, true);
   }
+  // A single-consumer ring (a mailbox) has nobody to exclude on the get side.
   bool lock_get(op_deadline d) const {
+    if (single_consumer) return true;
     return lock(
         &h->get_lock, d, [this] { return win_msg(h->head.load(std::memory_order_relaxed)); },
         false);
   }
   void unlock_put() const { ::pthread_mutex_unlock(&h->put_lock); }
-  void unlock_get() const { ::pthread_mutex_unlock(&h->get_lock); }
+  void unlock_get() const {
+    if (!single_consumer) ::pthread_mutex_unlock(&h->get_lock);
+  }
 
   // --- sleeping --------------------------------------------------------------
 
@@ -752,6 +760,7 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   h->max_message_size = cfg.max_message_size;
   h->max_record = std::min<std::uint64_t>(size / 4, record_cap);
   h->spin = cfg.spin;
+  h->single_consumer = cfg.single_consumer ? 1 : 0;
   for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
     pthread_mutexattr_t a;
     ::pthread_mutexattr_init(&a);
@@ -817,6 +826,7 @@ void shm_ring::load_constants() {
   max_record_ = hdr_->max_record;
   max_message_ = hdr_->max_message_size;
   spin_ = hdr_->spin;
+  single_consumer_ = hdr_->single_consumer != 0;
 }
 
 shm_ring::~shm_ring() { close(); }
@@ -836,7 +846,8 @@ void shm_ring::check_open() const {
 
 #define ISOLA_RING_OPS                                                                      \
   ring_ops ops {                                                                            \
-    hdr_, ring_, ring_bytes_, ring_bytes_ - 1, maxsize_, max_record_, max_message_, spin_, efd_ \
+    hdr_, ring_, ring_bytes_, ring_bytes_ - 1, maxsize_, max_record_, max_message_, spin_, efd_, \
+        single_consumer_                                                                     \
   }
 
 bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d) {

@@ -65,6 +65,24 @@ void actor_boot::load(Archive& ar) {
   control_fd = import_fd(ctl);
 }
 
+/// A per-thread buffer to encode an outgoing message into, so that a stream
+/// of sends allocates nothing. Nested use on one thread (a message whose
+/// serialize() sends) gets a buffer of its own; a buffer that grew past
+/// 1 MiB is released afterwards.
+class encode_buffer {
+ public:
+  encode_buffer() noexcept;
+  ~encode_buffer();
+  encode_buffer(const encode_buffer&) = delete;
+  encode_buffer& operator=(const encode_buffer&) = delete;
+  bytes& get() noexcept { return *b_; }
+
+ private:
+  bytes own_;
+  bytes* b_ = &own_;
+  bool borrowed_ = false;
+};
+
 /// Posts one envelope to the actor (or root inbox) `target`, waiting while
 /// its mailbox is full. Returns false when the target is known to have ended
 /// (the message is dropped and counted).

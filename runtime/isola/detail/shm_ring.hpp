@@ -66,6 +66,9 @@ struct ring_config {
   std::size_t maxsize = 0;
   std::size_t max_message_size = std::size_t{1} << 30;
   unsigned spin = 0;
+  /// Exactly one process (and in it one thread at a time) ever reads the
+  /// ring, as an actor's mailbox: get takes no lock.
+  bool single_consumer = false;
   std::uint64_t type_tag = 0;
   std::uint32_t kind = 0;  // which queue class created it (for debugging)
   // Where the position and message counters start: only tests set these, to
@@ -139,6 +142,7 @@ class shm_ring {
   std::uint64_t max_record_ = 0;
   std::uint64_t max_message_ = 0;
   unsigned spin_ = 0;
+  bool single_consumer_ = false;
 };
 
 }  // namespace isola::detail
