@@ -428,6 +428,20 @@ bool inbox::next_into(envelope& out, std::optional<time_point> deadline, bool sp
   }
 }
 
+bool inbox::try_next_into(envelope& out) {
+  std::lock_guard pl(pump_m_);
+  if (!kept_.empty()) {
+    out = std::move(kept_.front());
+    kept_.pop_front();
+    return true;
+  }
+  for (;;) {
+    int r = read_for_loop(out, std::nullopt);
+    if (r < 0) return false;
+    if (r > 0) return true;
+  }
+}
+
 // ---------------------------------------------------------------- entry points
 
 namespace {
@@ -467,6 +481,20 @@ bool post(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t 
     return false;
   }
   return true;
+}
+
+post_result try_post(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                     std::span<const std::byte> payload) {
+  auto& c = ctx();
+  peer& p = find_peer(c, target);
+  if (p.dead()) return post_result::dead;
+  envelope_header h;
+  h.kind = static_cast<std::uint8_t>(kind);
+  h.sender = c.self_id();
+  h.ref = ref;
+  h.tag = tag;
+  return p.ring->put(header_bytes(h), payload, op_deadline::nowait()) ? post_result::ok
+                                                                      : post_result::full;
 }
 
 namespace {

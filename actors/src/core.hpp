@@ -77,6 +77,12 @@ class peer {
   virtual exit_reason reason() = 0;
 };
 
+/// What try_post did.
+enum class post_result { ok, full, dead };
+/// One attempt to post, without waiting for room.
+post_result try_post(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                     std::span<const std::byte> payload);
+
 /// Puts one envelope into a peer's ring, in slices, giving up when the peer
 /// ends. Returns false if it ended first.
 bool put_envelope(peer& p, const envelope_header& h, std::span<const std::byte> payload);
@@ -115,6 +121,13 @@ class inbox : public std::enable_shared_from_this<inbox> {
   /// With spin, polls the mailbox briefly before sleeping on it (after a
   /// reply, when the requester's next message is expected soon).
   bool next_into(envelope& out, std::optional<time_point> deadline, bool spin = false);
+  /// As next_into, without waiting at all (no spin, no poll).
+  bool try_next_into(envelope& out);
+
+  /// A root thread that reads its inbox with next_into (the pool's
+  /// dispatcher) keeps plain sends instead of dropping them. Set before the
+  /// first read.
+  void set_keep_others(bool on) noexcept { keep_others_ = on; }
 
   /// Marks a down notice ref as one for the behavior (this_actor::monitor).
   void expect_behavior_down(std::uint64_t ref);

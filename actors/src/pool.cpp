@@ -1,14 +1,17 @@
 // The pool: worker actors and a dispatcher. See isola/pool.hpp.
 //
 // The dispatcher is a detached CAF actor whose one message runs its loop:
-// it owns the workers and the tasks in flight, hands each worker at most two
-// tasks (one running, one waiting in its mailbox, so that a worker never
-// idles between tasks), reads the replies from its own inbox, and learns of a
-// dead worker from the failure of its pending requests (actor_exited, within
-// milliseconds of the death) or from the root's exit notice. Because a
-// worker's mailbox is FIFO, the first task in flight on a dead worker is the
-// one it was running: that task fails (worker_died) or is retried; the
-// others never started and go back to the front of the queue.
+// it owns the workers and the tasks in flight. It hands work out in batches
+// (a task_batch is one envelope; a batch is one task while the queue is
+// short, up to max_batch tasks when it is long), each worker holding at most
+// two batches (one running, one waiting in its mailbox, so that a worker
+// never idles between batches). A worker sends one task_result per task as
+// each finishes, to the dispatcher's own inbox, so a task costs one small
+// envelope each way and no request bookkeeping. A worker's results arrive in
+// the order of its tasks; so when the root reports a worker dead, the first
+// of its tasks whose result has not come (after everything it sent has been
+// read) is the one it was running: that task fails (worker_died) or is
+// retried; the others never started and go back to the front of the queue.
 #include <caf/all.hpp>
 
 #include <algorithm>
@@ -28,7 +31,9 @@ namespace isola::detail {
 namespace {
 
 using pool_run_atom = caf::atom_constant<caf::atom("isolapool")>;
-constexpr std::size_t per_worker = 2;
+constexpr std::size_t batches_per_worker = 2;
+constexpr std::size_t max_batch = 64;
+constexpr std::size_t max_batch_bytes = 64 * 1024;
 
 int exitcode_of(const exit_reason& r) {
   switch (r.what) {
@@ -44,26 +49,30 @@ int exitcode_of(const exit_reason& r) {
 }
 }  // namespace
 
+task_result run_task(const task_msg& t) {
+  task_result r;
+  r.id = t.id;
+  try {
+    auto tr = reinterpret_cast<task_trampoline>(const_cast<void*>(t.trampoline.fn));
+    r.value = tr(t.fn.fn, t.args);
+    r.ok = true;
+  } catch (const std::exception& e) {
+    r.type_name = demangle(typeid(e).name());
+    r.what = e.what();
+  } catch (...) {
+    r.type_name = "unknown";
+    r.what = "a non-standard exception";
+  }
+  return r;
+}
+
 behavior pool_worker(worker_init init) {
   if (init.has) {
     auto t = reinterpret_cast<task_trampoline>(const_cast<void*>(init.trampoline.fn));
     t(init.fn.fn, init.args);  // throws: the worker fails to start, and the pool is told
   }
-  return {[](const task_msg& t) -> task_result {
-    task_result r;
-    r.id = t.id;
-    try {
-      auto tr = reinterpret_cast<task_trampoline>(const_cast<void*>(t.trampoline.fn));
-      r.value = tr(t.fn.fn, t.args);
-      r.ok = true;
-    } catch (const std::exception& e) {
-      r.type_name = demangle(typeid(e).name());
-      r.what = e.what();
-    } catch (...) {
-      r.type_name = "unknown";
-      r.what = "a non-standard exception";
-    }
-    return r;
+  return {[](const task_batch& b) {
+    for (const auto& t : b.tasks) b.reply_to.send(run_task(t));
   }};
 }
 
@@ -73,9 +82,14 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     std::uint64_t id = 0;
     unsigned tries = 0;
   };
+  struct inflight_rec {
+    std::shared_ptr<job_rec> job;
+    bool ends_batch = false;
+  };
   struct worker_rec {
     actor a;
-    std::deque<std::pair<std::shared_ptr<job_rec>, future<task_result>>> inflight;
+    std::deque<inflight_rec> inflight;  // in the order the worker runs them
+    std::size_t batches = 0;            // batches in flight
     std::size_t assigned = 0;
     bool dead = false;
   };
@@ -95,7 +109,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   bool done = false;
   bool ready = false;  // the first workers are started (or failed to)
   std::vector<actor> snapshot;
-  std::vector<std::uint64_t> exited;  // worker ids the root reported dead
+  std::vector<std::pair<std::uint64_t, exit_reason>> exited;  // workers the root reported dead
   std::atomic<std::uint64_t> inbox_id{0};
   std::atomic<bool> sleeping{false};
   std::uint64_t next_job = 1;
@@ -103,6 +117,9 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 
   // Dispatcher thread only:
   std::vector<worker_rec> workers;
+  envelope env_;      // reused for every envelope read
+  task_batch batch_;  // reused for every batch sent
+  bytes buf_;
   int start_failures = 0;
   std::string broken;
 
@@ -133,11 +150,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       entry e = &actor_entry_fn<behavior (*)(worker_init), worker_init>;
       return process(po, e, boot, function_address{reinterpret_cast<const void*>(&pool_worker)}, init);
     };
-    actor a = node_spawn(so, make, [w](const actor& who, const exit_reason&) {
+    actor a = node_spawn(so, make, [w](const actor& who, const exit_reason& why) {
       if (auto c = w.lock()) {
         {
           std::lock_guard lk(c->m);
-          c->exited.push_back(who.id());
+          c->exited.emplace_back(who.id(), why);
         }
         c->sleeping.store(true);
         c->wake();
@@ -164,7 +181,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       if (!w.inflight.empty()) continue;  // its failures are handled first
       if (!broken.empty()) continue;
       try {
-        w = worker_rec{start_worker(), {}, 0, false};
+        w = worker_rec{start_worker(), {}, 0, 0, false};
         start_failures = 0;
       } catch (const std::exception& ex) {
         if (++start_failures >= 3) broken = std::string("cannot start workers: ") + ex.what();
@@ -181,18 +198,18 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   }
 
   /// The worker died: its first task in flight was running.
-  void worker_died(worker_rec& w) {
+  void worker_died(worker_rec& w, const exit_reason& r) {
     if (w.inflight.empty()) return;
-    auto r = node_reason(w.a.id()).value_or(exit_reason{exit_reason::kind::unknown, 0, {}});
     if (break_on_death && broken.empty())
       broken = "a worker (pid " + std::to_string(w.a.pid()) + ") died: " + r.to_string();
     // A worker that ends before it ran anything, with an exception, failed to
     // initialise: more than a few in a row and the pool is broken.
-    auto running = std::move(w.inflight.front().first);
+    auto running = std::move(w.inflight.front().job);
     w.inflight.pop_front();
     std::lock_guard lk(m);
-    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) queue.push_front(std::move(it->first));
+    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) queue.push_front(std::move(it->job));
     w.inflight.clear();
+    w.batches = 0;
     if (running->tries < retries) {
       ++running->tries;
       queue.push_front(std::move(running));
@@ -206,47 +223,61 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     m.lock();
   }
 
-  void collect() {
-    for (auto& w : workers) {
-      while (!w.inflight.empty()) {
-        auto& [job, fut] = w.inflight.front();
-        auto s = fut.state_ptr();
-        std::exception_ptr err;
-        {
-          std::lock_guard lk(s->m);
-          if (!s->done) break;
-          err = s->error;
-        }
-        if (err) {
-          // The request failed: the worker is gone (actor_exited) or unreachable.
-          w.dead = true;
-          worker_died(w);
-          break;
-        }
-        auto res = std::move(*s->value);
-        auto j = std::move(job);
-        w.inflight.pop_front();
-        if (res.ok) {
-          try {
-            j->job.on_value(res.value);
-          } catch (...) {
-          }
-        } else {
-          fail_job(*j, std::make_exception_ptr(remote_error(res.type_name, res.what, w.a.pid(), w.a.name())));
-        }
+  /// A task_result a worker sent: completes the first of its tasks in flight.
+  void on_result(std::uint64_t sender, std::span<const std::byte> payload) {
+    worker_rec* w = nullptr;
+    for (auto& x : workers)
+      if (x.a.id() == sender) w = &x;
+    if (!w) return;  // a worker replaced meanwhile: its tasks were requeued
+    task_result res;
+    try {
+      decode_into(payload, res);
+    } catch (const std::exception& ex) {
+      get_logger().error(std::string("isola::pool: a malformed task result: ") + ex.what());
+      return;
+    }
+    auto it = std::find_if(w->inflight.begin(), w->inflight.end(),
+                           [&](const inflight_rec& r) { return r.job->id == res.id; });
+    if (it == w->inflight.end()) return;
+    auto j = std::move(it->job);
+    if (it->ends_batch && w->batches > 0) --w->batches;
+    w->inflight.erase(it);
+    if (res.ok) {
+      try {
+        j->job.on_value(res.value);
+      } catch (...) {
       }
+    } else {
+      fail_job(*j, std::make_exception_ptr(remote_error(res.type_name, res.what, w->a.pid(), w->a.name())));
     }
   }
 
-  void apply_exits() {
-    std::vector<std::uint64_t> ids;
+  void handle(const envelope& e) {
+    if (e.kind() == env_kind::send && e.h.tag == type_tag<task_result>()) on_result(e.h.sender, e.payload);
+    // Anything else (wake-ups) only ended a wait.
+  }
+
+  /// Handles every envelope already in the inbox.
+  void drain(inbox& ib) {
+    while (ib.try_next_into(env_)) handle(env_);
+  }
+
+  void apply_exits(inbox& ib) {
+    std::vector<std::pair<std::uint64_t, exit_reason>> ids;
     {
       std::lock_guard lk(m);
       ids.swap(exited);
     }
-    for (auto id : ids)
+    if (ids.empty()) return;
+    // A worker's results are in the inbox before its death is reported:
+    // read them all before deciding which task it was running.
+    drain(ib);
+    for (auto& [id, why] : ids)
       for (auto& w : workers)
-        if (w.a.id() == id) w.dead = true;  // its pending requests fail on their own
+        if (w.a.id() == id && !w.dead) {
+          w.dead = true;
+          worker_died(w, why);
+        }
   }
 
   void retire() {
@@ -260,30 +291,60 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     }
   }
 
-  /// Round-robin, one slot at a time: every idle worker gets a task before
-  /// any worker gets a second one (which waits in its mailbox, so that the
-  /// worker does not idle between tasks under load).
+  /// Round-robin, one batch at a time: every idle worker gets work before
+  /// any worker gets a second batch (which waits in its mailbox, so that the
+  /// worker does not idle under load). A batch is one task until the queue
+  /// holds more than two per live worker, then a share of it.
   void assign() {
     std::size_t live = 0;
     for (auto& w : workers) live += w.dead ? 0 : 1;
-    for (std::size_t depth = 1; depth <= per_worker; ++depth) {
+    if (live == 0) return;
+    const auto self = ctx().self();
+    for (std::size_t depth = 1; depth <= batches_per_worker; ++depth) {
       for (auto& w : workers) {
-        if (w.dead || w.inflight.size() >= depth || (maxtasks != 0 && w.assigned >= maxtasks)) continue;
-        std::shared_ptr<job_rec> j;
+        if (w.dead || w.batches >= depth || (maxtasks != 0 && w.assigned >= maxtasks)) continue;
+        batch_.tasks.clear();
+        std::vector<std::shared_ptr<job_rec>> taken;
         {
           std::lock_guard lk(m);
           if (queue.empty()) return;
-          // A second task waits in a busy worker's mailbox only when there is
-          // more work than workers: otherwise it could wait behind a long
+          // A second batch waits in a busy worker's mailbox only when there
+          // is more work than workers: otherwise it could wait behind a long
           // task while another worker idles.
           if (depth > 1 && queue.size() <= live) return;
-          j = std::move(queue.front());
-          queue.pop_front();
+          std::size_t k = std::clamp<std::size_t>(queue.size() / (2 * live), 1, max_batch);
+          if (maxtasks != 0) k = std::min(k, maxtasks - w.assigned);
+          std::size_t bytes_in = 0;
+          while (taken.size() < k && !queue.empty() && (taken.empty() || bytes_in < max_batch_bytes)) {
+            bytes_in += queue.front()->job.args.size() + 64;
+            taken.push_back(std::move(queue.front()));
+            queue.pop_front();
+          }
         }
-        task_msg t{j->id, j->job.trampoline, j->job.fn, j->job.args};
-        auto f = w.a.request<task_result>(t);
-        w.inflight.emplace_back(std::move(j), std::move(f));
-        ++w.assigned;
+        for (auto& j : taken)
+          batch_.tasks.push_back(task_msg{j->id, j->job.trampoline, j->job.fn, j->job.args});
+        batch_.reply_to = self;
+        buf_.clear();
+        encode_into(batch_, buf_);
+        // An idle worker reads its mailbox, so waiting for room is safe (and
+        // needed for a batch larger than the mailbox). A busy one may itself
+        // be waiting for room in our inbox: never block on it.
+        post_result r = post_result::ok;
+        if (w.inflight.empty()) {
+          if (!post(w.a.id(), env_kind::send, 0, type_tag<task_batch>(), buf_)) r = post_result::dead;
+        } else {
+          r = try_post(w.a.id(), env_kind::send, 0, type_tag<task_batch>(), buf_);
+        }
+        if (r != post_result::ok) {
+          std::lock_guard lk(m);
+          for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue.push_front(std::move(*it));
+          if (r == post_result::full) return;  // tried again after the next results
+          continue;  // dead: its exit notice is on the way
+        }
+        for (std::size_t i = 0; i < taken.size(); ++i)
+          w.inflight.push_back({std::move(taken[i]), i + 1 == taken.size()});
+        ++w.batches;
+        w.assigned += taken.size();
       }
     }
   }
@@ -301,8 +362,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       rest.swap(queue);
     }
     for (auto& w : workers)
-      for (auto& [j, f] : w.inflight) rest.push_back(j);
-    for (auto& w : workers) w.inflight.clear();
+      for (auto& r : w.inflight) rest.push_back(r.job);
+    for (auto& w : workers) {
+      w.inflight.clear();
+      w.batches = 0;
+    }
     for (auto& j : rest) fail_job(*j, e);
   }
 
@@ -330,6 +394,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 
   void loop() {
     auto ib = ctx().my_inbox();
+    ib->set_keep_others(true);  // the workers' task_results
     inbox_id = ib->id();
     workers.resize(n);
     for (auto& w : workers) w.dead = true;  // fill_workers starts them
@@ -353,8 +418,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         finish_all(std::make_exception_ptr(cancelled_error("the pool was terminated")));
         return;
       }
-      apply_exits();
-      collect();
+      drain(*ib);
+      apply_exits(*ib);
       if (!broken.empty()) finish_all(std::make_exception_ptr(isola::error("the pool is broken: " + broken)));
       retire();
       fill_workers();
@@ -393,7 +458,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
           continue;
         }
       }
-      ib->pump(clock::now() + std::chrono::milliseconds(20));
+      if (ib->next_into(env_, clock::now() + std::chrono::milliseconds(20))) handle(env_);
       sleeping.store(false);
     }
   }

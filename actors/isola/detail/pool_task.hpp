@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "isola/actor.hpp"
 #include "isola/behavior.hpp"
 #include "isola/codec.hpp"
 #include "isola/detail/function_address.hpp"
@@ -41,6 +42,18 @@ struct task_result {
   template <class Archive>
   void serialize(Archive& ar) {
     ar(id, ok, value, type_name, what);
+  }
+};
+
+/// Tasks a worker runs in order; it sends one task_result per task to
+/// reply_to as each finishes, so that the dispatcher knows which task a
+/// worker that died was running (the first whose result did not come).
+struct task_batch {
+  actor reply_to;
+  std::vector<task_msg> tasks;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(reply_to, tasks);
   }
 };
 
@@ -118,3 +131,4 @@ behavior pool_worker(worker_init init);
 
 ISOLA_TYPE_NAME(isola::detail::task_msg, "isola.task")
 ISOLA_TYPE_NAME(isola::detail::task_result, "isola.task_result")
+ISOLA_TYPE_NAME(isola::detail::task_batch, "isola.task_batch")
