@@ -13,6 +13,7 @@
 #include "isola/logging.hpp"
 #include "isola/message.hpp"
 #include "isola/pool.hpp"
+#include "isola/popen.hpp"
 #include "isola/process_pool_executor.hpp"
 #include "isola/process.hpp"
 #include "isola/queue.hpp"
