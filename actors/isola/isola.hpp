@@ -11,6 +11,7 @@
 #include "isola/future.hpp"
 #include "isola/joinable_queue.hpp"
 #include "isola/logging.hpp"
+#include "isola/manager.hpp"
 #include "isola/message.hpp"
 #include "isola/pool.hpp"
 #include "isola/popen.hpp"

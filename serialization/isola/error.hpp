@@ -172,4 +172,28 @@ class authentication_error : public error {
   using error::error;
 };
 
+/// A key that is not in a mapping (Python: KeyError), e.g. a managed dict's get().
+class key_error : public error {
+ public:
+  using error::error;
+};
+
+/// An index out of a sequence's range (Python: IndexError), e.g. a managed list's.
+class index_error : public error {
+ public:
+  using error::error;
+};
+
+/// A manager cannot be reached: it has shut down, died or never answered.
+/// pid() is the manager process's pid when it runs on this host (0 for a
+/// manager reached over TCP).
+class manager_error : public error {
+ public:
+  explicit manager_error(const std::string& what, int pid = 0) : error(what), pid_(pid) {}
+  int pid() const noexcept { return pid_; }
+
+ private:
+  int pid_;
+};
+
 }  // namespace isola

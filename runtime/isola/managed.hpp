@@ -1,0 +1,509 @@
+// isola/managed.hpp — proxies to objects that live in a manager process
+// (Python's multiprocessing.managers proxies): managed::dict<K,V>,
+// managed::list<T>, managed::queue<T>, managed::lock, managed::event and
+// managed::value<T>. Make them with an isola::manager (isola/manager.hpp).
+//
+//   isola::manager m;
+//   auto d = m.dict<std::string, int>();
+//   d.set("count", 100);
+//   d.update("count", +[](int v) { return v - 1; });   // runs in the manager, atomically
+//   isola::process p(worker, d, m.lock());               // proxies travel as arguments
+//
+// The classes are in namespace isola::managed so that they do not clash with
+// isola::lock, isola::event, isola::value and isola::queue, which live in
+// shared memory instead.
+//
+// What every process sees:
+// - A proxy is a value: the manager's address, its authentication key and an
+//   object id. It is cereal-serializable, so it passes to children under
+//   every start method (as a process argument) and inside messages. Mind that
+//   it carries the key: send it only to processes you would give the key.
+// - Each process (and each thread) opens its own connection to the manager
+//   on its first call, so a proxy copied by fork never shares a socket.
+// - Every call is one request and one reply. Blocking calls (lock acquire,
+//   event wait, a get on an empty queue, a put on a full one) are answered
+//   by the manager when they can be: untimed, with a std::chrono duration,
+//   and non-blocking forms, as isola's shared-memory objects have.
+// - The manager dying (or shutting down) makes every call, including one
+//   blocked in a wait, fail at once with isola::manager_error naming the
+//   manager's pid; a call never hangs on a dead manager.
+// - A process (or thread) that dies holding a managed lock releases it: the
+//   next acquirer takes it and is told with isola::lock_owner_died, thrown
+//   after the lock is taken, as isola::lock does.
+// - Keys and values are stored encoded; two keys are the same key when their
+//   encodings are equal (so keys whose encoding depends on iteration order,
+//   like an unordered_set, are unsuitable).
+#pragma once
+
+#include <chrono>
+#include <concepts>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include "isola/codec.hpp"
+#include "isola/detail/manager_wire.hpp"
+#include "isola/error.hpp"
+#include "isola/type_name.hpp"
+
+namespace isola {
+class manager;
+}
+
+namespace isola::managed {
+
+using duration = std::chrono::duration<double>;
+
+namespace detail {
+using isola::detail::mgr_op;
+using isola::detail::mgr_status;
+
+/// Per-thread buffers for encoding a request's two parts.
+inline bytes& scratch(int i) {
+  thread_local bytes b[2];
+  auto& s = b[i];
+  s.clear();
+  return s;
+}
+
+inline std::span<const std::byte> raw_i64(std::int64_t& v) {
+  return std::as_bytes(std::span(&v, 1));
+}
+
+/// update(): decode, call the user's function, encode back.
+template <class Fp>
+struct fn_result;
+template <class R, class... A>
+struct fn_result<R (*)(A...)> {
+  using type = R;
+};
+
+template <class V, class Fp, class Tuple>
+bytes apply_trampoline(const void* fn, bytes& slot, std::span<const std::byte> args) {
+  V v = decode<V>(slot);
+  auto f = reinterpret_cast<Fp>(const_cast<void*>(fn));
+  auto t = decode<Tuple>(args);
+  if constexpr (std::is_void_v<typename fn_result<Fp>::type>) {
+    std::apply([&](auto&... a) { f(v, a...); }, t);
+  } else {
+    v = std::apply([&](auto&... a) { return f(std::move(v), a...); }, t);
+  }
+  slot.clear();
+  encode_into(v, slot);
+  return slot;
+}
+
+/// value<T>::fetch_add: returns the old value.
+template <class T>
+bytes add_trampoline(const void*, bytes& slot, std::span<const std::byte> args) {
+  T v = decode<T>(slot);
+  T d = decode<T>(args);
+  T old = v;
+  using U = std::make_unsigned_t<T>;
+  v = static_cast<T>(static_cast<U>(v) + static_cast<U>(d));
+  slot.clear();
+  encode_into(v, slot);
+  return encode(old);
+}
+
+template <class... T>
+std::uint64_t type_id() {
+  std::uint64_t h = 0x9e3779b97f4a7c15ull;
+  ((h = (h ^ isola::type_tag<T>()) * 0x100000001b3ull), ...);
+  return h;
+}
+template <class... T>
+std::string type_names() {
+  std::string s;
+  ((s += (s.empty() ? "" : ", ") + isola::type_name<T>()), ...);
+  return s;
+}
+}  // namespace detail
+
+/// What every proxy is: where its object lives.
+class proxy {
+ public:
+  /// A proxy to nothing (calls are a value_error); what a load() fills in.
+  proxy() = default;
+
+  /// The object's id in its manager.
+  std::uint64_t id() const noexcept { return id_; }
+  /// The manager process's pid (0 when reached over TCP).
+  int manager_pid() const noexcept { return addr_ ? addr_->pid : 0; }
+  bool empty() const noexcept { return !addr_; }
+  friend bool operator==(const proxy& a, const proxy& b) noexcept {
+    return a.id_ == b.id_ && (a.addr_ == b.addr_ || (a.addr_ && b.addr_ &&
+                                                     a.addr_->cache_key() == b.addr_->cache_key()));
+  }
+
+  template <class Archive>
+  void save(Archive& ar) const {
+    static const isola::detail::manager_address none{};
+    ar(addr_ ? *addr_ : none, id_);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    auto a = std::make_shared<isola::detail::manager_address>();
+    ar(*a, id_);
+    if (a->socket.empty() && a->host.empty())
+      addr_.reset();
+    else
+      addr_ = std::move(a);
+  }
+
+ protected:
+  friend class isola::manager;
+  proxy(std::shared_ptr<const isola::detail::manager_address> a, std::uint64_t id)
+      : addr_(std::move(a)), id_(id) {}
+
+  /// The call and its status, unchecked.
+  std::span<const std::byte> call_raw(detail::mgr_op op, std::int64_t timeout_ns,
+                                      std::span<const std::byte> a, std::span<const std::byte> b,
+                                      detail::mgr_status& st) const {
+    if (!addr_) throw value_error("this managed proxy refers to no object (default-constructed)");
+    return isola::detail::manager_call(*addr_, op, id_, timeout_ns, a, b, st);
+  }
+  /// The call; any error status is thrown.
+  std::span<const std::byte> call(detail::mgr_op op, std::span<const std::byte> a = {},
+                                  std::span<const std::byte> b = {}) const {
+    detail::mgr_status st{};
+    auto p = call_raw(op, -1, a, b, st);
+    check(st, p);
+    return p;
+  }
+  void check(detail::mgr_status st, std::span<const std::byte> p) const {
+    isola::detail::check_reply(*addr_, st, p);
+  }
+
+  template <class V, class Fp, class... P, class... A>
+  std::span<const std::byte> apply(detail::mgr_op op, std::span<const std::byte> key,
+                                   isola::detail::mgr_apply_fn tr, Fp fn, A&&... args) const {
+    isola::detail::mgr_apply_spec spec;
+    spec.trampoline.fn = reinterpret_cast<const void*>(tr);
+    spec.fn.fn = reinterpret_cast<const void*>(fn);
+    encode_into(V{}, spec.initial);
+    encode_into(std::tuple<std::decay_t<P>...>(std::forward<A>(args)...), spec.args);
+    auto& b = detail::scratch(1);
+    encode_into(spec, b);
+    return call(op, key, b);
+  }
+
+  std::shared_ptr<const isola::detail::manager_address> addr_;
+  std::uint64_t id_ = 0;
+};
+
+/// A dict in the manager (Python's Manager().dict()).
+template <class K, class V>
+class dict : public proxy {
+ public:
+  // (No key_type/mapped_type: cereal would take a class with a mapped_type
+  // for a std::map-like container and find two ways to serialize it.)
+  dict() = default;
+
+  /// The value at k; key_error if there is none.
+  V get(const K& k) const {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::d_get, -1, key(k), {}, st);
+    check(st, p);
+    return decode<V>(p);
+  }
+  /// The value at k, or def if there is none.
+  V get(const K& k, const V& def) const {
+    auto v = find(k);
+    return v ? std::move(*v) : def;
+  }
+  /// The value at k, if any.
+  std::optional<V> find(const K& k) const {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::d_get, -1, key(k), {}, st);
+    if (st == detail::mgr_status::key_error) return std::nullopt;
+    check(st, p);
+    return decode<V>(p);
+  }
+  void set(const K& k, const V& v) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    call(detail::mgr_op::d_set, key(k), b);
+  }
+  /// Removes k; whether it was there.
+  bool erase(const K& k) { return decode<bool>(call(detail::mgr_op::d_erase, key(k))); }
+  bool contains(const K& k) const { return decode<bool>(call(detail::mgr_op::d_contains, key(k))); }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::d_size)); }
+  bool empty() const { return size() == 0; }
+  void clear() { call(detail::mgr_op::d_clear); }
+  /// In insertion order, as Python's dict.
+  std::vector<K> keys() const { return elements<K>(call(detail::mgr_op::d_keys)); }
+  std::vector<V> values() const { return elements<V>(call(detail::mgr_op::d_values)); }
+  std::vector<std::pair<K, V>> items() const {
+    isola::detail::element_reader r(call(detail::mgr_op::d_items));
+    std::vector<std::pair<K, V>> out;
+    out.reserve(static_cast<std::size_t>(r.count()));
+    for (std::uint64_t i = 0; i < r.count(); ++i) {  // count pairs, each a key and a value
+      K k = decode<K>(r.next());
+      out.emplace_back(std::move(k), decode<V>(r.next()));
+    }
+    return out;
+  }
+
+  /// Atomically replaces the value at k with fn(value, args...) (V{} if k is
+  /// absent), running fn in the manager process; returns the new value. fn
+  /// is a function pointer (or a captureless lambda with +): it travels as
+  /// an address, so the caller and the manager must run the same program.
+  template <class... P, class... A>
+    requires(sizeof...(P) == sizeof...(A))
+  V update(const K& k, V (*fn)(V, P...), A&&... args) {
+    using Fp = V (*)(V, P...);
+    return decode<V>(apply<V, Fp, P...>(
+        detail::mgr_op::d_apply, key(k),
+        &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
+  }
+  /// The same with fn(value&, args...) changing the value in place.
+  template <class... P, class... A>
+    requires(sizeof...(P) == sizeof...(A))
+  V update(const K& k, void (*fn)(V&, P...), A&&... args) {
+    using Fp = void (*)(V&, P...);
+    return decode<V>(apply<V, Fp, P...>(
+        detail::mgr_op::d_apply, key(k),
+        &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  static std::span<const std::byte> key(const K& k) {
+    auto& a = detail::scratch(0);
+    encode_into(k, a);
+    return a;
+  }
+  template <class T>
+  static std::vector<T> elements(std::span<const std::byte> p) {
+    isola::detail::element_reader r(p);
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(r.count()));
+    for (std::uint64_t i = 0; i < r.count(); ++i) out.push_back(decode<T>(r.next()));
+    return out;
+  }
+};
+
+/// A list in the manager (Python's Manager().list()). Indices may be
+/// negative, counting from the end; out of range is an index_error.
+template <class T>
+class list : public proxy {
+ public:
+  using value_type = T;
+  list() = default;
+
+  void append(const T& v) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    call(detail::mgr_op::l_append, {}, b);
+  }
+  T get(std::int64_t i) const { return decode<T>(call(detail::mgr_op::l_get, detail::raw_i64(i))); }
+  void set(std::int64_t i, const T& v) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    call(detail::mgr_op::l_set, detail::raw_i64(i), b);
+  }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::l_size)); }
+  bool empty() const { return size() == 0; }
+  /// Removes and returns the element at i (the last by default).
+  T pop(std::int64_t i = -1) { return decode<T>(call(detail::mgr_op::l_pop, detail::raw_i64(i))); }
+  std::vector<T> items() const {
+    isola::detail::element_reader r(call(detail::mgr_op::l_items));
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(r.count()));
+    for (std::uint64_t i = 0; i < r.count(); ++i) out.push_back(decode<T>(r.next()));
+    return out;
+  }
+  void clear() { call(detail::mgr_op::l_clear); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+};
+
+/// A queue in the manager (Python's Manager().Queue()); maxsize 0 is
+/// unbounded. get(t) throws queue_empty and put(v, t) queue_full, as
+/// isola::queue does.
+template <class T>
+class queue : public proxy {
+ public:
+  using value_type = T;
+  queue() = default;
+
+  void put(const T& v) { (void)put_for(v, -1); }
+  void put(const T& v, duration t) {
+    if (!put_for(v, isola::detail::to_timeout_ns(t)))
+      throw queue_full("managed queue: still full after the timeout");
+  }
+  void put_nowait(const T& v) {
+    if (!put_for(v, 0)) throw queue_full("managed queue: full");
+  }
+  bool try_put(const T& v) { return put_for(v, 0); }
+
+  T get() { return *get_for(-1); }
+  T get(duration t) {
+    auto v = get_for(isola::detail::to_timeout_ns(t));
+    if (!v) throw queue_empty("managed queue: still empty after the timeout");
+    return std::move(*v);
+  }
+  T get_nowait() {
+    auto v = get_for(0);
+    if (!v) throw queue_empty("managed queue: empty");
+    return std::move(*v);
+  }
+  std::optional<T> try_get() { return get_for(0); }
+
+  std::size_t qsize() const { return decode<std::uint64_t>(call(detail::mgr_op::q_size)); }
+  bool empty() const { return qsize() == 0; }
+  bool full() const { return decode<bool>(call(detail::mgr_op::q_full)); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool put_for(const T& v, std::int64_t ns) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::q_put, ns, {}, b, st);
+    if (st == detail::mgr_status::timeout) return false;
+    check(st, p);
+    return true;
+  }
+  std::optional<T> get_for(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::q_get, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return std::nullopt;
+    check(st, p);
+    return decode<T>(p);
+  }
+};
+
+/// A lock in the manager (Python's Manager().Lock()). BasicLockable and
+/// TimedLockable: std::scoped_lock and std::unique_lock work. The holder is
+/// the calling thread's connection: release() from a thread that does not
+/// hold it is a value_error, acquiring it again while holding it too (it
+/// would deadlock). If the holder's process (or thread) ends holding it, the
+/// next acquirer takes it and gets lock_owner_died, thrown after taking it.
+/// Named plain_lock because a class cannot have a member named like itself;
+/// managed::lock names it.
+class plain_lock : public proxy {
+ public:
+  plain_lock() = default;
+
+  void acquire() { (void)take(-1); }
+  /// false if not taken by the timeout.
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::k_release); }
+
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+  template <class Rep, class Period>
+  bool try_lock_for(const std::chrono::duration<Rep, Period>& t) {
+    return acquire(std::chrono::duration_cast<duration>(t));
+  }
+  template <class Clock, class Dur>
+  bool try_lock_until(const std::chrono::time_point<Clock, Dur>& t) {
+    auto left = t - Clock::now();
+    return acquire(left.count() > 0 ? std::chrono::duration_cast<duration>(left) : duration::zero());
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::k_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    if (st == detail::mgr_status::owner_died)
+      throw lock_owner_died(
+          "managed lock: its previous holder died holding it; the lock is now held by the caller "
+          "(what it guards may be half-updated)");
+    check(st, p);
+    return true;
+  }
+};
+using lock = plain_lock;
+
+/// An event in the manager (Python's Manager().Event()).
+class event : public proxy {
+ public:
+  event() = default;
+  void set() { call(detail::mgr_op::e_set); }
+  void clear() { call(detail::mgr_op::e_clear); }
+  bool is_set() const { return decode<bool>(call(detail::mgr_op::e_is_set)); }
+  void wait() { (void)wait_for(-1); }
+  /// Whether the event was set by the timeout.
+  bool wait(duration t) { return wait_for(isola::detail::to_timeout_ns(t)); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool wait_for(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::e_wait, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    check(st, p);
+    return true;
+  }
+};
+
+/// A value in the manager (Python's Manager().Value()). Any serializable T.
+template <class T>
+class value : public proxy {
+ public:
+  using value_type = T;
+  value() = default;
+  using proxy::load;  // the cereal one, which load() below would hide
+  T load() const { return decode<T>(call(detail::mgr_op::v_load)); }
+  void store(const T& v) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    call(detail::mgr_op::v_store, {}, b);
+  }
+  /// Atomically adds d (in the manager); returns the previous value.
+  T fetch_add(T d)
+    requires std::is_integral_v<T> && (!std::is_same_v<T, bool>)
+  {
+    isola::detail::mgr_apply_spec spec;
+    spec.trampoline.fn = reinterpret_cast<const void*>(&detail::add_trampoline<T>);
+    encode_into(d, spec.args);
+    auto& b = detail::scratch(1);
+    encode_into(spec, b);
+    return decode<T>(call(detail::mgr_op::v_apply, {}, b));
+  }
+  /// Atomically replaces the value with fn(value, args...), run in the
+  /// manager; returns the new value (see dict::update).
+  template <class... P, class... A>
+    requires(sizeof...(P) == sizeof...(A))
+  T update(T (*fn)(T, P...), A&&... args) {
+    using Fp = T (*)(T, P...);
+    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::v_apply, {},
+                                        &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
+                                        fn, std::forward<A>(args)...));
+  }
+  template <class... P, class... A>
+    requires(sizeof...(P) == sizeof...(A))
+  T update(void (*fn)(T&, P...), A&&... args) {
+    using Fp = void (*)(T&, P...);
+    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::v_apply, {},
+                                        &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
+                                        fn, std::forward<A>(args)...));
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+};
+
+}  // namespace isola::managed

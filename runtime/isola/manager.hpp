@@ -1,0 +1,165 @@
+// isola/manager.hpp — a server process that owns shared objects, reached
+// through proxies (Python's multiprocessing.Manager() and BaseManager).
+//
+//   isola::manager m;                                   // starts the manager process
+//   auto d = m.dict<std::string, int>();                // managed::dict<std::string, int>
+//   auto l = m.lock();                                  // managed::lock
+//   isola::process p(worker, d, l);                     // proxies pass to children
+//
+//   // Python's BaseManager: serve over TCP, connect from elsewhere.
+//   std::uint16_t port = m.serve(5000, "secret");       // also listen on 127.0.0.1:5000
+//   auto q = m.queue<job>("jobs");                      // a named object
+//   ...elsewhere:
+//   auto r = isola::manager::connect("127.0.0.1", 5000, "secret");
+//   auto jobs = r.queue<job>("jobs");                   // opens the same queue
+//
+// The manager is an isola::process (the current start method, or the one in
+// manager_options) running a single-threaded epoll server. It listens on an
+// abstract AF_UNIX socket (nothing on disk to clean up) and, after serve(),
+// on TCP. Every connection, local or TCP, first passes an HMAC-SHA256
+// challenge in both directions over the authentication key, before any byte
+// of it is decoded; a wrong key is an authentication_error on both sides.
+//
+// Lifetime: ~manager() (and shutdown()) stops the manager process, like
+// leaving Python's `with Manager() as m:` block; proxies used afterwards fail
+// with manager_error. The manager dies with the process that started it
+// (PR_SET_PDEATHSIG, like every isola child: start it from the main thread
+// or a thread that lives as long). Objects live until the manager ends (no
+// reference counting across processes, unlike Python's proxies).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "isola/managed.hpp"
+#include "isola/start_method.hpp"
+
+namespace isola {
+
+class process;
+
+struct manager_options {
+  /// Default: get_start_method().
+  std::optional<start_method> method{};
+  /// The key of the local socket; empty: 32 random bytes (each manager its own).
+  std::string authkey{};
+  /// The manager process's name; default "manager-N".
+  std::string name{};
+  /// Largest request or reply frame; a larger one from a peer drops it.
+  std::size_t max_message_size = std::size_t{256} << 20;
+};
+
+/// What a manager reports about itself (mostly for tests and monitoring).
+struct manager_stats {
+  std::uint64_t connections = 0;       ///< authenticated connections open now
+  std::uint64_t objects = 0;           ///< shared objects it holds
+  std::uint64_t waiters = 0;           ///< calls blocked in a lock, event or queue wait
+  std::uint64_t auth_failures = 0;     ///< peers that failed the handshake
+  std::uint64_t dropped_peers = 0;     ///< peers dropped for malformed or oversize input
+  std::uint64_t owner_deaths = 0;      ///< locks released because their holder's connection closed
+};
+
+class manager {
+ public:
+  /// Starts a manager process.
+  manager();
+  explicit manager(manager_options opts);
+  /// Shuts the manager down if this handle started it; never throws.
+  ~manager();
+  manager(manager&&) noexcept;
+  manager& operator=(manager&&) noexcept;
+  manager(const manager&) = delete;
+  manager& operator=(const manager&) = delete;
+
+  /// A handle on a manager that serves on host:port (serve()), authenticated
+  /// with authkey: authentication_error if the key is wrong, manager_error if
+  /// nothing answers. Its proxies talk TCP. Its destructor leaves the manager
+  /// running.
+  static manager connect(const std::string& host, std::uint16_t port, std::string authkey);
+  /// The same with "host:port".
+  static manager connect(const std::string& endpoint, std::string authkey);
+
+  /// Makes the manager also listen on TCP host:port (port 0: any free one),
+  /// where connections must prove authkey; returns the port. "0.0.0.0" listens
+  /// on every address; the default host is the loopback. os_error if the
+  /// address cannot be bound.
+  std::uint16_t serve(std::uint16_t port, std::string authkey) {
+    return serve("127.0.0.1", port, std::move(authkey));
+  }
+  std::uint16_t serve(const std::string& host, std::uint16_t port, std::string authkey);
+
+  /// Stops the manager process (if this handle started it): pending calls in
+  /// other processes fail with manager_error. Idempotent.
+  void shutdown();
+
+  /// The manager process's pid (0 for a connected handle).
+  int pid() const noexcept;
+  /// Whether the manager process runs (false for a connected handle).
+  bool is_alive() const;
+  /// The key proxies of this handle authenticate with.
+  const std::string& authkey() const noexcept;
+  manager_stats stats() const;
+
+  // Shared objects. The unnamed forms make a new object; the named forms
+  // open the object of that name, making it first if there is none (how
+  // processes that connect() find what the server made). A named object
+  // opened with other types (or as another kind) is a type_error.
+  template <class K, class V>
+  managed::dict<K, V> dict() {
+    return {addr_, create(isola::detail::mgr_kind::dict, {}, type_of<K, V>(), 0, {})};
+  }
+  template <class K, class V>
+  managed::dict<K, V> dict(const std::string& name) {
+    return {addr_, create(isola::detail::mgr_kind::dict, name, type_of<K, V>(), 0, {})};
+  }
+  template <class T>
+  managed::list<T> list(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::list, name, type_of<T>(), 0, {})};
+  }
+  /// maxsize 0: unbounded.
+  template <class T>
+  managed::queue<T> queue(std::size_t maxsize = 0) {
+    return {addr_, create(isola::detail::mgr_kind::queue, {}, type_of<T>(), maxsize, {})};
+  }
+  template <class T>
+  managed::queue<T> queue(const std::string& name, std::size_t maxsize = 0) {
+    return {addr_, create(isola::detail::mgr_kind::queue, name, type_of<T>(), maxsize, {})};
+  }
+  managed::lock lock(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::lock, name, type_of<>(), 0, {})};
+  }
+  managed::event event(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::event, name, type_of<>(), 0, {})};
+  }
+  template <class T>
+  managed::value<T> value(const T& init = T{}) {
+    return {addr_, create(isola::detail::mgr_kind::value, {}, type_of<T>(), 0, encode(init))};
+  }
+  /// Named: init is used only if the value does not exist yet.
+  template <class T>
+  managed::value<T> value(const std::string& name, const T& init) {
+    return {addr_, create(isola::detail::mgr_kind::value, name, type_of<T>(), 0, encode(init))};
+  }
+
+ private:
+  manager(std::shared_ptr<const isola::detail::manager_address> addr);
+  struct type_info {
+    std::uint64_t id;
+    std::string names;
+  };
+  template <class... T>
+  static type_info type_of() {
+    return {managed::detail::type_id<T...>(), managed::detail::type_names<T...>()};
+  }
+  std::uint64_t create(isola::detail::mgr_kind kind, const std::string& name, const type_info& t,
+                       std::size_t maxsize, bytes init);
+
+  std::shared_ptr<const isola::detail::manager_address> addr_;
+  std::unique_ptr<process> proc_;  // set when this handle started the manager
+  int owner_ = 0;                   // the process that started it (a fork child's copy does nothing)
+};
+
+}  // namespace isola
