@@ -218,22 +218,25 @@ namespace detail {
 template <class F, class... A>
 make_process_fn make_actor_process(F make_behavior, A&&... args) {
   using Fd = std::decay_t<F>;
+  // The arguments are kept once, shared by every start (restarts included),
+  // and only encoded for each one: so move-only handles (a connection end)
+  // can be actor arguments too.
   if constexpr (std::is_pointer_v<Fd>) {
-    using entry = int (*)(actor_boot, function_address, stored_arg_t<A>...);
+    using entry = int (*)(actor_boot, function_address, shared_arg<stored_arg_t<A>>...);
     entry e = &actor_entry_fn<Fd, stored_arg_t<A>...>;
     function_address fa{reinterpret_cast<const void*>(make_behavior)};
-    return [e, fa, ... as = stored_arg_t<A>(std::forward<A>(args))](const actor_boot& boot,
-                                                                     const process_options& po) {
+    return [e, fa, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
+               const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, fa, as...);
     };
   } else {
     static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
                   "isola::spawn: make_behavior must be a function pointer or a captureless "
                   "lambda (it is run in another process)");
-    using entry = int (*)(actor_boot, stored_arg_t<A>...);
+    using entry = int (*)(actor_boot, shared_arg<stored_arg_t<A>>...);
     entry e = &actor_entry_functor<Fd, stored_arg_t<A>...>;
-    return [e, ... as = stored_arg_t<A>(std::forward<A>(args))](const actor_boot& boot,
-                                                                 const process_options& po) {
+    return [e, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
+               const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, as...);
     };
   }
@@ -274,15 +277,15 @@ std::uint64_t dropped_messages() noexcept;
 
 namespace detail {
 template <class Fp, class... A>
-int actor_entry_fn(actor_boot boot, function_address fa, A... args) {
+int actor_entry_fn(actor_boot boot, function_address fa, shared_arg<A>... args) {
   auto fn = reinterpret_cast<Fp>(const_cast<void*>(fa.fn));
-  return run_actor(boot, [&]() -> behavior { return behavior(fn(args...)); });
+  return run_actor(boot, [&]() -> behavior { return behavior(fn(args.pass()...)); });
 }
 template <class L, class... A>
-int actor_entry_functor(actor_boot boot, A... args) {
+int actor_entry_functor(actor_boot boot, shared_arg<A>... args) {
   return run_actor(boot, [&]() -> behavior {
     L f{};
-    return behavior(f(args...));
+    return behavior(f(args.pass()...));
   });
 }
 }  // namespace detail

@@ -62,14 +62,16 @@ struct future_core {
   virtual ~future_core() = default;
 
   /// Waits until done or the deadline; returns done.
+  /// A deadline already past still reads what has arrived once (ready()).
   bool wait_until(std::optional<clock::time_point> deadline) {
+    bool pumped = false;
     for (;;) {
       std::function<void(std::optional<clock::time_point>)> p;
       {
         std::unique_lock lk(m);
         if (done) return true;
-        if (deadline && clock::now() >= *deadline) return false;
         p = pump;
+        if (deadline && clock::now() >= *deadline && (pumped || !p)) return false;
         if (!p) {
           if (deadline)
             cv.wait_until(lk, *deadline, [&] { return done; });
@@ -79,6 +81,7 @@ struct future_core {
         }
       }
       p(deadline);
+      pumped = true;
     }
   }
 

@@ -145,11 +145,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     so.method = method;
     so.daemon = true;
     std::weak_ptr<pool_core> w = weak_from_this();
-    make_process_fn make = [init = init](const actor_boot& boot, const process_options& po) {
-      using entry = int (*)(actor_boot, function_address, worker_init);
-      entry e = &actor_entry_fn<behavior (*)(worker_init), worker_init>;
-      return process(po, e, boot, function_address{reinterpret_cast<const void*>(&pool_worker)}, init);
-    };
+    make_process_fn make = make_actor_process(&pool_worker, init);
     actor a = node_spawn(so, make, [w](const actor& who, const exit_reason& why) {
       if (auto c = w.lock()) {
         {

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/connection.hpp>
 #include <isola/error.hpp>
 #include <isola/process.hpp>
 
@@ -136,6 +137,16 @@ isola::behavior with_offset(int offset) {
   return {[offset](const add& a) { return a.x + a.y + offset; }};
 }
 
+// A connection end is move-only: the actor keeps the one it was given.
+isola::connection g_conn;
+isola::behavior with_connection(isola::connection c) {
+  g_conn = std::move(c);
+  return {[](const add& a) {
+    g_conn.send(a.x + a.y);
+    return 0;
+  }};
+}
+
 isola::actor start(start_method m) {
   isola::spawn_options o;
   o.method = m;
@@ -174,6 +185,32 @@ BOOST_AUTO_TEST_CASE(spawn_passes_arguments_to_make_behavior, *utf::timeout(60))
     }, 7);
     BOOST_TEST(lam.request<int>(add{1, 2}).get(10s) == 21);
   }
+}
+
+BOOST_AUTO_TEST_CASE(a_connection_end_can_be_an_actor_argument, *utf::timeout(60)) {
+  for (auto m : actor_methods) {
+    BOOST_TEST_CONTEXT("method " << m) {
+      auto [mine, theirs] = isola::pipe();
+      isola::spawn_options o;
+      o.method = m;
+      auto a = isola::spawn(o, with_connection, std::move(theirs));
+      BOOST_TEST(a.request<int>(add{20, 22}).get(10s) == 0);
+      BOOST_TEST(mine.poll(10s));
+      BOOST_TEST(mine.recv<int>() == 42);
+      a.stop();
+      BOOST_TEST(a.monitor().get(10s).reason.to_string() == "shutdown");
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(ready_becomes_true_without_any_other_wait, *utf::timeout(60)) {
+  auto a = start(start_method::forkserver);
+  auto f = a.request<int>(add{1, 2});
+  BOOST_TEST(isola_test::wait_until([&] { return f.ready(); }));
+  BOOST_TEST(f.get() == 3);
+  auto d = a.monitor();
+  a.stop();
+  BOOST_TEST(isola_test::wait_until([&] { return d.ready(); }));
 }
 
 BOOST_AUTO_TEST_CASE(fork_is_refused_for_actors, *utf::timeout(30)) {

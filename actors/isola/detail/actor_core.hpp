@@ -115,10 +115,38 @@ actor spawn_actor(const spawn_options& opts, const make_process_fn& make);
 /// The body of an actor process: builds the behavior and serves the mailbox.
 int run_actor(const actor_boot& boot, const std::function<behavior()>& make_behavior);
 
+/// An actor's argument, kept once and encoded for each start; decoded into
+/// a fresh value in the actor's process.
+template <class T>
+struct shared_arg {
+  std::shared_ptr<T> p;
+  template <class Archive>
+  void save(Archive& ar) const {
+    ar(*p);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    p = std::make_shared<T>();
+    ar(*p);
+  }
+  /// For the make_behavior call (once per process): a copyable value as an
+  /// lvalue, as before; a move-only one (a connection) moved out.
+  decltype(auto) pass() {
+    if constexpr (std::is_copy_constructible_v<T>)
+      return static_cast<T&>(*p);
+    else
+      return static_cast<T&&>(*p);
+  }
+};
+template <class T, class U>
+shared_arg<T> make_shared_arg(U&& u) {
+  return shared_arg<T>{std::make_shared<T>(std::forward<U>(u))};
+}
+
 template <class Fp, class... A>
-int actor_entry_fn(actor_boot boot, function_address fa, A... args);
+int actor_entry_fn(actor_boot boot, function_address fa, shared_arg<A>... args);
 template <class L, class... A>
-int actor_entry_functor(actor_boot boot, A... args);
+int actor_entry_functor(actor_boot boot, shared_arg<A>... args);
 
 /// Whether the calling process is an actor process (false in the root).
 bool in_actor_process() noexcept;
