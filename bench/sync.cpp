@@ -1,0 +1,454 @@
+// bench/sync — isola's shared-memory synchronization against Python's
+// multiprocessing and raw-OS baselines, in one run.
+//
+//   sync [--quick] [--repeats R] [--no-python]
+//
+// Cases (every process is a fork of this one; Python uses the fork context):
+//   counter   a value<int> += 1 under its lock, from 2 processes at once:
+//             std::scoped_lock g(v.get_lock()); v.store(v.load() + 1);
+//             (Python: with v.get_lock(): v.value += 1). Total increments/s.
+//             Targets: >= 20x Python, >= 30% of the raw baseline: an int
+//             guarded by a plain (not robust) process-shared pthread mutex
+//             in MAP_SHARED memory, same loop. For information also the same
+//             through get_obj() (no re-entry of the rlock per access) and
+//             fetch_add (no lock).
+//   event     round trip: the parent sets A and waits for B; the child waits
+//             for A, clears it and sets B. Target <= 1/2 of Python's. For
+//             information: a raw pipe ping-pong (4 bytes each way).
+//   barrier   barrier(2) cycles/s, parent and child each calling wait().
+//             Target >= 3x Python. For information: a process-shared
+//             pthread_barrier_t.
+//
+// Method: a sample is one run of a case (counter: both children start
+// together from a pipe gate, the time runs until both have written "done";
+// event and barrier: 200 warm-up rounds, then n timed rounds in the parent).
+// The C++ samples are taken round-robin, half before and half after the
+// Python run, so noise hits every case alike; medians are reported. The
+// machine is shared: absolute figures move between runs, ratios less. The
+// PASS/MISS markers are informational: a benchmark never fails on speed.
+#include <pthread.h>
+#include <sys/mman.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <isola/barrier.hpp>
+#include <isola/event.hpp>
+#include <isola/process.hpp>
+#include <isola/runtime.hpp>
+#include <isola/value.hpp>
+
+#include "support.hpp"
+
+using namespace isola_bench;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+// Children write 'r' to note when ready and 'd' when done; the parent writes
+// one 'g' per child to go. Inherited by forked children.
+struct gate {
+  int go[2] = {-1, -1};
+  int note[2] = {-1, -1};
+  gate() {
+    if (::pipe(go) != 0 || ::pipe(note) != 0) die("pipe");
+  }
+  ~gate() {
+    for (int fd : {go[0], go[1], note[0], note[1]}) ::close(fd);
+  }
+  gate(const gate&) = delete;
+  gate& operator=(const gate&) = delete;
+  void ready() const { write_all(note[1], "r", 1); }
+  void done() const { write_all(note[1], "d", 1); }
+  void wait_go() const {
+    char c;
+    if (!read_all(go[0], &c, 1)) die("go pipe closed");
+  }
+  void wait_notes(int n) const {
+    std::vector<char> b(static_cast<std::size_t>(n));
+    if (!read_all(note[0], b.data(), b.size())) die("note pipe closed");
+  }
+  void open(int n) const {
+    std::string g(static_cast<std::size_t>(n), 'g');
+    write_all(go[1], g.data(), g.size());
+  }
+};
+
+isola::process_options forked() { return {.method = isola::start_method::fork}; }
+
+void join_ok(isola::process& p) {
+  p.join();
+  if (p.exitcode() != 0) {
+    std::fprintf(stderr, "sync: a child exited with %d\n", p.exitcode().value_or(-999));
+    std::exit(2);
+  }
+}
+
+// --------------------------------------------------------------- counter
+
+enum class incr { load_store, get_obj, fetch_add };
+
+// Increments/s of 2 children doing n increments each.
+double isola_counter(int n, incr how) {
+  isola::value<int> v(0);
+  gate g;
+  auto child = [&] {
+    g.ready();
+    g.wait_go();
+    for (int i = 0; i < n; ++i) {
+      if (how == incr::fetch_add) {
+        v.fetch_add(1);
+      } else if (how == incr::get_obj) {
+        std::scoped_lock l(v.get_lock());
+        ++v.get_obj();
+      } else {
+        std::scoped_lock l(v.get_lock());
+        v.store(v.load() + 1);
+      }
+    }
+    g.done();
+  };
+  isola::process a(forked(), child), b(forked(), child);
+  a.start();
+  b.start();
+  g.wait_notes(2);
+  auto t0 = clk::now();
+  g.open(2);
+  g.wait_notes(2);
+  double s = seconds_since(t0);
+  join_ok(a);
+  join_ok(b);
+  if (v.load() != 2 * n) {
+    std::fprintf(stderr, "sync: counter is %d, expected %d\n", v.load(), 2 * n);
+    std::exit(2);
+  }
+  return 2.0 * n / s;
+}
+
+struct raw_shared {
+  pthread_mutex_t m;
+  int value;
+};
+
+double raw_counter(int n) {
+  void* mem = ::mmap(nullptr, sizeof(raw_shared), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  auto* sh = static_cast<raw_shared*>(mem);
+  pthread_mutexattr_t a;
+  ::pthread_mutexattr_init(&a);
+  ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  ::pthread_mutex_init(&sh->m, &a);
+  sh->value = 0;
+  gate g;
+  std::vector<pid_t> kids;
+  for (int k = 0; k < 2; ++k) {
+    pid_t pid = ::fork();
+    if (pid < 0) die("fork");
+    if (pid == 0) {
+      g.ready();
+      g.wait_go();
+      for (int i = 0; i < n; ++i) {
+        ::pthread_mutex_lock(&sh->m);
+        sh->value = sh->value + 1;
+        ::pthread_mutex_unlock(&sh->m);
+      }
+      g.done();
+      ::_exit(0);
+    }
+    kids.push_back(pid);
+  }
+  g.wait_notes(2);
+  auto t0 = clk::now();
+  g.open(2);
+  g.wait_notes(2);
+  double s = seconds_since(t0);
+  for (pid_t k : kids) check_exit(wait_pid(k), "raw counter");
+  if (sh->value != 2 * n) {
+    std::fprintf(stderr, "sync: raw counter is %d\n", sh->value);
+    std::exit(2);
+  }
+  ::munmap(mem, sizeof(raw_shared));
+  return 2.0 * n / s;
+}
+
+// ------------------------------------------------------------------ event
+
+void event_pong(isola::event a, isola::event b, int rounds) {
+  for (int i = 0; i < rounds; ++i) {
+    a.wait();
+    a.clear();
+    b.set();
+  }
+}
+
+// Seconds per round trip.
+double isola_event(int n) {
+  isola::event a, b;
+  const int warm = 200;
+  isola::process p(forked(), event_pong, a, b, warm + n);
+  p.start();
+  auto one = [&] {
+    a.set();
+    b.wait();
+    b.clear();
+  };
+  for (int i = 0; i < warm; ++i) one();
+  auto t0 = clk::now();
+  for (int i = 0; i < n; ++i) one();
+  double s = seconds_since(t0) / n;
+  join_ok(p);
+  return s;
+}
+
+double raw_pipe_pingpong(int n) {
+  int up[2], down[2];
+  if (::pipe(up) != 0 || ::pipe(down) != 0) die("pipe");
+  const int warm = 200;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int x;
+    for (int i = 0; i < warm + n; ++i) {
+      if (!read_all(down[0], &x, 4)) ::_exit(1);
+      write_all(up[1], &x, 4);
+    }
+    ::_exit(0);
+  }
+  auto one = [&](int i) {
+    write_all(down[1], &i, 4);
+    if (!read_all(up[0], &i, 4)) die("pingpong");
+  };
+  for (int i = 0; i < warm; ++i) one(i);
+  auto t0 = clk::now();
+  for (int i = 0; i < n; ++i) one(i);
+  double s = seconds_since(t0) / n;
+  check_exit(wait_pid(pid), "raw pipe");
+  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
+  return s;
+}
+
+// ---------------------------------------------------------------- barrier
+
+void barrier_rounds(isola::barrier b, int rounds) {
+  for (int i = 0; i < rounds; ++i) b.wait();
+}
+
+// Cycles per second.
+double isola_barrier(int n) {
+  isola::barrier b(2);
+  const int warm = 200;
+  isola::process p(forked(), barrier_rounds, b, warm + n);
+  p.start();
+  for (int i = 0; i < warm; ++i) b.wait();
+  auto t0 = clk::now();
+  for (int i = 0; i < n; ++i) b.wait();
+  double s = seconds_since(t0);
+  join_ok(p);
+  return n / s;
+}
+
+double raw_barrier(int n) {
+  void* mem = ::mmap(nullptr, sizeof(pthread_barrier_t), PROT_READ | PROT_WRITE,
+                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+  if (mem == MAP_FAILED) die("mmap");
+  auto* b = static_cast<pthread_barrier_t*>(mem);
+  pthread_barrierattr_t a;
+  ::pthread_barrierattr_init(&a);
+  ::pthread_barrierattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+  ::pthread_barrier_init(b, &a, 2);
+  const int warm = 200;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    for (int i = 0; i < warm + n; ++i) ::pthread_barrier_wait(b);
+    ::_exit(0);
+  }
+  for (int i = 0; i < warm; ++i) ::pthread_barrier_wait(b);
+  auto t0 = clk::now();
+  for (int i = 0; i < n; ++i) ::pthread_barrier_wait(b);
+  double s = seconds_since(t0);
+  check_exit(wait_pid(pid), "raw barrier");
+  ::munmap(mem, sizeof(pthread_barrier_t));
+  return n / s;
+}
+
+// ----------------------------------------------------------------- Python
+
+const char* python_script = R"PY(
+import json, multiprocessing as mp, os, statistics, sys, time
+
+def counter_child(v, n, ready, go, done):
+    ready.release()
+    go.acquire()
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+    done.release()
+
+def counter(n):
+    v = mp.Value('i', 0)
+    ready, go, done = mp.Semaphore(0), mp.Semaphore(0), mp.Semaphore(0)
+    ps = [mp.Process(target=counter_child, args=(v, n, ready, go, done)) for _ in range(2)]
+    for p in ps: p.start()
+    ready.acquire(); ready.acquire()
+    t0 = time.perf_counter()
+    go.release(); go.release()
+    done.acquire(); done.acquire()
+    s = time.perf_counter() - t0
+    for p in ps: p.join()
+    assert v.value == 2 * n
+    return 2 * n / s
+
+def event_pong(a, b, rounds):
+    for _ in range(rounds):
+        a.wait(); a.clear(); b.set()
+
+def event_rt(n):
+    a, b = mp.Event(), mp.Event()
+    warm = 100
+    p = mp.Process(target=event_pong, args=(a, b, warm + n))
+    p.start()
+    def one():
+        a.set(); b.wait(); b.clear()
+    for _ in range(warm): one()
+    t0 = time.perf_counter()
+    for _ in range(n): one()
+    s = (time.perf_counter() - t0) / n
+    p.join()
+    return s
+
+def barrier_child(b, rounds):
+    for _ in range(rounds): b.wait()
+
+def barrier(n):
+    b = mp.Barrier(2)
+    warm = 100
+    p = mp.Process(target=barrier_child, args=(b, warm + n))
+    p.start()
+    for _ in range(warm): b.wait()
+    t0 = time.perf_counter()
+    for _ in range(n): b.wait()
+    s = time.perf_counter() - t0
+    p.join()
+    return n / s
+
+if __name__ == '__main__':
+    mp.set_start_method('fork')
+    n_counter, n_event, n_barrier, reps = (int(x) for x in sys.argv[1:5])
+    res = {"version": sys.version.split()[0]}
+    samples = {"counter": [], "event": [], "barrier": []}
+    for _ in range(reps):
+        samples["counter"].append(counter(n_counter))
+        samples["event"].append(event_rt(n_event))
+        samples["barrier"].append(barrier(n_barrier))
+    for k, xs in samples.items():
+        res[k + "_median"] = statistics.median(xs)
+    print(json.dumps(res), flush=True)
+)PY";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  isola::runtime rt{argc, argv};
+  bool quick = false, python = true;
+  int repeats = 5;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--quick") {
+      quick = true;
+      repeats = 1;
+    } else if (a == "--no-python") {
+      python = false;
+    } else if (a == "--repeats" && i + 1 < argc) {
+      repeats = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: sync [--quick] [--repeats R] [--no-python]\n");
+      return 2;
+    }
+  }
+  const int n_counter = quick ? 20000 : 300000;  // per process
+  const int n_event = quick ? 300 : 3000;
+  const int n_barrier = quick ? 1000 : 20000;
+  const int py_counter = quick ? 5000 : 50000, py_event = quick ? 100 : 1000,
+            py_barrier = quick ? 200 : 2000, py_reps = quick ? 1 : 3;
+
+  std::map<std::string, std::vector<double>> cpp;
+  auto run_cpp = [&] {
+    cpp["counter"].push_back(isola_counter(n_counter, incr::load_store));
+    cpp["counter_obj"].push_back(isola_counter(n_counter, incr::get_obj));
+    cpp["counter_atomic"].push_back(isola_counter(n_counter, incr::fetch_add));
+    cpp["counter_raw"].push_back(raw_counter(n_counter));
+    cpp["event"].push_back(isola_event(n_event));
+    cpp["event_raw"].push_back(raw_pipe_pingpong(n_event));
+    cpp["barrier"].push_back(isola_barrier(n_barrier));
+    cpp["barrier_raw"].push_back(raw_barrier(n_barrier));
+  };
+  // One untimed warm-up of everything (code paged in, CPUs awake).
+  isola_counter(1000, incr::load_store);
+  isola_event(100);
+  isola_barrier(100);
+
+  int before = (repeats + 1) / 2;
+  for (int i = 0; i < before; ++i) run_cpp();
+  std::map<std::string, double> py;
+  std::string py_version;
+  if (python)
+    py = run_python(python_script, "/tmp/isola_bench_sync_" + std::to_string(::getpid()) + ".py",
+                    {std::to_string(py_counter), std::to_string(py_event),
+                     std::to_string(py_barrier), std::to_string(py_reps)},
+                    "barrier_median", py_version);
+  for (int i = before; i < repeats; ++i) run_cpp();
+
+  auto med = [&](const char* k) { return summarize(cpp[k]).median; };
+  auto pyv = [&](const char* k) {
+    auto it = py.find(std::string(k) + "_median");
+    return it == py.end() ? NAN : it->second;
+  };
+  auto mark = [](double ratio, double target, bool at_least) {
+    if (std::isnan(ratio)) return "n/a";
+    return (at_least ? ratio >= target : ratio <= target) ? "PASS" : "MISS";
+  };
+
+  std::printf("\nsync benchmark (%s; isola samples %d, Python %s; medians)\n",
+              quick ? "quick" : "full", repeats, py_version.empty() ? "n/a" : py_version.c_str());
+
+  double c = med("counter"), cr = med("counter_raw"), cp = pyv("counter");
+  std::printf("\nvalue<int> += 1 under its lock, 2 processes (M incr/s):\n");
+  std::printf("  isola get_lock + load/store  %8s\n", fmt(c / 1e6, 2).c_str());
+  std::printf("  isola get_lock + get_obj     %8s   (information)\n", fmt(med("counter_obj") / 1e6, 2).c_str());
+  std::printf("  isola fetch_add, no lock     %8s   (information)\n", fmt(med("counter_atomic") / 1e6, 2).c_str());
+  std::printf("  raw pshared pthread mutex    %8s\n", fmt(cr / 1e6, 2).c_str());
+  std::printf("  Python Value + get_lock()    %8s\n", fmt(cp / 1e6, 3).c_str());
+  std::printf("  isola / Python: %sx (target >= 20x: %s); isola / raw: %s%% (target >= 30%%: %s)\n",
+              fmt(c / cp, 1).c_str(), mark(c / cp, 20, true), fmt(100 * c / cr, 0).c_str(),
+              mark(c / cr, 0.30, true));
+
+  double e = med("event"), er = med("event_raw"), ep = pyv("event");
+  std::printf("\nevent round trip (set A, child waits A and sets B, parent waits B) (us):\n");
+  std::printf("  isola event                  %8s\n", fmt(e * 1e6, 2).c_str());
+  std::printf("  raw pipe ping-pong           %8s   (information)\n", fmt(er * 1e6, 2).c_str());
+  std::printf("  Python Event                 %8s\n", fmt(ep * 1e6, 1).c_str());
+  std::printf("  isola / Python: %s (target <= 0.5: %s)\n", fmt(e / ep, 3).c_str(),
+              mark(e / ep, 0.5, false));
+
+  double b = med("barrier"), br = med("barrier_raw"), bp = pyv("barrier");
+  std::printf("\nbarrier(2) cycles/s (k/s):\n");
+  std::printf("  isola barrier                %8s\n", fmt(b / 1e3, 1).c_str());
+  std::printf("  raw pshared pthread_barrier  %8s   (information)\n", fmt(br / 1e3, 1).c_str());
+  std::printf("  Python Barrier               %8s\n", fmt(bp / 1e3, 2).c_str());
+  std::printf("  isola / Python: %sx (target >= 3x: %s)\n", fmt(b / bp, 1).c_str(),
+              mark(b / bp, 3, true));
+  return 0;
+}
