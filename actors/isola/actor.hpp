@@ -54,12 +54,21 @@ class actor {
  public:
   actor() = default;
   actor(std::uint64_t id, int pid, std::string name) : id_(id), pid_(pid), name_(std::move(name)) {}
+  /// A handle to an actor of another node (see isola/node.hpp): `node` is
+  /// this root's number for its connection to that node.
+  actor(std::uint64_t id, int pid, std::string name, std::uint64_t node)
+      : id_(id), pid_(pid), name_(std::move(name)), node_(node) {}
 
   /// Unique among all actors of this root, never reused. 0: no actor.
   std::uint64_t id() const noexcept { return id_; }
   int pid() const noexcept { return pid_; }
   const std::string& name() const noexcept { return name_; }
   explicit operator bool() const noexcept { return id_ != 0; }
+  /// 0 for an actor of this root; else the connection (isola::node) through
+  /// which this root reaches the actor's node. id() and pid() are then the
+  /// actor's on that node.
+  std::uint64_t node() const noexcept { return node_; }
+  bool remote() const noexcept { return node_ != 0; }
 
   /// Puts msg in the actor's mailbox (waiting while it is full). Returns
   /// false if the actor is known to have ended: the message is dropped.
@@ -68,6 +77,7 @@ class actor {
     static_assert(is_serializable_v<T>, "isola::actor::send: T must be cereal-serializable");
     detail::encode_buffer buf;
     encode_into(msg, buf.get());
+    if (node_) return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(), buf.get());
     return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), buf.get());
   }
 
@@ -90,18 +100,30 @@ class actor {
   future<struct down> monitor() const;
 
   /// Whether the actor is running, as far as this process knows.
-  bool alive() const { return detail::actor_alive(checked_id()); }
+  bool alive() const {
+    return node_ ? detail::remote_alive(node_, checked_id()) : detail::actor_alive(checked_id());
+  }
 
   /// Asks the actor to end: it finishes the message in hand and exits with
   /// reason shutdown. Does not wait (monitor() to wait).
-  void stop() const { detail::stop_actor(checked_id()); }
+  void stop() const {
+    if (node_)
+      detail::remote_post(node_, checked_id(), detail::env_kind::stop, 0, {});
+    else
+      detail::stop_actor(checked_id());
+  }
 
-  friend bool operator==(const actor& a, const actor& b) noexcept { return a.id_ == b.id_; }
-  friend auto operator<=>(const actor& a, const actor& b) noexcept { return a.id_ <=> b.id_; }
+  friend bool operator==(const actor& a, const actor& b) noexcept {
+    return a.id_ == b.id_ && a.node_ == b.node_;
+  }
+  friend auto operator<=>(const actor& a, const actor& b) noexcept {
+    if (auto c = a.node_ <=> b.node_; c != 0) return c;
+    return a.id_ <=> b.id_;
+  }
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(id_, pid_, name_);
+    ar(id_, pid_, name_, node_);
   }
 
  private:
@@ -121,8 +143,7 @@ class actor {
     std::weak_ptr<detail::future_state<R>> w = st;
     detail::encode_buffer buf;
     encode_into(msg, buf.get());
-    detail::request(checked_id(), type_tag<T>(), buf.get(), deadline, st,
-                    [w](std::uint64_t tag, std::span<const std::byte> payload) {
+    detail::reply_fn on_reply = [w](std::uint64_t tag, std::span<const std::byte> payload) {
                       auto s = w.lock();
                       if (!s) return;
                       try {
@@ -138,13 +159,18 @@ class actor {
                       } catch (...) {
                         s->fail(std::current_exception());
                       }
-                    });
+                    };
+    if (node_)
+      detail::remote_request(node_, checked_id(), type_tag<T>(), buf.get(), deadline, st, std::move(on_reply));
+    else
+      detail::request(checked_id(), type_tag<T>(), buf.get(), deadline, st, std::move(on_reply));
     return future<R>(std::move(st));
   }
 
   std::uint64_t id_ = 0;
   int pid_ = 0;
   std::string name_;
+  std::uint64_t node_ = 0;
 };
 
 /// Prints "actor-3 (id 3, pid 1234)".
@@ -174,7 +200,7 @@ struct exit_msg {
 inline future<down> actor::monitor() const {
   auto st = std::make_shared<detail::future_state<down>>();
   std::weak_ptr<detail::future_state<down>> w = st;
-  detail::monitor(checked_id(), st, [w](std::uint64_t, std::span<const std::byte> payload) {
+  detail::reply_fn on_down = [w](std::uint64_t, std::span<const std::byte> payload) {
     if (auto s = w.lock()) {
       try {
         s->succeed(decode<down>(payload));
@@ -182,7 +208,11 @@ inline future<down> actor::monitor() const {
         s->fail(std::current_exception());
       }
     }
-  });
+  };
+  if (node_)
+    detail::remote_monitor(node_, checked_id(), st, std::move(on_down));
+  else
+    detail::monitor(checked_id(), st, std::move(on_down));
   return future<down>(std::move(st));
 }
 
@@ -207,6 +237,12 @@ struct actor_system_options {
   std::string scheduler_policy = "sharing";
   /// CAF scheduler threads; 0: CAF's default (the number of cores).
   std::size_t max_threads = 0;
+  /// BASP heartbeats between nodes (isola/node.hpp) and how long a node may
+  /// stay silent before its connection is dropped: a killed, stopped or
+  /// unreachable node turns into down notices and failed requests within
+  /// about connection_timeout + heartbeat_interval. 0: CAF's default (off).
+  std::chrono::milliseconds heartbeat_interval{200};
+  std::chrono::milliseconds connection_timeout{1200};
 };
 /// value_error once the actor system is running.
 void configure_actor_system(const actor_system_options& opts);

@@ -18,6 +18,7 @@
 #include "isola/logging.hpp"
 #include "isola/manager.hpp"
 #include "isola/message.hpp"
+#include "isola/node.hpp"
 #include "isola/pool.hpp"
 #include "isola/popen.hpp"
 #include "isola/process.hpp"

@@ -325,6 +325,22 @@ void inbox::check_pending(bool force) {
   auto c = coarse_now();
   if (!force && c - last_check_ < check_every) return;
   last_check_ = c;
+  // A target that answered and then died: its reply is in the ring before
+  // its death is visible (the root marks it dead after reaping it), so once
+  // a death is seen, what the ring holds is read before anything is failed.
+  // (Called with pump_m_ held, as read_one needs.)
+  bool any_dead = false;
+  {
+    std::lock_guard lk(m_);
+    for (auto& [ref, p] : pending_)
+      if (p.target && p.target->dead()) {
+        any_dead = true;
+        break;
+      }
+  }
+  if (any_dead)
+    while (!ring_->empty() && read_one(clock::now())) {
+    }
   auto now = clock::now();
   struct failing {
     pending p;

@@ -166,6 +166,14 @@ class node final : public context {
       throw value_error("isola: unknown CAF scheduler policy '" + p + "' (sharing or stealing)");
     cfg_.set("scheduler.policy", caf::atom_from_string(p));
     if (o.max_threads > 0) cfg_.set("scheduler.max-threads", o.max_threads);
+    // Heartbeats between nodes (isola/node.hpp, remote.cpp): without them a
+    // stopped peer is never noticed. With no node connected they cost one
+    // timer tick in the BASP broker per interval.
+    if (o.heartbeat_interval.count() > 0) {
+      cfg_.set("middleman.heartbeat-interval", caf::timespan{o.heartbeat_interval});
+      if (o.connection_timeout.count() > 0)
+        cfg_.set("middleman.connection-timeout", caf::timespan{o.connection_timeout});
+    }
     sys_ = std::make_unique<caf::actor_system>(cfg_);
     dm_ = &dynamic_cast<net::default_multiplexer&>(sys_->middleman().backend());
     watch_ = new watch_set(*dm_);  // lives as long as the process: CAF may call it until exit

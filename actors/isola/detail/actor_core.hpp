@@ -157,4 +157,17 @@ bool actor_alive(std::uint64_t id);
 /// Asks the actor to stop (reason shutdown); see actor::stop.
 void stop_actor(std::uint64_t id);
 
+// Actors of other nodes (remote.cpp): `node` is the root's number for its
+// connection to that node (isola::node). Root only; value_error in an actor
+// process.
+bool remote_post(std::uint64_t node, std::uint64_t target, env_kind kind, std::uint64_t tag,
+                 std::span<const std::byte> payload);
+void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
+                    std::span<const std::byte> payload,
+                    std::optional<std::chrono::steady_clock::time_point> deadline,
+                    const std::shared_ptr<future_core>& st, reply_fn on_reply);
+void remote_monitor(std::uint64_t node, std::uint64_t target, const std::shared_ptr<future_core>& st,
+                    reply_fn on_down);
+bool remote_alive(std::uint64_t node, std::uint64_t target);
+
 }  // namespace isola::detail

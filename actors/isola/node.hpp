@@ -1,0 +1,139 @@
+// isola/node.hpp — more than one machine: roots that reach each other's
+// actors over CAF's middleman (BASP over TCP), after an HMAC handshake.
+//
+//   // on host B
+//   isola::runtime rt{argc, argv};
+//   isola::node::listen(7000, key);               // 0: any free port (returned)
+//
+//   // on host A
+//   isola::node b = isola::node::connect("hostb", 7000, key);
+//   isola::actor w = b.spawn(make_worker, 3);     // a new process on host B
+//   int r = w.request<int>(job{1}).get();         // as for a local actor
+//   auto d = w.monitor();                         // down when it ends, or when B is lost
+//
+// Every connection, in either direction, authenticates before CAF reads a
+// byte of it: both sides prove they know the key with HMAC-SHA256 over a
+// fresh 32-byte challenge of the other side. A wrong key is an
+// authentication_error for the connecting side and a logged, counted failure
+// (stats().auth_failures) for the listening one; the connection is dropped.
+// Only then is the socket handed to CAF's BASP broker, which carries the
+// actor messages (see docs/decisions.md, "Nodes").
+//
+// A remote actor's handle (actor::remote()) supports send, request (with or
+// without a timeout), monitor, alive and stop, in the root process that
+// connected. A node that dies, hangs (SIGSTOP) or becomes unreachable is
+// noticed by BASP heartbeats within about 1.4 s (actor_system_options): its
+// pending requests fail with actor_exited and its monitors get a down with
+// reason unknown ("node ... lost").
+//
+// Not yet: remote handles inside messages (a handle is translated only where
+// it was made), remote handles in actor processes, linking across nodes,
+// spawning on another node from inside an actor process.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+#include "isola/actor.hpp"
+#include "isola/codec.hpp"
+#include "isola/detail/function_address.hpp"
+#include "isola/detail/launch.hpp"
+
+namespace isola {
+
+/// What the listening side of this root has seen.
+struct node_stats {
+  std::uint64_t accepted = 0;       ///< TCP connections accepted
+  std::uint64_t authenticated = 0;  ///< handed to CAF after a good handshake
+  std::uint64_t auth_failures = 0;  ///< wrong key, either way round
+  std::uint64_t dropped = 0;        ///< junk, cut short or too slow (5 s) before authenticating
+};
+
+struct listen_options {
+  /// The address to bind: "0.0.0.0" (every interface, the default), "127.0.0.1", ...
+  std::string host = "0.0.0.0";
+};
+
+namespace detail {
+struct remote_link;
+
+/// Runs on the node that spawns: decodes the arguments and spawns locally.
+using remote_spawn_fn = actor (*)(const spawn_options&, function_address, std::span<const std::byte>);
+
+template <class Fd, class... A>
+actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args) {
+  auto t = decode<std::tuple<A...>>(args);
+  return std::apply(
+      [&](A&... as) -> actor {
+        if constexpr (std::is_pointer_v<Fd>)
+          return spawn(o, reinterpret_cast<Fd>(const_cast<void*>(fa.fn)), std::move(as)...);
+        else
+          return spawn(o, Fd{}, std::move(as)...);
+      },
+      t);
+}
+
+actor remote_spawn(remote_link& l, const spawn_options& o, function_address entry,
+                   function_address fn, bytes args);
+}  // namespace detail
+
+class node {
+ public:
+  node() = default;
+
+  /// Makes this root reachable by other nodes on port (0: a free port),
+  /// with key. Returns the port. One listening port per root: value_error
+  /// when already listening; os_error when the address cannot be bound.
+  static std::uint16_t listen(std::uint16_t port, std::string_view authkey,
+                              const listen_options& opts = {});
+  /// The port this root listens on (0: not listening).
+  static std::uint16_t listening_port();
+  static node_stats stats();
+
+  /// Connects to the node listening at host:port, authenticates and returns
+  /// its handle. authentication_error for a wrong key (either side's);
+  /// os_error if nothing answers; timeout_error after `timeout`.
+  static node connect(const std::string& host, std::uint16_t port, std::string_view authkey,
+                      duration timeout = duration(10));
+
+  /// Starts make_behavior(args...) as an actor process on that node (under
+  /// that node's root, as its own actors are). The node must run the same
+  /// program (make_behavior travels as an address): value_error otherwise.
+  template <class F, class... A>
+  actor spawn(const spawn_options& opts, F make_behavior, A&&... args) const {
+    using Fd = std::decay_t<F>;
+    static_assert(std::is_pointer_v<Fd> || (std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>),
+                  "isola::node::spawn: make_behavior must be a function pointer or a captureless lambda");
+    std::tuple<detail::stored_arg_t<A>...> t(std::forward<A>(args)...);
+    detail::remote_spawn_fn e = &detail::remote_spawn_entry<Fd, detail::stored_arg_t<A>...>;
+    detail::function_address fe{reinterpret_cast<const void*>(e)}, ff{};
+    if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);
+    return detail::remote_spawn(checked(), opts, fe, ff, encode(t));
+  }
+  template <class F, class... A>
+    requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>)
+  actor spawn(F make_behavior, A&&... args) const {
+    return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...);
+  }
+
+  /// False once the connection is lost (the node died, hung or is unreachable).
+  bool connected() const;
+  const std::string& host() const;
+  std::uint16_t port() const;
+  /// This root's number for the connection (actor::node() of its actors).
+  std::uint64_t id() const;
+  explicit operator bool() const noexcept { return link_ != nullptr; }
+
+ private:
+  explicit node(std::shared_ptr<detail::remote_link> l) : link_(std::move(l)) {}
+  detail::remote_link& checked() const;
+  std::shared_ptr<detail::remote_link> link_;
+};
+
+}  // namespace isola

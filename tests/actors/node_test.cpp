@@ -1,0 +1,388 @@
+// Nodes: two roots (this test and a copy of it started as node B) on
+// loopback, connected over CAF's middleman after an HMAC handshake.
+//
+// The same executable plays node B (`--node-b listen KEY` or `--node-b
+// connect PORT KEY`), because a remote spawn sends make_behavior as an
+// address: both nodes must run the same program.
+#define BOOST_TEST_NO_MAIN
+#include <boost/test/unit_test.hpp>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <iostream>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <isola/actor.hpp>
+#include <isola/error.hpp>
+#include <isola/node.hpp>
+#include <isola/popen.hpp>
+#include <isola/runtime.hpp>
+
+namespace utf = boost::unit_test;
+using namespace std::chrono_literals;
+using clk = std::chrono::steady_clock;
+
+namespace {
+
+struct add {
+  int x = 0, y = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(x, y);
+  }
+};
+struct push {
+  int v = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(v);
+  }
+};
+struct total {
+  template <class A>
+  void serialize(A&) {}
+};
+struct nap {
+  int ms = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(ms);
+  }
+};
+struct boom {
+  template <class A>
+  void serialize(A&) {}
+};
+struct unknown_msg {
+  template <class A>
+  void serialize(A&) {}
+};
+struct my_pid {
+  template <class A>
+  void serialize(A&) {}
+};
+
+isola::behavior worker(int base) {
+  return {
+      [base](const add& a) { return base + a.x + a.y; },
+      [sum = 0](const push& p) mutable { sum += p.v; },
+      [](const nap& n) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(n.ms));
+        return n.ms;
+      },
+      [](const boom&) -> int { throw std::runtime_error("kaboom"); },
+      [](const my_pid&) { return static_cast<int>(::getpid()); },
+  };
+}
+
+// A stateful accumulator: sends add up, a request for total answers the sum.
+struct acc_state {
+  static inline int sum = 0;
+};
+isola::behavior summer() {
+  return {
+      [](const push& p) { acc_state::sum += p.v; },
+      [](const total&) { return acc_state::sum; },
+  };
+}
+
+const std::string key = "sesame-0123456789";
+
+std::string self_exe() {
+  char buf[4096];
+  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+  BOOST_REQUIRE(n > 0);
+  return std::string(buf, static_cast<std::size_t>(n));
+}
+
+/// Node B: a copy of this program listening on loopback.
+struct node_b {
+  std::unique_ptr<isola::popen> p;
+  std::uint16_t port = 0;
+
+  explicit node_b(const std::string& k = key) {
+    isola::popen_options o;
+    o.in = isola::stdio::pipe;
+    o.out = isola::stdio::pipe;
+    o.die_with_parent = true;
+    p = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", "listen", k}, o);
+    auto line = p->out().read_line(20s);
+    BOOST_REQUIRE(line);
+    BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
+    port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
+  }
+  ~node_b() {
+    try {
+      if (!p->poll()) {
+        p->kill();
+        p->wait();
+      }
+    } catch (...) {
+    }
+  }
+  isola::node_stats stats() {
+    p->in().write("stats\n");
+    auto line = p->out().read_line(10s);
+    BOOST_REQUIRE(line);
+    isola::node_stats s;
+    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "STATS %lu %lu %lu %lu", &s.accepted, &s.authenticated,
+                                    &s.auth_failures, &s.dropped),
+                        4);
+    return s;
+  }
+};
+
+/// Runs a copy of this program that connects to port with k; its one line.
+std::string connect_from_b(std::uint16_t port, const std::string& k) {
+  isola::popen_options o;
+  o.out = isola::stdio::pipe;
+  o.die_with_parent = true;
+  isola::popen p(std::vector<std::string>{self_exe(), "--node-b", "connect", std::to_string(port), k}, o);
+  auto r = p.communicate(30s);
+  return r.out;
+}
+
+/// This root listens once, for the cases where node B connects to us.
+std::uint16_t our_port() {
+  static std::uint16_t port = isola::node::listen(0, key, {"127.0.0.1"});
+  return port;
+}
+
+int raw_connect(std::uint16_t port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(port);
+  sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  BOOST_REQUIRE_EQUAL(::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa), 0);
+  return fd;
+}
+
+/// Reads until EOF or reset: true when the peer closed within t.
+bool closed_by_peer(int fd, std::chrono::seconds t) {
+  timeval tv{static_cast<time_t>(t.count()), 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  char buf[4096];
+  for (;;) {
+    ssize_t r = ::recv(fd, buf, sizeof buf, 0);
+    if (r == 0) return true;
+    if (r < 0) return errno == ECONNRESET;
+  }
+}
+
+template <class F>
+double seconds_until(F&& f) {
+  auto t0 = clk::now();
+  f();
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(nodes)
+
+BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
+  node_b b;
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  BOOST_TEST(n.connected());
+  isola::actor w = n.spawn(worker, 100);
+  BOOST_TEST(w.remote());
+  BOOST_TEST(w.node() == n.id());
+  BOOST_TEST(w.request<int>(add{1, 2}).get(10s) == 103);
+  // Its own process on B's side (on loopback: a process of this machine,
+  // not this root's child).
+  int pid = w.request<int>(my_pid{}).get(10s);
+  BOOST_TEST(pid == w.pid());
+  BOOST_TEST(pid != ::getpid());
+  BOOST_TEST(::kill(pid, 0) == 0);
+  BOOST_TEST(w.alive());
+
+  // Sends arrive in order, before a later request.
+  isola::actor s = n.spawn(summer);
+  for (int i = 1; i <= 100; ++i) BOOST_TEST(s.send(push{i}));
+  BOOST_TEST(s.request<int>(total{}).get(10s) == 5050);
+
+  // Errors come back as they do locally.
+  BOOST_CHECK_THROW(w.request<int>(unknown_msg{}).get(10s), isola::type_error);
+  BOOST_CHECK_THROW(w.request<int>(nap{300}, 50ms).get(10s), isola::timeout_error);
+
+  // Monitor, then stop: a down with reason shutdown, naming the remote handle.
+  auto d = s.monitor();
+  s.stop();
+  auto dn = d.get(10s);
+  BOOST_TEST(dn.who == s);
+  BOOST_TEST(dn.reason.what == isola::exit_reason::kind::shutdown);
+  BOOST_TEST(!s.alive());
+
+  // A handler that throws: remote_error, and the actor ends with it.
+  auto dw = w.monitor();
+  try {
+    w.request<int>(boom{}).get(10s);
+    BOOST_FAIL("no exception");
+  } catch (const isola::remote_error& e) {
+    BOOST_TEST(e.remote_what() == "kaboom");
+  }
+  BOOST_TEST(dw.get(10s).reason.what == isola::exit_reason::kind::exception);
+  BOOST_CHECK_THROW(w.request<int>(add{1, 2}).get(10s), isola::actor_exited);
+  w.send(push{1});  // dropped on B's side (the link is up, the actor is not)
+}
+
+BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_we_connect, *utf::timeout(60)) {
+  node_b b;
+  BOOST_CHECK_THROW(isola::node::connect("127.0.0.1", b.port, "not-the-key"), isola::authentication_error);
+  auto s = b.stats();
+  BOOST_TEST(s.auth_failures == 1u);
+  BOOST_TEST(s.authenticated == 0u);
+  // Node B is unharmed: the right key works.
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  BOOST_TEST(n.spawn(worker, 1).request<int>(add{1, 1}).get(10s) == 3);
+  BOOST_TEST(b.stats().authenticated == 1u);
+}
+
+BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_they_connect, *utf::timeout(60)) {
+  auto port = our_port();
+  auto before = isola::node::stats();
+  auto out = connect_from_b(port, "not-the-key");
+  BOOST_TEST(out.rfind("AUTH_ERROR", 0) == 0u, out);
+  auto after = isola::node::stats();
+  BOOST_TEST(after.auth_failures == before.auth_failures + 1);
+  BOOST_TEST(connect_from_b(port, key).rfind("OK", 0) == 0u);
+  BOOST_TEST(isola::node::stats().authenticated == after.authenticated + 1);
+}
+
+BOOST_AUTO_TEST_CASE(junk_before_authentication_is_dropped, *utf::timeout(60)) {
+  auto port = our_port();
+  auto before = isola::node::stats();
+  {
+    // A digest of garbage.
+    int fd = raw_connect(port);
+    std::vector<char> junk(64, 'x');
+    ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL);
+    BOOST_TEST(closed_by_peer(fd, 10s));
+    ::close(fd);
+  }
+  {
+    // An "oversize frame": megabytes of garbage, as if a BASP header said so.
+    int fd = raw_connect(port);
+    std::vector<char> junk(1 << 20, '\xff');
+    ::send(fd, junk.data(), junk.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    BOOST_TEST(closed_by_peer(fd, 10s));
+    ::close(fd);
+  }
+  {
+    // Half an answer, then gone.
+    int fd = raw_connect(port);
+    ::send(fd, "abc", 3, MSG_NOSIGNAL);
+    ::close(fd);
+  }
+  // The node is unharmed: a real node connects and talks.
+  BOOST_TEST(connect_from_b(port, key).rfind("OK", 0) == 0u);
+  auto after = isola::node::stats();
+  BOOST_TEST(after.auth_failures >= before.auth_failures + 2);
+  BOOST_TEST(after.authenticated == before.authenticated + 1);
+}
+
+namespace {
+void node_lost_case(int sig) {
+  node_b b;
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  isola::actor w = n.spawn(worker, 0);
+  BOOST_TEST(w.request<int>(add{1, 2}).get(10s) == 3);
+  auto d = w.monitor();
+  auto inflight = w.request<int>(nap{30000});
+  std::this_thread::yield();
+  auto t0 = clk::now();
+  ::kill(b.p->pid(), sig);
+  BOOST_CHECK_THROW(inflight.get(5s), isola::actor_exited);
+  double t_req = std::chrono::duration<double>(clk::now() - t0).count();
+  auto dn = d.get(5s);
+  double t_down = std::chrono::duration<double>(clk::now() - t0).count();
+  BOOST_TEST_MESSAGE("signal " << sig << ": request failed after " << t_req << " s, down after " << t_down
+                               << " s: " << dn.reason);
+  BOOST_TEST(t_req < 2.0);
+  BOOST_TEST(t_down < 2.0);
+  BOOST_TEST(dn.who == w);
+  BOOST_TEST(dn.reason.what == isola::exit_reason::kind::unknown);
+  BOOST_TEST(!n.connected());
+  // Later calls fail at once.
+  BOOST_CHECK_THROW(w.request<int>(add{1, 2}).get(1s), isola::actor_exited);
+  BOOST_TEST(!w.send(push{1}));
+  BOOST_TEST(w.monitor().get(1s).reason.what == isola::exit_reason::kind::unknown);
+  if (sig == SIGSTOP) b.p->send_signal(SIGKILL);
+}
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(killed_node_is_down_within_2s, *utf::timeout(60)) { node_lost_case(SIGKILL); }
+
+BOOST_AUTO_TEST_CASE(stopped_node_is_down_within_2s, *utf::timeout(60)) { node_lost_case(SIGSTOP); }
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
+int node_b_main(int argc, char** argv) {
+  std::string role = argc > 2 ? argv[2] : "";
+  if (role == "listen" && argc > 3) {
+    auto port = isola::node::listen(0, argv[3], {"127.0.0.1"});
+    std::cout << "PORT " << port << std::endl;
+    // Commands on stdin, read with read(2): a thread blocked in stdio's
+    // getline holds stdin's lock, which a spawn's fflush(NULL) then waits for.
+    std::string buf;
+    for (;;) {
+      char c[256];
+      ssize_t r = ::read(0, c, sizeof c);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) break;
+      buf.append(c, static_cast<std::size_t>(r));
+      std::size_t nl;
+      while ((nl = buf.find('\n')) != std::string::npos) {
+      std::string line = buf.substr(0, nl);
+      buf.erase(0, nl + 1);
+      if (line == "stats") {
+        auto s = isola::node::stats();
+        std::cout << "STATS " << s.accepted << " " << s.authenticated << " " << s.auth_failures << " "
+                  << s.dropped << std::endl;
+      }
+      }
+    }
+    return 0;
+  }
+  if (role == "connect" && argc > 4) {
+    try {
+      auto n = isola::node::connect("127.0.0.1", static_cast<std::uint16_t>(std::stoi(argv[3])), argv[4]);
+      auto w = n.spawn(worker, 10);
+      int r = w.request<int>(add{1, 2}).get(10s);
+      std::cout << "OK " << r << std::endl;
+      return 0;
+    } catch (const isola::authentication_error& e) {
+      std::cout << "AUTH_ERROR " << e.what() << std::endl;
+      return 2;
+    } catch (const std::exception& e) {
+      std::cout << "ERROR " << e.what() << std::endl;
+      return 1;
+    }
+  }
+  std::cerr << "usage: --node-b listen KEY | --node-b connect PORT KEY\n";
+  return 64;
+}
+
+bool init_unit_test() { return true; }
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  isola::runtime rt{argc, argv};
+  if (argc > 1 && std::string(argv[1]) == "--node-b") return node_b_main(argc, argv);
+  return boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
+}
