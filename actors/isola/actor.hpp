@@ -113,6 +113,15 @@ class actor {
       detail::stop_actor(checked_id());
   }
 
+  /// The next steps of the escalation after stop(), for an actor stuck in a
+  /// handler: SIGTERM to its process (its exit reason is then signal 15, or
+  /// what its own SIGTERM handler makes it), and SIGKILL (signal 9, which
+  /// nothing can catch). Neither waits (monitor() to wait); an actor that has
+  /// already ended is left alone. Local actors only for now: a remote handle
+  /// is a value_error.
+  void terminate() const { signal(15); }
+  void kill() const { signal(9); }
+
   friend bool operator==(const actor& a, const actor& b) noexcept {
     return a.id_ == b.id_ && a.node_ == b.node_;
   }
@@ -127,6 +136,11 @@ class actor {
   }
 
  private:
+  void signal(int sig) const {
+    if (node_) throw value_error("isola::actor: terminate()/kill() of an actor on another node");
+    detail::signal_actor(checked_id(), sig);
+  }
+
   std::uint64_t checked_id() const {
     if (id_ == 0) throw value_error("isola::actor: empty handle (default-constructed)");
     return id_;

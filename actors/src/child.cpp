@@ -1,6 +1,7 @@
 // The actor process side: its context (peers found through the control
 // channel to the root) and the loop that serves the mailbox.
 #include <poll.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -32,6 +33,10 @@ class child_peer final : public peer {
       : c_(c), pidfd_(std::move(pidfd)), process_(process) {}
   bool dead() override;
   exit_reason reason() override;
+  bool signal(int sig) override {
+    if (!pidfd_) return false;
+    return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+  }
   void mark_dead(exit_reason r) {
     dead_ = true;
     reason_ = std::move(r);

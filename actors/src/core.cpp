@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "isola/error.hpp"
+#include "node.hpp"
 #include "isola/logging.hpp"
 
 namespace isola {
@@ -566,6 +567,16 @@ void monitor(std::uint64_t target, const std::shared_ptr<future_core>& st, reply
 bool actor_alive(std::uint64_t id) { return !ctx().lookup(id)->dead(); }
 
 void stop_actor(std::uint64_t id) { post(id, env_kind::stop, 0, 0, {}); }
+
+void signal_actor(std::uint64_t id, int sig) {
+  if (!in_actor_process()) {
+    node_signal(id, sig);
+    return;
+  }
+  auto p = ctx().lookup(id);  // actor_exited if it has ended
+  if (!p->signal(sig) && !p->dead())
+    throw value_error("isola::actor: cannot signal actor " + std::to_string(id));
+}
 
 }  // namespace detail
 

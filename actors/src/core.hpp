@@ -75,6 +75,12 @@ class peer {
   virtual bool dead() = 0;
   /// Its exit reason, once dead (may wait briefly for the root to reap it).
   virtual exit_reason reason() = 0;
+  /// Sends sig to its process (race-free, through its pidfd where this
+  /// process has one); false if it cannot.
+  virtual bool signal(int sig) {
+    (void)sig;
+    return false;
+  }
 };
 
 /// What try_post did.

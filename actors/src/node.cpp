@@ -330,6 +330,20 @@ class node final : public context {
       e->proc->terminate();
   }
 
+  void signal(std::uint64_t id, int sig) {
+    std::shared_ptr<entry> e;
+    {
+      std::lock_guard lk(m_);
+      auto it = entries_.find(id);
+      if (it == entries_.end() || it->second->dead() || !it->second->proc) return;
+      e = it->second;
+    }
+    if (sig == SIGKILL)
+      e->proc->kill();
+    else
+      e->proc->terminate();
+  }
+
   bool join(std::uint64_t id, std::optional<clock::time_point> deadline) {
     std::unique_lock lk(m_);
     auto done = [&] {
@@ -735,6 +749,7 @@ void node_kill(std::uint64_t id, const exit_reason& why) { get_node().kill(id, w
 void node_terminate(std::uint64_t id, const exit_reason& why) {
   get_node().kill(id, why, SIGTERM);
 }
+void node_signal(std::uint64_t id, int sig) { get_node().signal(id, sig); }
 bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline) {
   return get_node().join(id, deadline);
 }

@@ -28,6 +28,8 @@ caf::actor_system& node_system();
 void node_kill(std::uint64_t id, const exit_reason& why);
 /// SIGTERM, with `why` as its exit reason if that is what ends it.
 void node_terminate(std::uint64_t id, const exit_reason& why);
+/// Sends sig to an actor's process; its exit reason is what the signal does.
+void node_signal(std::uint64_t id, int sig);
 /// Waits for an actor process to be reaped; false on timeout.
 bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline);
 /// Waits until the actor has built its behavior (nullopt) or ended first

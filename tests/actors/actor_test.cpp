@@ -92,6 +92,13 @@ struct last_exit {
   template <class A>
   void serialize(A&) {}
 };
+struct kill_it {
+  isola::actor who;
+  template <class A>
+  void serialize(A& ar) {
+    ar(who);
+  }
+};
 struct unknown_msg {
   int z = 0;
   template <class A>
@@ -129,6 +136,7 @@ isola::behavior worker() {
         isola::this_actor::link(l.who);
       },
       [](const isola::exit_msg& m) { exit_seen = m.reason.to_string(); },
+      [](const kill_it& k) { k.who.kill(); },
       [](const last_exit&) { return exit_seen; },
   };
 }
@@ -211,6 +219,30 @@ BOOST_AUTO_TEST_CASE(ready_becomes_true_without_any_other_wait, *utf::timeout(60
   auto d = a.monitor();
   a.stop();
   BOOST_TEST(isola_test::wait_until([&] { return d.ready(); }));
+}
+
+BOOST_AUTO_TEST_CASE(terminate_and_kill_end_an_actor_stuck_in_a_handler, *utf::timeout(60)) {
+  for (auto m : actor_methods) {
+    BOOST_TEST_CONTEXT("method " << m) {
+      auto a = start(m);
+      auto b = start(m);
+      auto stuck_a = a.request<int>(nap{600'000});
+      auto stuck_b = b.request<int>(nap{600'000});
+      a.stop();  // waits for the message in hand: the nap never ends
+      a.terminate();
+      auto ra = a.monitor().get(10s).reason;
+      BOOST_TEST((ra.what == isola::exit_reason::kind::signal && ra.code == SIGTERM));
+      BOOST_CHECK_THROW(stuck_a.get(10s), isola::actor_exited);
+      // From another actor: c kills b (through b's pidfd).
+      auto c = start(m);
+      c.send(kill_it{b});
+      auto rb = b.monitor().get(10s).reason;
+      BOOST_TEST((rb.what == isola::exit_reason::kind::signal && rb.code == SIGKILL));
+      BOOST_CHECK_THROW(stuck_b.get(10s), isola::actor_exited);
+      a.kill();  // already ended: nothing happens
+      c.stop();
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(fork_is_refused_for_actors, *utf::timeout(30)) {

@@ -156,6 +156,8 @@ bool actor_alive(std::uint64_t id);
 
 /// Asks the actor to stop (reason shutdown); see actor::stop.
 void stop_actor(std::uint64_t id);
+/// SIGTERM or SIGKILL to a local actor's process; see actor::terminate/kill.
+void signal_actor(std::uint64_t id, int sig);
 
 // Actors of other nodes (remote.cpp): `node` is the root's number for its
 // connection to that node (isola::node). Root only; value_error in an actor
