@@ -61,7 +61,15 @@ struct pool_job {
   function_address trampoline;
   function_address fn;
   bytes args;
-  std::string description;  // "apply #3", "map chunk 2 of 7"
+  // What the task is, for errors: "apply", or "map chunk 2 of 7" (built
+  // only when needed: a map of 20k one-item chunks would otherwise format
+  // 20k strings nobody reads).
+  const char* what = "task";
+  std::size_t chunk = 0, chunks = 0;  // 1-based; 0: not a chunk
+  std::string description() const {
+    if (chunks == 0) return what;
+    return std::string(what) + " chunk " + std::to_string(chunk) + " of " + std::to_string(chunks);
+  }
   std::function<void(std::span<const std::byte>)> on_value;
   std::function<void(std::exception_ptr)> on_error;
 };
@@ -273,7 +281,7 @@ class pool {
     job.trampoline.fn = reinterpret_cast<const void*>(detail::call_trampoline_for<Fp, P>::value);
     job.fn.fn = reinterpret_cast<const void*>(fp);
     job.args = encode(P(std::forward<A>(args)...));
-    job.description = "apply";
+    job.what = "apply";
     job.on_value = [st, cb = cbs.on_result](std::span<const std::byte> b) {
       try {
         if constexpr (std::is_void_v<R>) {
@@ -385,23 +393,32 @@ class pool {
                      std::function<void(std::size_t, std::exception_ptr)> on_fail) {
     std::vector<detail::pool_job> jobs;
     std::size_t n = chunks.size();
+    jobs.reserve(n);
+    // One copy of the callbacks for all chunks (each job holds a pointer).
+    struct sinks {
+      std::function<void(std::size_t, std::vector<R>&&)> part;
+      std::function<void(std::size_t, std::exception_ptr)> fail;
+    };
+    auto cb = std::make_shared<const sinks>(sinks{std::move(on_part), std::move(on_fail)});
     for (std::size_t i = 0; i < n; ++i) {
       detail::pool_job job;
       job.trampoline.fn = reinterpret_cast<const void*>(tramp);
       job.fn.fn = reinterpret_cast<const void*>(fp);
       job.args = encode(chunks[i]);
-      job.description = std::string(what) + " chunk " + std::to_string(i + 1) + " of " + std::to_string(n);
-      job.on_value = [i, on_part, on_fail](std::span<const std::byte> b) {
+      job.what = what;
+      job.chunk = i + 1;
+      job.chunks = n;
+      job.on_value = [i, cb](std::span<const std::byte> b) {
         std::vector<R> v;
         try {
           v = decode<std::vector<R>>(b);
         } catch (...) {
-          on_fail(i, std::current_exception());
+          cb->fail(i, std::current_exception());
           return;
         }
-        on_part(i, std::move(v));
+        cb->part(i, std::move(v));
       };
-      job.on_error = [i, on_fail](std::exception_ptr e) { on_fail(i, e); };
+      job.on_error = [i, cb](std::exception_ptr e) { cb->fail(i, e); };
       jobs.push_back(std::move(job));
     }
     detail::pool_submit(*core_, std::move(jobs));

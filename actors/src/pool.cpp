@@ -212,8 +212,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       return;
     }
     std::string what = "worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
-                       ") died while running " + running->job.description + ": " + r.to_string();
-    auto e = std::make_exception_ptr(isola::worker_died(what, w.a.pid(), exitcode_of(r), running->job.description));
+                       ") died while running " + running->job.description() + ": " + r.to_string();
+    auto e = std::make_exception_ptr(isola::worker_died(what, w.a.pid(), exitcode_of(r), running->job.description()));
     m.unlock();
     fail_job(*running, e);
     m.lock();
