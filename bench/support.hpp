@@ -152,7 +152,10 @@ inline std::map<std::string, double> run_python(const std::string& text, const s
   }
   std::ofstream(path) << text;
   std::string cmd = shell_quote(*exe) + " " + shell_quote(path);
-  for (auto& a : args) cmd += " " + shell_quote(a);
+  for (auto& a : args) {
+    cmd += ' ';  // (" " + std::string&& trips a GCC 12 -Wrestrict false positive)
+    cmd += shell_quote(a);
+  }
   std::fflush(stdout);
   std::string out;
   int status = -1;
