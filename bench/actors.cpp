@@ -133,12 +133,8 @@ ISOLA_TYPE_NAME(bench_msg::count_q, "bench.count_q")
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 using namespace bench_msg;
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
 // ---------------------------------------------------------------- isola actors
 

@@ -107,15 +107,11 @@ using namespace isola_bench;
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
 // ---------------------------------------------------------------- helpers
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
 // A raw forked child running f, ending with _exit (no atexit handlers).
 template <class F>
@@ -146,37 +142,6 @@ void join_ok(isola::process& p, const char* who) {
                              std::to_string(p.exitcode().value_or(-999)));
 }
 
-// Start line for throughput cases: children write a byte to `note` when ready
-// (and consumers another when done); the parent writes one byte per producer
-// to `go`. Plain pipes, inherited by the forked children.
-struct gate {
-  int go[2] = {-1, -1};
-  int note[2] = {-1, -1};
-  gate() {
-    if (::pipe(go) != 0 || ::pipe(note) != 0) die("pipe");
-  }
-  ~gate() {
-    for (int fd : {go[0], go[1], note[0], note[1]}) ::close(fd);
-  }
-  gate(const gate&) = delete;
-  gate& operator=(const gate&) = delete;
-  // in a child
-  void ready() const { write_all(note[1], "r", 1); }
-  void done() const { write_all(note[1], "d", 1); }
-  void wait_go() const {
-    char c;
-    if (!read_all(go[0], &c, 1)) throw std::runtime_error("go pipe closed");
-  }
-  // in the parent
-  void wait_notes(int n) const {
-    std::vector<char> b(static_cast<std::size_t>(n));
-    if (!read_all(note[0], b.data(), b.size())) throw std::runtime_error("note pipe closed");
-  }
-  void open(int n) const {
-    write_all(go[1], std::string(static_cast<std::size_t>(n), 'g').data(),
-              static_cast<std::size_t>(n));
-  }
-};
 
 // Where the two processes of a ping-pong run. free: wherever the scheduler
 // puts them (on a 2-CPU machine it moves between "same" and "split" from one

@@ -42,13 +42,9 @@
 #include "support.hpp"
 
 using namespace isola_bench;
-using clk = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
 int add(int v, int d) { return v + d; }
 

@@ -56,15 +56,11 @@ using namespace isola_bench;
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 const std::string bench_key = "isola-bench-nodes-key-0123456789";
 constexpr int warm_rts = 200;
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
 std::string self_exe() {
   char buf[4096];

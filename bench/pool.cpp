@@ -30,15 +30,11 @@
 #include "support.hpp"
 
 using namespace isola_bench;
-using clk = std::chrono::steady_clock;
 
 namespace {
 
 int identity(int x) { return x; }
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
 // Raw: two forked workers read 4-byte tasks from one pipe and write 4-byte
 // results to another; a parent thread feeds the tasks while it reads results.

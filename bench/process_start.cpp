@@ -61,7 +61,6 @@ using namespace isola_bench;
 
 namespace {
 
-using clk = std::chrono::steady_clock;
 
 // ---------------------------------------------------------------- targets
 

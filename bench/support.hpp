@@ -12,6 +12,7 @@
 #include <stdexcept>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -172,5 +173,43 @@ inline std::map<std::string, double> run_python(const std::string& text, const s
   }
   return numbers;
 }
+
+using clk = std::chrono::steady_clock;
+
+inline double seconds_since(clk::time_point t0) {
+  return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+/// A start line for multi-process cases: children write 'r' to `note` when
+/// ready and 'd' when done; the parent writes one 'g' per child to `go`.
+/// Plain pipes, inherited by forked children.
+struct gate {
+  int go[2] = {-1, -1};
+  int note[2] = {-1, -1};
+  gate() {
+    if (::pipe(go) != 0 || ::pipe(note) != 0) die("pipe");
+  }
+  ~gate() {
+    for (int fd : {go[0], go[1], note[0], note[1]}) ::close(fd);
+  }
+  gate(const gate&) = delete;
+  gate& operator=(const gate&) = delete;
+  // in a child
+  void ready() const { write_all(note[1], "r", 1); }
+  void done() const { write_all(note[1], "d", 1); }
+  void wait_go() const {
+    char c;
+    if (!read_all(go[0], &c, 1)) die("go pipe closed");
+  }
+  // in the parent
+  void wait_notes(int n) const {
+    std::vector<char> b(static_cast<std::size_t>(n));
+    if (!read_all(note[0], b.data(), b.size())) die("note pipe closed");
+  }
+  void open(int n) const {
+    std::string g(static_cast<std::size_t>(n), 'g');
+    write_all(go[1], g.data(), g.size());
+  }
+};
 
 }  // namespace isola_bench

@@ -50,42 +50,10 @@
 #include "support.hpp"
 
 using namespace isola_bench;
-using clk = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
 
-// Children write 'r' to note when ready and 'd' when done; the parent writes
-// one 'g' per child to go. Inherited by forked children.
-struct gate {
-  int go[2] = {-1, -1};
-  int note[2] = {-1, -1};
-  gate() {
-    if (::pipe(go) != 0 || ::pipe(note) != 0) die("pipe");
-  }
-  ~gate() {
-    for (int fd : {go[0], go[1], note[0], note[1]}) ::close(fd);
-  }
-  gate(const gate&) = delete;
-  gate& operator=(const gate&) = delete;
-  void ready() const { write_all(note[1], "r", 1); }
-  void done() const { write_all(note[1], "d", 1); }
-  void wait_go() const {
-    char c;
-    if (!read_all(go[0], &c, 1)) die("go pipe closed");
-  }
-  void wait_notes(int n) const {
-    std::vector<char> b(static_cast<std::size_t>(n));
-    if (!read_all(note[0], b.data(), b.size())) die("note pipe closed");
-  }
-  void open(int n) const {
-    std::string g(static_cast<std::size_t>(n), 'g');
-    write_all(go[1], g.data(), g.size());
-  }
-};
 
 isola::process_options forked() { return {.method = isola::start_method::fork}; }
 
