@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "caf_support.hpp"
 #include "support.hpp"
 #include <isola/actor.hpp>
 #include <isola/node.hpp>
@@ -137,7 +138,7 @@ struct isola_remote {
 };
 
 // ---------------------------------------------------------------- CAF side
-// As in bench/actors.cpp.
+// The server process and the connection: caf_support.hpp.
 
 // CAF 0.17 binds a null argument tuple to a function actor spawned without
 // arguments (UBSan flags it), hence the unused `int`.
@@ -145,92 +146,9 @@ caf::behavior caf_echo(caf::event_based_actor*, int) {
   return {[](std::int32_t v) { return v; }};
 }
 
-void caf_configure(caf::actor_system_config& cfg, const std::string& policy) {
-  cfg.load<caf::io::middleman>();
-  cfg.set("scheduler.policy", caf::atom_from_string(policy));
-}
-
-// `nodes --caf-server POLICY`: publishes caf_echo on 127.0.0.1 (any port),
-// writes the port to stdout, and serves until stdin closes.
-int caf_server_main(const std::string& policy) {
-  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (::getppid() == 1) return 1;
-  caf::actor_system_config cfg;
-  caf_configure(cfg, policy);
-  caf::actor_system sys{cfg};
-  auto peer = sys.spawn(caf_echo, 0);
-  auto port = sys.middleman().publish(peer, 0, "127.0.0.1");
-  if (!port) {
-    std::fprintf(stderr, "nodes --caf-server: publish failed: %s\n", sys.render(port.error()).c_str());
-    std::_Exit(1);
-  }
-  std::printf("%u\n", static_cast<unsigned>(*port));
-  std::fflush(stdout);
-  char c;
-  while (::read(0, &c, 1) > 0) {
-  }
-  std::_Exit(0);  // ~actor_system would wait for the remote side
-}
-
-struct caf_remote {
-  caf::actor_system_config cfg;
-  std::unique_ptr<caf::actor_system> sys;
-  caf::actor peer;
-  std::unique_ptr<caf::scoped_actor> self;
-  pid_t server = -1;
-  int to_server = -1;  // closing it ends the server
-
-  caf_remote(const std::string& argv0, const std::string& policy) {
-    int in[2], out[2];
-    if (::pipe2(in, O_CLOEXEC) != 0 || ::pipe2(out, O_CLOEXEC) != 0) die("pipe");
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    std::string a0 = argv0, flag = "--caf-server", pol = policy;
-    char* args[] = {a0.data(), flag.data(), pol.data(), nullptr};
-    int rc = ::posix_spawn(&server, "/proc/self/exe", &fa, nullptr, args, environ);
-    posix_spawn_file_actions_destroy(&fa);
-    if (rc != 0) {
-      errno = rc;
-      die("posix_spawn (caf server)");
-    }
-    ::close(in[0]);
-    ::close(out[1]);
-    to_server = in[1];
-    std::string line;
-    char c;
-    while (::read(out[0], &c, 1) == 1 && c != '\n') line += c;
-    ::close(out[0]);
-    int port = std::atoi(line.c_str());
-    if (port <= 0) throw std::runtime_error("the CAF server did not publish its actor");
-    caf_configure(cfg, policy);
-    sys = std::make_unique<caf::actor_system>(cfg);
-    auto r = sys->middleman().remote_actor("127.0.0.1", static_cast<std::uint16_t>(port));
-    if (!r) throw std::runtime_error("caf remote_actor: " + sys->render(r.error()));
-    peer = *r;
-    self = std::make_unique<caf::scoped_actor>(*sys);
+struct caf_remote : caf_remote_peer {
+  caf_remote(const std::string& argv0, const std::string& policy) : caf_remote_peer(argv0, policy) {
     echo(7);
-  }
-  ~caf_remote() {
-    self.reset();
-    peer = nullptr;
-    if (to_server >= 0) ::close(to_server);
-    if (server > 0) {
-      ::kill(server, SIGKILL);
-      wait_pid(server);
-    }
-  }
-  caf_remote(const caf_remote&) = delete;
-  caf_remote& operator=(const caf_remote&) = delete;
-
-  void echo(std::int32_t v) {
-    std::int32_t got = -1;
-    bool failed = false;
-    (*self)
-        ->request(peer, caf::infinite, v)
-        .receive([&](std::int32_t r) { got = r; }, [&](caf::error&) { failed = true; });
-    if (failed || got != v) throw std::runtime_error("caf echo: bad reply");
   }
 
   double round_trip(long n_rt) {
@@ -246,7 +164,8 @@ struct caf_remote {
 int main(int argc, char** argv) {
   // The CAF server is this binary exec'd with a flag and never starts an
   // isola runtime; node B does (it is a root).
-  if (argc > 2 && std::string_view(argv[1]) == "--caf-server") return caf_server_main(argv[2]);
+  if (argc > 2 && std::string_view(argv[1]) == "--caf-server")
+    return caf_server_main("nodes", argv[2], [](caf::actor_system& s) { return s.spawn(caf_echo, 0); });
   isola::runtime rt{argc, argv};
   if (argc > 2 && std::string_view(argv[1]) == "--node-b") return node_b_main(argv[2]);
 
