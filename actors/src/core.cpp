@@ -14,6 +14,7 @@
 #include <cstring>
 #include <ostream>
 #include <thread>
+#include <unordered_set>
 
 #include "isola/error.hpp"
 #include "node.hpp"
@@ -327,19 +328,18 @@ void inbox::check_pending(bool force) {
   if (!force && c - last_check_ < check_every) return;
   last_check_ = c;
   // A target that answered and then died: its reply is in the ring before
-  // its death is visible (the root marks it dead after reaping it), so once
-  // a death is seen, what the ring holds is read before anything is failed.
+  // its death is visible (the root marks it dead after reaping it). So the
+  // deaths are read once, then what the ring holds, and only then are the
+  // requests of those dead targets failed; a target that dies after the
+  // snapshot is handled at the next check, after its replies were read.
   // (Called with pump_m_ held, as read_one needs.)
-  bool any_dead = false;
+  std::unordered_set<const peer*> dead;
   {
     std::lock_guard lk(m_);
     for (auto& [ref, p] : pending_)
-      if (p.target && p.target->dead()) {
-        any_dead = true;
-        break;
-      }
+      if (p.target && !dead.count(p.target.get()) && p.target->dead()) dead.insert(p.target.get());
   }
-  if (any_dead)
+  if (!dead.empty())
     while (!ring_->empty() && read_one(clock::now())) {
     }
   auto now = clock::now();
@@ -351,16 +351,10 @@ void inbox::check_pending(bool force) {
   {
     std::lock_guard lk(m_);
     if (pending_.empty()) return;
-    std::unordered_map<peer*, bool> dead;
     for (auto it = pending_.begin(); it != pending_.end();) {
       auto& p = it->second;
       bool timed_out = p.deadline && now >= *p.deadline;
-      bool gone = false;
-      if (!timed_out && p.target) {
-        auto [d, fresh] = dead.emplace(p.target.get(), false);
-        if (fresh) d->second = p.target->dead();
-        gone = d->second;
-      }
+      bool gone = !timed_out && p.target && dead.count(p.target.get()) != 0;
       if (timed_out || gone) {
         out.push_back({std::move(p), timed_out});
         it = pending_.erase(it);
