@@ -76,7 +76,12 @@ class actor {
   bool send(const T& msg) const {
     static_assert(is_serializable_v<T>, "isola::actor::send: T must be cereal-serializable");
     detail::encode_buffer buf;
-    encode_into(msg, buf.get());
+    {
+      detail::remote_handle_scope scope(node_ ? detail::remote_handle_scope::mode::encode_for
+                                              : detail::remote_handle_scope::mode::none,
+                                        node_);
+      encode_into(msg, buf.get());
+    }
     if (node_) return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(), buf.get());
     return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), buf.get());
   }
@@ -130,9 +135,32 @@ class actor {
     return a.id_ <=> b.id_;
   }
 
+  // A handle written for another node is translated (see
+  // detail::remote_handle_scope): what is local there is local, whatever
+  // this root reaches through that node is reached through it here.
   template <class Archive>
-  void serialize(Archive& ar) {
+  void save(Archive& ar) const {
+    using scope = detail::remote_handle_scope;
+    std::uint64_t n = node_;
+    if (scope::current_mode() == scope::mode::encode_for) {
+      if (node_ == scope::current_node())
+        n = 0;
+      else if (id_ != 0)
+        throw value_error("isola::actor: a handle to " + name_ +
+                          " cannot be sent to another node (only handles of that node's own "
+                          "actors travel between nodes)");
+    }
+    ar(id_, pid_, name_, n);
+  }
+  template <class Archive>
+  void load(Archive& ar) {
+    using scope = detail::remote_handle_scope;
     ar(id_, pid_, name_, node_);
+    if (scope::current_mode() == scope::mode::decode_from && id_ != 0) {
+      if (node_ != 0)
+        throw value_error("isola::actor: a reply from another node named an actor of a third node");
+      node_ = scope::current_node();
+    }
   }
 
  private:
@@ -156,7 +184,12 @@ class actor {
     auto st = std::make_shared<detail::future_state<R>>();
     std::weak_ptr<detail::future_state<R>> w = st;
     detail::encode_buffer buf;
-    encode_into(msg, buf.get());
+    {
+      detail::remote_handle_scope scope(node_ ? detail::remote_handle_scope::mode::encode_for
+                                              : detail::remote_handle_scope::mode::none,
+                                        node_);
+      encode_into(msg, buf.get());
+    }
     detail::reply_fn on_reply = [w](std::uint64_t tag, std::span<const std::byte> payload) {
                       auto s = w.lock();
                       if (!s) return;

@@ -26,8 +26,13 @@
 // pending requests fail with actor_exited and its monitors get a down with
 // reason unknown ("node ... lost").
 //
-// Not yet: remote handles inside messages (a handle is translated only where
-// it was made), remote handles in actor processes, linking across nodes,
+// Handles inside messages: a handle to one of node B's actors, sent to B (a
+// message, a request, spawn arguments), arrives there as B's local handle,
+// so B's actors can use it; a handle in a reply from B becomes a remote
+// handle here. A handle of this root's own actors cannot be sent to B (a
+// value_error: B could not reach it yet).
+//
+// Not yet: remote handles in actor processes, linking across nodes,
 // spawning on another node from inside an actor process.
 #pragma once
 
@@ -114,7 +119,12 @@ class node {
     detail::remote_spawn_fn e = &detail::remote_spawn_entry<Fd, detail::stored_arg_t<A>...>;
     detail::function_address fe{reinterpret_cast<const void*>(e)}, ff{};
     if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);
-    return detail::remote_spawn(checked(), opts, fe, ff, encode(t));
+    bytes encoded;
+    {
+      detail::remote_handle_scope scope(detail::remote_handle_scope::mode::encode_for, id());
+      encoded = encode(t);
+    }
+    return detail::remote_spawn(checked(), opts, fe, ff, std::move(encoded));
   }
   template <class F, class... A>
     requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>)

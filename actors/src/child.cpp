@@ -273,16 +273,22 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
       }
       continue;
     }
+    auto& cur = this_request();
+    cur = current_request{e->h.sender, e->h.ref, is_request, false};
     try {
       reply.clear();
       std::uint64_t reply_tag = h->call(tag, e->payload, is_request ? &reply : nullptr);
-      if (is_request) {
+      const bool deferred = cur.deferred;
+      cur = current_request{};
+      if (is_request && !deferred) {
         post(e->h.sender, env_kind::reply, e->h.ref, reply_tag, reply);
         replied = true;
         if (reply.capacity() > (std::size_t{1} << 20)) bytes().swap(reply);
       }
     } catch (const std::exception& ex) {
-      if (is_request) {
+      const bool deferred = cur.deferred;
+      cur = current_request{};
+      if (is_request && !deferred) {
         error_info ei{error_info::kind::exception, demangle(typeid(ex).name()), ex.what(),
                       ::getpid(), c.name()};
         post(e->h.sender, env_kind::error_reply, e->h.ref, type_tag<error_info>(), encode(ei));

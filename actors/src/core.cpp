@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -49,6 +50,28 @@ std::ostream& operator<<(std::ostream& os, const actor& a) {
 }
 
 namespace detail {
+
+current_request& this_request() noexcept {
+  thread_local current_request r;
+  return r;
+}
+
+namespace {
+thread_local remote_handle_scope::mode scope_mode = remote_handle_scope::mode::none;
+thread_local std::uint64_t scope_node = 0;
+}  // namespace
+
+remote_handle_scope::remote_handle_scope(mode m, std::uint64_t node) noexcept
+    : saved_mode_(scope_mode), saved_node_(scope_node) {
+  scope_mode = m;
+  scope_node = node;
+}
+remote_handle_scope::~remote_handle_scope() {
+  scope_mode = saved_mode_;
+  scope_node = saved_node_;
+}
+remote_handle_scope::mode remote_handle_scope::current_mode() noexcept { return scope_mode; }
+std::uint64_t remote_handle_scope::current_node() noexcept { return scope_node; }
 
 coarse_time coarse_now() noexcept {
   timespec ts;
@@ -219,6 +242,36 @@ std::exception_ptr to_exception(const error_info& e) {
                                               ") has no handler for a message of type " +
                                               e.type_name));
   return std::make_exception_ptr(remote_error(e.type_name, e.text, e.pid, e.process_name));
+}
+
+current_request defer_current_request() {
+  auto& r = this_request();
+  if (!r.active)
+    throw value_error("isola::this_actor::make_response_promise: not inside a handler answering a request");
+  if (r.deferred)
+    throw value_error("isola::this_actor::make_response_promise: this request already has its promise");
+  r.deferred = true;
+  return r;
+}
+
+void deliver_deferred(std::uint64_t sender, std::uint64_t ref, std::uint64_t tag,
+                      std::span<const std::byte> payload) noexcept {
+  try {
+    post(sender, env_kind::reply, ref, tag, payload);
+  } catch (const std::exception& ex) {
+    get_logger().warning(std::string("isola: a deferred reply was dropped: ") + ex.what());
+  }
+}
+
+void deliver_deferred_error(std::uint64_t sender, std::uint64_t ref, const std::string& type_name,
+                            const std::string& what) noexcept {
+  try {
+    error_info ei{error_info::kind::exception, type_name, what, static_cast<int>(::getpid()),
+                  ctx().self().name()};
+    post(sender, env_kind::error_reply, ref, type_tag<error_info>(), encode(ei));
+  } catch (const std::exception& ex) {
+    get_logger().warning(std::string("isola: a deferred error reply was dropped: ") + ex.what());
+  }
 }
 
 void throw_reply_type(std::uint64_t expected, const std::string& expected_name, std::uint64_t got) {
@@ -509,11 +562,15 @@ post_result try_post(std::uint64_t target, env_kind kind, std::uint64_t ref, std
 }
 
 namespace {
+// A request with a deadline of its own wakes the pump by then even when its
+// future is waited on without one (get()), so the timeout is not late by a
+// slice.
 void wire(const std::shared_ptr<future_core>& st, const std::shared_ptr<inbox>& ib,
-          std::uint64_t ref) {
+          std::uint64_t ref, std::optional<time_point> own_deadline = std::nullopt) {
   std::weak_ptr<inbox> w = ib;
   std::lock_guard lk(st->m);
-  st->pump = [w](std::optional<time_point> deadline) {
+  st->pump = [w, own_deadline](std::optional<time_point> deadline) {
+    if (own_deadline && (!deadline || *own_deadline < *deadline)) deadline = own_deadline;
     if (auto i = w.lock())
       i->pump(deadline);
     else
@@ -537,7 +594,7 @@ void request(std::uint64_t target, std::uint64_t tag, std::span<const std::byte>
     return;
   }
   std::uint64_t ref = ib->add_pending({p, st, std::move(on_reply), deadline, false});
-  wire(st, ib, ref);
+  wire(st, ib, ref, deadline);
   envelope_header h;
   h.kind = static_cast<std::uint8_t>(env_kind::request);
   h.sender = ib->id();

@@ -693,7 +693,10 @@ caf::behavior client_fn(caf::event_based_actor* self, std::shared_ptr<remote_lin
   });
   return {
       [l](is_ok_atom, std::uint64_t ref, std::uint64_t tag, const std::string& payload) {
-        if (auto p = l->take(ref)) p->on_reply(tag, as_bytes_of(payload));
+        if (auto p = l->take(ref)) {
+          remote_handle_scope scope(remote_handle_scope::mode::decode_from, l->index);
+          p->on_reply(tag, as_bytes_of(payload));
+        }
       },
       [l](is_err_atom, std::uint64_t ref, std::int32_t kind, const std::string& type_name,
           const std::string& text, std::int32_t pid, const std::string& proc) {

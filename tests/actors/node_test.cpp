@@ -19,11 +19,15 @@
 #include <cstring>
 #include <iostream>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/distributed/barrier.hpp>
+#include <isola/distributed/event.hpp>
+#include <isola/distributed/queue.hpp>
 #include <isola/error.hpp>
 #include <isola/node.hpp>
 #include <isola/popen.hpp>
@@ -94,6 +98,70 @@ isola::behavior summer() {
   return {
       [](const push& p) { acc_state::sum += p.v; },
       [](const total&) { return acc_state::sum; },
+  };
+}
+
+// Parties of coordinated sync on node B (their handles were translated on
+// the way: a handle to one of B's actors is local there).
+namespace dist = isola::distributed;
+struct ev_wait_msg {
+  int ms = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(ms);
+  }
+};
+struct ev_set_msg {
+  template <class A>
+  void serialize(A&) {}
+};
+struct bar_wait_msg {
+  template <class A>
+  void serialize(A&) {}
+};
+struct fill_msg {
+  int n = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(n);
+  }
+};
+struct drain_msg {
+  int n = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(n);
+  }
+};
+struct ns_msg {
+  template <class A>
+  void serialize(A&) {}
+};
+
+std::string net_namespace() {
+  char buf[256];
+  ssize_t n = ::readlink("/proc/self/ns/net", buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string("?");
+}
+
+int actions_here = 0;
+void count_action() { ++actions_here; }
+
+isola::behavior party_on_b(dist::event ev, dist::barrier bar, dist::queue<int> q) {
+  return {
+      [ev](const ev_wait_msg& m) { return ev.wait(std::chrono::milliseconds(m.ms)); },
+      [ev](const ev_set_msg&) { ev.set(); },
+      [bar](const bar_wait_msg&) { return std::make_pair(bar.wait(), actions_here); },
+      [q](const fill_msg& m) {
+        for (int i = 0; i < m.n; ++i) q.put(i);
+        return m.n;
+      },
+      [q](const drain_msg& m) {
+        long sum = 0;
+        for (int i = 0; i < m.n; ++i) sum += q.get();
+        return sum;
+      },
+      [](const ns_msg&) { return net_namespace(); },
   };
 }
 
@@ -188,9 +256,93 @@ double seconds_until(F&& f) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
 
+/// Coordinated sync across two nodes, with the coordinators on node B and
+/// parties on both: this root (through remote handles) and actor processes
+/// of B. Returns "ok", or what went wrong. Shared by the loopback test and
+/// the two-namespace test, where it runs in node A's namespace.
+std::string cross_node_scenario(const isola::node& n) {
+  auto expect = [](bool ok, const std::string& what) {
+    if (!ok) throw std::runtime_error(what);
+  };
+  try {
+    auto ev = dist::event::create(n);
+    auto bar = dist::barrier::create(n, 3, &count_action);
+    auto q = dist::queue<int>::create(n, 8);
+    expect(ev.coordinator().remote() && bar.coordinator().remote(), "the coordinators are not on node B");
+    auto p1 = n.spawn(party_on_b, ev, bar, q);
+    auto p2 = n.spawn(party_on_b, ev, bar, q);
+
+    // Event: we wait in vain, then B's actor sets it and our wait returns.
+    expect(!ev.wait(std::chrono::milliseconds(100)), "event: a timed wait returned true before any set");
+    auto waiter = p1.request<bool>(ev_wait_msg{20000});
+    p2.request<void>(ev_set_msg{}).get(10s);
+    expect(ev.wait(10s), "event: our wait missed B's set");
+    expect(waiter.get(10s), "event: B's waiter missed B's set");
+    expect(ev.is_set(), "event: is_set");
+
+    // Barrier: three parties (us and two of B's actors), five cycles, one
+    // action per cycle, in whichever process arrived last.
+    int theirs = 0;
+    for (int c = 0; c < 5; ++c) {
+      auto f1 = p1.request<std::pair<int, int>>(bar_wait_msg{});
+      auto f2 = p2.request<std::pair<int, int>>(bar_wait_msg{});
+      int mine = bar.wait(10s);
+      auto r1 = f1.get(10s), r2 = f2.get(10s);
+      expect(mine + r1.first + r2.first == 3 && mine != r1.first && mine != r2.first && r1.first != r2.first,
+             "barrier: the indexes are not 0, 1, 2");
+      theirs = r1.second + r2.second;
+    }
+    expect(actions_here + theirs == 5, "barrier: not exactly one action per cycle (" +
+                                           std::to_string(actions_here + theirs) + " in 5 cycles)");
+
+    // Queue: B's actor fills it (bounded: it waits for us), we drain it in
+    // order; then we fill and B's other actor drains.
+    auto filled = p1.request<int>(fill_msg{300});
+    for (int i = 0; i < 300; ++i) expect(q.get(10s) == i, "queue: out of order");
+    expect(filled.get(10s) == 300, "queue: the producer on B");
+    auto drained = p2.request<long>(drain_msg{100});
+    for (int i = 0; i < 100; ++i) q.put(i);
+    expect(drained.get(10s) == 4950, "queue: the consumer on B");
+    expect(q.try_get() == std::nullopt, "queue: not empty at the end");
+
+    // A coordinator of ours cannot be handed to B (B could not reach it yet).
+    try {
+      n.spawn(party_on_b, dist::event::create(), bar, q);
+      return "a handle of this node's actor travelled to node B";
+    } catch (const isola::value_error&) {
+    }
+    p1.stop();
+    p2.stop();
+    return "ok";
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(nodes)
+
+BOOST_AUTO_TEST_CASE(event_barrier_and_queue_work_across_nodes, *utf::timeout(120)) {
+  node_b b;
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  BOOST_TEST(cross_node_scenario(n) == "ok");
+}
+
+BOOST_AUTO_TEST_CASE(a_barrier_wait_fails_when_the_coordinators_node_dies, *utf::timeout(60)) {
+  node_b b;
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto bar = dist::barrier::create(n, 2);
+  auto q = dist::queue<int>::create(n);
+  std::thread killer([pid = b.p->pid()] { ::kill(pid, SIGKILL); });
+  auto t0 = clk::now();
+  // Killed before or while we wait: either way an error within ~2 s, no hang.
+  BOOST_CHECK_THROW(bar.wait(), isola::actor_exited);
+  BOOST_CHECK_THROW(q.get(), isola::actor_exited);
+  killer.join();
+  BOOST_TEST(std::chrono::duration<double>(clk::now() - t0).count() < 3.0);
+}
+
 
 BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
   node_b b;
@@ -331,10 +483,116 @@ BOOST_AUTO_TEST_SUITE_END()
 
 namespace {
 
+/// Runs a command to its end; its exit status (-1 if it could not start).
+int run_cmd(const std::vector<std::string>& args) {
+  try {
+    isola::popen_options o;
+    o.out = isola::stdio::devnull;
+    o.err = isola::stdio::devnull;
+    isola::popen p(args, o);
+    return p.wait(30s);
+  } catch (const std::exception&) {
+    return -1;
+  }
+}
+
+/// Two network namespaces joined by a veth pair, 10.77.0.1 and 10.77.0.2:
+/// two hosts as far as TCP can tell. Removed (with the pair) at the end.
+struct two_hosts {
+  std::string a = "isola_a_" + std::to_string(::getpid());
+  std::string b = "isola_b_" + std::to_string(::getpid());
+  bool ok = false;
+  two_hosts() {
+    std::string va = "isa" + std::to_string(::getpid() % 100000), vb = "isb" + std::to_string(::getpid() % 100000);
+    const std::vector<std::vector<std::string>> steps = {
+        {"ip", "netns", "add", a},
+        {"ip", "netns", "add", b},
+        {"ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b},
+        {"ip", "-n", a, "addr", "add", "10.77.0.1/24", "dev", va},
+        {"ip", "-n", b, "addr", "add", "10.77.0.2/24", "dev", vb},
+        {"ip", "-n", a, "link", "set", va, "up"},
+        {"ip", "-n", b, "link", "set", vb, "up"},
+        {"ip", "-n", a, "link", "set", "lo", "up"},
+        {"ip", "-n", b, "link", "set", "lo", "up"},
+    };
+    for (const auto& s : steps)
+      if (run_cmd(s) != 0) return;
+    ok = true;
+  }
+  ~two_hosts() {
+    run_cmd({"ip", "netns", "del", a});
+    run_cmd({"ip", "netns", "del", b});
+  }
+};
+
+boost::test_tools::assertion_result can_make_namespaces(utf::test_unit_id) {
+  boost::test_tools::assertion_result r(false);
+  if (::geteuid() != 0) {
+    r.message() << "not root: two-host test skipped";
+    return r;
+  }
+  std::string probe = "isola_probe_" + std::to_string(::getpid());
+  if (run_cmd({"ip", "netns", "add", probe}) != 0) {
+    r.message() << "ip netns add failed (no iproute2 or no CAP_SYS_ADMIN): two-host test skipped";
+    return r;
+  }
+  run_cmd({"ip", "netns", "del", probe});
+  return true;
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(two_hosts_suite)
+
+BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
+                     *utf::timeout(180) * utf::precondition(can_make_namespaces)) {
+  two_hosts h;
+  BOOST_REQUIRE_MESSAGE(h.ok, "could not build the two namespaces and their veth pair");
+  isola::popen_options o;
+  o.in = isola::stdio::pipe;
+  o.out = isola::stdio::pipe;
+  o.die_with_parent = true;
+  isola::popen b(std::vector<std::string>{"ip", "netns", "exec", h.b, self_exe(), "--node-b", "listen", key,
+                                          "10.77.0.2"},
+                 o);
+  auto line = b.out().read_line(20s);
+  BOOST_REQUIRE(line);
+  BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
+  std::string port = line->substr(5);
+
+  isola::popen_options oa;
+  oa.out = isola::stdio::pipe;
+  oa.die_with_parent = true;
+  isola::popen a(std::vector<std::string>{"ip", "netns", "exec", h.a, self_exe(), "--node-a", "10.77.0.2", port, key},
+                 oa);
+  auto r = a.communicate(120s);
+  BOOST_TEST_MESSAGE("node A said:\n" << r.out);
+  BOOST_TEST(a.returncode().value_or(-1) == 0);
+  // Three network namespaces: ours, A's and B's (where B's actor ran).
+  std::string ns_a, ns_b;
+  std::istringstream in(r.out);
+  for (std::string l; std::getline(in, l);) {
+    if (l.rfind("NS_A ", 0) == 0) ns_a = l.substr(5);
+    if (l.rfind("NS_B ", 0) == 0) ns_b = l.substr(5);
+  }
+  BOOST_TEST(!ns_a.empty());
+  BOOST_TEST(!ns_b.empty());
+  BOOST_TEST(ns_a != ns_b);
+  BOOST_TEST(ns_a != net_namespace());
+  BOOST_TEST(ns_b != net_namespace());
+  BOOST_TEST(r.out.find("SCENARIO ok") != std::string::npos);
+  b.in().close();
+  BOOST_TEST(b.wait(20s) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+namespace {
+
 int node_b_main(int argc, char** argv) {
   std::string role = argc > 2 ? argv[2] : "";
   if (role == "listen" && argc > 3) {
-    auto port = isola::node::listen(0, argv[3], {"127.0.0.1"});
+    auto port = isola::node::listen(0, argv[3], {argc > 4 ? argv[4] : "127.0.0.1"});
     std::cout << "PORT " << port << std::endl;
     // Commands on stdin, read with read(2): a thread blocked in stdio's
     // getline holds stdin's lock, which a spawn's fflush(NULL) then waits for.
@@ -373,8 +631,26 @@ int node_b_main(int argc, char** argv) {
       return 1;
     }
   }
-  std::cerr << "usage: --node-b listen KEY | --node-b connect PORT KEY\n";
+  std::cerr << "usage: --node-b listen KEY [HOST] | --node-b connect PORT KEY\n";
   return 64;
+}
+
+/// Node A of the two-namespace test: connects to B at host:port, shows
+/// where each side runs, and runs the cross-node scenario.
+int node_a_main(int argc, char** argv) {
+  if (argc < 5) return 64;
+  try {
+    auto n = isola::node::connect(argv[2], static_cast<std::uint16_t>(std::stoi(argv[3])), argv[4]);
+    std::cout << "NS_A " << net_namespace() << std::endl;
+    auto p = n.spawn(party_on_b, dist::event{}, dist::barrier{}, dist::queue<int>{});
+    std::cout << "NS_B " << p.request<std::string>(ns_msg{}).get(10s) << std::endl;
+    p.stop();
+    std::cout << "SCENARIO " << cross_node_scenario(n) << std::endl;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cout << "ERROR " << e.what() << std::endl;
+    return 1;
+  }
 }
 
 bool init_unit_test() { return true; }
@@ -384,5 +660,6 @@ bool init_unit_test() { return true; }
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   if (argc > 1 && std::string(argv[1]) == "--node-b") return node_b_main(argc, argv);
+  if (argc > 1 && std::string(argv[1]) == "--node-a") return node_a_main(argc, argv);
   return boost::unit_test::unit_test_main(&init_unit_test, argc, argv);
 }

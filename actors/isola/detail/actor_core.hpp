@@ -148,6 +148,37 @@ int actor_entry_fn(actor_boot boot, function_address fa, shared_arg<A>... args);
 template <class L, class... A>
 int actor_entry_functor(actor_boot boot, shared_arg<A>... args);
 
+/// The request an actor's handler is answering (set around each handler
+/// call in an actor process): whom to reply to, and whether the handler took
+/// the reply upon itself (response_promise) so that the loop must not reply.
+struct current_request {
+  std::uint64_t sender = 0;
+  std::uint64_t ref = 0;
+  bool active = false;
+  bool deferred = false;
+};
+current_request& this_request() noexcept;
+
+/// Encoding a message for node `node` (this root's number for it): handles
+/// of that node's actors are written as local ones there, and a handle of
+/// one of this root's own actors is a value_error (the other node could not
+/// reach it yet). Decoding a reply from `node`: its local handles become
+/// handles of that node here. One scope per thread at a time.
+class remote_handle_scope {
+ public:
+  enum class mode : std::uint8_t { none, encode_for, decode_from };
+  remote_handle_scope(mode m, std::uint64_t node) noexcept;
+  ~remote_handle_scope();
+  remote_handle_scope(const remote_handle_scope&) = delete;
+  remote_handle_scope& operator=(const remote_handle_scope&) = delete;
+  static mode current_mode() noexcept;
+  static std::uint64_t current_node() noexcept;
+
+ private:
+  mode saved_mode_;
+  std::uint64_t saved_node_;
+};
+
 /// Whether the calling process is an actor process (false in the root).
 bool in_actor_process() noexcept;
 
