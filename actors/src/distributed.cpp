@@ -371,10 +371,11 @@ behavior queue_coordinator(std::int64_t maxsize) {
     std::deque<bytes> items;
     std::deque<putter> putters;
     std::deque<getter> getters;
-    // Items handed to getters that had waited, kept until a later one pushes
-    // them out, so that a getter whose deadline passed as the item was on its
-    // way gets it again instead of losing it.
-    std::deque<std::pair<std::uint64_t, bytes>> handed;
+    // Items handed to getters that had waited or had a deadline, kept until
+    // later ones push them out, so that a getter whose deadline passed as the
+    // item was on its way gets it again instead of losing it. Likewise the
+    // tickets of puts accepted after a wait or with a deadline.
+    std::deque<std::pair<std::uint64_t, bytes>> handed;  // the last 1024
     std::unordered_set<std::uint64_t> accepted;  // putters that had waited and got in
     std::deque<std::uint64_t> accepted_order;
     watcher w;
@@ -382,7 +383,7 @@ behavior queue_coordinator(std::int64_t maxsize) {
     bool full() const { return maxsize > 0 && static_cast<std::int64_t>(items.size()) >= maxsize; }
     void remember_hand(std::uint64_t ticket, const bytes& b) {
       handed.emplace_back(ticket, b);
-      if (handed.size() > 256) handed.pop_front();
+      if (handed.size() > 1024) handed.pop_front();
     }
     void remember_accept(std::uint64_t ticket) {
       accepted.insert(ticket);
@@ -420,6 +421,7 @@ behavior queue_coordinator(std::int64_t maxsize) {
   return {
       [s](q_put m) -> std::int32_t {
         if (!s->full() && s->putters.empty()) {
+          if (m.timed) s->remember_accept(m.ticket);
           s->items.push_back(std::move(m.item));
           s->settle();
           return ok;
@@ -432,6 +434,7 @@ behavior queue_coordinator(std::int64_t maxsize) {
       },
       [s](const q_get& m) -> q_item {
         if (!s->items.empty() && s->getters.empty()) {
+          if (m.timed) s->remember_hand(m.ticket, s->items.front());
           q_item r{ok, std::move(s->items.front())};
           s->items.pop_front();
           s->settle();

@@ -9,8 +9,9 @@
 //
 // This is the same-host form: the barrier's state lives in a memfd shared by
 // every process that has it (forkserver and spawn children receive it as a
-// process argument). The form that works between hosts (a coordinator actor)
-// comes with nodes; see docs/decisions.md, "Sync and shared state".
+// process argument). The form that works between hosts is
+// isola::distributed::barrier (a coordinator actor); see docs/decisions.md,
+// "Sync and shared state".
 //
 // What every process sees:
 // - wait() returns once parties callers (processes or threads) have called

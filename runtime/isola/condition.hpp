@@ -13,7 +13,7 @@
 // This is the same-host form: the waiters' table lives in a memfd shared by
 // every process that has the condition (forkserver and spawn children
 // receive it, and the lock's, as process arguments). The form that works
-// between hosts (a coordinator actor) comes with nodes; see
+// between hosts is isola::distributed::condition (a coordinator actor); see
 // docs/decisions.md, "Sync and shared state".
 //
 // What every process sees:

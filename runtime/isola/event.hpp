@@ -9,8 +9,9 @@
 // This is the same-host form: the flag is a futex word in a memfd shared by
 // every process that has the event (fork shares the mapping; forkserver and
 // spawn children receive the memfd as a process argument). Nothing has a name
-// in /dev/shm. The form that works between hosts (a coordinator actor) comes
-// with nodes; see docs/decisions.md, "Sync and shared state".
+// in /dev/shm. The form that works between hosts is
+// isola::distributed::event (a coordinator actor, isola/distributed/event.hpp);
+// see docs/decisions.md, "Sync and shared state".
 //
 // What every process sees:
 // - set() makes is_set() true everywhere and wakes every waiter; clear()

@@ -142,21 +142,28 @@ struct br_state {
 };
 
 // -- queue
+// `timed`: the client may give up before the answer arrives, so the
+// coordinator remembers what it answered (the item handed over, the put
+// accepted) for the follow-up that names the ticket, even when it answered
+// at once: the client's deadline can pass while the request still waits in
+// the coordinator's mailbox.
 struct q_put {
   std::uint64_t ticket = 0;
   bool blocking = true;
+  bool timed = false;
   bytes item;
   template <class A>
   void serialize(A& ar) {
-    ar(ticket, blocking, item);
+    ar(ticket, blocking, timed, item);
   }
 };
 struct q_get {
   std::uint64_t ticket = 0;
   bool blocking = true;
+  bool timed = false;
   template <class A>
   void serialize(A& ar) {
-    ar(ticket, blocking);
+    ar(ticket, blocking, timed);
   }
 };
 struct q_item {

@@ -10,7 +10,10 @@
 // flag; wait() is a request it answers when the flag is set, so a waiter
 // costs nothing while it waits and works wherever the coordinator's handle
 // does: this root, its actor processes (given the event as an argument or in
-// a message), and the root of another node. isola::event is the same-host
+// a message), and the root of another node and its actors. Not a plain
+// isola::process child: it has no way to reach actors (give it the
+// same-host form). The same holds for condition, barrier and queue in this
+// folder. isola::event is the same-host
 // fast path (a futex in shared memory, ~10x faster); use this one when the
 // parties are not all on one host.
 //

@@ -105,7 +105,7 @@ class queue {
   }
   bool put_impl(const T& v, bool blocking, std::optional<duration> t) const {
     namespace co = detail::coord;
-    co::q_put m{co::new_ticket(), blocking, encode(v)};
+    co::q_put m{co::new_ticket(), blocking, t.has_value(), encode(v)};
     if (!t) return c().template request<std::int32_t>(m).get() == co::ok;
     try {
       return c().template request<std::int32_t>(m, *t).get() == co::ok;
@@ -115,7 +115,7 @@ class queue {
   }
   std::optional<T> get_impl(bool blocking, std::optional<duration> t) const {
     namespace co = detail::coord;
-    co::q_get m{co::new_ticket(), blocking};
+    co::q_get m{co::new_ticket(), blocking, t.has_value()};
     co::q_item r;
     if (!t) {
       r = c().template request<co::q_item>(m).get();
