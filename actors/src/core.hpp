@@ -164,6 +164,10 @@ class inbox : public std::enable_shared_from_this<inbox> {
   std::atomic<std::uint64_t> next_ref_{1};
   coarse_time last_check_{};
   bool quiet_ = false;  // pump's last read found nothing (under pump_m_)
+  /// How long after a reply the next message came, on average (under
+  /// pump_m_); sets the spin after the next reply (reply_spin).
+  std::chrono::nanoseconds reply_gap_{std::chrono::milliseconds(1)};
+  std::chrono::nanoseconds reply_spin() const;
   envelope scratch_;  // read_one's buffer (under pump_m_)
 };
 
