@@ -357,14 +357,17 @@ BOOST_AUTO_TEST_CASE(shutdown_waits_and_can_cancel_what_has_not_started, *utf::t
   ex.shutdown(true, true);
   BOOST_TEST(running.get(1s) == 300);
   int cancelled = 0;
-  for (auto& f : queued) {
+  for (int i = 0; i < 5; ++i) {
     try {
-      f.get(1s);
+      BOOST_TEST(queued[static_cast<std::size_t>(i)].get(1s) == i * i);  // it had been handed out: it ran
     } catch (const isola::cancelled_error&) {
       ++cancelled;
     }
   }
-  BOOST_TEST(cancelled >= 4);  // all but the one already in the worker's mailbox
+  // All but the batch already waiting in the worker's mailbox: with one
+  // worker that batch is at most half of the queue the dispatcher saw (here
+  // at most 2 of 5, depending on how many submits it had seen).
+  BOOST_TEST(cancelled >= 3);
   BOOST_CHECK_THROW(ex.submit(square, 1), isola::value_error);
 }
 
