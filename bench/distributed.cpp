@@ -126,32 +126,6 @@ double queue_items(int n) {
   return n / s;
 }
 
-double raw_pingpong(int n) {
-  int up[2], down[2];
-  if (::pipe(up) != 0 || ::pipe(down) != 0) die("pipe");
-  const int warm = 200;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int x;
-    for (int i = 0; i < warm + n; ++i) {
-      if (!read_all(down[0], &x, 4)) ::_exit(1);
-      write_all(up[1], &x, 4);
-    }
-    ::_exit(0);
-  }
-  auto one = [&](int i) {
-    write_all(down[1], &i, 4);
-    if (!read_all(up[0], &i, 4)) die("pingpong");
-  };
-  for (int i = 0; i < warm; ++i) one(i);
-  auto t0 = clk::now();
-  for (int i = 0; i < n; ++i) one(i);
-  double s = seconds_since(t0) / n;
-  check_exit(wait_pid(pid), "raw pipe");
-  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
-  return s;
-}
-
 const char* python_script = R"PY(
 import json, multiprocessing as mp, statistics, sys, time
 
@@ -222,22 +196,10 @@ if __name__ == "__main__":
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  bool quick = false, python = true;
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-      repeats = 1;
-    } else if (a == "--no-python") {
-      python = false;
-    } else if (a == "--repeats" && i + 1 < argc) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: distributed [--quick] [--repeats R] [--no-python]\n");
-      return 2;
-    }
-  }
+  const auto args = parse_common_args(argc, argv, "distributed");
+  if (!args.ok) return 2;
+  const bool quick = args.quick, python = args.python;
+  const int repeats = args.repeats;
   const int n_event = quick ? 100 : 2000, n_barrier = quick ? 200 : 5000, n_queue = quick ? 1000 : 20000;
   const int py_event = quick ? 50 : 500, py_barrier = quick ? 50 : 1000, py_queue = quick ? 200 : 5000,
             py_reps = quick ? 1 : 3;
@@ -245,7 +207,7 @@ int main(int argc, char** argv) {
   // The raw baseline forks: take all its samples before the first actor
   // starts CAF's threads in this process.
   std::vector<double> raw;
-  for (int i = 0; i < repeats; ++i) raw.push_back(raw_pingpong(n_event));
+  for (int i = 0; i < repeats; ++i) raw.push_back(raw_pipe_pingpong(n_event));
 
   std::map<std::string, std::vector<double>> cpp;
   auto run_cpp = [&] {

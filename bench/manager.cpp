@@ -111,22 +111,10 @@ if __name__ == '__main__':
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  bool quick = false, python = true;
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-      repeats = 1;
-    } else if (a == "--no-python") {
-      python = false;
-    } else if (a == "--repeats" && i + 1 < argc) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: manager [--quick] [--repeats R] [--no-python]\n");
-      return 2;
-    }
-  }
+  const auto args = parse_common_args(argc, argv, "manager");
+  if (!args.ok) return 2;
+  const bool quick = args.quick, python = args.python;
+  const int repeats = args.repeats;
   const int n = quick ? 2000 : 20000;
   const int py_n = quick ? 500 : 5000, py_reps = quick ? 1 : 3;
 

@@ -212,4 +212,61 @@ struct gate {
   }
 };
 
+/// Seconds per round trip of a 4-byte ping-pong over two pipe()s with a
+/// forked child: the floor for one message there and back (after 200
+/// untimed round trips). Fork it before anything starts threads.
+inline double raw_pipe_pingpong(int n) {
+  int up[2], down[2];
+  if (::pipe(up) != 0 || ::pipe(down) != 0) die("pipe");
+  const int warm = 200;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int x;
+    for (int i = 0; i < warm + n; ++i) {
+      if (!read_all(down[0], &x, 4)) ::_exit(1);
+      write_all(up[1], &x, 4);
+    }
+    ::_exit(0);
+  }
+  auto one = [&](int i) {
+    write_all(down[1], &i, 4);
+    if (!read_all(up[0], &i, 4)) die("pingpong");
+  };
+  for (int i = 0; i < warm; ++i) one(i);
+  auto t0 = clk::now();
+  for (int i = 0; i < n; ++i) one(i);
+  double s = seconds_since(t0) / n;
+  check_exit(wait_pid(pid), "raw pipe");
+  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
+  return s;
+}
+
+/// The options the Python-comparing benchmarks share:
+///   NAME [--quick] [--repeats R] [--no-python]
+struct common_args {
+  bool quick = false;
+  bool python = true;
+  int repeats = 5;
+  bool ok = true;  // false: bad arguments (usage printed)
+};
+inline common_args parse_common_args(int argc, char** argv, const char* name) {
+  common_args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string s = argv[i];
+    if (s == "--quick") {
+      a.quick = true;
+      a.repeats = 1;
+    } else if (s == "--no-python") {
+      a.python = false;
+    } else if (s == "--repeats" && i + 1 < argc) {
+      a.repeats = std::max(1, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick] [--repeats R] [--no-python]\n", name);
+      a.ok = false;
+      return a;
+    }
+  }
+  return a;
+}
+
 }  // namespace isola_bench

@@ -182,32 +182,6 @@ double isola_event(int n) {
   return s;
 }
 
-double raw_pipe_pingpong(int n) {
-  int up[2], down[2];
-  if (::pipe(up) != 0 || ::pipe(down) != 0) die("pipe");
-  const int warm = 200;
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int x;
-    for (int i = 0; i < warm + n; ++i) {
-      if (!read_all(down[0], &x, 4)) ::_exit(1);
-      write_all(up[1], &x, 4);
-    }
-    ::_exit(0);
-  }
-  auto one = [&](int i) {
-    write_all(down[1], &i, 4);
-    if (!read_all(up[0], &i, 4)) die("pingpong");
-  };
-  for (int i = 0; i < warm; ++i) one(i);
-  auto t0 = clk::now();
-  for (int i = 0; i < n; ++i) one(i);
-  double s = seconds_since(t0) / n;
-  check_exit(wait_pid(pid), "raw pipe");
-  for (int fd : {up[0], up[1], down[0], down[1]}) ::close(fd);
-  return s;
-}
-
 // ---------------------------------------------------------------- barrier
 
 void barrier_rounds(isola::barrier b, int rounds) {
@@ -330,22 +304,10 @@ if __name__ == '__main__':
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  bool quick = false, python = true;
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-      repeats = 1;
-    } else if (a == "--no-python") {
-      python = false;
-    } else if (a == "--repeats" && i + 1 < argc) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: sync [--quick] [--repeats R] [--no-python]\n");
-      return 2;
-    }
-  }
+  const auto args = parse_common_args(argc, argv, "sync");
+  if (!args.ok) return 2;
+  const bool quick = args.quick, python = args.python;
+  const int repeats = args.repeats;
   const int n_counter = quick ? 20000 : 300000;  // per process
   const int n_event = quick ? 300 : 3000;
   const int n_barrier = quick ? 1000 : 20000;

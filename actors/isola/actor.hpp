@@ -76,13 +76,11 @@ class actor {
   bool send(const T& msg) const {
     static_assert(is_serializable_v<T>, "isola::actor::send: T must be cereal-serializable");
     detail::encode_buffer buf;
-    {
-      detail::remote_handle_scope scope(node_ ? detail::remote_handle_scope::mode::encode_for
-                                              : detail::remote_handle_scope::mode::none,
-                                        node_);
-      encode_into(msg, buf.get());
+    if (node_) {
+      encode_for_node(msg, buf.get());
+      return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(), buf.get());
     }
-    if (node_) return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(), buf.get());
+    encode_into(msg, buf.get());
     return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), buf.get());
   }
 
@@ -169,6 +167,13 @@ class actor {
     detail::signal_actor(checked_id(), sig);
   }
 
+  /// Encodes msg for this handle's node (its handles translated: see save()).
+  template <class T>
+  void encode_for_node(const T& msg, bytes& out) const {
+    detail::remote_handle_scope scope(detail::remote_handle_scope::mode::encode_for, node_);
+    encode_into(msg, out);
+  }
+
   std::uint64_t checked_id() const {
     if (id_ == 0) throw value_error("isola::actor: empty handle (default-constructed)");
     return id_;
@@ -184,12 +189,10 @@ class actor {
     auto st = std::make_shared<detail::future_state<R>>();
     std::weak_ptr<detail::future_state<R>> w = st;
     detail::encode_buffer buf;
-    {
-      detail::remote_handle_scope scope(node_ ? detail::remote_handle_scope::mode::encode_for
-                                              : detail::remote_handle_scope::mode::none,
-                                        node_);
+    if (node_)
+      encode_for_node(msg, buf.get());
+    else
       encode_into(msg, buf.get());
-    }
     detail::reply_fn on_reply = [w](std::uint64_t tag, std::span<const std::byte> payload) {
                       auto s = w.lock();
                       if (!s) return;

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,7 @@
 #include "isola/behavior.hpp"
 #include "isola/codec.hpp"
 #include "isola/detail/function_address.hpp"
+#include "isola/error.hpp"
 
 namespace isola::detail::coord {
 
@@ -26,6 +28,19 @@ namespace isola::detail::coord {
 std::uint64_t new_ticket();
 /// This thread's identity as a lock owner (random per process and thread).
 std::uint64_t caller_token();
+
+/// Asks the coordinator with msg, waiting at most t (none: untimed). If t
+/// passes, asks again, untimed, with `again` (which names msg's ticket), and
+/// returns that answer instead: see the top of this file.
+template <class R, class M, class Again>
+R ask(const actor& coordinator, const M& msg, std::optional<duration> t, const Again& again) {
+  if (!t) return coordinator.request<R>(msg).get();
+  try {
+    return coordinator.request<R>(msg, *t).get();
+  } catch (const timeout_error&) {
+    return coordinator.request<R>(again).get();
+  }
+}
 
 // Status codes in replies (handlers never throw: a throwing handler ends the
 // coordinator).

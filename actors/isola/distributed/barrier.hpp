@@ -100,13 +100,7 @@ class barrier {
   int wait_impl(std::optional<duration> t) const {
     namespace co = detail::coord;
     const auto ticket = co::new_ticket();
-    co::br_result r;
-    try {
-      r = t ? c().request<co::br_result>(co::br_wait{ticket}, *t).get()
-            : c().request<co::br_result>(co::br_wait{ticket}).get();
-    } catch (const timeout_error&) {
-      r = c().request<co::br_result>(co::br_timed_out{ticket}).get();
-    }
+    const auto r = co::ask<co::br_result>(c(), co::br_wait{ticket}, t, co::br_timed_out{ticket});
     if (r.st == co::broken) throw broken_barrier_error("isola::distributed::barrier: the barrier is broken");
     if (r.st == co::run_action) {
       if (action_) {

@@ -73,14 +73,14 @@ class condition {
   }
   /// As wait(), at most t: false on a timeout (the lock is held again either way).
   bool wait(duration t) const {
-    const auto ticket = detail::coord::new_ticket();
-    try {
-      check(c().request<std::int32_t>(detail::coord::cv_wait{detail::coord::caller_token(), ticket}, t).get(),
-            "wait");
-      return true;
-    } catch (const timeout_error&) {
-      return c().request<std::int32_t>(detail::coord::cv_timed_out{ticket, true}).get() == detail::coord::ok;
-    }
+    namespace co = detail::coord;
+    const auto ticket = co::new_ticket();
+    // On time: ok (notified) or not_owner; after a timeout: ok (notified
+    // meanwhile) or not_now (timed out), the lock held again either way.
+    auto st = co::ask<std::int32_t>(c(), co::cv_wait{co::caller_token(), ticket}, t,
+                                    co::cv_timed_out{ticket, true});
+    check(st, "wait");
+    return st == co::ok;
   }
   /// Waits until pred() is true (checked with the lock held); returns it.
   template <class Pred>
@@ -134,12 +134,8 @@ class condition {
   bool acquire_impl(bool blocking, std::optional<duration> t) const {
     const auto ticket = detail::coord::new_ticket();
     detail::coord::cv_acquire m{detail::coord::caller_token(), ticket, blocking};
-    if (!t) return c().request<std::int32_t>(m).get() == detail::coord::ok;
-    try {
-      return c().request<std::int32_t>(m, *t).get() == detail::coord::ok;
-    } catch (const timeout_error&) {
-      return c().request<std::int32_t>(detail::coord::cv_timed_out{ticket, false}).get() == detail::coord::ok;
-    }
+    return detail::coord::ask<std::int32_t>(c(), m, t, detail::coord::cv_timed_out{ticket, false}) ==
+           detail::coord::ok;
   }
   actor coord_;
 };

@@ -54,11 +54,7 @@ class event {
   /// Waits at most t; returns the flag (true: it was set).
   bool wait(duration t) const {
     const auto ticket = detail::coord::new_ticket();
-    try {
-      return c().request<bool>(detail::coord::ev_wait{ticket}, t).get();
-    } catch (const timeout_error&) {
-      return c().request<bool>(detail::coord::ev_forget{ticket}).get();
-    }
+    return detail::coord::ask<bool>(c(), detail::coord::ev_wait{ticket}, t, detail::coord::ev_forget{ticket});
   }
   /// is_set(), as the non-blocking form of wait().
   bool try_wait() const { return is_set(); }

@@ -106,26 +106,12 @@ class queue {
   bool put_impl(const T& v, bool blocking, std::optional<duration> t) const {
     namespace co = detail::coord;
     co::q_put m{co::new_ticket(), blocking, t.has_value(), encode(v)};
-    if (!t) return c().template request<std::int32_t>(m).get() == co::ok;
-    try {
-      return c().template request<std::int32_t>(m, *t).get() == co::ok;
-    } catch (const timeout_error&) {
-      return c().template request<std::int32_t>(co::q_put_timed_out{m.ticket}).get() == co::ok;
-    }
+    return co::ask<std::int32_t>(c(), m, t, co::q_put_timed_out{m.ticket}) == co::ok;
   }
   std::optional<T> get_impl(bool blocking, std::optional<duration> t) const {
     namespace co = detail::coord;
     co::q_get m{co::new_ticket(), blocking, t.has_value()};
-    co::q_item r;
-    if (!t) {
-      r = c().template request<co::q_item>(m).get();
-    } else {
-      try {
-        r = c().template request<co::q_item>(m, *t).get();
-      } catch (const timeout_error&) {
-        r = c().template request<co::q_item>(co::q_get_timed_out{m.ticket}).get();
-      }
-    }
+    auto r = co::ask<co::q_item>(c(), m, t, co::q_get_timed_out{m.ticket});
     if (r.st != co::ok) return std::nullopt;
     return decode<T>(r.item);
   }
