@@ -876,6 +876,12 @@ std::size_t shm_ring::qsize() const {
 
 bool shm_ring::empty() const { return qsize() == 0; }
 
+bool shm_ring::known_records() const noexcept {
+  if (!hdr_ || !single_consumer_) return false;
+  return wpos(hdr_->head.load(std::memory_order_relaxed)) !=
+         wpos(hdr_->tail_cache.load(std::memory_order_relaxed));
+}
+
 bool shm_ring::full() const {
   check_open();
   std::uint64_t head = hdr_->head.load(std::memory_order_seq_cst);

@@ -101,6 +101,11 @@ class shm_ring {
 
   std::size_t qsize() const;
   bool empty() const;
+  /// Single consumer only: true if records this consumer already knows of
+  /// (from its last look at the producers' word) are still unread. Reads no
+  /// line a producer writes, so polling it costs a producer nothing; a
+  /// false answer may be stale (get() looks again).
+  bool known_records() const noexcept;
   bool full() const;
   std::size_t maxsize() const;
   std::size_t ring_bytes() const;
