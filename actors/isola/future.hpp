@@ -90,12 +90,18 @@ struct future_core {
     {
       std::lock_guard lk(m);
       if (done) return false;
-      error = std::move(e);
+      error = e;
       done = true;
     }
     cv.notify_all();
+    failed(e);
     return true;
   }
+
+ protected:
+  /// After fail() completed the future (a root forwarding a request for an
+  /// actor process passes the failure on).
+  virtual void failed(const std::exception_ptr&) noexcept {}
 };
 
 template <class T>

@@ -21,7 +21,9 @@
 //
 // A remote actor's handle (actor::remote()) supports send, request (with or
 // without a timeout), monitor, alive and stop, in the root process that
-// connected. A node that dies, hangs (SIGSTOP) or becomes unreachable is
+// connected and in that root's actor processes (a handle passed to one in a
+// message): an actor process goes through its root, which holds the
+// connection, so a message from one is limited to ~64 KiB. A node that dies, hangs (SIGSTOP) or becomes unreachable is
 // noticed by BASP heartbeats within about 1.4 s (actor_system_options): its
 // pending requests fail with actor_exited and its monitors get a down with
 // reason unknown ("node ... lost").
@@ -32,8 +34,8 @@
 // handle here. A handle of this root's own actors cannot be sent to B (a
 // value_error: B could not reach it yet).
 //
-// Not yet: remote handles in actor processes, linking across nodes,
-// spawning on another node from inside an actor process.
+// Not yet: linking across nodes, spawning on another node from inside an
+// actor process.
 #pragma once
 
 #include <cstdint>

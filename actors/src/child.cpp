@@ -165,6 +165,18 @@ class child_context final : public context {
     }
   }
 
+  /// One packet to the root, no reply: the answer comes to the mailbox.
+  void forward_remote(const ctl_request& rq) override {
+    auto b = encode(rq);
+    if (b.size() > max_control_packet)
+      throw value_error("isola::actor: a message of " + std::to_string(rq.payload.size()) +
+                        " bytes to an actor of another node is over what an actor process can "
+                        "pass through its root (" + std::to_string(max_control_packet / 1024) +
+                        " KiB in all); send it from the root process");
+    std::lock_guard lk(m_);
+    send_with_fds(control_.get(), b, {});
+  }
+
   const std::string& name() const { return name_; }
 
  private:

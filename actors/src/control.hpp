@@ -3,6 +3,11 @@
 // mailbox and pidfd of a peer as SCM_RIGHTS descriptors for a lookup); the
 // root never writes first, so the actor's synchronous calls never meet a
 // stray message. Notices from the root (down, exit_signal) go to the mailbox.
+//
+// An actor process reaches actors of other nodes through the root, which
+// holds the connections: op::remote carries the message, the root sends it
+// on and puts the answer (a reply, an error reply, a down notice) into the
+// actor's mailbox under the request's ref. No reply on this channel.
 #pragma once
 
 #include <cstdint>
@@ -14,15 +19,25 @@
 namespace isola::detail {
 
 struct ctl_request {
-  enum class op : std::uint8_t { lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started };
+  enum class op : std::uint8_t {
+    lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started, remote
+  };
+  /// op::remote: what to do with the actor of another node.
+  enum class remote_op : std::uint8_t { send, stop, request, monitor, alive };
   op what = op::lookup;
   std::uint64_t id = 0;   // the actor asked about / linked / monitored
-  std::uint64_t ref = 0;  // monitor: the ref for the down notice
+  std::uint64_t ref = 0;  // monitor, remote: the ref of the answer
   bool flag = false;      // trap_exit
   exit_reason said;       // exiting: why
+  // op::remote
+  remote_op rop = remote_op::send;
+  std::uint64_t node = 0;         // the root's number for the connection
+  std::uint64_t tag = 0;          // the message's type tag
+  std::int64_t timeout_ns = -1;   // a request's time left; -1: none
+  std::string payload;            // encoded for that node (handles translated)
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(what, id, ref, flag, said);
+    ar(what, id, ref, flag, said, rop, node, tag, timeout_ns, payload);
   }
 };
 

@@ -265,11 +265,49 @@ std::uint64_t mailbox_tag() {
 }
 
 std::exception_ptr to_exception(const error_info& e) {
-  if (e.what == error_info::kind::no_handler)
-    return std::make_exception_ptr(type_error(e.process_name + " (pid " + std::to_string(e.pid) +
-                                              ") has no handler for a message of type " +
-                                              e.type_name));
-  return std::make_exception_ptr(remote_error(e.type_name, e.text, e.pid, e.process_name));
+  using k = error_info::kind;
+  switch (e.what) {
+    case k::no_handler:
+      return std::make_exception_ptr(type_error(e.process_name + " (pid " + std::to_string(e.pid) +
+                                                ") has no handler for a message of type " +
+                                                e.type_name));
+    case k::exception:
+      return std::make_exception_ptr(remote_error(e.type_name, e.text, e.pid, e.process_name));
+    case k::exited: return std::make_exception_ptr(actor_exited(e.text));
+    case k::value: return std::make_exception_ptr(value_error(e.text));
+    case k::timeout: return std::make_exception_ptr(timeout_error(e.text));
+    case k::type: return std::make_exception_ptr(type_error(e.text));
+    case k::other: break;
+  }
+  return std::make_exception_ptr(error(e.text));
+}
+
+error_info describe_failure(const std::exception_ptr& e) {
+  using k = error_info::kind;
+  error_info ei;
+  ei.what = k::other;
+  try {
+    std::rethrow_exception(e);
+  } catch (const remote_error& x) {
+    ei = {k::exception, x.type_name(), x.remote_what(), x.pid(), x.process_name()};
+  } catch (const type_error& x) {
+    ei.what = k::type;
+    ei.text = x.what();
+  } catch (const actor_exited& x) {
+    ei.what = k::exited;
+    ei.text = x.reason();
+  } catch (const value_error& x) {
+    ei.what = k::value;
+    ei.text = x.what();
+  } catch (const timeout_error& x) {
+    ei.what = k::timeout;
+    ei.text = x.what();
+  } catch (const std::exception& x) {
+    ei.text = x.what();
+  } catch (...) {
+    ei.text = "unknown error";
+  }
+  return ei;
 }
 
 current_request defer_current_request() {
@@ -671,6 +709,41 @@ void monitor(std::uint64_t target, const std::shared_ptr<future_core>& st, reply
   std::uint64_t ref = ib->add_pending({p, st, std::move(on_down), std::nullopt, true});
   wire(st, ib, ref);
   c.add_monitor(target, ib->id(), ref);
+}
+
+void context::forward_remote(const ctl_request&) {
+  throw value_error("isola: only an actor process forwards to other nodes through its root");
+}
+
+void forward_remote(ctl_request::remote_op op, std::uint64_t node, std::uint64_t target,
+                    std::uint64_t tag, std::span<const std::byte> payload,
+                    std::optional<time_point> deadline, const std::shared_ptr<future_core>& st,
+                    reply_fn on_reply) {
+  using rop = ctl_request::remote_op;
+  auto& c = ctx();
+  ctl_request rq;
+  rq.what = ctl_request::op::remote;
+  rq.rop = op;
+  rq.node = node;
+  rq.id = target;
+  rq.tag = tag;
+  rq.payload.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
+  if (deadline)
+    rq.timeout_ns = std::max<std::int64_t>(
+        0, std::chrono::duration_cast<std::chrono::nanoseconds>(*deadline - clock::now()).count());
+  if (op == rop::send || op == rop::stop) {
+    c.forward_remote(rq);
+    return;
+  }
+  auto ib = c.my_inbox();
+  rq.ref = ib->add_pending({nullptr, st, std::move(on_reply), deadline, op == rop::monitor});
+  wire(st, ib, rq.ref, deadline);
+  try {
+    c.forward_remote(rq);
+  } catch (...) {
+    ib->drop_pending(rq.ref);
+    st->fail(std::current_exception());
+  }
 }
 
 bool actor_alive(std::uint64_t id) { return !ctx().lookup(id)->dead(); }

@@ -22,6 +22,7 @@
 #include "isola/detail/actor_core.hpp"
 #include "isola/detail/shm_ring.hpp"
 #include "isola/exit_reason.hpp"
+#include "control.hpp"
 
 namespace isola::detail {
 
@@ -51,7 +52,10 @@ struct envelope {
 
 /// Why a request failed, as the replier's process reports it.
 struct error_info {
-  enum class kind : std::uint8_t { no_handler, exception };
+  /// no_handler and exception come from the replier; the others are a
+  /// failure seen on the way (the root forwarding a request to another node
+  /// for an actor process) and become the same exception type again.
+  enum class kind : std::uint8_t { no_handler, exception, exited, value, timeout, type, other };
   kind what = kind::exception;
   std::string type_name;  // of the exception, or of the unhandled message
   std::string text;
@@ -63,6 +67,8 @@ struct error_info {
   }
 };
 std::exception_ptr to_exception(const error_info& e);
+/// The inverse of to_exception, for a failure to pass on to another process.
+error_info describe_failure(const std::exception_ptr& e);
 
 /// Another actor's mailbox as this process reaches it.
 class peer {
@@ -189,8 +195,26 @@ class context {
   /// self().id(), without building the handle (the message path asks for it
   /// on every post).
   virtual std::uint64_t self_id() { return my_inbox()->id(); }
+  /// In an actor process: hands an op::remote request to the root, which
+  /// holds the connections to other nodes (control.hpp). Throws value_error
+  /// where there is no root to ask (in the root itself) or the message is
+  /// too large for the control channel.
+  virtual void forward_remote(const ctl_request& rq);
   std::atomic<std::uint64_t> dropped{0};
 };
+
+/// From an actor process, through the root: a message, request, monitor or
+/// liveness question for actor `target` of node `node`. For the ops that
+/// are answered, the answer arrives in this process's inbox under a pending
+/// ref (st and on_reply as for a local request).
+void forward_remote(ctl_request::remote_op op, std::uint64_t node, std::uint64_t target,
+                    std::uint64_t tag, std::span<const std::byte> payload,
+                    std::optional<time_point> deadline, const std::shared_ptr<future_core>& st,
+                    reply_fn on_reply);
+
+/// In the root, on its control-channel thread: does what actor process
+/// `who` asked with op::remote (remote.cpp).
+void forward_for_actor(std::uint64_t who, const ctl_request& rq);
 
 /// This process's context (the root's is created on first use).
 context& ctx();

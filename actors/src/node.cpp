@@ -394,6 +394,12 @@ class node final : public context {
     return e.dead() ? e.why : exit_reason{exit_reason::kind::unknown, 0, "not reaped in time"};
   }
 
+  /// An answer the root passes on to a mailbox (see notify).
+  void post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                   bytes payload) {
+    notify(target, kind, ref, tag, std::move(payload));
+  }
+
  private:
   struct inbox_holder {
     std::shared_ptr<inbox> ib;
@@ -412,6 +418,11 @@ class node final : public context {
   /// multiplexer thread: at once if there is room, else from a detached CAF
   /// actor that waits for room (or the target's end).
   void notify(std::uint64_t target, env_kind kind, std::uint64_t ref, bytes payload) {
+    notify(target, kind, ref,
+           kind == env_kind::down ? type_tag<down>() : type_tag<exit_msg>(), std::move(payload));
+  }
+  void notify(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+              bytes payload) {
     std::shared_ptr<entry> t;
     {
       std::lock_guard lk(m_);
@@ -422,7 +433,7 @@ class node final : public context {
     envelope_header h;
     h.kind = static_cast<std::uint8_t>(kind);
     h.ref = ref;
-    h.tag = kind == env_kind::down ? type_tag<down>() : type_tag<exit_msg>();
+    h.tag = tag;
     std::span<const std::byte> hb(reinterpret_cast<const std::byte*>(&h), sizeof h);
     try {
       if (t->ring->put(hb, payload, op_deadline::nowait())) return;
@@ -547,6 +558,9 @@ class node final : public context {
         e.said = rq.said;
         return;  // no reply
       }
+      case op::remote:
+        forward_for_actor(e.id, rq);
+        return;  // answered through the mailbox
       case op::started: {
         {
           std::lock_guard lk(m_);
@@ -758,5 +772,9 @@ std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point
   return get_node().wait_started(id, deadline);
 }
 void node_on_shutdown(std::function<void()> fn) { get_node().on_shutdown(std::move(fn)); }
+void node_post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                      bytes payload) {
+  get_node().post_answer(target, kind, ref, tag, std::move(payload));
+}
 
 }  // namespace isola::detail

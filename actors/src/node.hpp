@@ -42,4 +42,9 @@ std::optional<exit_reason> node_reason(std::uint64_t id);
 /// actors (supervisors register here).
 void node_on_shutdown(std::function<void()> fn);
 
+/// Puts an answer (reply, error reply, down notice) into an actor's or
+/// inbox's mailbox without blocking the caller; dropped if it has ended.
+void node_post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                      bytes payload);
+
 }  // namespace isola::detail

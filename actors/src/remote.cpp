@@ -677,8 +677,9 @@ std::uint64_t next_link = 1;
 std::shared_ptr<remote_link> link_of(std::uint64_t index) {
   if (in_actor_process())
     throw value_error(
-        "isola: a handle to an actor of another node works only in the root process that "
-        "connected to that node (not inside an actor process, not yet)");
+        "isola: this operation on another node works only in the root process that connected "
+        "to it (an actor process can send, request, monitor and ask alive(); node::spawn and "
+        "the rest belong to the root)");
   std::lock_guard lk(links_m);
   auto it = links.find(index);
   if (it == links.end()) throw value_error("isola: no connection to another node numbered " + std::to_string(index));
@@ -733,8 +734,19 @@ void wire_cancel(const std::shared_ptr<future_core>& st, const std::shared_ptr<r
 
 // ---------------------------------------------------------------- entry points
 
+// In an actor process each entry point below goes through the root
+// (forward_remote in core.cpp; the root's side is forward_for_actor).
+using rop = ctl_request::remote_op;
+
 bool remote_post(std::uint64_t node, std::uint64_t target, env_kind kind, std::uint64_t tag,
                  std::span<const std::byte> payload) {
+  if (in_actor_process()) {
+    // Whether the link is up is the root's to know: a lost one drops it
+    // there (counted), as a send to an ended actor is dropped.
+    forward_remote(kind == env_kind::stop ? rop::stop : rop::send, node, target, tag, payload,
+                   std::nullopt, nullptr, {});
+    return true;
+  }
   auto l = link_of(node);
   {
     std::lock_guard lk(l->m);
@@ -751,6 +763,17 @@ bool remote_post(std::uint64_t node, std::uint64_t target, env_kind kind, std::u
 void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
                     std::span<const std::byte> payload, std::optional<clock::time_point> deadline,
                     const std::shared_ptr<future_core>& st, reply_fn on_reply) {
+  if (in_actor_process()) {
+    // The root passes the reply's bytes on as they came: they are decoded
+    // here, where the handles in them become handles of that node.
+    reply_fn in_scope = [node, f = std::move(on_reply)](std::uint64_t tag,
+                                                        std::span<const std::byte> b) {
+      remote_handle_scope scope(remote_handle_scope::mode::decode_from, node);
+      f(tag, b);
+    };
+    forward_remote(rop::request, node, target, tag, payload, deadline, st, std::move(in_scope));
+    return;
+  }
   auto l = link_of(node);
   std::uint64_t ref = l->add({st, std::move(on_reply), false, {}});
   if (!ref) return;
@@ -766,6 +789,10 @@ void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
 
 void remote_monitor(std::uint64_t node, std::uint64_t target, const std::shared_ptr<future_core>& st,
                     reply_fn on_down) {
+  if (in_actor_process()) {
+    forward_remote(rop::monitor, node, target, 0, {}, std::nullopt, st, std::move(on_down));
+    return;
+  }
   auto l = link_of(node);
   actor who(target, 0, {}, node);
   std::uint64_t ref = l->add({st, std::move(on_down), true, who});
@@ -774,26 +801,98 @@ void remote_monitor(std::uint64_t node, std::uint64_t target, const std::shared_
   caf::send_as(l->client, l->gateway, is_mon_atom::value, ref, target);
 }
 
-bool remote_alive(std::uint64_t node, std::uint64_t target) {
+namespace {
+// Asks the other node whether target runs; the answer (an encoded bool)
+// goes to on_reply, a lost connection to st.
+void remote_alive_async(std::uint64_t node, std::uint64_t target,
+                        const std::shared_ptr<future_core>& st, reply_fn on_reply) {
   auto l = link_of(node);
   {
-    std::lock_guard lk(l->m);
-    if (l->lost) return false;
+    std::unique_lock lk(l->m);
+    if (l->lost) {
+      lk.unlock();
+      on_reply(type_tag<bool>(), encode(false));
+      return;
+    }
   }
+  std::uint64_t ref = l->add({st, std::move(on_reply), false, {}});
+  if (!ref) return;
+  caf::send_as(l->client, l->gateway, is_alive_atom::value, ref, target);
+}
+
+/// The root's side of a forwarded request: its failure goes back to the
+/// actor process as an error reply.
+struct forward_state final : future_core {
+  std::function<void(const std::exception_ptr&)> pass_on;
+  void failed(const std::exception_ptr& e) noexcept override {
+    try {
+      pass_on(e);
+    } catch (...) {
+    }
+  }
+};
+}  // namespace
+
+bool remote_alive(std::uint64_t node, std::uint64_t target) {
   auto st = std::make_shared<future_state<bool>>();
   std::weak_ptr<future_state<bool>> w = st;
-  std::uint64_t ref = l->add({st,
-                              [w](std::uint64_t, std::span<const std::byte> b) {
-                                if (auto s = w.lock()) s->succeed(decode<bool>(b));
-                              },
-                              false,
-                              {}});
-  if (!ref) return false;
-  caf::send_as(l->client, l->gateway, is_alive_atom::value, ref, target);
+  reply_fn on_reply = [w](std::uint64_t, std::span<const std::byte> b) {
+    if (auto s = w.lock()) s->succeed(decode<bool>(b));
+  };
+  if (in_actor_process())
+    forward_remote(rop::alive, node, target, 0, {}, std::nullopt, st, std::move(on_reply));
+  else
+    remote_alive_async(node, target, st, std::move(on_reply));
   try {
     return future<bool>(st).get(duration(30));
   } catch (const actor_exited&) {
     return false;
+  }
+}
+
+void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
+  const std::uint64_t ref = rq.ref;
+  auto answer = [who, ref](env_kind k) {
+    return [who, ref, k](std::uint64_t tag, std::span<const std::byte> b) {
+      node_post_answer(who, k, ref, tag, bytes(b.begin(), b.end()));
+    };
+  };
+  auto fail_back = [who, ref](const std::exception_ptr& e) {
+    node_post_answer(who, env_kind::error_reply, ref, type_tag<error_info>(),
+                     encode(describe_failure(e)));
+  };
+  const auto payload = as_bytes_of(rq.payload);
+  try {
+    switch (rq.rop) {
+      case rop::send:
+      case rop::stop:
+        remote_post(rq.node, rq.id, rq.rop == rop::stop ? env_kind::stop : env_kind::send, rq.tag,
+                    payload);
+        return;
+      case rop::request:
+      case rop::monitor:
+      case rop::alive:
+        break;
+    }
+    auto st = std::make_shared<forward_state>();
+    st->pass_on = fail_back;
+    if (rq.rop == rop::request) {
+      std::optional<clock::time_point> deadline;
+      if (rq.timeout_ns >= 0) deadline = clock::now() + std::chrono::nanoseconds(rq.timeout_ns);
+      remote_request(rq.node, rq.id, rq.tag, payload, deadline, st, answer(env_kind::reply));
+    } else if (rq.rop == rop::monitor) {
+      remote_monitor(rq.node, rq.id, st, answer(env_kind::down));
+    } else {
+      remote_alive_async(rq.node, rq.id, st, answer(env_kind::reply));
+    }
+  } catch (const std::exception& ex) {
+    if (rq.rop == rop::send || rq.rop == rop::stop) {
+      root_context().dropped.fetch_add(1, std::memory_order_relaxed);
+      get_logger().warning(std::string("isola: dropped a message an actor sent to another node: ") +
+                           ex.what());
+      return;
+    }
+    fail_back(std::current_exception());
   }
 }
 

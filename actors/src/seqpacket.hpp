@@ -14,11 +14,15 @@
 
 namespace isola::detail {
 
+/// The largest packet read from a control channel (so a message that an
+/// actor process sends through the root to another node must fit in one).
+constexpr std::size_t max_control_packet = 64 * 1024;
+
 /// The packet's size (0: the peer closed), or nullopt when none is waiting
 /// (dontwait). Received descriptors are appended to fds (O_CLOEXEC).
 inline std::optional<std::size_t> recv_packet(int sock, bytes& buf, std::vector<int>& fds,
                                               bool dontwait) {
-  if (buf.size() < 64 * 1024) buf.resize(64 * 1024);
+  if (buf.size() < max_control_packet) buf.resize(max_control_packet);
   msghdr msg{};
   iovec iov{buf.data(), buf.size()};
   msg.msg_iov = &iov;

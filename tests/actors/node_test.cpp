@@ -77,9 +77,15 @@ struct my_pid {
   void serialize(A&) {}
 };
 
+struct whoami {
+  template <class A>
+  void serialize(A&) {}
+};
+
 isola::behavior worker(int base) {
   return {
       [base](const add& a) { return base + a.x + a.y; },
+      [](const whoami&) { return isola::this_actor::self(); },
       [sum = 0](const push& p) mutable { sum += p.v; },
       [](const nap& n) {
         std::this_thread::sleep_for(std::chrono::milliseconds(n.ms));
@@ -98,6 +104,94 @@ isola::behavior summer() {
   return {
       [](const push& p) { acc_state::sum += p.v; },
       [](const total&) { return acc_state::sum; },
+  };
+}
+
+// An actor process of this root (node A) that was handed handles to node
+// B's actors in a message: it reaches them through its root.
+struct relay_job {
+  isola::actor target;  // a worker(100) on B
+  isola::actor acc;     // a summer on B
+  template <class A>
+  void serialize(A& ar) {
+    ar(target, acc);
+  }
+};
+struct wait_job {
+  isola::actor target;
+  template <class A>
+  void serialize(A& ar) {
+    ar(target);
+  }
+};
+struct blob {
+  std::string s;
+  template <class A>
+  void serialize(A& ar) {
+    ar(s);
+  }
+};
+
+isola::behavior go_between() {
+  return {
+      [](const relay_job& j) -> std::string {
+        std::ostringstream out;
+        // Sends arrive in order, before a later request.
+        for (int i = 1; i <= 50; ++i) j.acc.send(push{i});
+        out << "total=" << j.acc.request<int>(total{}).get(10s) << ";";
+        out << "add=" << j.target.request<int>(add{1, 2}).get(10s) << ";";
+        out << "alive=" << j.target.alive() << ";";
+        // A handle in a reply names B's actor, reachable from here too.
+        auto me = j.target.request<isola::actor>(whoami{}).get(10s);
+        out << "self=" << (me == j.target && me.remote()) << ";";
+        out << "again=" << me.request<int>(add{2, 3}).get(10s) << ";";
+        try {
+          j.target.request<int>(unknown_msg{}).get(10s);
+          out << "unknown=answered;";
+        } catch (const isola::type_error&) {
+          out << "unknown=type_error;";
+        }
+        try {
+          j.target.request<int>(nap{300}, 50ms).get(10s);
+          out << "nap=answered;";
+        } catch (const isola::timeout_error&) {
+          out << "nap=timeout;";
+        }
+        try {
+          j.target.request<int>(boom{}).get(10s);
+        } catch (const isola::remote_error& e) {
+          out << "boom=" << e.remote_what() << ";";
+        }
+        auto d = j.acc.monitor();
+        j.acc.stop();
+        auto dn = d.get(10s);
+        out << "down=" << (dn.who == j.acc) << (dn.reason.what == isola::exit_reason::kind::shutdown)
+            << ";";
+        out << "acc_alive=" << j.acc.alive() << ";";
+        try {
+          j.acc.request<int>(total{}).get(10s);
+          out << "after=answered;";
+        } catch (const isola::actor_exited&) {
+          out << "after=exited;";
+        }
+        try {
+          j.acc.send(blob{std::string(100 * 1024, 'x')});
+          out << "big=sent;";
+        } catch (const isola::value_error&) {
+          out << "big=value_error;";
+        }
+        return out.str();
+      },
+      [](const wait_job& j) -> std::string {
+        try {
+          j.target.request<int>(nap{30000}).get(20s);
+          return "answered";
+        } catch (const isola::actor_exited&) {
+          return "exited";
+        } catch (const std::exception& e) {
+          return std::string("other: ") + e.what();
+        }
+      },
   };
 }
 
@@ -388,6 +482,50 @@ BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
   BOOST_TEST(dw.get(10s).reason.what == isola::exit_reason::kind::exception);
   BOOST_CHECK_THROW(w.request<int>(add{1, 2}).get(10s), isola::actor_exited);
   w.send(push{1});  // dropped on B's side (the link is up, the actor is not)
+}
+
+BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_root,
+                     *utf::timeout(120)) {
+  node_b b;
+  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  for (auto m : {isola::start_method::forkserver, isola::start_method::spawn}) {
+    BOOST_TEST_CONTEXT("start method " << static_cast<int>(m)) {
+      isola::actor w = n.spawn(worker, 100);
+      isola::actor s = n.spawn(summer);
+      isola::spawn_options o;
+      o.method = m;
+      isola::actor gb = isola::spawn(o, go_between);
+      BOOST_TEST(!gb.remote());
+      auto out = gb.request<std::string>(relay_job{w, s}).get(60s);
+      BOOST_TEST(out ==
+                 "total=1275;add=103;alive=1;self=1;again=105;unknown=type_error;nap=timeout;"
+                 "boom=kaboom;down=11;acc_alive=0;after=exited;big=value_error;");
+      // The go-between is unharmed and the worker died of its exception.
+      BOOST_TEST(gb.alive());
+      BOOST_TEST(w.monitor().get(10s).reason.what == isola::exit_reason::kind::exception);
+      gb.stop();
+    }
+  }
+  // Node B dies while an actor process waits on a request to it: the
+  // request fails with actor_exited (no hang), through the root.
+  isola::actor w = n.spawn(worker, 0);
+  isola::actor gb = isola::spawn(go_between);
+  auto waiting = gb.request<std::string>(wait_job{w});
+  // The nap has reached B once B's worker is busy: a request with a short
+  // timeout then fails instead of being answered.
+  bool busy = false;
+  for (auto until = clk::now() + 10s; !busy && clk::now() < until;) {
+    try {
+      w.request<int>(add{1, 1}, 100ms).get(10s);
+    } catch (const isola::timeout_error&) {
+      busy = true;
+    }
+  }
+  BOOST_REQUIRE(busy);
+  auto t0 = clk::now();
+  ::kill(b.p->pid(), SIGKILL);
+  BOOST_TEST(waiting.get(10s) == "exited");
+  BOOST_TEST(std::chrono::duration<double>(clk::now() - t0).count() < 5.0);
 }
 
 BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_we_connect, *utf::timeout(60)) {

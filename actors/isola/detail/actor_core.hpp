@@ -191,8 +191,8 @@ void stop_actor(std::uint64_t id);
 void signal_actor(std::uint64_t id, int sig);
 
 // Actors of other nodes (remote.cpp): `node` is the root's number for its
-// connection to that node (isola::node). Root only; value_error in an actor
-// process.
+// connection to that node (isola::node). In an actor process they go
+// through the root, which holds the connection (remote.cpp).
 bool remote_post(std::uint64_t node, std::uint64_t target, env_kind kind, std::uint64_t tag,
                  std::span<const std::byte> payload);
 void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
