@@ -166,9 +166,6 @@ class auth_doorman final : public cio::doorman {
 
 // ---------------------------------------------------------------- the gateway
 
-/// How a failed request travels back: its kind and the fields to rebuild it.
-enum class err_kind : std::int32_t { remote = 0, type = 1, exited = 2, value = 3, timeout = 4, other = 5 };
-
 struct gateway_core {
   std::shared_ptr<inbox> relay;  // the relay thread's inbox
   struct inflight {
@@ -181,49 +178,21 @@ struct gateway_core {
   std::unordered_map<std::uint64_t, std::shared_ptr<peer>> peers;  // gateway thread only
 };
 
+// A failure crosses to the other node as error_info's fields (core.cpp
+// classifies it, and rebuilds the same exception type on the other side).
 void send_error(const caf::actor& to, std::uint64_t ref, std::exception_ptr e) {
-  err_kind k = err_kind::other;
-  std::string type_name, text, proc;
-  std::int32_t pid = 0;
-  try {
-    std::rethrow_exception(e);
-  } catch (const remote_error& x) {
-    k = err_kind::remote;
-    type_name = x.type_name();
-    text = x.remote_what();
-    pid = x.pid();
-    proc = x.process_name();
-  } catch (const type_error& x) {
-    k = err_kind::type;
-    text = x.what();
-  } catch (const actor_exited& x) {
-    k = err_kind::exited;
-    text = x.reason();
-  } catch (const value_error& x) {
-    k = err_kind::value;
-    text = x.what();
-  } catch (const timeout_error& x) {
-    k = err_kind::timeout;
-    text = x.what();
-  } catch (const std::exception& x) {
-    text = x.what();
-  } catch (...) {
-    text = "unknown error";
-  }
-  caf::anon_send(to, is_err_atom::value, ref, static_cast<std::int32_t>(k), std::move(type_name),
-                 std::move(text), pid, std::move(proc));
+  error_info ei = describe_failure(e);
+  caf::anon_send(to, is_err_atom::value, ref, static_cast<std::int32_t>(ei.what),
+                 std::move(ei.type_name), std::move(ei.text), static_cast<std::int32_t>(ei.pid),
+                 std::move(ei.process_name));
 }
 
 std::exception_ptr rebuild_error(std::int32_t k, const std::string& type_name, const std::string& text,
                                  std::int32_t pid, const std::string& proc) {
-  switch (static_cast<err_kind>(k)) {
-    case err_kind::remote: return std::make_exception_ptr(remote_error(type_name, text, pid, proc));
-    case err_kind::type: return std::make_exception_ptr(type_error(text));
-    case err_kind::exited: return std::make_exception_ptr(actor_exited(text));
-    case err_kind::value: return std::make_exception_ptr(value_error(text));
-    case err_kind::timeout: return std::make_exception_ptr(timeout_error(text));
-    default: return std::make_exception_ptr(error(text));
-  }
+  error_info ei{error_info::kind::other, type_name, text, pid, proc};
+  if (k >= 0 && k <= static_cast<std::int32_t>(error_info::kind::other))
+    ei.what = static_cast<error_info::kind>(k);
+  return to_exception(ei);
 }
 
 std::string as_string(std::span<const std::byte> b) {
