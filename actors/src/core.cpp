@@ -769,9 +769,23 @@ void unlink(const actor& a) { detail::ctx().link(a.id(), false); }
 void trap_exit(bool on) { detail::ctx().trap_exit(on); }
 void monitor(const actor& a) {
   auto& c = detail::ctx();
+  if (a.remote() && !detail::in_actor_process())
+    throw value_error("isola::this_actor::monitor: not in an actor process (actor::monitor() "
+                      "returns a future of the down notice)");
   auto ib = c.my_inbox();
   std::uint64_t ref = ib->new_ref();
   ib->expect_behavior_down(ref);
+  if (a.remote()) {
+    // Through the root, which holds the connection (control.hpp).
+    detail::ctl_request rq;
+    rq.what = detail::ctl_request::op::remote;
+    rq.rop = detail::ctl_request::remote_op::monitor;
+    rq.node = a.node();
+    rq.id = a.id();
+    rq.ref = ref;
+    c.forward_remote(rq);
+    return;
+  }
   c.add_monitor(a.id(), ib->id(), ref);
 }
 std::uint64_t dropped_messages() noexcept { return detail::ctx().dropped.load(); }

@@ -845,6 +845,14 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
     }
     auto st = std::make_shared<forward_state>();
     st->pass_on = fail_back;
+    if (rq.rop == rop::monitor) {
+      // A monitor that cannot be set up still ends in a down notice (what
+      // actor::monitor's future and a behavior's down handler both expect).
+      st->pass_on = [who, ref, node = rq.node, target = rq.id](const std::exception_ptr& e) {
+        down d{actor(target, 0, {}, node), {exit_reason::kind::unknown, 0, describe_failure(e).text}};
+        node_post_answer(who, env_kind::down, ref, type_tag<down>(), encode(d));
+      };
+    }
     if (rq.rop == rop::request) {
       std::optional<clock::time_point> deadline;
       if (rq.timeout_ns >= 0) deadline = clock::now() + std::chrono::nanoseconds(rq.timeout_ns);
@@ -859,6 +867,11 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
       root_context().dropped.fetch_add(1, std::memory_order_relaxed);
       get_logger().warning(std::string("isola: dropped a message an actor sent to another node: ") +
                            ex.what());
+      return;
+    }
+    if (rq.rop == rop::monitor) {
+      down d{actor(rq.id, 0, {}, rq.node), {exit_reason::kind::unknown, 0, ex.what()}};
+      node_post_answer(who, env_kind::down, ref, type_tag<down>(), encode(d));
       return;
     }
     fail_back(std::current_exception());

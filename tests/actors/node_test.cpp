@@ -132,8 +132,30 @@ struct blob {
   }
 };
 
+struct watch_job {
+  isola::actor target;
+  template <class A>
+  void serialize(A& ar) {
+    ar(target);
+  }
+};
+struct downs_q {
+  template <class A>
+  void serialize(A&) {}
+};
+// The go-between's process: the down notices its behavior received.
+std::string g_downs;
+
 isola::behavior go_between() {
   return {
+      [](const watch_job& j) {
+        isola::this_actor::monitor(j.target);
+        return true;
+      },
+      [](const isola::down& d) {
+        g_downs += (d.who.remote() ? "remote " : "local ") + d.reason.to_string() + ";";
+      },
+      [](const downs_q&) { return g_downs; },
       [](const relay_job& j) -> std::string {
         std::ostringstream out;
         // Sends arrive in order, before a later request.
@@ -500,6 +522,14 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
       BOOST_TEST(out ==
                  "total=1275;add=103;alive=1;self=1;again=105;unknown=type_error;nap=timeout;"
                  "boom=kaboom;down=11;acc_alive=0;after=exited;big=value_error;");
+      // this_actor::monitor of B's actor: a down message to the behavior.
+      isola::actor s2 = n.spawn(summer);
+      BOOST_TEST(gb.request<bool>(watch_job{s2}).get(10s));
+      s2.stop();
+      std::string downs;
+      for (auto until = clk::now() + 10s; downs.empty() && clk::now() < until;)
+        downs = gb.request<std::string>(downs_q{}).get(10s);
+      BOOST_TEST(downs == "remote shutdown;");
       // The go-between is unharmed and the worker died of its exception.
       BOOST_TEST(gb.alive());
       BOOST_TEST(w.monitor().get(10s).reason.what == isola::exit_reason::kind::exception);
