@@ -350,7 +350,8 @@ namespace this_actor {
 actor self();
 /// Links this actor with a: when either ends abnormally, the other is killed
 /// with reason linked (or, if it traps exits, gets an exit_msg). Actor
-/// processes only.
+/// processes only, and actors of this root only (a remote handle is a
+/// value_error: monitor it instead).
 void link(const actor& a);
 void unlink(const actor& a);
 /// Turns abnormal exits of linked actors into exit_msg messages.

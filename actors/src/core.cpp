@@ -764,8 +764,22 @@ void signal_actor(std::uint64_t id, int sig) {
 
 namespace this_actor {
 actor self() { return detail::ctx().self(); }
-void link(const actor& a) { detail::ctx().link(a.id(), true); }
-void unlink(const actor& a) { detail::ctx().link(a.id(), false); }
+namespace {
+void check_linkable(const actor& a) {
+  if (a.remote())
+    throw value_error("isola::this_actor::link: " + a.name() +
+                      " is an actor of another node; links across nodes are not supported "
+                      "(this_actor::monitor it instead)");
+}
+}  // namespace
+void link(const actor& a) {
+  check_linkable(a);
+  detail::ctx().link(a.id(), true);
+}
+void unlink(const actor& a) {
+  check_linkable(a);
+  detail::ctx().link(a.id(), false);
+}
 void trap_exit(bool on) { detail::ctx().trap_exit(on); }
 void monitor(const actor& a) {
   auto& c = detail::ctx();

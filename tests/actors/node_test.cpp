@@ -197,6 +197,12 @@ isola::behavior go_between() {
           out << "after=exited;";
         }
         try {
+          isola::this_actor::link(j.target);
+          out << "link=linked;";
+        } catch (const isola::value_error&) {
+          out << "link=value_error;";
+        }
+        try {
           j.acc.send(blob{std::string(100 * 1024, 'x')});
           out << "big=sent;";
         } catch (const isola::value_error&) {
@@ -521,7 +527,7 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
       auto out = gb.request<std::string>(relay_job{w, s}).get(60s);
       BOOST_TEST(out ==
                  "total=1275;add=103;alive=1;self=1;again=105;unknown=type_error;nap=timeout;"
-                 "boom=kaboom;down=11;acc_alive=0;after=exited;big=value_error;");
+                 "boom=kaboom;down=11;acc_alive=0;after=exited;link=value_error;big=value_error;");
       // this_actor::monitor of B's actor: a down message to the behavior.
       isola::actor s2 = n.spawn(summer);
       BOOST_TEST(gb.request<bool>(watch_job{s2}).get(10s));
