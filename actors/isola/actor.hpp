@@ -329,11 +329,43 @@ make_process_fn make_actor_process(F make_behavior, A&&... args) {
 }
 }  // namespace detail
 
+namespace detail {
+/// A spawn carried to another process (another node's root, or this root
+/// for an actor process): runs there, decodes the arguments, spawns.
+using remote_spawn_fn = actor (*)(const spawn_options&, function_address, std::span<const std::byte>);
+
+template <class Fd, class... A>
+actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args);
+
+/// The entry point and make_behavior of a carried spawn, as addresses.
+template <class Fd, class... A, class F>
+std::pair<function_address, function_address> spawn_addresses(F make_behavior) {
+  remote_spawn_fn e = &remote_spawn_entry<Fd, A...>;
+  function_address fe{reinterpret_cast<const void*>(e)}, ff{};
+  if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);
+  return {fe, ff};
+}
+
+/// In an actor process: asks the root to spawn (actors are the root's
+/// children; an actor process runs no CAF and forks nothing).
+actor spawn_through_root(const spawn_options& o, function_address entry, function_address fn,
+                         bytes args);
+}  // namespace detail
+
 /// Starts make_behavior(args...) in a new process and returns its handle.
 /// make_behavior is a function pointer or a captureless lambda returning a
 /// behavior; args are cereal-serializable (they are sent to the process).
+/// From inside an actor process too: the root starts it (as its own actor,
+/// not linked to the caller), and args must then be plain values (queues
+/// and pipe ends travel only from the root).
 template <class F, class... A>
 actor spawn(const spawn_options& opts, F make_behavior, A&&... args) {
+  if (detail::in_actor_process()) {
+    using Fd = std::decay_t<F>;
+    auto [fe, ff] = detail::spawn_addresses<Fd, detail::stored_arg_t<A>...>(make_behavior);
+    return detail::spawn_through_root(
+        opts, fe, ff, encode(std::tuple<detail::stored_arg_t<A>...>(std::forward<A>(args)...)));
+  }
   return detail::spawn_actor(opts, detail::make_actor_process(make_behavior, std::forward<A>(args)...));
 }
 
@@ -342,6 +374,21 @@ template <class F, class... A>
 actor spawn(F make_behavior, A&&... args) {
   return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...);
 }
+
+namespace detail {
+template <class Fd, class... A>
+actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args) {
+  auto t = decode<std::tuple<A...>>(args);
+  return std::apply(
+      [&](A&... as) -> actor {
+        if constexpr (std::is_pointer_v<Fd>)
+          return spawn(o, reinterpret_cast<Fd>(const_cast<void*>(fa.fn)), std::move(as)...);
+        else
+          return spawn(o, Fd{}, std::move(as)...);
+      },
+      t);
+}
+}  // namespace detail
 
 /// What an actor can ask about itself (in the root, "self" is the calling
 /// thread's inbox: a handle actors can reply to, but not a behavior).

@@ -70,22 +70,6 @@ struct listen_options {
 namespace detail {
 struct remote_link;
 
-/// Runs on the node that spawns: decodes the arguments and spawns locally.
-using remote_spawn_fn = actor (*)(const spawn_options&, function_address, std::span<const std::byte>);
-
-template <class Fd, class... A>
-actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args) {
-  auto t = decode<std::tuple<A...>>(args);
-  return std::apply(
-      [&](A&... as) -> actor {
-        if constexpr (std::is_pointer_v<Fd>)
-          return spawn(o, reinterpret_cast<Fd>(const_cast<void*>(fa.fn)), std::move(as)...);
-        else
-          return spawn(o, Fd{}, std::move(as)...);
-      },
-      t);
-}
-
 actor remote_spawn(remote_link& l, const spawn_options& o, function_address entry,
                    function_address fn, bytes args);
 }  // namespace detail
@@ -118,9 +102,7 @@ class node {
     static_assert(std::is_pointer_v<Fd> || (std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>),
                   "isola::node::spawn: make_behavior must be a function pointer or a captureless lambda");
     std::tuple<detail::stored_arg_t<A>...> t(std::forward<A>(args)...);
-    detail::remote_spawn_fn e = &detail::remote_spawn_entry<Fd, detail::stored_arg_t<A>...>;
-    detail::function_address fe{reinterpret_cast<const void*>(e)}, ff{};
-    if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);
+    auto [fe, ff] = detail::spawn_addresses<Fd, detail::stored_arg_t<A>...>(make_behavior);
     bytes encoded;
     {
       detail::remote_handle_scope scope(detail::remote_handle_scope::mode::encode_for, id());

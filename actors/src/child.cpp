@@ -177,6 +177,23 @@ class child_context final : public context {
     send_with_fds(control_.get(), b, {});
   }
 
+  /// The root spawns for us and answers with the handle (or the error).
+  actor spawn_through_root(bytes blob) {
+    ctl_request rq;
+    rq.what = ctl_request::op::spawn;
+    rq.payload.assign(reinterpret_cast<const char*>(blob.data()), blob.size());
+    if (encode(rq).size() > max_control_packet)
+      throw value_error("isola::spawn: the arguments (" + std::to_string(blob.size()) +
+                        " bytes) are over what an actor process can pass to its root (" +
+                        std::to_string(max_control_packet / 1024) + " KiB)");
+    ctl_reply r = call(rq);
+    auto payload = std::span<const std::byte>(reinterpret_cast<const std::byte*>(r.payload.data()),
+                                              r.payload.size());
+    if (r.st == ctl_reply::status::failed) std::rethrow_exception(to_exception(decode<error_info>(payload)));
+    if (r.st != ctl_reply::status::ok) throw decode_error("control channel: a spawn reply of the wrong kind");
+    return decode<actor>(payload);
+  }
+
   const std::string& name() const { return name_; }
 
  private:
@@ -229,6 +246,13 @@ exit_reason child_peer::reason() {
 }
 
 }  // namespace
+
+actor spawn_through_root(const spawn_options& o, function_address entry, function_address fn,
+                         bytes args) {
+  if (!in_actor_process()) throw value_error("isola::spawn: not in an actor process");
+  return static_cast<child_context*>(child_ctx)->spawn_through_root(
+      spawn_blob(o, entry, fn, std::move(args)));
+}
 
 context& ctx() {
   if (child_ctx) return *child_ctx;

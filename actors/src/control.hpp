@@ -8,6 +8,9 @@
 // holds the connections: op::remote carries the message, the root sends it
 // on and puts the answer (a reply, an error reply, a down notice) into the
 // actor's mailbox under the request's ref. No reply on this channel.
+//
+// op::spawn: an actor process starts an actor (as the root's own): the root
+// spawns it on another thread and replies with its handle.
 #pragma once
 
 #include <cstdint>
@@ -20,7 +23,7 @@ namespace isola::detail {
 
 struct ctl_request {
   enum class op : std::uint8_t {
-    lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started, remote
+    lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started, remote, spawn
   };
   /// op::remote: what to do with the actor of another node.
   enum class remote_op : std::uint8_t { send, stop, request, monitor, alive };
@@ -34,7 +37,8 @@ struct ctl_request {
   std::uint64_t node = 0;         // the root's number for the connection
   std::uint64_t tag = 0;          // the message's type tag
   std::int64_t timeout_ns = -1;   // a request's time left; -1: none
-  std::string payload;            // encoded for that node (handles translated)
+  std::string payload;            // remote: encoded for that node (handles
+                                  // translated); spawn: a spawn_blob
   template <class Archive>
   void serialize(Archive& ar) {
     ar(what, id, ref, flag, said, rop, node, tag, timeout_ns, payload);
@@ -42,14 +46,15 @@ struct ctl_request {
 };
 
 struct ctl_reply {
-  enum class status : std::uint8_t { ok = 0, dead, unknown, pending };
+  enum class status : std::uint8_t { ok = 0, dead, unknown, pending, failed };
   status st = status::ok;
   int pid = 0;
   bool process = true;  // false for a root thread's inbox (no pidfd attached)
   exit_reason reason;
+  std::string payload;  // spawn: the new actor (ok) or an error_info (failed)
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(st, pid, process, reason);
+    ar(st, pid, process, reason, payload);
   }
 };
 

@@ -212,6 +212,13 @@ void forward_remote(ctl_request::remote_op op, std::uint64_t node, std::uint64_t
                     std::optional<time_point> deadline, const std::shared_ptr<future_core>& st,
                     reply_fn on_reply);
 
+/// What a spawn sends to the process that starts the actor (another node's
+/// root, or this root for one of its actor processes): the entry point that
+/// decodes the arguments, make_behavior, the options and the arguments.
+bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args);
+/// Starts the actor a spawn_blob describes, here (in a root).
+actor spawn_from_blob(std::span<const std::byte> blob);
+
 /// In the root, on its control-channel thread: does what actor process
 /// `who` asked with op::remote (remote.cpp).
 void forward_for_actor(std::uint64_t who, const ctl_request& rq);

@@ -1,6 +1,7 @@
 // The root's registry and CAF system. See node.hpp.
 #include "node.hpp"
 
+#include <fcntl.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -561,6 +562,9 @@ class node final : public context {
       case op::remote:
         forward_for_actor(e.id, rq);
         return;  // answered through the mailbox
+      case op::spawn:
+        spawn_for_actor(fd, rq);
+        return;  // answered from another thread
       case op::started: {
         {
           std::lock_guard lk(m_);
@@ -571,6 +575,43 @@ class node final : public context {
       }
     }
     reply(fd, r);
+  }
+
+  /// An actor process asked for a new actor. Spawning can take
+  /// milliseconds (and uses this thread's multiplexer), so a detached CAF
+  /// actor does it and answers on a duplicate of the control socket: the
+  /// asker waits for that one reply, and its process may be gone by then.
+  void spawn_for_actor(int fd, const ctl_request& rq) {
+    int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      ctl_reply r;
+      r.st = ctl_reply::status::failed;
+      auto b = encode(describe_failure(std::make_exception_ptr(os_error(errno, "dup (control channel)"))));
+      r.payload.assign(reinterpret_cast<const char*>(b.data()), b.size());
+      return reply(fd, r);
+    }
+    sys_->spawn<caf::detached>(
+        [](caf::event_based_actor* self, int dup, std::string blob) {
+          unique_fd answer_on(dup);
+          ctl_reply r;
+          bytes b;
+          try {
+            actor a = spawn_from_blob(std::span<const std::byte>(
+                reinterpret_cast<const std::byte*>(blob.data()), blob.size()));
+            b = encode(a);
+          } catch (...) {
+            r.st = ctl_reply::status::failed;
+            b = encode(describe_failure(std::current_exception()));
+          }
+          r.payload.assign(reinterpret_cast<const char*>(b.data()), b.size());
+          try {
+            send_with_fds(answer_on.get(), encode(r), {});
+          } catch (const std::exception&) {
+            // The asker died meanwhile; the actor it asked for runs on.
+          }
+          self->quit();
+        },
+        dup, rq.payload);
   }
 
   void fill_dead_locked(std::uint64_t id, ctl_reply& r) {

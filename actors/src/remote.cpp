@@ -259,23 +259,7 @@ actor do_spawn(const std::string& identity, const std::string& blob) {
     throw value_error(
         "isola::node::spawn: the node runs another program (or another build of it); a remote "
         "spawn sends make_behavior as an address, so both nodes must run the same executable");
-  function_address entry, fn;
-  std::string name;
-  std::int32_t method = -1;
-  bool daemon = true;
-  std::uint64_t mailbox = 0;
-  bytes args;
-  auto t = decode<std::tuple<function_address, function_address, std::string, std::int32_t, bool,
-                             std::uint64_t, bytes>>(as_bytes_of(blob));
-  std::tie(entry, fn, name, method, daemon, mailbox, args) = std::move(t);
-  if (!entry.fn) throw value_error("isola::node::spawn: no entry point");
-  spawn_options o;
-  o.name = std::move(name);
-  if (method >= 0) o.method = static_cast<start_method>(method);
-  o.daemon = daemon;
-  if (mailbox) o.mailbox_bytes = static_cast<std::size_t>(mailbox);
-  auto e = reinterpret_cast<remote_spawn_fn>(const_cast<void*>(entry.fn));
-  return e(o, fn, args);
+  return spawn_from_blob(as_bytes_of(blob));
 }
 
 caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
@@ -701,6 +685,36 @@ void wire_cancel(const std::shared_ptr<future_core>& st, const std::shared_ptr<r
 
 }  // namespace
 
+// ---------------------------------------------------------------- spawn blobs
+
+bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args) {
+  if (o.method && *o.method == start_method::fork)
+    throw start_method_error("isola::spawn: actors never start with fork; use forkserver or spawn");
+  std::int32_t method = o.method ? static_cast<std::int32_t>(*o.method) : -1;
+  return encode(std::make_tuple(entry, fn, o.name, method, o.daemon,
+                                static_cast<std::uint64_t>(o.mailbox_bytes), std::move(args)));
+}
+
+actor spawn_from_blob(std::span<const std::byte> blob) {
+  function_address entry, fn;
+  std::string name;
+  std::int32_t method = -1;
+  bool daemon = true;
+  std::uint64_t mailbox = 0;
+  bytes args;
+  auto t = decode<std::tuple<function_address, function_address, std::string, std::int32_t, bool,
+                             std::uint64_t, bytes>>(blob);
+  std::tie(entry, fn, name, method, daemon, mailbox, args) = std::move(t);
+  if (!entry.fn) throw value_error("isola::spawn: no entry point");
+  spawn_options o;
+  o.name = std::move(name);
+  if (method >= 0) o.method = static_cast<start_method>(method);
+  o.daemon = daemon;
+  if (mailbox) o.mailbox_bytes = static_cast<std::size_t>(mailbox);
+  auto e = reinterpret_cast<remote_spawn_fn>(const_cast<void*>(entry.fn));
+  return e(o, fn, args);
+}
+
 // ---------------------------------------------------------------- entry points
 
 // In an actor process each entry point below goes through the root
@@ -881,11 +895,7 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
 actor remote_spawn(remote_link& lr, const spawn_options& o, function_address entry, function_address fn,
                    bytes args) {
   auto l = lr.shared_from_this();
-  std::int32_t method = o.method ? static_cast<std::int32_t>(*o.method) : -1;
-  if (o.method && *o.method == start_method::fork)
-    throw start_method_error("isola::node::spawn: actors never start with fork; use forkserver or spawn");
-  bytes blob = encode(std::make_tuple(entry, fn, o.name, method, o.daemon,
-                                      static_cast<std::uint64_t>(o.mailbox_bytes), std::move(args)));
+  bytes blob = spawn_blob(o, entry, fn, std::move(args));
   const auto& id = program_identity();
   std::string identity(reinterpret_cast<const char*>(id.data()), id.size());
   auto st = std::make_shared<future_state<actor>>();

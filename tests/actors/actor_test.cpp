@@ -155,6 +155,62 @@ isola::behavior with_connection(isola::connection c) {
   }};
 }
 
+// Spawns from inside an actor process (through the root).
+struct spawn_req {
+  int method = 0;  // as start_method
+  int offset = 0;
+  template <class A>
+  void serialize(A& ar) {
+    ar(method, offset);
+  }
+};
+struct spawn_lambda_req {
+  template <class A>
+  void serialize(A&) {}
+};
+struct spawn_bad_req {
+  template <class A>
+  void serialize(A&) {}
+};
+isola::behavior spawner() {
+  return {
+      [](const spawn_req& r) {
+        isola::spawn_options o;
+        o.method = static_cast<start_method>(r.method);
+        o.name = "grandchild";
+        isola::actor c = isola::spawn(o, with_offset, r.offset);
+        // The spawner talks to what it started, directly.
+        if (c.request<int>(add{1, 2}).get(10s) != 3 + r.offset) throw std::runtime_error("bad sum");
+        return c;
+      },
+      [](const spawn_lambda_req&) {
+        return isola::spawn([](int k) -> isola::behavior {
+          return {[k](const add& x) { return (x.x + x.y) * k; }};
+        }, 7);
+      },
+      [](const spawn_bad_req&) -> std::string {
+        std::string out;
+        try {
+          isola::spawn_options o;
+          o.method = start_method::fork;
+          isola::spawn(o, worker);
+          out += "fork=spawned;";
+        } catch (const isola::start_method_error&) {
+          out += "fork=start_method_error;";
+        }
+        try {
+          isola::spawn([](std::string s) -> isola::behavior {
+            return {[n = s.size()](const total&) { return static_cast<int>(n); }};
+          }, std::string(100 * 1024, 'x'));
+          out += "big=spawned;";
+        } catch (const isola::value_error&) {
+          out += "big=value_error;";
+        }
+        return out;
+      },
+  };
+}
+
 isola::actor start(start_method m) {
   isola::spawn_options o;
   o.method = m;
@@ -180,6 +236,38 @@ BOOST_AUTO_TEST_CASE(a_request_is_answered_by_the_handler_in_another_process,
       BOOST_TEST(d.reason.to_string() == "shutdown");
     }
   }
+}
+
+BOOST_AUTO_TEST_CASE(an_actor_spawns_actors_through_the_root, *utf::timeout(90)) {
+  for (auto m : actor_methods) {
+    for (auto inner : actor_methods) {
+      BOOST_TEST_CONTEXT("spawner " << m << ", spawned " << inner) {
+        isola::spawn_options o;
+        o.method = m;
+        auto sp = isola::spawn(o, spawner);
+        auto c = sp.request<isola::actor>(spawn_req{static_cast<int>(inner), 100}).get(30s);
+        // The new actor is the root's, in its own process: the root talks to it.
+        BOOST_TEST(c.name() == "grandchild");
+        BOOST_TEST(c.pid() != sp.pid());
+        BOOST_TEST(c.pid() != ::getpid());
+        BOOST_TEST(c.request<int>(add{2, 2}).get(10s) == 104);
+        auto lam = sp.request<isola::actor>(spawn_lambda_req{}).get(30s);
+        BOOST_TEST(lam.request<int>(add{1, 2}).get(10s) == 21);
+        // Not linked to its spawner: it outlives it.
+        sp.kill();
+        BOOST_TEST(sp.monitor().get(10s).reason.what == isola::exit_reason::kind::signal);
+        BOOST_TEST(c.request<int>(add{0, 0}).get(10s) == 100);
+        c.stop();
+        lam.stop();
+        BOOST_TEST(c.monitor().get(10s).reason.to_string() == "shutdown");
+      }
+    }
+  }
+  // Bad requests are clear errors in the spawner, which lives on.
+  auto sp = isola::spawn(spawner);
+  BOOST_TEST(sp.request<std::string>(spawn_bad_req{}).get(30s) ==
+             "fork=start_method_error;big=value_error;");
+  BOOST_TEST(sp.alive());
 }
 
 BOOST_AUTO_TEST_CASE(spawn_passes_arguments_to_make_behavior, *utf::timeout(60)) {
