@@ -337,9 +337,19 @@ using remote_spawn_fn = actor (*)(const spawn_options&, function_address, std::s
 template <class Fd, class... A>
 actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args);
 
+/// Every entry point a spawn can carry is registered at start-up (the same
+/// program runs on both ends), and the process that spawns for another one
+/// calls only a registered entry: a corrupt or forged spawn request is a
+/// value_error there, not a jump to an arbitrary address.
+bool register_spawn_entry(remote_spawn_fn e) noexcept;
+bool known_spawn_entry(const void* e) noexcept;
+template <class Fd, class... A>
+inline const bool spawn_entry_registered = register_spawn_entry(&remote_spawn_entry<Fd, A...>);
+
 /// The entry point and make_behavior of a carried spawn, as addresses.
 template <class Fd, class... A, class F>
 std::pair<function_address, function_address> spawn_addresses(F make_behavior) {
+  (void)spawn_entry_registered<Fd, A...>;
   remote_spawn_fn e = &remote_spawn_entry<Fd, A...>;
   function_address fe{reinterpret_cast<const void*>(e)}, ff{};
   if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);

@@ -39,6 +39,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "core.hpp"
 #include "isola/detail/manager_wire.hpp"
@@ -687,6 +688,33 @@ void wire_cancel(const std::shared_ptr<future_core>& st, const std::shared_ptr<r
 
 // ---------------------------------------------------------------- spawn blobs
 
+namespace {
+struct spawn_entries {
+  std::mutex m;
+  std::unordered_set<const void*> known;
+};
+spawn_entries& entries() {
+  static spawn_entries e;  // registered into during static initialisation
+  return e;
+}
+}  // namespace
+
+bool register_spawn_entry(remote_spawn_fn e) noexcept {
+  try {
+    auto& r = entries();
+    std::lock_guard lk(r.m);
+    r.known.insert(reinterpret_cast<const void*>(e));
+  } catch (...) {
+  }
+  return true;
+}
+
+bool known_spawn_entry(const void* e) noexcept {
+  auto& r = entries();
+  std::lock_guard lk(r.m);
+  return r.known.count(e) != 0;
+}
+
 bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args) {
   if (o.method && *o.method == start_method::fork)
     throw start_method_error("isola::spawn: actors never start with fork; use forkserver or spawn");
@@ -705,7 +733,9 @@ actor spawn_from_blob(std::span<const std::byte> blob) {
   auto t = decode<std::tuple<function_address, function_address, std::string, std::int32_t, bool,
                              std::uint64_t, bytes>>(blob);
   std::tie(entry, fn, name, method, daemon, mailbox, args) = std::move(t);
-  if (!entry.fn) throw value_error("isola::spawn: no entry point");
+  if (!entry.fn || !known_spawn_entry(entry.fn))
+    throw value_error("isola::spawn: the request names no spawn entry point of this program "
+                      "(corrupt, or from another build)");
   spawn_options o;
   o.name = std::move(name);
   if (method >= 0) o.method = static_cast<start_method>(method);

@@ -270,6 +270,18 @@ BOOST_AUTO_TEST_CASE(an_actor_spawns_actors_through_the_root, *utf::timeout(90))
   BOOST_TEST(sp.alive());
 }
 
+BOOST_AUTO_TEST_CASE(a_spawn_for_another_process_calls_only_registered_entry_points,
+                     *utf::timeout(30)) {
+  // What an actor process (or another node) sends names its entry point;
+  // the root calls it only if this program registered it at start-up.
+  using Fd = decltype(&with_offset);
+  auto [fe, ff] = isola::detail::spawn_addresses<Fd, int>(&with_offset);
+  BOOST_TEST(isola::detail::known_spawn_entry(fe.fn));
+  BOOST_TEST(ff.fn == reinterpret_cast<const void*>(&with_offset));
+  BOOST_TEST(!isola::detail::known_spawn_entry(ff.fn));  // a function, but no entry point
+  BOOST_TEST(!isola::detail::known_spawn_entry(nullptr));
+}
+
 BOOST_AUTO_TEST_CASE(spawn_passes_arguments_to_make_behavior, *utf::timeout(60)) {
   for (auto m : actor_methods) {
     isola::spawn_options o;
