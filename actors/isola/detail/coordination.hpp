@@ -42,6 +42,28 @@ R ask(const actor& coordinator, const M& msg, std::optional<duration> t, const A
   }
 }
 
+/// What each client (event, condition, barrier, queue) holds: its
+/// coordinator's handle, empty until create() or decoding fills it.
+class client {
+ public:
+  /// The coordinator actor (monitor it, stop it).
+  const actor& coordinator() const noexcept { return coord_; }
+  explicit operator bool() const noexcept { return static_cast<bool>(coord_); }
+
+ protected:
+  client() = default;
+  explicit client(actor a) : coord_(std::move(a)) {}
+  /// The handle, or value_error for an empty one; kind names the client.
+  const actor& checked(const char* kind) const {
+    if (!coord_)
+      throw value_error(std::string("isola::distributed::") + kind + ": empty handle (use " + kind +
+                        "::create())");
+    return coord_;
+  }
+
+  actor coord_;
+};
+
 // Status codes in replies (handlers never throw: a throwing handler ends the
 // coordinator).
 enum status : std::int32_t { ok = 0, not_now = 1, not_owner = 2, broken = 3, run_action = 4 };

@@ -26,7 +26,7 @@
 
 namespace isola::distributed {
 
-class barrier {
+class barrier : public detail::coord::client {
  public:
   using action_fn = void (*)();
 
@@ -67,9 +67,6 @@ class barrier {
   int n_waiting() const { return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().n_waiting; }
   bool broken() const { return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().broken; }
 
-  const actor& coordinator() const noexcept { return coord_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(coord_); }
-
   template <class Archive>
   void save(Archive& ar) const {
     ar(coord_, parties_, detail::function_address{reinterpret_cast<const void*>(action_)},
@@ -87,16 +84,13 @@ class barrier {
 
  private:
   barrier(actor a, int parties, action_fn action, std::optional<duration> timeout)
-      : coord_(std::move(a)), parties_(parties), action_(action), timeout_(timeout) {}
+      : client(std::move(a)), parties_(parties), action_(action), timeout_(timeout) {}
   static void check_args(int parties, std::optional<duration> timeout) {
     if (parties < 1) throw value_error("isola::distributed::barrier: parties must be at least 1");
     if (timeout && !(timeout->count() >= 0))
       throw value_error("isola::distributed::barrier: timeout must be a non-negative number of seconds");
   }
-  const actor& c() const {
-    if (!coord_) throw value_error("isola::distributed::barrier: empty handle (use barrier::create())");
-    return coord_;
-  }
+  const actor& c() const { return checked("barrier"); }
   int wait_impl(std::optional<duration> t) const {
     namespace co = detail::coord;
     const auto ticket = co::new_ticket();
@@ -116,7 +110,6 @@ class barrier {
     return r.index;
   }
 
-  actor coord_;
   int parties_ = 0;
   action_fn action_ = nullptr;
   std::optional<duration> timeout_;

@@ -32,7 +32,7 @@
 
 namespace isola::distributed {
 
-class condition {
+class condition : public detail::coord::client {
  public:
   condition() = default;
 
@@ -112,20 +112,14 @@ class condition {
           "notify_all");
   }
 
-  const actor& coordinator() const noexcept { return coord_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(coord_); }
-
   template <class Archive>
   void serialize(Archive& ar) {
     ar(coord_);
   }
 
  private:
-  explicit condition(actor a) : coord_(std::move(a)) {}
-  const actor& c() const {
-    if (!coord_) throw value_error("isola::distributed::condition: empty handle (use condition::create())");
-    return coord_;
-  }
+  explicit condition(actor a) : client(std::move(a)) {}
+  const actor& c() const { return checked("condition"); }
   static void check(std::int32_t st, const char* what) {
     if (st == detail::coord::not_owner)
       throw value_error(std::string("isola::distributed::condition::") + what +
@@ -137,7 +131,6 @@ class condition {
     return detail::coord::ask<std::int32_t>(c(), m, t, detail::coord::cv_timed_out{ticket, false}) ==
            detail::coord::ok;
   }
-  actor coord_;
 };
 
 }  // namespace isola::distributed

@@ -29,7 +29,7 @@
 
 namespace isola::distributed {
 
-class event {
+class event : public detail::coord::client {
  public:
   /// An empty handle (what a message decodes into before it is filled).
   event() = default;
@@ -59,22 +59,14 @@ class event {
   /// is_set(), as the non-blocking form of wait().
   bool try_wait() const { return is_set(); }
 
-  /// The coordinator actor (monitor it, stop it).
-  const actor& coordinator() const noexcept { return coord_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(coord_); }
-
   template <class Archive>
   void serialize(Archive& ar) {
     ar(coord_);
   }
 
  private:
-  explicit event(actor a) : coord_(std::move(a)) {}
-  const actor& c() const {
-    if (!coord_) throw value_error("isola::distributed::event: empty handle (use event::create())");
-    return coord_;
-  }
-  actor coord_;
+  explicit event(actor a) : client(std::move(a)) {}
+  const actor& c() const { return checked("event"); }
 };
 
 }  // namespace isola::distributed

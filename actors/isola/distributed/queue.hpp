@@ -31,7 +31,7 @@
 namespace isola::distributed {
 
 template <class T>
-class queue {
+class queue : public detail::coord::client {
   static_assert(is_serializable_v<T>, "isola::distributed::queue<T>: T must be cereal-serializable");
 
  public:
@@ -86,23 +86,17 @@ class queue {
     return static_cast<std::size_t>(c().template request<std::int64_t>(detail::coord::q_maxsize{}).get());
   }
 
-  const actor& coordinator() const noexcept { return coord_; }
-  explicit operator bool() const noexcept { return static_cast<bool>(coord_); }
-
   template <class Archive>
   void serialize(Archive& ar) {
     ar(coord_);
   }
 
  private:
-  explicit queue(actor a) : coord_(std::move(a)) {}
+  explicit queue(actor a) : client(std::move(a)) {}
   static void check(std::int64_t maxsize) {
     if (maxsize < 0) throw value_error("isola::distributed::queue: maxsize must not be negative");
   }
-  const actor& c() const {
-    if (!coord_) throw value_error("isola::distributed::queue: empty handle (use queue::create())");
-    return coord_;
-  }
+  const actor& c() const { return checked("queue"); }
   bool put_impl(const T& v, bool blocking, std::optional<duration> t) const {
     namespace co = detail::coord;
     co::q_put m{co::new_ticket(), blocking, t.has_value(), encode(v)};
@@ -116,7 +110,6 @@ class queue {
     return decode<T>(r.item);
   }
 
-  actor coord_;
 };
 
 }  // namespace isola::distributed
