@@ -1,0 +1,50 @@
+// The root's side of the actor layer: the registry of actors and inboxes,
+// the CAF actor_system that hosts supervision, and the watchers that feed
+// child exits (pidfds) and control channels into CAF's multiplexer.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "core/mailbox.hpp"
+
+namespace caf {
+class actor_system;
+}
+
+namespace isola::detail {
+
+/// Called on the multiplexer thread when an actor process has been reaped.
+using exit_callback = std::function<void(const actor&, const exit_reason&)>;
+
+/// Spawns an actor (root only); on_exit, if given, is told of its end.
+actor node_spawn(const spawn_options& opts, const make_process_fn& make, exit_callback on_exit);
+
+/// The root's CAF actor system (started on first use).
+caf::actor_system& node_system();
+
+/// Forcefully ends an actor process: SIGKILL, with `why` as its exit reason.
+void node_kill(std::uint64_t id, const exit_reason& why);
+/// SIGTERM, with `why` as its exit reason if that is what ends it.
+void node_terminate(std::uint64_t id, const exit_reason& why);
+/// Sends sig to an actor's process; its exit reason is what the signal does.
+void node_signal(std::uint64_t id, int sig);
+/// Waits for an actor process to be reaped; false on timeout.
+bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline);
+/// Waits until the actor has built its behavior (nullopt) or ended first
+/// (its exit reason; also "did not start in time").
+std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point deadline);
+/// The exit reason of an ended actor (nullopt while it runs).
+std::optional<exit_reason> node_reason(std::uint64_t id);
+
+/// Runs at the start of the root's shutdown, before the node stops its
+/// actors (supervisors register here).
+void node_on_shutdown(std::function<void()> fn);
+
+/// Puts an answer (reply, error reply, down notice) into an actor's or
+/// inbox's mailbox without blocking the caller; dropped if it has ended.
+void node_post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                      bytes payload);
+
+}  // namespace isola::detail

@@ -1,0 +1,961 @@
+// The shared-memory ring under isola's queues: layout, commit points, waiting,
+// and recovery when a process is SIGKILLed in the middle of a put or a get.
+//
+// LAYOUT. One memfd (MFD_CLOEXEC, sealed against resizing): a 4 KiB header,
+// then a ring of 2^k bytes (4 KiB .. 4 GiB). The header has a read-only part
+// (configuration, copied into each process at map time so that a corrupted
+// header cannot make us index outside the mapping), then five cache lines:
+// what only producers touch (put_lock, head_cache), what producers write and
+// consumers read (tail, data_seq, fd_armed), the same two for consumers
+// (get_lock, tail_cache; head, space_seq), and the task counter of
+// joinable_queue. A lock's line never bounces to the other side.
+//
+// RECORDS. A record is an 8-byte header {u32 len, u32 kind} and len payload
+// bytes, padded to 8; records start at 8-aligned positions, so a header never
+// wraps but a payload may (it is copied in two pieces). A message whose record
+// fits in max_record (ring/4, at most 1 MiB) is one WHOLE record. A larger one
+// is FIRST (payload: u64 total length, then data), MIDDLE..., LAST, written one
+// by one while put_lock is held, so the chunks of one message are contiguous;
+// the consumer streams them into its result as they arrive, so a message may
+// be far larger than the ring. ABORT (no payload) ends a message that will
+// never be finished.
+//
+// POSITIONS AND COUNTS. `tail` and `head` are each one 64-bit word:
+//   bits 0..33  byte position, modulo 2^34 (the ring is at most 2^32)
+//   bits 34..62 message count, modulo 2^29: messages whose WHOLE or LAST
+//               record was committed (tail) / consumed (head)
+//   bit 63      in_msg: a multi-record message is open (tail: its FIRST is
+//               committed but not its LAST or ABORT; head: its FIRST consumed)
+// Bytes in the ring = tail.pos - head.pos; qsize = tail.count - head.count.
+// A ring never holds more than ring/16 <= 2^28 messages, so the modular
+// difference is exact. head_cache (put side) and tail_cache (get side) are
+// copies of the other side's word, written only under the owner's lock, and
+// always satisfy head_cache <= head <= tail and head <= tail_cache <= tail:
+// a stale cache only makes the ring look fuller (or emptier) than it is.
+//
+// COMMIT POINTS. A producer copies a record into the free part of the ring and
+// then stores the new tail word; a consumer reads the record at head and then
+// stores the new head word. Each store is one 64-bit atomic store that moves
+// the position, the count and in_msg together. So a process killed at any
+// instant has either committed a record entirely (its bytes, its count) or
+// not at all: nothing half-written is ever visible, and a count can never
+// disagree with the ring. The invariants, true between any two instructions:
+//   I1  every record in [head.pos, tail.pos) is complete;
+//   I2  tail.count - head.count = complete messages in the ring (their LAST or
+//       WHOLE record is in the ring) — qsize is exact;
+//   I3  while tail.in_msg, at least 8 bytes are free (each FIRST or MIDDLE
+//       record is written only if 8 bytes stay free after it), so an ABORT
+//       can always be appended without waiting;
+//   I4  (joinable) unfinished = tail.count - done, where done counts the
+//       task_done() calls; both change by single atomic operations.
+//
+// LOCKS AND RECOVERY. put_lock and get_lock are robust, process-shared pthread
+// mutexes (a single-consumer ring, an actor's mailbox, never takes get_lock:
+// its one reader has nobody to exclude, and a reader that dies takes the
+// mailbox with it). A process that dies holding one leaves it to the next locker with
+// EOWNERDEAD; that locker repairs and calls pthread_mutex_consistent:
+// - put side: if tail.in_msg, the dead producer left a message half-sent;
+//   append an ABORT (room guaranteed by I3). Everything else is consistent
+//   by I1/I2. A consumer that waits mid-message on an empty ring tries
+//   put_lock itself, so a dead producer is noticed even with no other
+//   producer around.
+// - get side: nothing to repair. A consumer that dies mid-message leaves the
+//   rest of that message at head; the next consumer, which is not assembling
+//   anything, drops MIDDLE and LAST records it did not see the FIRST of
+//   ("orphans"), counting the LAST as consumed. The message is lost, once.
+// - A consumer assembling a message drops it on ABORT (or on a FIRST or WHOLE,
+//   which can only follow an aborted message).
+// A message is consumed at the head commit: a consumer killed before it has
+// not taken it (the next consumer gets it), one killed after it has, and it
+// is gone. Nothing is ever delivered twice.
+//
+// WAITING. Nobody sleeps holding a lock, except a producer or consumer in the
+// middle of a multi-record message (the other side is streaming it). Sleepers
+// use futexes (shared, not PRIVATE) on 32-bit words: data_seq (consumers wait
+// for records) and space_seq (producers wait for room), whose bit 0 says "a
+// sleeper may be here" and whose upper bits are a sequence. A sleeper sets the
+// bit, re-checks its condition, and sleeps on the exact value; the other side
+// stores its commit (seq_cst), reads the word and, only if the bit is set,
+// bumps the sequence, clears the bit and calls FUTEX_WAKE: an uncontended put
+// or get makes no system call. Before sleeping, a bounded spin (the `spin`
+// option) re-checks the condition. A process killed between its commit and its
+// wake could leave a sleeper asleep with work to do, so every sleep is capped
+// at wake_slice and re-checks: after such a kill the worst case is a delay of
+// one slice, never a hang.
+//
+// wait() (isola::wait) watches an eventfd: a waiter drains it, sets fd_armed
+// and re-checks the ring; a producer that commits while fd_armed is set writes
+// the eventfd, then clears fd_armed. A producer never writes the eventfd
+// otherwise, so the fast path pays one load.
+#include "isola/detail/shm_ring.hpp"
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <fcntl.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <exception>
+#include <new>
+#include <optional>
+#include <string>
+
+#include "isola/detail/handle_transfer.hpp"
+#include "isola/error.hpp"
+#include "sys/os.hpp"
+
+namespace isola::detail {
+
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+constexpr std::uint64_t magic_value = 0x474e4952414c4f53ull;  // "SOLARING"
+constexpr std::uint32_t version_value = 1;
+constexpr std::size_t header_bytes = 4096;
+constexpr std::size_t min_ring = 4096;
+constexpr std::size_t max_ring = std::size_t{1} << 32;
+constexpr std::size_t record_cap = std::size_t{1} << 20;
+
+constexpr unsigned pos_bits = 34;
+constexpr std::uint64_t pos_mask = (std::uint64_t{1} << pos_bits) - 1;
+constexpr unsigned count_bits = 29;
+constexpr std::uint64_t count_mask = (std::uint64_t{1} << count_bits) - 1;
+constexpr std::uint64_t in_msg_bit = std::uint64_t{1} << 63;
+
+constexpr std::uint64_t wpos(std::uint64_t w) { return w & pos_mask; }
+constexpr std::uint64_t wcount(std::uint64_t w) { return (w >> pos_bits) & count_mask; }
+constexpr bool win_msg(std::uint64_t w) { return (w & in_msg_bit) != 0; }
+constexpr std::uint64_t make_word(std::uint64_t pos, std::uint64_t count, bool in_msg) {
+  return (pos & pos_mask) | ((count & count_mask) << pos_bits) | (in_msg ? in_msg_bit : 0);
+}
+constexpr std::uint64_t used_bytes(std::uint64_t tail, std::uint64_t head) {
+  return (wpos(tail) - wpos(head)) & pos_mask;
+}
+constexpr std::uint64_t messages(std::uint64_t tail, std::uint64_t head) {
+  return (wcount(tail) - wcount(head)) & count_mask;
+}
+
+// Record kinds carry a marker so that a corrupted ring is detected, not
+// misread.
+constexpr std::uint32_t kind_marker = 0x51a0'0000u;
+enum : std::uint32_t {
+  k_whole = kind_marker | 1,
+  k_first = kind_marker | 2,
+  k_middle = kind_marker | 3,
+  k_last = kind_marker | 4,
+  k_abort = kind_marker | 5,
+};
+
+struct record_header {
+  std::uint32_t len;
+  std::uint32_t kind;
+};
+static_assert(sizeof(record_header) == 8);
+
+constexpr std::uint64_t rec_size(std::uint64_t len) { return 8 + ((len + 7) & ~std::uint64_t{7}); }
+
+// A sleep is never longer than this: see WAITING above.
+constexpr auto wake_slice = std::chrono::milliseconds(100);
+// How often a consumer waiting in the middle of a message checks that its
+// producer is alive.
+constexpr auto producer_check_slice = std::chrono::milliseconds(20);
+// How long a non-blocking or timed operation waits, past its deadline, for
+// another process's put or get (which holds its lock for a copy) to finish.
+constexpr auto lock_grace = std::chrono::milliseconds(10);
+
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
+
+timespec to_timespec(clock::time_point t) {
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
+  if (ns < 0) ns = 0;
+  timespec ts;
+  ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
+  ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
+  return ts;
+}
+
+// Sleeps while *word == expected, until woken or `until` (steady clock, which
+// is CLOCK_MONOTONIC: FUTEX_WAIT_BITSET takes it as an absolute time).
+void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, clock::time_point until) {
+  timespec ts = to_timespec(until);
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected, &ts,
+            nullptr, FUTEX_BITSET_MATCH_ANY);
+}
+
+void futex_wake_all(std::atomic<std::uint32_t>* word) {
+  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr,
+            nullptr, 0);
+}
+
+// pthread_mutex_clocklock(CLOCK_MONOTONIC) until `until`.
+#if defined(__SANITIZE_THREAD__)
+#define ISOLA_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define ISOLA_TSAN 1
+#endif
+#endif
+
+int timed_lock(pthread_mutex_t* m, clock::time_point until) {
+#if defined(ISOLA_TSAN)
+  // ThreadSanitizer (GCC 12) intercepts pthread_mutex_timedlock but not
+  // clocklock, and would report every unlock after one as a bad unlock. The
+  // realtime clock is good enough for a sanitizer build.
+  auto left = until - clock::now();
+  auto at = std::chrono::system_clock::now() +
+            std::chrono::duration_cast<std::chrono::system_clock::duration>(left);
+  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
+  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
+  return ::pthread_mutex_timedlock(m, &ts);
+#else
+  timespec ts = to_timespec(until);
+  return ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
+#endif
+}
+
+// After a commit: wake the sleepers on word, if any said they might sleep.
+void wake_if_waiting(std::atomic<std::uint32_t>& word) {
+  std::uint32_t s = word.load(std::memory_order_seq_cst);
+  while (s & 1u) {
+    if (word.compare_exchange_weak(s, (s + 2u) & ~1u, std::memory_order_seq_cst)) {
+      futex_wake_all(&word);
+      return;
+    }
+  }
+}
+
+std::size_t round_up_pow2(std::size_t n) {
+  std::size_t p = min_ring;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+}  // namespace
+
+struct shm_ring::header {
+  // --- written once by the creator
+  std::uint64_t magic;
+  std::uint32_t version;
+  std::uint32_t kind;
+  std::uint64_t type_tag;
+  std::uint64_t ring_bytes;
+  std::uint64_t maxsize;
+  std::uint64_t max_message_size;
+  std::uint64_t max_record;
+  std::uint32_t spin;
+  std::uint32_t single_consumer;
+
+  // --- producers only (under put_lock): stays in the producer's cache
+  alignas(64) pthread_mutex_t put_lock;
+  std::atomic<std::uint64_t> head_cache;
+
+  // --- written by producers, read by consumers
+  alignas(64) std::atomic<std::uint64_t> tail;
+  std::atomic<std::uint32_t> data_seq;
+  std::atomic<std::uint32_t> fd_armed;
+
+  // --- consumers only (under get_lock)
+  alignas(64) pthread_mutex_t get_lock;
+  std::atomic<std::uint64_t> tail_cache;
+
+  // --- written by consumers, read by producers
+  alignas(64) std::atomic<std::uint64_t> head;
+  std::atomic<std::uint32_t> space_seq;
+
+  // --- joinable_queue: task_done() count << 1 | bit 0 "a join() may sleep"
+  alignas(64) std::atomic<std::uint32_t> tasks;
+};
+static_assert(sizeof(shm_ring::header) <= header_bytes);
+static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
+static_assert(std::atomic<std::uint32_t>::is_always_lock_free);
+
+namespace {
+
+// The per-process view of one ring: constants copied out of the header, and
+// the operations. Kept out of the public header.
+struct ring_ops {
+  shm_ring::header* h;
+  std::byte* ring;
+  std::uint64_t size;
+  std::uint64_t mask;
+  std::uint64_t maxsize;
+  std::uint64_t max_record;
+  std::uint64_t max_message;
+  unsigned spin;
+  int efd;
+  bool single_consumer;
+
+  // --- ring bytes ------------------------------------------------------------
+
+  void copy_in(std::uint64_t pos, const std::byte* src, std::size_t n) const noexcept {
+    if (n == 0) return;
+    std::size_t off = pos & mask;
+    std::size_t first = std::min<std::size_t>(n, size - off);
+    std::memcpy(ring + off, src, first);
+    if (n > first) std::memcpy(ring, src + first, n - first);
+  }
+
+  void copy_out(std::uint64_t pos, std::byte* dst, std::size_t n) const noexcept {
+    if (n == 0) return;
+    std::size_t off = pos & mask;
+    std::size_t first = std::min<std::size_t>(n, size - off);
+    std::memcpy(dst, ring + off, first);
+    if (n > first) std::memcpy(dst + first, ring, n - first);
+  }
+
+  // Bytes [from, from + n) of a ‖ b, into the ring at pos.
+  void copy_parts(std::uint64_t pos, std::span<const std::byte> a, std::span<const std::byte> b,
+                  std::uint64_t from, std::uint64_t n) const noexcept {
+    if (from < a.size()) {
+      auto k = std::min<std::uint64_t>(n, a.size() - from);
+      copy_in(pos, a.data() + from, k);
+      pos += k;
+      from += k;
+      n -= k;
+    }
+    if (n > 0) copy_in(pos, b.data() + (from - a.size()), n);
+  }
+
+  // The n bytes at pos as one or two spans.
+  std::pair<std::span<const std::byte>, std::span<const std::byte>> view(std::uint64_t pos,
+                                                                         std::size_t n) const {
+    std::size_t off = pos & mask;
+    std::size_t first = std::min<std::size_t>(n, size - off);
+    return {{ring + off, first}, {ring, n - first}};
+  }
+
+  void write_header(std::uint64_t pos, std::uint32_t len, std::uint32_t kind) const noexcept {
+    record_header r{len, kind};
+    std::memcpy(ring + (pos & mask), &r, sizeof r);
+  }
+
+  record_header read_header(std::uint64_t pos) const noexcept {
+    record_header r;
+    std::memcpy(&r, ring + (pos & mask), sizeof r);
+    return r;
+  }
+
+  // --- space -----------------------------------------------------------------
+
+  bool fits(std::uint64_t tail, std::uint64_t head, std::uint64_t need, bool count_check) const {
+    if (size - used_bytes(tail, head) < need) return false;
+    if (count_check && maxsize != 0 && messages(tail, head) >= maxsize) return false;
+    return true;
+  }
+
+  // Under put_lock: is there room for `need` bytes after tail (and, with
+  // count_check, for one more message)? Refreshes head_cache when the cached
+  // head says no.
+  bool room(std::uint64_t tail, std::uint64_t need, bool count_check) const {
+    if (fits(tail, h->head_cache.load(std::memory_order_relaxed), need, count_check)) return true;
+    std::uint64_t head = h->head.load(std::memory_order_acquire);
+    h->head_cache.store(head, std::memory_order_relaxed);
+    return fits(tail, head, need, count_check);
+  }
+
+  bool has_records() const {
+    std::uint64_t head = h->head.load(std::memory_order_seq_cst);
+    return wpos(h->tail.load(std::memory_order_seq_cst)) != wpos(head);
+  }
+
+  // --- commits ---------------------------------------------------------------
+
+  void commit_tail(std::uint64_t w) const {
+    h->tail.store(w, std::memory_order_seq_cst);
+    wake_if_waiting(h->data_seq);
+    if (h->fd_armed.load(std::memory_order_seq_cst) != 0) {
+      std::uint64_t one = 1;
+      [[maybe_unused]] auto r = ::write(efd, &one, sizeof one);
+      h->fd_armed.store(0, std::memory_order_seq_cst);
+    }
+  }
+
+  void commit_head(std::uint64_t w) const {
+    h->head.store(w, std::memory_order_seq_cst);
+    wake_if_waiting(h->space_seq);
+  }
+
+  // Under put_lock, with tail.in_msg: end the open message. Never waits (I3).
+  void append_abort(std::uint64_t tail) const {
+    if (!fits(tail, h->head.load(std::memory_order_acquire), 8, false)) return;  // cannot happen (I3)
+    write_header(wpos(tail), 0, k_abort);
+    commit_tail(make_word(wpos(tail) + 8, wcount(tail), false));
+  }
+
+  // Whoever takes put_lock first repairs what a dead holder left.
+  void repair_put() const {
+    std::uint64_t t = h->tail.load(std::memory_order_relaxed);
+    if (win_msg(t)) append_abort(t);
+  }
+
+  // --- locks -----------------------------------------------------------------
+
+  // Takes a robust lock. `streaming` tells whether its holder may hold it for
+  // long (a multi-record message in flight); non-blocking and timed callers
+  // give up at once / at the deadline then, and otherwise wait lock_grace at
+  // most for the holder's copy to finish.
+  template <class Streaming>
+  bool lock(pthread_mutex_t* m, op_deadline d, Streaming streaming, bool put_side) const {
+    int r = ::pthread_mutex_trylock(m);
+    if (r == EBUSY) {
+      if (d.mode == wait_mode::block) {
+        r = ::pthread_mutex_lock(m);
+      } else {
+        bool long_hold = streaming();
+        if (long_hold && d.mode == wait_mode::nowait) return false;
+        auto until = clock::now() + lock_grace;
+        if (d.mode == wait_mode::timed) until = long_hold ? d.at : std::max(d.at, until);
+        r = timed_lock(m, until);
+        if (r == ETIMEDOUT) return false;
+      }
+    }
+    if (r == EOWNERDEAD) {
+      if (put_side) repair_put();
+      ::pthread_mutex_consistent(m);
+      return true;
+    }
+    if (r != 0) throw_errno("queue lock", r);
+    if (put_side) repair_put();  // an open message with a free lock: finish it too
+    return true;
+  }
+
+  bool lock_put(op_deadline d) const {
+    return lock(
+        &h->put_lock, d, [this] { return win_msg(h->tail.load(std::memory_order_relaxed)); }, true);
+  }
+  // A single-consumer ring (a mailbox) has nobody to exclude on the get side.
+  bool lock_get(op_deadline d) const {
+    if (single_consumer) return true;
+    return lock(
+        &h->get_lock, d, [this] { return win_msg(h->head.load(std::memory_order_relaxed)); },
+        false);
+  }
+  void unlock_put() const { ::pthread_mutex_unlock(&h->put_lock); }
+  void unlock_get() const {
+    if (!single_consumer) ::pthread_mutex_unlock(&h->get_lock);
+  }
+
+  // --- sleeping --------------------------------------------------------------
+
+  // Waits until cond() holds or `until`; returns cond()'s last value. See
+  // WAITING above for the protocol on `word`. cond() must read the other
+  // side's commit word with seq_cst loads: with the seq_cst CAS here and the
+  // seq_cst store + load in wake_if_waiting, either the sleeper sees the
+  // commit or the committer sees the sleeper's bit.
+  template <class Cond>
+  bool wait_on(std::atomic<std::uint32_t>& word, Cond cond,
+               std::optional<clock::time_point> until) const {
+    // Re-check with exponential backoff: polling the other side's commit word
+    // on every pause would pull its cache line away from the side that is
+    // about to write it again; polling less often lets it do several
+    // commits per line transfer.
+    for (unsigned i = 0, step = 1; i < spin; step = std::min(step * 2, 64u)) {
+      if (cond()) return true;
+      for (unsigned k = 0; k < step && i < spin; ++k, ++i) cpu_relax();
+    }
+    for (;;) {
+      std::uint32_t s = word.load(std::memory_order_seq_cst);
+      if (!(s & 1u)) {
+        if (!word.compare_exchange_weak(s, s | 1u, std::memory_order_seq_cst)) continue;
+        s |= 1u;
+      }
+      if (cond()) return true;
+      auto now = clock::now();
+      if (until && now >= *until) return false;
+      auto wake = now + wake_slice;
+      if (until && *until < wake) wake = *until;
+      futex_wait(&word, s, wake);
+      if (cond()) return true;
+    }
+  }
+
+  std::optional<clock::time_point> until_of(op_deadline d) const {
+    if (d.mode == wait_mode::block) return std::nullopt;
+    if (d.mode == wait_mode::nowait) return clock::time_point::min();
+    return d.at;
+  }
+
+  // --- put -------------------------------------------------------------------
+
+  bool put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d) const {
+    const std::uint64_t total = a.size() + b.size();
+    const bool whole = rec_size(total) <= max_record;
+    // What must be free before the message starts: its record, or its first
+    // chunk plus room for an ABORT (I3); a non-blocking put of a chunked
+    // message must fit entirely, since it cannot wait for the rest.
+    std::uint64_t need;
+    if (whole) {
+      need = rec_size(total);
+    } else if (d.mode == wait_mode::nowait) {
+      std::uint64_t chunk = max_record - 16;
+      need = total + 8 + 16 * (total / chunk + 2) + 8;
+    } else {
+      need = max_record + 8;
+    }
+    if (!lock_put(d)) return false;
+    for (;;) {
+      std::uint64_t t = h->tail.load(std::memory_order_relaxed);
+      if (room(t, need, true)) break;
+      unlock_put();
+      if (d.mode == wait_mode::nowait || need > size) return false;
+      bool ok = wait_on(
+          h->space_seq,
+          [&] {
+            return fits(h->tail.load(std::memory_order_seq_cst),
+                        h->head.load(std::memory_order_seq_cst), need, true);
+          },
+          until_of(d));
+      if (!ok) return false;
+      if (!lock_put(d)) return false;
+    }
+
+    std::uint64_t t = h->tail.load(std::memory_order_relaxed);
+    if (whole) {
+      write_header(wpos(t), static_cast<std::uint32_t>(total), k_whole);
+      copy_parts(wpos(t) + 8, a, b, 0, total);
+      commit_tail(make_word(wpos(t) + rec_size(total), wcount(t) + 1, false));
+      unlock_put();
+      return true;
+    }
+
+    // Stream it: FIRST, MIDDLE..., LAST, each as soon as there is room.
+    std::uint64_t sent = 0;
+    bool first = true;
+    for (;;) {
+      std::uint64_t extra = first ? 8 : 0;
+      std::uint64_t chunk = std::min(total - sent, max_record - 8 - extra);
+      bool last = !first && sent + chunk == total;
+      std::uint64_t rec = rec_size(extra + chunk);
+      std::uint64_t need_now = rec + (last ? 0 : 8);
+      t = h->tail.load(std::memory_order_relaxed);
+      if (!room(t, need_now, first)) {
+        // The lock stays held: the message's records must be contiguous.
+        bool ok = wait_on(
+            h->space_seq,
+            [&] { return fits(t, h->head.load(std::memory_order_seq_cst), need_now, first); },
+            until_of(d));
+        if (!ok) {
+          if (!first) append_abort(t);
+          unlock_put();
+          return false;
+        }
+        if (!room(t, need_now, first)) continue;
+      }
+      std::uint64_t p = wpos(t);
+      write_header(p, static_cast<std::uint32_t>(extra + chunk),
+                   first ? k_first : (last ? k_last : k_middle));
+      if (first) {
+        copy_in(p + 8, reinterpret_cast<const std::byte*>(&total), 8);
+      }
+      copy_parts(p + 8 + extra, a, b, sent, chunk);
+      sent += chunk;
+      commit_tail(make_word(p + rec, wcount(t) + (last ? 1 : 0), !last));
+      if (last) break;
+      first = false;
+    }
+    unlock_put();
+    return true;
+  }
+
+  // --- get -------------------------------------------------------------------
+
+  // Under get_lock, which it releases.
+  [[noreturn]] void corrupt(std::uint64_t pos, const record_header& r) const {
+    unlock_get();
+    throw decode_error("queue: corrupt record at ring position " + std::to_string(pos) +
+                       " (kind 0x" + [&] {
+                         char buf[16];
+                         std::snprintf(buf, sizeof buf, "%x", r.kind);
+                         return std::string(buf);
+                       }() + ", length " + std::to_string(r.len) +
+                       "); the queue's shared memory was overwritten");
+  }
+
+  bool get(ring_sink& sink, op_deadline d) const {
+    if (!lock_get(d)) return false;
+    bool assembling = false;
+    std::uint64_t total = 0, received = 0;
+    std::exception_ptr failed;
+    auto deliver = [&](auto&& f) {
+      if (failed) return;
+      try {
+        f();
+      } catch (...) {
+        failed = std::current_exception();
+      }
+    };
+    auto drop_partial = [&] {
+      if (assembling) sink.reset();
+      assembling = false;
+      failed = nullptr;
+    };
+    for (;;) {
+      std::uint64_t hw = h->head.load(std::memory_order_relaxed);
+      std::uint64_t tw = h->tail_cache.load(std::memory_order_relaxed);
+      if (wpos(hw) == wpos(tw)) {
+        tw = h->tail.load(std::memory_order_acquire);
+        h->tail_cache.store(tw, std::memory_order_relaxed);
+      }
+      if (wpos(hw) == wpos(tw)) {
+        if (!assembling) {
+          unlock_get();
+          if (d.mode == wait_mode::nowait) return false;
+          if (!wait_on(h->data_seq, [this] { return has_records(); }, until_of(d))) return false;
+          if (!lock_get(d)) return false;
+          continue;
+        }
+        // Mid-message with nothing to read: its producer is streaming it, or
+        // died. If put_lock can be had, nothing more of this message can
+        // come but what the repair appends (an ABORT).
+        int r = ::pthread_mutex_trylock(&h->put_lock);
+        if (r != EBUSY) {
+          if (r == 0 || r == EOWNERDEAD) {
+            repair_put();
+            if (r == EOWNERDEAD) ::pthread_mutex_consistent(&h->put_lock);
+            tw = h->tail.load(std::memory_order_acquire);
+            unlock_put();
+          } else {
+            tw = h->tail.load(std::memory_order_acquire);
+          }
+          h->tail_cache.store(tw, std::memory_order_relaxed);
+          if (wpos(hw) == wpos(tw)) drop_partial();  // abandoned and unrepairable
+          continue;
+        }
+        wait_on(h->data_seq, [this] { return has_records(); },
+                clock::now() + producer_check_slice);
+        continue;
+      }
+
+      const std::uint64_t p = wpos(hw);
+      const record_header r = read_header(p);
+      const std::uint64_t avail = used_bytes(tw, hw);
+      if ((r.kind & 0xffff'0000u) != kind_marker || rec_size(r.len) > max_record ||
+          rec_size(r.len) > avail)
+        corrupt(p, r);
+      const std::uint64_t rec = rec_size(r.len);
+      switch (r.kind) {
+        case k_whole: {
+          drop_partial();
+          auto [x, y] = view(p + 8, r.len);
+          deliver([&] { sink.whole(x, y); });
+          commit_head(make_word(p + rec, wcount(hw) + 1, false));
+          unlock_get();
+          if (failed) std::rethrow_exception(failed);
+          return true;
+        }
+        case k_first: {
+          if (r.len < 8) corrupt(p, r);
+          drop_partial();
+          copy_out(p + 8, reinterpret_cast<std::byte*>(&total), 8);
+          received = r.len - 8;
+          assembling = true;
+          deliver([&] {
+            if (total > max_message || received > total)
+              throw decode_error("queue: a message claims " + std::to_string(total) +
+                                 " bytes, more than max_message_size or its chunks");
+            sink.begin(total);
+            auto [x, y] = view(p + 16, r.len - 8);
+            sink.append(x);
+            if (!y.empty()) sink.append(y);
+          });
+          commit_head(make_word(p + rec, wcount(hw), true));
+          continue;
+        }
+        case k_middle:
+        case k_last: {
+          const bool last = r.kind == k_last;
+          if (assembling) {
+            received += r.len;
+            deliver([&] {
+              if (received > total || (last && received != total))
+                throw decode_error("queue: a message's chunks do not add up to its length");
+              auto [x, y] = view(p + 8, r.len);
+              sink.append(x);
+              if (!y.empty()) sink.append(y);
+              if (last) sink.end();
+            });
+          }
+          // Without `assembling` this is the rest of a message whose start a
+          // consumer that died took: dropped (and counted, if LAST).
+          commit_head(make_word(p + rec, wcount(hw) + (last ? 1 : 0), !last));
+          if (last && assembling) {
+            unlock_get();
+            if (failed) std::rethrow_exception(failed);
+            return true;
+          }
+          continue;
+        }
+        case k_abort:
+          drop_partial();
+          commit_head(make_word(p + 8, wcount(hw), false));
+          continue;
+        default:
+          corrupt(p, r);
+      }
+    }
+  }
+};
+
+}  // namespace
+
+// ---------------------------------------------------------------------------
+
+void prepare_receive_buffer(void* data, std::size_t bytes) noexcept {
+  constexpr std::uintptr_t huge = std::uintptr_t{2} << 20;
+  if (bytes < (std::size_t{8} << 20)) return;
+  auto p = reinterpret_cast<std::uintptr_t>(data);
+  std::uintptr_t from = (p + huge - 1) & ~(huge - 1), to = (p + bytes) & ~(huge - 1);
+  if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
+}
+
+op_deadline op_deadline::after(std::chrono::duration<double> timeout) {
+  double s = timeout.count();
+  if (std::isnan(s) || s < 0) throw value_error("timeout must be a non-negative number");
+  // More than ~100 years is forever; it would overflow the clock.
+  if (s > 3.0e9) return block();
+  auto now = clock::now();
+  return {wait_mode::timed,
+          now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s))};
+}
+
+std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
+  if (cfg.ring_bytes > max_ring) throw value_error("queue: ring_bytes is larger than 4 GiB");
+  std::size_t size = round_up_pow2(std::max(cfg.ring_bytes, min_ring));
+  unique_fd memfd(::memfd_create("isola-queue", MFD_CLOEXEC | MFD_ALLOW_SEALING));
+  if (!memfd) throw_errno("memfd_create");
+  if (::ftruncate(memfd.get(), static_cast<off_t>(header_bytes + size)) != 0)
+    throw_errno("ftruncate(queue memory)");
+  // Nobody can shrink it under a mapping (SIGBUS) or grow it.
+  ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  unique_fd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
+  if (!efd) throw_errno("eventfd");
+
+  std::shared_ptr<shm_ring> r(new shm_ring());
+  r->map(memfd.release(), efd.release());
+  header* h = new (r->hdr_) header;
+  h->magic = 0;
+  h->version = version_value;
+  h->kind = cfg.kind;
+  h->type_tag = cfg.type_tag;
+  h->ring_bytes = size;
+  h->maxsize = cfg.maxsize;
+  h->max_message_size = cfg.max_message_size;
+  h->max_record = std::min<std::uint64_t>(size / 4, record_cap);
+  h->spin = cfg.spin;
+  h->single_consumer = cfg.single_consumer ? 1 : 0;
+  for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
+    pthread_mutexattr_t a;
+    ::pthread_mutexattr_init(&a);
+    ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
+    ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
+    int e = ::pthread_mutex_init(m, &a);
+    ::pthread_mutexattr_destroy(&a);
+    if (e != 0) throw_errno("pthread_mutex_init(queue lock)", e);
+  }
+  const std::uint64_t start = make_word(cfg.start_position & ~std::uint64_t{7}, cfg.start_count, false);
+  h->tail.store(start, std::memory_order_relaxed);
+  h->head_cache.store(start, std::memory_order_relaxed);
+  h->data_seq.store(0, std::memory_order_relaxed);
+  h->fd_armed.store(0, std::memory_order_relaxed);
+  h->head.store(start, std::memory_order_relaxed);
+  h->tail_cache.store(start, std::memory_order_relaxed);
+  h->space_seq.store(0, std::memory_order_relaxed);
+  h->tasks.store(static_cast<std::uint32_t>(wcount(start) << 1), std::memory_order_relaxed);
+  // No other process can see the memory yet: it gets the memfd only later,
+  // through fork or SCM_RIGHTS, which order everything written here.
+  h->magic = magic_value;
+  r->load_constants();
+  return r;
+}
+
+std::shared_ptr<shm_ring> shm_ring::adopt(std::uint32_t mem_index, std::uint32_t ev_index,
+                                          std::uint64_t type_tag) {
+  unique_fd memfd(import_fd(mem_index));
+  unique_fd efd(import_fd(ev_index));
+  struct stat st {};
+  if (::fstat(memfd.get(), &st) != 0) throw_errno("fstat(queue memory)");
+  if (st.st_size < static_cast<off_t>(header_bytes + min_ring))
+    throw decode_error("queue: the descriptor received is not a queue's shared memory");
+  std::shared_ptr<shm_ring> r(new shm_ring());
+  r->map(memfd.release(), efd.release());
+  const header* h = r->hdr_;
+  auto size = static_cast<std::uint64_t>(st.st_size) - header_bytes;
+  if (h->magic != magic_value || h->version != version_value || h->ring_bytes != size ||
+      (size & (size - 1)) != 0 || h->max_record > size / 4 || h->max_record < 64)
+    throw decode_error("queue: the descriptor received is not a queue's shared memory");
+  if (h->type_tag != type_tag)
+    throw decode_error("queue: the queue received holds another type than the parameter it "
+                       "was passed to");
+  r->load_constants();
+  return r;
+}
+
+void shm_ring::map(int memfd, int efd) {
+  memfd_ = memfd;
+  efd_ = efd;
+  struct stat st {};
+  if (::fstat(memfd_, &st) != 0) throw_errno("fstat(queue memory)");
+  map_bytes_ = static_cast<std::size_t>(st.st_size);
+  void* p = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
+  if (p == MAP_FAILED) throw_errno("mmap(queue memory)");
+  hdr_ = static_cast<header*>(p);
+  ring_ = static_cast<std::byte*>(p) + header_bytes;
+}
+
+void shm_ring::load_constants() {
+  ring_bytes_ = hdr_->ring_bytes;
+  maxsize_ = hdr_->maxsize;
+  max_record_ = hdr_->max_record;
+  max_message_ = hdr_->max_message_size;
+  spin_ = hdr_->spin;
+  single_consumer_ = hdr_->single_consumer != 0;
+}
+
+shm_ring::~shm_ring() { close(); }
+
+void shm_ring::close() noexcept {
+  if (hdr_) ::munmap(hdr_, map_bytes_);
+  hdr_ = nullptr;
+  ring_ = nullptr;
+  if (memfd_ >= 0) ::close(memfd_);
+  if (efd_ >= 0) ::close(efd_);
+  memfd_ = efd_ = -1;
+}
+
+void shm_ring::check_open() const {
+  if (!hdr_) throw value_error("queue is closed");
+}
+
+#define ISOLA_RING_OPS                                                                      \
+  ring_ops ops {                                                                            \
+    hdr_, ring_, ring_bytes_, ring_bytes_ - 1, maxsize_, max_record_, max_message_, spin_, efd_, \
+        single_consumer_                                                                     \
+  }
+
+bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d) {
+  check_open();
+  std::uint64_t total = a.size() + b.size();
+  if (total > max_message_)
+    throw value_error("queue: a message of " + std::to_string(total) +
+                      " bytes exceeds max_message_size (" + std::to_string(max_message_) +
+                      "); nothing was put");
+  ISOLA_RING_OPS;
+  return ops.put(a, b, d);
+}
+
+bool shm_ring::get(ring_sink& sink, op_deadline d) {
+  check_open();
+  ISOLA_RING_OPS;
+  return ops.get(sink, d);
+}
+
+std::size_t shm_ring::qsize() const {
+  check_open();
+  std::uint64_t head = hdr_->head.load(std::memory_order_seq_cst);  // head first: see I2
+  std::uint64_t tail = hdr_->tail.load(std::memory_order_seq_cst);
+  return static_cast<std::size_t>(messages(tail, head));
+}
+
+bool shm_ring::empty() const { return qsize() == 0; }
+
+bool shm_ring::known_records() const noexcept {
+  if (!hdr_ || !single_consumer_) return false;
+  return wpos(hdr_->head.load(std::memory_order_relaxed)) !=
+         wpos(hdr_->tail_cache.load(std::memory_order_relaxed));
+}
+
+bool shm_ring::full() const {
+  check_open();
+  std::uint64_t head = hdr_->head.load(std::memory_order_seq_cst);
+  std::uint64_t tail = hdr_->tail.load(std::memory_order_seq_cst);
+  if (maxsize_ != 0 && messages(tail, head) >= maxsize_) return true;
+  return ring_bytes_ - used_bytes(tail, head) < rec_size(1);
+}
+
+std::size_t shm_ring::maxsize() const { return maxsize_; }
+std::size_t shm_ring::ring_bytes() const { return ring_bytes_; }
+std::size_t shm_ring::max_message_size() const { return max_message_; }
+
+bool shm_ring::ready_for_wait() {
+  if (!hdr_) return true;  // get() would not block: it throws value_error
+  ISOLA_RING_OPS;
+  if (ops.has_records()) return true;
+  std::uint64_t n;
+  while (::read(efd_, &n, sizeof n) > 0) {
+  }
+  hdr_->fd_armed.store(1, std::memory_order_seq_cst);
+  if (ops.has_records()) {
+    // We may have drained a wake-up meant for another waiter too: re-arm it.
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto w = ::write(efd_, &one, sizeof one);
+    return true;
+  }
+  return false;
+}
+
+void shm_ring::task_done() {
+  check_open();
+  auto& tasks = hdr_->tasks;
+  std::uint32_t w = tasks.load(std::memory_order_seq_cst);
+  // The consumers' copy of tail is a lower bound of the put count, on a line
+  // the consumer calling this most likely has in its cache; the real tail
+  // is read only when that bound is not enough.
+  std::uint64_t put = wcount(hdr_->tail_cache.load(std::memory_order_seq_cst));
+  for (;;) {
+    std::uint32_t done = w >> 1;
+    std::uint64_t left = (put - done) & count_mask;
+    if (left == 0) {
+      put = wcount(hdr_->tail.load(std::memory_order_seq_cst));
+      left = (put - done) & count_mask;
+      if (left == 0) throw value_error("task_done() called too many times");
+    }
+    // join() waits for zero: only the call that gets there wakes it, and
+    // the "a join() may sleep" bit stays set until then.
+    std::uint32_t keep = left > 1 ? (w & 1u) : 0u;
+    if (tasks.compare_exchange_weak(w, ((done + 1) << 1) | keep, std::memory_order_seq_cst)) {
+      if ((w & 1u) && !keep) futex_wake_all(&tasks);
+      return;
+    }
+  }
+}
+
+std::size_t shm_ring::unfinished_tasks() const {
+  check_open();
+  std::uint32_t w = hdr_->tasks.load(std::memory_order_seq_cst);  // done first: see I4
+  std::uint64_t put = wcount(hdr_->tail.load(std::memory_order_seq_cst));
+  return static_cast<std::size_t>((put - (w >> 1)) & count_mask);
+}
+
+bool shm_ring::join(op_deadline d) {
+  check_open();
+  ISOLA_RING_OPS;
+  auto none_left = [this] {
+    std::uint32_t w = hdr_->tasks.load(std::memory_order_seq_cst);
+    std::uint64_t put = wcount(hdr_->tail.load(std::memory_order_seq_cst));
+    return ((put - (w >> 1)) & count_mask) == 0;
+  };
+  // join's sleepers mark bit 0 of `tasks` like the other futex words.
+  return ops.wait_on(hdr_->tasks, none_left, ops.until_of(d));
+}
+
+#undef ISOLA_RING_OPS
+
+}  // namespace isola::detail

@@ -1,0 +1,128 @@
+// What the manager's client and server share: frame headers, the handshake's
+// constants and digests. Internal; never installed.
+//
+// Handshake (before it, nothing a peer sends is decoded; it is fixed-size):
+//   server -> client  "ISOLAMG1" + 32 random bytes S                (40 bytes)
+//   client -> server  HMAC(key, "isola-manager-client" + S)
+//                     + 32 random bytes C + the client's program identity (96)
+//   server -> client  "FAIL" and close, or
+//                     "OKAY" + HMAC(key, "isola-manager-server" + C)   (36)
+// after which both sides talk frames (isola/detail/manager_wire.hpp).
+#pragma once
+
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "isola/detail/manager_wire.hpp"
+#include "sys/sha256.hpp"
+
+namespace isola::detail {
+
+#pragma pack(push, 1)
+struct request_header {
+  std::uint32_t length;  // of everything after this field
+  std::uint64_t id;
+  std::uint8_t op;
+  std::uint8_t pad1;
+  std::uint16_t pad2;
+  std::uint32_t alen;
+  std::uint64_t object;
+  std::int64_t timeout_ns;
+};
+struct reply_header {
+  std::uint32_t length;
+  std::uint64_t id;
+  std::uint32_t status;
+};
+#pragma pack(pop)
+static_assert(sizeof(request_header) == 36);
+static_assert(sizeof(reply_header) == 16);
+
+inline constexpr std::size_t max_frame_payload = (std::size_t{1} << 30) - 64;
+inline constexpr char hello_magic[8] = {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'};
+inline constexpr std::size_t hello_size = 8 + 32;
+inline constexpr std::size_t response_size = 96;
+inline constexpr std::string_view client_label = "isola-manager-client";
+inline constexpr std::string_view server_label = "isola-manager-server";
+inline constexpr auto handshake_timeout = std::chrono::seconds(10);
+
+inline sha256_digest handshake_mac(const std::string& key, std::string_view label,
+                                   std::span<const std::uint8_t> challenge) {
+  std::string msg(label);
+  msg.append(reinterpret_cast<const char*>(challenge.data()), challenge.size());
+  return hmac_sha256(key, msg);
+}
+
+inline std::array<std::uint8_t, 32> random_challenge() {
+  std::array<std::uint8_t, 32> c{};
+  std::size_t got = 0;
+  while (got < c.size()) {
+    ssize_t r = ::getrandom(c.data() + got, c.size() - got, 0);
+    if (r > 0) got += static_cast<std::size_t>(r);
+  }
+  return c;
+}
+
+/// The sockaddr of an abstract AF_UNIX name; returns its length.
+inline socklen_t abstract_address(const std::string& name, sockaddr_un& sa) {
+  std::memset(&sa, 0, sizeof sa);
+  sa.sun_family = AF_UNIX;
+  std::size_t n = std::min(name.size(), sizeof sa.sun_path - 1);
+  std::memcpy(sa.sun_path + 1, name.data(), n);
+  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
+}
+
+inline const char* op_name(mgr_op op) {
+  switch (op) {
+    case mgr_op::create: return "create";
+    case mgr_op::shutdown: return "shutdown";
+    case mgr_op::serve: return "serve";
+    case mgr_op::stats: return "stats";
+    case mgr_op::d_get: return "dict get";
+    case mgr_op::d_set: return "dict set";
+    case mgr_op::d_erase: return "dict erase";
+    case mgr_op::d_contains: return "dict contains";
+    case mgr_op::d_size: return "dict size";
+    case mgr_op::d_keys: return "dict keys";
+    case mgr_op::d_items: return "dict items";
+    case mgr_op::d_values: return "dict values";
+    case mgr_op::d_clear: return "dict clear";
+    case mgr_op::d_apply: return "dict update";
+    case mgr_op::l_append: return "list append";
+    case mgr_op::l_get: return "list get";
+    case mgr_op::l_set: return "list set";
+    case mgr_op::l_size: return "list size";
+    case mgr_op::l_pop: return "list pop";
+    case mgr_op::l_items: return "list items";
+    case mgr_op::l_clear: return "list clear";
+    case mgr_op::q_put: return "queue put";
+    case mgr_op::q_get: return "queue get";
+    case mgr_op::q_size: return "queue qsize";
+    case mgr_op::q_full: return "queue full";
+    case mgr_op::k_acquire: return "lock acquire";
+    case mgr_op::k_release: return "lock release";
+    case mgr_op::e_set: return "event set";
+    case mgr_op::e_clear: return "event clear";
+    case mgr_op::e_is_set: return "event is_set";
+    case mgr_op::e_wait: return "event wait";
+    case mgr_op::v_load: return "value load";
+    case mgr_op::v_store: return "value store";
+    case mgr_op::v_apply: return "value update";
+  }
+  return "a request";
+}
+
+/// The manager process's entry point (runtime/src/manager_server.cpp).
+int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size);
+
+}  // namespace isola::detail

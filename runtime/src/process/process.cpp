@@ -1,0 +1,294 @@
+#include "isola/process.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+#include <typeinfo>
+
+#include "isola/detail/handle_transfer.hpp"
+#include "process/registry.hpp"
+
+namespace isola {
+
+using detail::g;
+using detail::process_state;
+
+namespace {
+
+process_state& checked(const std::shared_ptr<process_state>& s) {
+  if (!s) throw process_error("this process object was moved from");
+  return *s;
+}
+
+void require_open(const process_state& s) {
+  if (s.ph == process_state::phase::closed) throw value_error("process object is closed");
+}
+
+void require_started_child(const process_state& s, const char* what) {
+  require_open(s);
+  if (s.ph != process_state::phase::started)
+    throw process_error(std::string("can only ") + what + " a started process");
+  if (s.owner != ::getpid()) throw process_error(std::string("can only ") + what + " a child process");
+}
+
+void flush_std_streams() {
+  std::cout.flush();
+  std::cerr.flush();
+  std::fflush(nullptr);
+}
+
+int thread_count() {
+  // Each thread is a directory under /proc/self/task: st_nlink = 2 + threads.
+  // One stat() instead of parsing /proc/self/stat keeps fork start cheap.
+  struct stat st {};
+  if (::stat("/proc/self/task", &st) != 0) return 1;
+  return static_cast<int>(st.st_nlink) - 2;
+}
+
+}  // namespace
+
+process::process() : process(process_options{}) {}
+
+process::process(process_options opts) : state_(std::make_shared<process_state>()) {
+  auto& gl = g();
+  auto& s = *state_;
+  {
+    std::lock_guard lk(gl.m);
+    s.identity = gl.identity;
+    s.identity.push_back(++gl.counter);
+  }
+  if (opts.name.empty()) {
+    s.name = "process-";
+    for (std::size_t i = 0; i < s.identity.size(); ++i)
+      s.name += (i ? ":" : "") + std::to_string(s.identity[i]);
+  } else {
+    s.name = std::move(opts.name);
+  }
+  s.daemon = opts.daemon.value_or(current_process().daemon);
+  s.method = opts.method;
+}
+
+process::~process() {
+  if (!state_) return;
+  try {
+    auto& s = *state_;
+    if (s.ph == process_state::phase::started && s.owner == ::getpid() && s.try_reap()) {
+      auto& gl = g();
+      std::lock_guard lk(gl.m);
+      std::erase(gl.children, state_);
+    }
+  } catch (...) {
+  }
+}
+
+process::process(process&&) noexcept = default;
+process& process::operator=(process&&) noexcept = default;
+
+void process::run() {
+  if (spec_.run) target_exitcode_ = spec_.run();
+}
+
+int process::run_in_child() {
+  run();
+  return target_exitcode_;
+}
+
+void process::start() {
+  auto& s = checked(state_);
+  require_open(s);
+  if (s.ph != process_state::phase::initial) throw process_error("cannot start a process twice");
+  if (current_process().daemon)
+    throw process_error("daemonic processes are not allowed to have children");
+  auto& gl = g();
+  auto method = s.method.value_or(get_start_method());
+
+  detail::child_payload payload;
+  detail::fd_export_scope handles;  // descriptors of handles among the arguments
+  if (method != start_method::fork) {
+    if (typeid(*this) != typeid(process))
+      throw start_method_error(
+          "a process subclass that overrides run() needs the fork start method: the child "
+          "runs the object's memory, which forkserver and spawn do not copy; pass a function "
+          "target instead to use " + std::string(to_string(method)));
+    if (!spec_.empty()) {
+      if (!spec_.portable)
+        throw start_method_error("cannot start " + s.name + " with " +
+                                 std::string(to_string(method)) + ": " +
+                                 spec_.not_portable_reason);
+      auto call = spec_.portable();
+      payload.has_call = true;
+      payload.trampoline = detail::to_code_ref(reinterpret_cast<const void*>(call.trampoline));
+      if (call.target) {
+        payload.has_target = true;
+        payload.target = detail::to_code_ref(call.target);
+      }
+      payload.args = std::move(call.args);
+    }
+    payload.who = detail::identity_for_child(s);
+  }
+
+  detail::ensure_atexit();
+  {
+    std::lock_guard lk(gl.m);
+    detail::reap_registry_locked();
+  }
+  flush_std_streams();
+
+  switch (method) {
+    case start_method::fork: {
+      if (!gl.warned_threads.load() && thread_count() > 1 && !gl.warned_threads.exchange(true)) {
+        get_logger().warning("this process (pid=" + std::to_string(::getpid()) +
+                             ") is multi-threaded, use of fork() may lead to deadlocks in "
+                             "the child; consider the forkserver or spawn start method");
+      }
+      auto who = detail::identity_for_child(s);
+      // Scanning the arguments encodes them: only worth it if a handle exists.
+      std::vector<int> keep = spec_.handle_fds && detail::any_registered_handles()
+                                  ? spec_.handle_fds()
+                                  : std::vector<int>{};
+      gl.m.lock();  // nobody changes the registry while we copy it
+      pid_t parent = ::getpid();
+      pid_t pid = ::fork();
+      if (pid == 0) {
+        detail::die_with_parent(parent);
+        detail::forget_parent_state_after_fork(true);
+        detail::close_handles_except(keep);  // only the handles it was given
+        detail::child_main(who, [this] { return run_in_child(); });
+      }
+      int err = errno;
+      gl.m.unlock();
+      if (pid < 0) detail::throw_errno("fork", err);
+      s.pid = pid;
+      s.pidfd.reset(detail::pidfd_open(pid));
+      break;
+    }
+    case start_method::spawn:
+      detail::launch_spawn(s, payload, handles.fds());
+      break;
+    case start_method::forkserver:
+      detail::launch_forkserver(s, payload, handles.fds());
+      break;
+  }
+  s.owner = ::getpid();
+  s.ph = process_state::phase::started;
+  // As Python's start(): the parent is done with the target and arguments.
+  // Dropping them closes the parent's copies of handles moved in as
+  // arguments, so that e.g. the reader sees EOF once the child closes its end.
+  spec_ = {};
+  std::lock_guard lk(gl.m);
+  gl.children.push_back(state_);
+}
+
+void process::join() {
+  auto& s = checked(state_);
+  require_started_child(s, "join");
+  s.wait(std::nullopt);
+}
+
+bool process::join(duration t) {
+  auto& s = checked(state_);
+  require_started_child(s, "join");
+  auto deadline = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(t);
+  return s.wait(deadline);
+}
+
+bool process::is_alive() const {
+  auto& s = checked(state_);
+  require_open(s);
+  if (s.ph != process_state::phase::started) return false;
+  if (s.owner != ::getpid()) throw process_error("can only test a child process");
+  return !s.try_reap();
+}
+
+void process::terminate() {
+  auto& s = checked(state_);
+  require_started_child(s, "terminate");
+  if (!s.try_reap()) detail::pidfd_signal(s.pidfd.get(), SIGTERM);
+}
+
+void process::kill() {
+  auto& s = checked(state_);
+  require_started_child(s, "kill");
+  if (!s.try_reap()) detail::pidfd_signal(s.pidfd.get(), SIGKILL);
+}
+
+void process::close() {
+  auto& s = checked(state_);
+  if (s.ph == process_state::phase::closed) return;
+  if (s.ph == process_state::phase::started) {
+    if (s.owner == ::getpid() && !s.try_reap())
+      throw process_error(
+          "cannot close a process while it is still running; join() or terminate() it first");
+    auto& gl = g();
+    std::lock_guard lk(gl.m);
+    std::erase(gl.children, state_);
+  }
+  std::lock_guard lk(s.m);
+  s.pidfd.reset();
+  s.status_fd.reset();
+  s.ph = process_state::phase::closed;
+}
+
+std::optional<int> process::exitcode() const {
+  auto& s = checked(state_);
+  if (s.ph == process_state::phase::started && s.owner == ::getpid()) s.try_reap();
+  std::lock_guard lk(s.m);
+  return s.exitcode;
+}
+
+int process::pid() const {
+  auto& s = checked(state_);
+  require_open(s);
+  return s.pid;
+}
+
+int process::sentinel() const {
+  auto& s = checked(state_);
+  require_open(s);
+  if (s.ph != process_state::phase::started) throw process_error("process not started");
+  return s.pidfd.get();
+}
+
+const std::string& process::name() const { return checked(state_).name; }
+void process::name(std::string n) { checked(state_).name = std::move(n); }
+bool process::daemon() const { return checked(state_).daemon; }
+void process::daemon(bool d) {
+  auto& s = checked(state_);
+  require_open(s);
+  if (s.ph != process_state::phase::initial) throw process_error("process has already started");
+  s.daemon = d;
+}
+
+process_info current_process() {
+  auto& gl = g();
+  std::lock_guard lk(gl.m);
+  auto info = gl.self;
+  info.pid = ::getpid();
+  return info;
+}
+
+std::optional<process_info> parent_process() {
+  auto& gl = g();
+  std::lock_guard lk(gl.m);
+  return gl.parent;
+}
+
+std::vector<process_info> active_children() {
+  auto& gl = g();
+  std::lock_guard lk(gl.m);
+  detail::reap_registry_locked();
+  std::vector<process_info> out;
+  for (auto& c : gl.children) out.push_back({c->name, c->pid, c->daemon});
+  return out;
+}
+
+unsigned cpu_count() {
+  long n = ::sysconf(_SC_NPROCESSORS_ONLN);
+  return n > 0 ? static_cast<unsigned>(n) : 1u;
+}
+
+}  // namespace isola
