@@ -130,7 +130,7 @@ class barrier {
     }
   }
   barrier(unsigned parties, fn_t fn, std::function<void()> action, std::optional<duration> timeout);
-  std::size_t wait_impl(const detail::sync_deadline& d);
+  std::size_t wait_impl(const detail::deadline& d);
   void adopt(std::uint32_t index, fn_t fn, bool closure);
   void run_action();
   detail::sync_segment& segment() const;

@@ -83,10 +83,10 @@ class condition {
   }
 
   /// Releases the lock, waits for a notify, takes the lock back.
-  void wait() { wait_impl(detail::sync_deadline::forever()); }
+  void wait() { wait_impl(detail::deadline::forever()); }
   /// The same, giving up after timeout: whether it was notified. The lock is
   /// held again when it returns either way.
-  bool wait(duration timeout) { return wait_impl(detail::sync_deadline::after(timeout)); }
+  bool wait(duration timeout) { return wait_impl(detail::deadline::after(timeout)); }
   /// Waits until pred() holds; returns true (Python: wait_for(predicate)).
   template <class Pred>
   bool wait_for(Pred pred) {
@@ -97,7 +97,7 @@ class condition {
   /// wait); returns pred()'s last value.
   template <class Pred>
   bool wait_for(Pred pred, duration timeout) {
-    const auto d = detail::sync_deadline::after(timeout);
+    const auto d = detail::deadline::after(timeout);
     for (;;) {
       if (pred()) return true;
       if (d.expired()) return false;
@@ -127,7 +127,7 @@ class condition {
 
  private:
   explicit condition(detail::lock_base l);
-  bool wait_impl(const detail::sync_deadline& d);
+  bool wait_impl(const detail::deadline& d);
   void adopt(std::uint32_t index, detail::lock_base l);
   detail::sync_segment& segment() const;
   detail::condition_cell& cell() const;

@@ -75,7 +75,7 @@ class event {
   }
 
  private:
-  bool wait_impl(const detail::sync_deadline& d);
+  bool wait_impl(const detail::deadline& d);
   void adopt(std::uint32_t index);
   detail::sync_segment& segment() const;
   detail::event_cell& cell() const;

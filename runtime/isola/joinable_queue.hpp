@@ -38,9 +38,9 @@ class joinable_queue : public queue<T> {
   /// Marks one task taken from the queue as finished.
   void task_done() { this->ring().task_done(); }
   /// Waits until every message put has been marked done.
-  void join() { this->ring().join(detail::op_deadline::block()); }
+  void join() { this->ring().join(detail::deadline::forever()); }
   /// Waits at most timeout; returns whether every task was done.
-  bool join(duration timeout) { return this->ring().join(detail::op_deadline::after(timeout)); }
+  bool join(duration timeout) { return this->ring().join(detail::deadline::after(timeout)); }
   /// Messages put and not yet marked done (taken or not).
   std::size_t unfinished_tasks() const { return this->ring().unfinished_tasks(); }
 };

@@ -112,7 +112,7 @@ class lock_base {
   bool try_lock() { return try_acquire(); }
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    auto st = take(sync_deadline::after_clamped(timeout));
+    auto st = take(deadline::after_clamped(timeout));
     if (st == lock_status::owner_died) throw_owner_died();
     return st == lock_status::acquired;
   }
@@ -157,13 +157,13 @@ class lock_base {
   /// Releases the lock all the way; returns the depth it had.
   unsigned release_all();
   /// Takes it back to that depth.
-  lock_status reacquire(unsigned depth, const sync_deadline& d);
+  lock_status reacquire(unsigned depth, const deadline& d);
 
  protected:
   lock_base(bool recursive, const char* memfd_name);
   /// expect: 0 a plain lock, 1 an rlock, -1 either.
   void adopt(std::uint32_t index, std::uint64_t offset, int expect);
-  lock_status take(const sync_deadline& d);
+  lock_status take(const deadline& d);
   [[noreturn]] static void throw_empty();
   [[noreturn]] static void throw_owner_died();
   sync_segment& segment() const;

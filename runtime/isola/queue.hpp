@@ -110,34 +110,34 @@ class queue {
   ~queue() = default;
 
   /// Puts v, waiting while the queue is full.
-  void put(const T& v) { put_impl(v, detail::op_deadline::block()); }
+  void put(const T& v) { put_impl(v, detail::deadline::forever()); }
   /// Puts v, waiting at most timeout; queue_full if still full then.
   void put(const T& v, duration timeout) {
-    if (!put_impl(v, detail::op_deadline::after(timeout))) throw_full();
+    if (!put_impl(v, detail::deadline::after(timeout))) throw_full();
   }
   /// Puts v if there is room now; queue_full otherwise.
   void put_nowait(const T& v) {
-    if (!put_impl(v, detail::op_deadline::nowait())) throw_full();
+    if (!put_impl(v, detail::deadline::now())) throw_full();
   }
   /// Puts v if there is room now; returns whether it did.
-  bool try_put(const T& v) { return put_impl(v, detail::op_deadline::nowait()); }
+  bool try_put(const T& v) { return put_impl(v, detail::deadline::now()); }
 
   /// Takes the next message, waiting while the queue is empty.
-  T get() { return std::move(*get_impl(detail::op_deadline::block())); }
+  T get() { return std::move(*get_impl(detail::deadline::forever())); }
   /// Takes the next message, waiting at most timeout; queue_empty if none came.
   T get(duration timeout) {
-    auto v = get_impl(detail::op_deadline::after(timeout));
+    auto v = get_impl(detail::deadline::after(timeout));
     if (!v) throw_empty();
     return std::move(*v);
   }
   /// Takes the next message if there is one now; queue_empty otherwise.
   T get_nowait() {
-    auto v = get_impl(detail::op_deadline::nowait());
+    auto v = get_impl(detail::deadline::now());
     if (!v) throw_empty();
     return std::move(*v);
   }
   /// Takes the next message if there is one now.
-  std::optional<T> try_get() { return get_impl(detail::op_deadline::nowait()); }
+  std::optional<T> try_get() { return get_impl(detail::deadline::now()); }
 
   /// get(), into out, reusing its memory: a std::vector or std::basic_string
   /// of arithmetic elements keeps its capacity (cleared, reallocated only if
@@ -149,13 +149,13 @@ class queue {
   /// timeout leaves it untouched, unless a message had begun arriving and
   /// was then aborted by its dying producer (out is then empty). If decoding
   /// throws, out holds an unspecified valid value.
-  void get_into(T& out) { get_into_impl(out, detail::op_deadline::block()); }
+  void get_into(T& out) { get_into_impl(out, detail::deadline::forever()); }
   /// get(timeout) into out; queue_empty if no message came in time.
   void get_into(T& out, duration timeout) {
-    if (!get_into_impl(out, detail::op_deadline::after(timeout))) throw_empty();
+    if (!get_into_impl(out, detail::deadline::after(timeout))) throw_empty();
   }
   /// try_get() into out: whether a message was taken.
-  bool try_get_into(T& out) { return get_into_impl(out, detail::op_deadline::nowait()); }
+  bool try_get_into(T& out) { return get_into_impl(out, detail::deadline::now()); }
 
   /// Messages in the queue (exact, but others may change it at any moment).
   std::size_t qsize() const { return ring().qsize(); }
@@ -215,7 +215,7 @@ class queue {
   }
 
  private:
-  bool put_impl(const T& v, detail::op_deadline d) {
+  bool put_impl(const T& v, detail::deadline d) {
     auto& r = ring();
     detail::put_parts parts = detail::queue_encode(v);
     bool ok = r.put(parts.head(), parts.body, d);
@@ -225,14 +225,14 @@ class queue {
     return ok;
   }
 
-  std::optional<T> get_impl(detail::op_deadline d) {
+  std::optional<T> get_impl(detail::deadline d) {
     auto& r = ring();
     detail::queue_sink<T> sink;
     if (!r.get(sink, d)) return std::nullopt;
     return std::move(sink.value);
   }
 
-  bool get_into_impl(T& out, detail::op_deadline d) {
+  bool get_into_impl(T& out, detail::deadline d) {
     auto& r = ring();
     detail::queue_sink<T> sink(out);
     return r.get(sink, d);

@@ -72,7 +72,7 @@ class semaphore {
   bool try_lock() { return try_acquire(); }
   template <class Rep, class Period>
   bool try_lock_for(const std::chrono::duration<Rep, Period>& timeout) {
-    return take(detail::sync_deadline::after_clamped(timeout));
+    return take(detail::deadline::after_clamped(timeout));
   }
   template <class Clock, class Dur>
   bool try_lock_until(const std::chrono::time_point<Clock, Dur>& t) {
@@ -96,7 +96,7 @@ class semaphore {
   void adopt(std::uint32_t index, bool must_be_bounded);
 
  private:
-  bool take(const detail::sync_deadline& d);
+  bool take(const detail::deadline& d);
   detail::sync_segment& segment() const;
   detail::semaphore_cell& cell() const;
 

@@ -14,7 +14,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sys/sha256.hpp"
+#include "sys/crypto.hpp"
 #include <isola/manager.hpp>
 #include <isola/process.hpp>
 #include <isola/queue.hpp>

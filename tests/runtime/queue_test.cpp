@@ -237,11 +237,11 @@ BOOST_AUTO_TEST_CASE(positions_and_counts_wrap_around_without_losing_track, *utf
   auto ring = d::shm_ring::create(cfg);
   auto put = [&](const std::string& s) {
     auto parts = d::queue_encode(s);
-    return ring->put(parts.head(), parts.body, d::op_deadline::nowait());
+    return ring->put(parts.head(), parts.body, d::deadline::now());
   };
   auto get = [&]() -> std::optional<std::string> {
     d::queue_sink<std::string> sink;
-    if (!ring->get(sink, d::op_deadline::nowait())) return std::nullopt;
+    if (!ring->get(sink, d::deadline::now())) return std::nullopt;
     return sink.value;
   };
   bool ok = true;

@@ -23,32 +23,15 @@ constexpr std::size_t max_control_packet = 64 * 1024;
 inline std::optional<std::size_t> recv_packet(int sock, bytes& buf, std::vector<int>& fds,
                                               bool dontwait) {
   if (buf.size() < max_control_packet) buf.resize(max_control_packet);
-  msghdr msg{};
-  iovec iov{buf.data(), buf.size()};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof control;
-  ssize_t r;
-  do r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC | (dontwait ? MSG_DONTWAIT : 0));
-  while (r < 0 && errno == EINTR);
+  bool truncated = false;
+  ssize_t r = recv_fds_once(sock, std::span(buf.data(), buf.size()), fds,
+                            dontwait ? MSG_DONTWAIT : 0, &truncated);
   if (r < 0) {
-    if (errno == EAGAIN || errno == EWOULDBLOCK) return std::nullopt;
-    if (errno == ECONNRESET) return 0;
-    throw_errno("recvmsg (control channel)");
+    if (r == -EAGAIN || r == -EWOULDBLOCK) return std::nullopt;
+    if (r == -ECONNRESET) return 0;
+    throw_errno("recvmsg (control channel)", static_cast<int>(-r));
   }
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < n; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        fds.push_back(fd);
-      }
-    }
-  }
-  if (msg.msg_flags & MSG_TRUNC) throw decode_error("control channel: an oversize packet");
+  if (truncated) throw decode_error("control channel: an oversize packet");
   return static_cast<std::size_t>(r);
 }
 

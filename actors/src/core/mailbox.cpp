@@ -347,9 +347,9 @@ void throw_reply_type(std::uint64_t expected, const std::string& expected_name, 
 
 bool put_envelope(peer& p, const envelope_header& h, std::span<const std::byte> payload) {
   // Room at once (the common case): no deadline to compute.
-  if (p.ring->put(header_bytes(h), payload, op_deadline::nowait())) return true;
+  if (p.ring->put(header_bytes(h), payload, deadline::now())) return true;
   for (;;) {
-    if (p.ring->put(header_bytes(h), payload, op_deadline{wait_mode::timed, clock::now() + slice}))
+    if (p.ring->put(header_bytes(h), payload, deadline::at_time(clock::now() + slice)))
       return true;
     if (p.dead()) return false;
   }
@@ -379,7 +379,7 @@ bool inbox::read_one(time_point until) {
   envelope_sink sink(e);
   bool got = false;
   try {
-    got = ring_->get(sink, op_deadline{wait_mode::timed, until});
+    got = ring_->get(sink, deadline::at_time(until));
   } catch (const decode_error& ex) {
     get_logger().error(std::string("mailbox: dropped a malformed envelope: ") + ex.what());
     return true;
@@ -395,7 +395,7 @@ int inbox::read_for_loop(envelope& out, std::optional<time_point> until) {
   envelope_sink sink(out);
   bool got = false;
   try {
-    got = ring_->get(sink, until ? op_deadline{wait_mode::timed, *until} : op_deadline::nowait());
+    got = ring_->get(sink, until ? deadline::at_time(*until) : deadline::now());
   } catch (const decode_error& ex) {
     get_logger().error(std::string("mailbox: dropped a malformed envelope: ") + ex.what());
     return 0;
@@ -653,7 +653,7 @@ post_result try_post(std::uint64_t target, env_kind kind, std::uint64_t ref, std
   h.sender = c.self_id();
   h.ref = ref;
   h.tag = tag;
-  return p.ring->put(header_bytes(h), payload, op_deadline::nowait()) ? post_result::ok
+  return p.ring->put(header_bytes(h), payload, deadline::now()) ? post_result::ok
                                                                       : post_result::full;
 }
 

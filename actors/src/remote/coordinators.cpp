@@ -17,18 +17,13 @@
 
 #include "isola/detail/coordination.hpp"
 #include "isola/response_promise.hpp"
+#include "sys/random.hpp"
 
 namespace isola::detail::coord {
 
 namespace {
 
-std::uint64_t random_u64() {
-  std::uint64_t v = 0;
-  if (::getrandom(&v, sizeof v, 0) != static_cast<ssize_t>(sizeof v))
-    v = static_cast<std::uint64_t>(::getpid()) * 0x9e3779b97f4a7c15ull ^
-        static_cast<std::uint64_t>(clock::now().time_since_epoch().count());
-  return v;
-}
+std::uint64_t random_u64() { return random_value<std::uint64_t>(); }
 
 /// Monitors each requester once: its death reaches the behavior as a down.
 class watcher {

@@ -43,7 +43,7 @@
 
 #include "core/mailbox.hpp"
 #include "isola/detail/manager_wire.hpp"
-#include "sys/sha256.hpp"
+#include "sys/crypto.hpp"
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
 #include "root/registry.hpp"

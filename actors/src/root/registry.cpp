@@ -437,7 +437,7 @@ class node final : public context {
     h.tag = tag;
     std::span<const std::byte> hb(reinterpret_cast<const std::byte*>(&h), sizeof h);
     try {
-      if (t->ring->put(hb, payload, op_deadline::nowait())) return;
+      if (t->ring->put(hb, payload, deadline::now())) return;
     } catch (const std::exception& ex) {
       get_logger().warning(std::string("isola: could not post a notice: ") + ex.what());
       return;
@@ -728,7 +728,7 @@ class node final : public context {
       h.kind = static_cast<std::uint8_t>(env_kind::stop);
       try {
         e->ring->put({reinterpret_cast<const std::byte*>(&h), sizeof h}, {},
-                     op_deadline{wait_mode::timed, clock::now() + std::chrono::seconds(1)});
+                     deadline::at_time(clock::now() + std::chrono::seconds(1)));
       } catch (...) {
       }
     }

@@ -16,20 +16,9 @@
 #include <memory>
 #include <span>
 
+#include "isola/detail/deadline.hpp"
+
 namespace isola::detail {
-
-/// How a put or get may wait.
-enum class wait_mode : std::uint8_t { block, timed, nowait };
-
-struct op_deadline {
-  wait_mode mode = wait_mode::block;
-  std::chrono::steady_clock::time_point at{};
-  static op_deadline block() { return {}; }
-  static op_deadline nowait() { return {wait_mode::nowait, {}}; }
-  /// Throws value_error for a negative or NaN timeout; a timeout too large
-  /// for the clock blocks.
-  static op_deadline after(std::chrono::duration<double> timeout);
-};
 
 /// Receives one message from the ring, piece by piece, in the consumer that
 /// holds the ring's get lock. Any member may throw; the ring then consumes
@@ -94,10 +83,10 @@ class shm_ring {
   /// Appends one message made of the bytes of a then b. Returns false if the
   /// queue stayed full until the deadline (or at once, for nowait). Throws
   /// value_error if closed or larger than max_message_size.
-  bool put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d);
+  bool put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d);
   /// Delivers the next message to sink. Returns false if none arrived by the
   /// deadline. Throws value_error if closed, and whatever the sink threw.
-  bool get(ring_sink& sink, op_deadline d);
+  bool get(ring_sink& sink, deadline d);
 
   std::size_t qsize() const;
   bool empty() const;
@@ -119,7 +108,7 @@ class shm_ring {
 
   /// joinable_queue accounting: messages put minus task_done() calls.
   void task_done();
-  bool join(op_deadline d);
+  bool join(deadline d);
   std::size_t unfinished_tasks() const;
 
   /// Unmaps and closes the descriptors in this process. Not to be called

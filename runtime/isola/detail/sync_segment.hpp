@@ -20,6 +20,8 @@
 #include <cstdint>
 #include <memory>
 
+#include "isola/detail/deadline.hpp"
+
 namespace isola::detail {
 
 /// What a segment holds (checked when a child adopts one).
@@ -51,23 +53,6 @@ struct sync_header {
   std::uint64_t reserved[7];
 };
 static_assert(sizeof(sync_header) == 128);
-
-/// A deadline computed once from a timeout: every blocking call's three forms
-/// (untimed, duration, non-blocking) become one of these.
-struct sync_deadline {
-  enum mode_t : std::uint8_t { block, timed, nowait };
-  mode_t mode = block;
-  std::chrono::steady_clock::time_point at{};
-
-  static sync_deadline forever() noexcept { return {}; }
-  static sync_deadline now() noexcept { return {nowait, {}}; }
-  /// Throws value_error for a negative or NaN timeout; a timeout too large for
-  /// the clock (more than ~100 years) blocks.
-  static sync_deadline after(std::chrono::duration<double> timeout);
-  /// For try_lock_for/try_lock_until (std semantics): a timeout <= 0 is a try.
-  static sync_deadline after_clamped(std::chrono::duration<double> timeout) noexcept;
-  bool expired() const noexcept;
-};
 
 /// A memfd mapped in this process.
 class sync_segment {

@@ -175,7 +175,6 @@ void connection::send_raw(std::span<const std::byte> a, std::span<const std::byt
   iovec* cur = iov;
   int n = b.empty() ? 1 : 2;
   bool with_fd = pass_fd >= 0;
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
   while (n > 0) {
     if (!socket_) {
       ssize_t r = n == 1 ? ::write(fd_, cur->iov_base, cur->iov_len) : ::writev(fd_, cur, n);
@@ -198,25 +197,16 @@ void connection::send_raw(std::span<const std::byte> a, std::span<const std::byt
       }
       continue;
     }
-    msghdr msg{};
-    msg.msg_iov = cur;
-    msg.msg_iovlen = static_cast<std::size_t>(n);
-    if (with_fd) {  // the descriptor rides on the first byte of the frame
-      msg.msg_control = control;
-      msg.msg_controllen = sizeof control;
-      cmsghdr* c = CMSG_FIRSTHDR(&msg);
-      c->cmsg_level = SOL_SOCKET;
-      c->cmsg_type = SCM_RIGHTS;
-      c->cmsg_len = CMSG_LEN(sizeof(int));
-      std::memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
-    }
-    ssize_t r = ::sendmsg(fd_, &msg, MSG_NOSIGNAL);
+    // The descriptor rides on the first byte of the frame.
+    const int one_fd[1] = {pass_fd};
+    ssize_t r = detail::send_fds_once(fd_, std::span<const iovec>(cur, static_cast<std::size_t>(n)),
+                                      with_fd ? std::span<const int>(one_fd) : std::span<const int>());
     if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EPIPE || errno == ECONNRESET)
-        throw os_error(errno, "send: the other end of the pipe is closed (" +
-                                  std::string(std::strerror(errno)) + ")");
-      detail::throw_errno("send");
+      const int err = static_cast<int>(-r);
+      if (err == EPIPE || err == ECONNRESET)
+        throw os_error(err, "send: the other end of the pipe is closed (" +
+                                std::string(std::strerror(err)) + ")");
+      detail::throw_errno("send", err);
     }
     with_fd = false;
     auto sent = static_cast<std::size_t>(r);
@@ -335,34 +325,16 @@ bool connection::fill() {
       return true;
     }
   }
-  iovec iov{rbuf_.data() + rend_, rbuf_.size() - rend_};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
-  for (;;) {
-    msghdr msg{};
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
-    msg.msg_control = control;
-    msg.msg_controllen = sizeof control;
-    ssize_t r = ::recvmsg(fd_, &msg, MSG_CMSG_CLOEXEC);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      if (errno == ECONNRESET) return false;
-      detail::throw_errno("recv");
-    }
-    for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-        std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-        for (std::size_t i = 0; i < n; ++i) {
-          int fd;
-          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-          received_fds_.push_back(fd);
-        }
-      }
-    }
-    if (r == 0) return false;
-    rend_ += static_cast<std::size_t>(r);
-    return true;
+  std::vector<int> fds;  // allocates only when descriptors came
+  ssize_t r = detail::recv_fds_once(fd_, std::span(rbuf_.data() + rend_, rbuf_.size() - rend_), fds);
+  received_fds_.insert(received_fds_.end(), fds.begin(), fds.end());
+  if (r < 0) {
+    if (r == -ECONNRESET) return false;
+    detail::throw_errno("recv", static_cast<int>(-r));
   }
+  if (r == 0) return false;
+  rend_ += static_cast<std::size_t>(r);
+  return true;
 }
 
 frame_header connection::read_header(bool& trailed) {

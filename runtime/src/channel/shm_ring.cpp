@@ -113,6 +113,7 @@
 
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/error.hpp"
+#include "sys/futex.hpp"
 #include "sys/os.hpp"
 
 namespace isola::detail {
@@ -174,62 +175,6 @@ constexpr auto producer_check_slice = std::chrono::milliseconds(20);
 // How long a non-blocking or timed operation waits, past its deadline, for
 // another process's put or get (which holds its lock for a copy) to finish.
 constexpr auto lock_grace = std::chrono::milliseconds(10);
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
-
-timespec to_timespec(clock::time_point t) {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  if (ns < 0) ns = 0;
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-  ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-  return ts;
-}
-
-// Sleeps while *word == expected, until woken or `until` (steady clock, which
-// is CLOCK_MONOTONIC: FUTEX_WAIT_BITSET takes it as an absolute time).
-void futex_wait(std::atomic<std::uint32_t>* word, std::uint32_t expected, clock::time_point until) {
-  timespec ts = to_timespec(until);
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected, &ts,
-            nullptr, FUTEX_BITSET_MATCH_ANY);
-}
-
-void futex_wake_all(std::atomic<std::uint32_t>* word) {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, INT_MAX, nullptr,
-            nullptr, 0);
-}
-
-// pthread_mutex_clocklock(CLOCK_MONOTONIC) until `until`.
-#if defined(__SANITIZE_THREAD__)
-#define ISOLA_TSAN 1
-#elif defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define ISOLA_TSAN 1
-#endif
-#endif
-
-int timed_lock(pthread_mutex_t* m, clock::time_point until) {
-#if defined(ISOLA_TSAN)
-  // ThreadSanitizer (GCC 12) intercepts pthread_mutex_timedlock but not
-  // clocklock, and would report every unlock after one as a bad unlock. The
-  // realtime clock is good enough for a sanitizer build.
-  auto left = until - clock::now();
-  auto at = std::chrono::system_clock::now() +
-            std::chrono::duration_cast<std::chrono::system_clock::duration>(left);
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(at.time_since_epoch()).count();
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  return ::pthread_mutex_timedlock(m, &ts);
-#else
-  timespec ts = to_timespec(until);
-  return ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-#endif
-}
 
 // After a commit: wake the sleepers on word, if any said they might sleep.
 void wake_if_waiting(std::atomic<std::uint32_t>& word) {
@@ -413,17 +358,17 @@ struct ring_ops {
   // give up at once / at the deadline then, and otherwise wait lock_grace at
   // most for the holder's copy to finish.
   template <class Streaming>
-  bool lock(pthread_mutex_t* m, op_deadline d, Streaming streaming, bool put_side) const {
+  bool lock(pthread_mutex_t* m, deadline d, Streaming streaming, bool put_side) const {
     int r = ::pthread_mutex_trylock(m);
     if (r == EBUSY) {
-      if (d.mode == wait_mode::block) {
+      if (d.mode == deadline::block) {
         r = ::pthread_mutex_lock(m);
       } else {
         bool long_hold = streaming();
-        if (long_hold && d.mode == wait_mode::nowait) return false;
+        if (long_hold && d.mode == deadline::nowait) return false;
         auto until = clock::now() + lock_grace;
-        if (d.mode == wait_mode::timed) until = long_hold ? d.at : std::max(d.at, until);
-        r = timed_lock(m, until);
+        if (d.mode == deadline::timed) until = long_hold ? d.at : std::max(d.at, until);
+        r = lock_mutex_until(m, until);
         if (r == ETIMEDOUT) return false;
       }
     }
@@ -437,12 +382,12 @@ struct ring_ops {
     return true;
   }
 
-  bool lock_put(op_deadline d) const {
+  bool lock_put(deadline d) const {
     return lock(
         &h->put_lock, d, [this] { return win_msg(h->tail.load(std::memory_order_relaxed)); }, true);
   }
   // A single-consumer ring (a mailbox) has nobody to exclude on the get side.
-  bool lock_get(op_deadline d) const {
+  bool lock_get(deadline d) const {
     if (single_consumer) return true;
     return lock(
         &h->get_lock, d, [this] { return win_msg(h->head.load(std::memory_order_relaxed)); },
@@ -482,20 +427,14 @@ struct ring_ops {
       if (until && now >= *until) return false;
       auto wake = now + wake_slice;
       if (until && *until < wake) wake = *until;
-      futex_wait(&word, s, wake);
+      futex_wait_until(&word, s, &wake);
       if (cond()) return true;
     }
   }
 
-  std::optional<clock::time_point> until_of(op_deadline d) const {
-    if (d.mode == wait_mode::block) return std::nullopt;
-    if (d.mode == wait_mode::nowait) return clock::time_point::min();
-    return d.at;
-  }
-
   // --- put -------------------------------------------------------------------
 
-  bool put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d) const {
+  bool put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d) const {
     const std::uint64_t total = a.size() + b.size();
     const bool whole = rec_size(total) <= max_record;
     // What must be free before the message starts: its record, or its first
@@ -504,7 +443,7 @@ struct ring_ops {
     std::uint64_t need;
     if (whole) {
       need = rec_size(total);
-    } else if (d.mode == wait_mode::nowait) {
+    } else if (d.mode == deadline::nowait) {
       std::uint64_t chunk = max_record - 16;
       need = total + 8 + 16 * (total / chunk + 2) + 8;
     } else {
@@ -515,14 +454,14 @@ struct ring_ops {
       std::uint64_t t = h->tail.load(std::memory_order_relaxed);
       if (room(t, need, true)) break;
       unlock_put();
-      if (d.mode == wait_mode::nowait || need > size) return false;
+      if (d.mode == deadline::nowait || need > size) return false;
       bool ok = wait_on(
           h->space_seq,
           [&] {
             return fits(h->tail.load(std::memory_order_seq_cst),
                         h->head.load(std::memory_order_seq_cst), need, true);
           },
-          until_of(d));
+          d.until());
       if (!ok) return false;
       if (!lock_put(d)) return false;
     }
@@ -551,7 +490,7 @@ struct ring_ops {
         bool ok = wait_on(
             h->space_seq,
             [&] { return fits(t, h->head.load(std::memory_order_seq_cst), need_now, first); },
-            until_of(d));
+            d.until());
         if (!ok) {
           if (!first) append_abort(t);
           unlock_put();
@@ -589,7 +528,7 @@ struct ring_ops {
                        "); the queue's shared memory was overwritten");
   }
 
-  bool get(ring_sink& sink, op_deadline d) const {
+  bool get(ring_sink& sink, deadline d) const {
     if (!lock_get(d)) return false;
     bool assembling = false;
     std::uint64_t total = 0, received = 0;
@@ -617,8 +556,8 @@ struct ring_ops {
       if (wpos(hw) == wpos(tw)) {
         if (!assembling) {
           unlock_get();
-          if (d.mode == wait_mode::nowait) return false;
-          if (!wait_on(h->data_seq, [this] { return has_records(); }, until_of(d))) return false;
+          if (d.mode == deadline::nowait) return false;
+          if (!wait_on(h->data_seq, [this] { return has_records(); }, d.until())) return false;
           if (!lock_get(d)) return false;
           continue;
         }
@@ -726,16 +665,6 @@ void prepare_receive_buffer(void* data, std::size_t bytes) noexcept {
   if (to > from) ::madvise(reinterpret_cast<void*>(from), to - from, MADV_HUGEPAGE);
 }
 
-op_deadline op_deadline::after(std::chrono::duration<double> timeout) {
-  double s = timeout.count();
-  if (std::isnan(s) || s < 0) throw value_error("timeout must be a non-negative number");
-  // More than ~100 years is forever; it would overflow the clock.
-  if (s > 3.0e9) return block();
-  auto now = clock::now();
-  return {wait_mode::timed,
-          now + std::chrono::duration_cast<clock::duration>(std::chrono::duration<double>(s))};
-}
-
 std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   if (cfg.ring_bytes > max_ring) throw value_error("queue: ring_bytes is larger than 4 GiB");
   std::size_t size = round_up_pow2(std::max(cfg.ring_bytes, min_ring));
@@ -762,13 +691,7 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   h->spin = cfg.spin;
   h->single_consumer = cfg.single_consumer ? 1 : 0;
   for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
-    pthread_mutexattr_t a;
-    ::pthread_mutexattr_init(&a);
-    ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-    ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-    int e = ::pthread_mutex_init(m, &a);
-    ::pthread_mutexattr_destroy(&a);
-    if (e != 0) throw_errno("pthread_mutex_init(queue lock)", e);
+    init_robust_mutex(m, PTHREAD_MUTEX_DEFAULT, "pthread_mutex_init(queue lock)");
   }
   const std::uint64_t start = make_word(cfg.start_position & ~std::uint64_t{7}, cfg.start_count, false);
   h->tail.store(start, std::memory_order_relaxed);
@@ -850,7 +773,7 @@ void shm_ring::check_open() const {
         single_consumer_                                                                     \
   }
 
-bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, op_deadline d) {
+bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d) {
   check_open();
   std::uint64_t total = a.size() + b.size();
   if (total > max_message_)
@@ -861,7 +784,7 @@ bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, o
   return ops.put(a, b, d);
 }
 
-bool shm_ring::get(ring_sink& sink, op_deadline d) {
+bool shm_ring::get(ring_sink& sink, deadline d) {
   check_open();
   ISOLA_RING_OPS;
   return ops.get(sink, d);
@@ -944,7 +867,7 @@ std::size_t shm_ring::unfinished_tasks() const {
   return static_cast<std::size_t>((put - (w >> 1)) & count_mask);
 }
 
-bool shm_ring::join(op_deadline d) {
+bool shm_ring::join(deadline d) {
   check_open();
   ISOLA_RING_OPS;
   auto none_left = [this] {
@@ -953,7 +876,7 @@ bool shm_ring::join(op_deadline d) {
     return ((put - (w >> 1)) & count_mask) == 0;
   };
   // join's sleepers mark bit 0 of `tasks` like the other futex words.
-  return ops.wait_on(hdr_->tasks, none_left, ops.until_of(d));
+  return ops.wait_on(hdr_->tasks, none_left, d.until());
 }
 
 #undef ISOLA_RING_OPS

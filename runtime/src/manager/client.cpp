@@ -20,7 +20,7 @@
 
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/detail/manager_wire.hpp"
-#include "sys/sha256.hpp"
+#include "sys/crypto.hpp"
 #include "manager/protocol.hpp"
 
 namespace isola::detail {

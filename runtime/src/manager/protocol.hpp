@@ -24,7 +24,7 @@
 #include <string_view>
 
 #include "isola/detail/manager_wire.hpp"
-#include "sys/sha256.hpp"
+#include "sys/crypto.hpp"
 
 namespace isola::detail {
 

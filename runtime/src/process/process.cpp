@@ -186,14 +186,15 @@ void process::start() {
 void process::join() {
   auto& s = checked(state_);
   require_started_child(s, "join");
-  s.wait(std::nullopt);
+  s.wait(detail::deadline::forever());
 }
 
 bool process::join(duration t) {
   auto& s = checked(state_);
   require_started_child(s, "join");
-  auto deadline = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(t);
-  return s.wait(deadline);
+  // Python's join(t): a timeout <= 0 polls once; one too long for the clock
+  // waits for ever (it used to overflow into the past).
+  return s.wait(detail::deadline::after_clamped(t));
 }
 
 bool process::is_alive() const {

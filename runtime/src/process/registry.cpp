@@ -51,8 +51,9 @@ bool process_state::try_reap() {
   return true;
 }
 
-bool process_state::wait(deadline_t deadline) {
-  if (!deadline && !status_fd) {
+bool process_state::wait(const deadline& d) {
+  const auto until = d.until();
+  if (!until && !status_fd) {
     // A direct child, no deadline: block in the kernel until it exits (without
     // reaping, so that a concurrent is_alive() stays correct), then reap.
     siginfo_t si{};
@@ -68,12 +69,12 @@ bool process_state::wait(deadline_t deadline) {
     std::lock_guard lk(m);
     fd = status_fd ? status_fd.get() : pidfd.get();
   }
-  if (!wait_readable(fd, deadline)) return false;
+  if (!wait_readable(fd, until)) return false;
   // A pidfd is readable once the child has exited; the zygote's status pipe
   // once it has reaped. Either way the reap below does not block for long.
   for (;;) {
     if (try_reap()) return true;
-    if (deadline && clock::now() >= *deadline) return false;
+    if (d.expired()) return false;
     ::usleep(200);
   }
 }
@@ -115,7 +116,7 @@ void shutdown_children() noexcept {
     std::erase_if(kids, [](auto& k) { return k->try_reap(); });
     for (auto& k : kids) {
       log.info("calling join() for process " + k->name);
-      k->wait(std::nullopt);
+      k->wait(deadline::forever());
     }
   } catch (const std::exception& e) {
     log.error(std::string("error while shutting down children: ") + e.what());

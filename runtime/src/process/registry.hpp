@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "isola/detail/deadline.hpp"
 #include "isola/logging.hpp"
 #include "isola/process.hpp"
 #include "isola/start_method.hpp"
@@ -23,7 +24,6 @@
 namespace isola::detail {
 
 using clock = std::chrono::steady_clock;
-using deadline_t = std::optional<clock::time_point>;
 
 class forkserver;
 
@@ -47,7 +47,11 @@ struct process_state {
   /// Non-blocking: reaps the child if it has ended. True once ended.
   bool try_reap();
   /// Blocks until the child ends or the deadline passes. True once ended.
-  bool wait(deadline_t deadline);
+  bool wait(const deadline& d);
+  // TEMPORARY until popen takes detail::deadline (after its split lands).
+  bool wait(std::optional<clock::time_point> until) {
+    return wait(until ? deadline::at_time(*until) : deadline::forever());
+  }
 };
 
 /// What a child needs to know about itself, under every start method.

@@ -118,7 +118,7 @@ void break_locked(barrier_cell& c) {
 class m_guard {
  public:
   explicit m_guard(barrier_cell& c) : c_(c) {
-    if (detail::take_mutex(&c_.m, detail::sync_deadline::forever()) ==
+    if (detail::take_mutex(&c_.m, detail::deadline::forever()) ==
         detail::take_result::owner_died)
       break_locked(c_);
   }
@@ -227,15 +227,15 @@ void barrier::run_action() {
 
 std::size_t barrier::wait() {
   auto& c = cell();
-  if (c.timeout_ns < 0) return wait_impl(detail::sync_deadline::forever());
-  return wait_impl(detail::sync_deadline::after(std::chrono::nanoseconds(c.timeout_ns)));
+  if (c.timeout_ns < 0) return wait_impl(detail::deadline::forever());
+  return wait_impl(detail::deadline::after(std::chrono::nanoseconds(c.timeout_ns)));
 }
 
 std::size_t barrier::wait(duration timeout) {
-  return wait_impl(detail::sync_deadline::after(timeout));
+  return wait_impl(detail::deadline::after(timeout));
 }
 
-std::size_t barrier::wait_impl(const detail::sync_deadline& d) {
+std::size_t barrier::wait_impl(const detail::deadline& d) {
   auto& c = cell();
   std::uint32_t sid = c.nslots, index = 0, my_round = 0;
   for (;;) {
@@ -319,7 +319,7 @@ std::size_t barrier::wait_impl(const detail::sync_deadline& d) {
         }
       }
     }
-    auto until = detail::sleep_until(d, check_slice);
+    auto until = d.capped(check_slice);
     detail::futex_wait_until(&s.outcome, waiting, &until);
   }
   const std::uint32_t o = outcome();

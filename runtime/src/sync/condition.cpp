@@ -123,7 +123,7 @@ void condition::check_held(const char* what) const {
                       "std::unique_lock g(cv);)");
 }
 
-bool condition::wait_impl(const detail::sync_deadline& d) {
+bool condition::wait_impl(const detail::deadline& d) {
   check_held("wait()");
   auto& c = cell();
   // Take a free slot (under the lock).
@@ -150,13 +150,13 @@ bool condition::wait_impl(const detail::sync_deadline& d) {
       [s] { return s->state.load(std::memory_order_acquire) == slot_notified; });
   while (!notified) {
     if (d.expired()) break;
-    auto until = detail::sleep_until(d, wake_slice);
+    auto until = d.capped(wake_slice);
     detail::futex_wait_until(&s->state, slot_waiting, &until);
     notified = s->state.load(std::memory_order_acquire) == slot_notified;
   }
 
   // Take the lock back (however long it takes, as Python does), then leave.
-  lock_status st = lock_.reacquire(depth, detail::sync_deadline::forever());
+  lock_status st = lock_.reacquire(depth, detail::deadline::forever());
   if (s->state.load(std::memory_order_acquire) == slot_notified) notified = true;
   ::pthread_mutex_unlock(&s->alive);
   s->state.store(slot_free, std::memory_order_relaxed);

@@ -67,14 +67,14 @@ void event::clear() { cell().word.fetch_and(~set_bit, std::memory_order_seq_cst)
 
 bool event::is_set() const { return (cell().word.load(std::memory_order_seq_cst) & set_bit) != 0; }
 
-bool event::wait_impl(const detail::sync_deadline& d) {
+bool event::wait_impl(const detail::deadline& d) {
   auto& w = cell().word;
   const std::uint32_t start = w.load(std::memory_order_seq_cst);
   if (start & set_bit) return true;
   auto happened = [start](std::uint32_t v) {
     return (v & set_bit) || (v >> 2) != (start >> 2);
   };
-  if (d.mode == detail::sync_deadline::nowait) return false;
+  if (d.mode == detail::deadline::nowait) return false;
   if (detail::spin_until([&] { return happened(w.load(std::memory_order_acquire)); })) return true;
   for (;;) {
     std::uint32_t v = w.load(std::memory_order_seq_cst);
@@ -84,13 +84,13 @@ bool event::wait_impl(const detail::sync_deadline& d) {
       if (!w.compare_exchange_weak(v, v | sleep_bit, std::memory_order_seq_cst)) continue;
       v |= sleep_bit;
     }
-    auto until = detail::sleep_until(d, wake_slice);
+    auto until = d.capped(wake_slice);
     detail::futex_wait_until(&w, v, &until);
   }
 }
 
-void event::wait() { wait_impl(detail::sync_deadline::forever()); }
+void event::wait() { wait_impl(detail::deadline::forever()); }
 
-bool event::wait(duration timeout) { return wait_impl(detail::sync_deadline::after(timeout)); }
+bool event::wait(duration timeout) { return wait_impl(detail::deadline::after(timeout)); }
 
 }  // namespace isola

@@ -73,7 +73,7 @@ std::uint64_t lock_base::offset() const { return segment().offset_of(cell_); }
 
 bool lock_base::recursive() const { return cell().recursive != 0; }
 
-lock_status lock_base::take(const sync_deadline& d) {
+lock_status lock_base::take(const deadline& d) {
   mutex_cell& c = cell();
   switch (take_mutex(&c.m, d)) {
     case take_result::ok:
@@ -85,7 +85,7 @@ lock_status lock_base::take(const sync_deadline& d) {
     case take_result::timed_out:
       return lock_status::timed_out;
     case take_result::deadlock:
-      if (d.mode == sync_deadline::nowait) return lock_status::timed_out;
+      if (d.mode == deadline::nowait) return lock_status::timed_out;
       throw value_error(
           "lock: this thread already holds this lock; acquiring it again would deadlock "
           "(use an isola::rlock to acquire a lock recursively)");
@@ -100,26 +100,26 @@ lock_status lock_base::take(const sync_deadline& d) {
 }
 
 void lock_base::acquire() {
-  if (take(sync_deadline::forever()) == lock_status::owner_died) throw_owner_died();
+  if (take(deadline::forever()) == lock_status::owner_died) throw_owner_died();
 }
 
 bool lock_base::acquire(duration timeout) {
-  auto s = take(sync_deadline::after(timeout));
+  auto s = take(deadline::after(timeout));
   if (s == lock_status::owner_died) throw_owner_died();
   return s == lock_status::acquired;
 }
 
 bool lock_base::try_acquire() {
-  auto s = take(sync_deadline::now());
+  auto s = take(deadline::now());
   if (s == lock_status::owner_died) throw_owner_died();
   return s == lock_status::acquired;
 }
 
-lock_status lock_base::acquire_status() { return take(sync_deadline::forever()); }
+lock_status lock_base::acquire_status() { return take(deadline::forever()); }
 lock_status lock_base::acquire_status(duration timeout) {
-  return take(sync_deadline::after(timeout));
+  return take(deadline::after(timeout));
 }
-lock_status lock_base::try_acquire_status() { return take(sync_deadline::now()); }
+lock_status lock_base::try_acquire_status() { return take(deadline::now()); }
 
 void lock_base::release() {
   mutex_cell& c = cell();
@@ -150,10 +150,10 @@ unsigned lock_base::release_all() {
   return d;
 }
 
-lock_status lock_base::reacquire(unsigned d, const sync_deadline& dl) {
+lock_status lock_base::reacquire(unsigned d, const deadline& dl) {
   lock_status first = take(dl);
   if (first == lock_status::timed_out) return first;
-  for (unsigned i = 1; i < d; ++i) take(sync_deadline::forever());  // recursive: at once
+  for (unsigned i = 1; i < d; ++i) take(deadline::forever());  // recursive: at once
   return first;
 }
 

@@ -1,5 +1,6 @@
-// Segments (memfds) under the synchronization objects, and the helpers they
-// share: futexes, the poll before a sleep, robust mutexes, thread ids.
+// Segments (memfds) under the synchronization objects, and what those objects
+// share beyond the futex layer (sys/futex.hpp): taking a robust mutex with a
+// deadline and a short spin, the calling thread's id.
 #include "isola/detail/sync_segment.hpp"
 
 #include <fcntl.h>
@@ -20,6 +21,7 @@
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/error.hpp"
 #include "isola/lock.hpp"
+#include "sys/futex.hpp"
 #include "sys/os.hpp"
 #include "sync/sync_util.hpp"
 
@@ -30,15 +32,6 @@ namespace {
 constexpr std::uint64_t segment_magic = 0x314e5953414c4f53ull;  // "SOLASYN1"
 constexpr std::uint32_t segment_version = 1;
 
-timespec to_timespec(sync_clock::time_point t) noexcept {
-  auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(t.time_since_epoch()).count();
-  if (ns < 0) ns = 0;
-  timespec ts;
-  ts.tv_sec = static_cast<time_t>(ns / 1'000'000'000);
-  ts.tv_nsec = static_cast<long>(ns % 1'000'000'000);
-  return ts;
-}
-
 // A fork child's only thread (the one that forked) has a new id.
 [[maybe_unused]] const bool atfork_registered = [] {
   ::pthread_atfork(nullptr, nullptr, [] { cached_tid = 0; });
@@ -47,86 +40,9 @@ timespec to_timespec(sync_clock::time_point t) noexcept {
 
 }  // namespace
 
-// ------------------------------------------------------------------ deadlines
-
-sync_deadline sync_deadline::after(std::chrono::duration<double> timeout) {
-  double s = timeout.count();
-  if (std::isnan(s) || s < 0) throw value_error("timeout must be a non-negative number");
-  if (s > 3.0e9) return forever();
-  return {timed, sync_clock::now() + std::chrono::duration_cast<sync_clock::duration>(timeout)};
-}
-
-sync_deadline sync_deadline::after_clamped(std::chrono::duration<double> timeout) noexcept {
-  double s = timeout.count();
-  if (std::isnan(s) || s <= 0) return now();
-  if (s > 3.0e9) return forever();
-  return {timed, sync_clock::now() + std::chrono::duration_cast<sync_clock::duration>(timeout)};
-}
-
-bool sync_deadline::expired() const noexcept {
-  switch (mode) {
-    case block:
-      return false;
-    case nowait:
-      return true;
-    default:
-      return sync_clock::now() >= at;
-  }
-}
-
-// ------------------------------------------------------------------- futexes
-
-void futex_wait_until(std::atomic<std::uint32_t>* word, std::uint32_t expected,
-                      const sync_clock::time_point* until) noexcept {
-  timespec ts;
-  if (until) ts = to_timespec(*until);
-  // FUTEX_WAIT_BITSET takes an absolute CLOCK_MONOTONIC time (steady_clock).
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAIT_BITSET, expected,
-            until ? &ts : nullptr, nullptr, FUTEX_BITSET_MATCH_ANY);
-}
-
-void futex_wake_n(std::atomic<std::uint32_t>* word, int n) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(word), FUTEX_WAKE, n, nullptr, nullptr, 0);
-}
-
-sync_clock::time_point sleep_until(const sync_deadline& d, sync_clock::duration slice) noexcept {
-  auto cap = sync_clock::now() + slice;
-  return d.mode == sync_deadline::timed && d.at < cap ? d.at : cap;
-}
-
-std::chrono::nanoseconds spin_budget() noexcept {
-  static const std::chrono::nanoseconds b = [] {
-    const char* e = std::getenv("ISOLA_SPIN_US");
-    long us = e && *e ? std::atol(e) : 20;
-    return std::chrono::nanoseconds(std::max(0L, us) * 1000);
-  }();
-  return b;
-}
-
-void spin_pause() noexcept { ::sched_yield(); }
-
 // ------------------------------------------------------------ robust mutexes
 
-void init_robust_mutex(pthread_mutex_t* m, int type) {
-  pthread_mutexattr_t a;
-  ::pthread_mutexattr_init(&a);
-  ::pthread_mutexattr_setpshared(&a, PTHREAD_PROCESS_SHARED);
-  ::pthread_mutexattr_setrobust(&a, PTHREAD_MUTEX_ROBUST);
-  ::pthread_mutexattr_settype(&a, type);
-  int e = ::pthread_mutex_init(m, &a);
-  ::pthread_mutexattr_destroy(&a);
-  if (e != 0) throw_errno("pthread_mutex_init", e);
-}
-
 namespace {
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield" ::: "memory");
-#endif
-}
 
 // A lock held by a process on the other CPU is usually held for a few
 // instructions (a counter update): watching its word for a moment takes it
@@ -143,37 +59,20 @@ int spin_trylock(pthread_mutex_t* m) noexcept {
 
 }  // namespace
 
-take_result take_mutex(pthread_mutex_t* m, const sync_deadline& d) {
+take_result take_mutex(pthread_mutex_t* m, const deadline& d) {
   int r;
   switch (d.mode) {
-    case sync_deadline::nowait:
+    case deadline::nowait:
       r = ::pthread_mutex_trylock(m);
       break;
-    case sync_deadline::block:
+    case deadline::block:
       r = spin_trylock(m);
       if (r == EBUSY) r = ::pthread_mutex_lock(m);
       break;
     default: {
       r = spin_trylock(m);
       if (r == EBUSY) {
-#if defined(__SANITIZE_THREAD__)
-        // ThreadSanitizer intercepts neither pthread_mutex_clocklock nor an
-        // EOWNERDEAD from pthread_mutex_timedlock (it would not see the lock
-        // taken): poll with trylock, which it fully understands.
-        while (r == EBUSY) {
-          if (sync_clock::now() >= d.at) {
-            r = ETIMEDOUT;
-            break;
-          }
-          ::usleep(200);
-          r = ::pthread_mutex_trylock(m);
-        }
-#else
-        timespec ts = to_timespec(d.at);
-        do {
-          r = ::pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &ts);
-        } while (r == EINTR);
-#endif
+        r = lock_mutex_until(m, d.at);
       }
     }
   }

@@ -75,7 +75,7 @@ detail::semaphore_cell& semaphore::cell() const {
   return *cell_;
 }
 
-bool semaphore::take(const detail::sync_deadline& d) {
+bool semaphore::take(const detail::deadline& d) {
   auto& c = cell();
   auto& w = c.word;
   auto try_take = [&w] {
@@ -86,7 +86,7 @@ bool semaphore::take(const detail::sync_deadline& d) {
     return false;
   };
   if (try_take()) return true;
-  if (d.mode == detail::sync_deadline::nowait) return false;
+  if (d.mode == detail::deadline::nowait) return false;
   if (detail::spin_until(try_take)) return true;
 
   // Register as a sleeper, then take a permit and leave in one step.
@@ -102,14 +102,14 @@ bool semaphore::take(const detail::sync_deadline& d) {
       w.fetch_sub(one_sleeper, std::memory_order_seq_cst);
       return false;
     }
-    auto until = detail::sleep_until(d, wake_slice);
+    auto until = d.capped(wake_slice);
     detail::futex_wait_until(c.count_word(), 0, &until);
   }
 }
 
-void semaphore::acquire() { take(detail::sync_deadline::forever()); }
-bool semaphore::acquire(duration timeout) { return take(detail::sync_deadline::after(timeout)); }
-bool semaphore::try_acquire() { return take(detail::sync_deadline::now()); }
+void semaphore::acquire() { take(detail::deadline::forever()); }
+bool semaphore::acquire(duration timeout) { return take(detail::deadline::after(timeout)); }
+bool semaphore::try_acquire() { return take(detail::deadline::now()); }
 
 void semaphore::release(unsigned n) {
   auto& c = cell();

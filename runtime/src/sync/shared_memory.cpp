@@ -16,6 +16,7 @@
 
 #include "isola/error.hpp"
 #include "sys/os.hpp"
+#include "sys/random.hpp"
 #include "sync/sync_util.hpp"
 
 namespace isola {
@@ -73,10 +74,7 @@ shared_memory::shared_memory(std::size_t size) {
   if (size == 0) throw value_error("shared_memory: size must be a positive number of bytes");
   auto seg = detail::sync_segment::create(detail::sync_kind::shared_memory, size, "isola-shm", page);
   auto& c = cell_of(*seg);
-  std::uint64_t token = 0;
-  while (::getrandom(&token, sizeof token, 0) != static_cast<ssize_t>(sizeof token)) {
-    if (errno != EINTR) detail::throw_errno("getrandom");
-  }
+  const auto token = detail::random_value<std::uint64_t>();
   c.creator_pid = static_cast<std::uint32_t>(::getpid());
   c.creator_fd = static_cast<std::uint32_t>(seg->fd());
   c.token = token;

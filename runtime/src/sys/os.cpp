@@ -42,8 +42,14 @@ bool wait_readable(int fd, std::optional<std::chrono::steady_clock::time_point> 
   for (;;) {
     int ms = -1;
     if (deadline) {
-      auto left = duration_cast<milliseconds>(*deadline - steady_clock::now() + 999us);
-      ms = static_cast<int>(std::max<long long>(0, std::min<long long>(left.count(), 1 << 30)));
+      // A deadline already passed (deadline::now() is the clock's minimum)
+      // polls once; the subtraction is only done when it cannot overflow.
+      const auto now = steady_clock::now();
+      ms = 0;
+      if (*deadline > now) {
+        auto left = duration_cast<milliseconds>(*deadline - now + 999us);
+        ms = static_cast<int>(std::min<long long>(left.count(), 1 << 30));
+      }
     }
     pollfd p{fd, POLLIN, 0};
     int r = ::poll(&p, 1, ms);
@@ -86,15 +92,22 @@ void write_full(int fd, const void* buf, std::size_t n) {
   }
 }
 
-void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds) {
+ssize_t send_fds_once(int sock, std::span<const iovec> iov, std::span<const int> fds, int flags) {
   msghdr msg{};
-  iovec iov{const_cast<std::byte*>(data.data()), data.size()};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  msg.msg_iov = const_cast<iovec*>(iov.data());
+  msg.msg_iovlen = iov.size();
+  // On the stack for the usual few descriptors (a pipe's data path); the
+  // forkserver's launch messages may carry hundreds.
+  alignas(cmsghdr) char small[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  std::vector<cmsghdr> large;
+  char* control = small;
+  if (fds.size() > max_fds_per_message) {
+    large.resize(CMSG_SPACE(sizeof(int) * fds.size()) / sizeof(cmsghdr) + 1);
+    control = reinterpret_cast<char*>(large.data());
+  }
   if (!fds.empty()) {
-    msg.msg_control = control.data();
-    msg.msg_controllen = control.size();
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
     cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
     c->cmsg_type = SCM_RIGHTS;
@@ -102,36 +115,55 @@ void send_with_fds(int sock, std::span<const std::byte> data, std::span<const in
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
   }
   ssize_t r;
-  do r = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  do r = ::sendmsg(sock, &msg, flags | MSG_NOSIGNAL);
   while (r < 0 && errno == EINTR);
-  if (r < 0) throw_errno("sendmsg");
+  return r < 0 ? -errno : r;
+}
+
+ssize_t recv_fds_once(int sock, std::span<std::byte> data, std::vector<int>& fds, int flags,
+                      bool* truncated, std::size_t max_fds) {
+  msghdr msg{};
+  iovec iov{data.data(), data.size()};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  alignas(cmsghdr) char small[CMSG_SPACE(sizeof(int) * max_fds_per_message)];
+  std::vector<cmsghdr> large;
+  msg.msg_control = small;
+  msg.msg_controllen = sizeof small;
+  if (max_fds > max_fds_per_message) {
+    large.resize(CMSG_SPACE(sizeof(int) * max_fds) / sizeof(cmsghdr) + 1);
+    msg.msg_control = large.data();
+    msg.msg_controllen = large.size() * sizeof(cmsghdr);
+  }
+  ssize_t r;
+  do r = ::recvmsg(sock, &msg, flags | MSG_CMSG_CLOEXEC);
+  while (r < 0 && errno == EINTR);
+  if (r < 0) return -errno;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    for (std::size_t i = 0; i < n; ++i) {
+      int fd;
+      std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
+      fds.push_back(fd);
+    }
+  }
+  if (truncated) *truncated = (msg.msg_flags & MSG_TRUNC) != 0;
+  return r;
+}
+
+void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds) {
+  iovec iov{const_cast<std::byte*>(data.data()), data.size()};
+  ssize_t r = send_fds_once(sock, std::span(&iov, 1), fds);
+  if (r < 0) throw_errno("sendmsg", static_cast<int>(-r));
   auto sent = static_cast<std::size_t>(r);
   if (sent < data.size()) write_full(sock, data.data() + sent, data.size() - sent);
 }
 
 std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<int>& fds,
                           std::size_t max_fds) {
-  msghdr msg{};
-  iovec iov{data.data(), data.size()};
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
-  std::vector<char> control(CMSG_SPACE(sizeof(int) * std::max<std::size_t>(max_fds, 1)));
-  msg.msg_control = control.data();
-  msg.msg_controllen = control.size();
-  ssize_t r;
-  do r = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
-  while (r < 0 && errno == EINTR);
-  if (r < 0) throw_errno("recvmsg");
-  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
-    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
-      std::size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-      for (std::size_t i = 0; i < n; ++i) {
-        int fd;
-        std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-        fds.push_back(fd);
-      }
-    }
-  }
+  ssize_t r = recv_fds_once(sock, data, fds, 0, nullptr, max_fds);
+  if (r < 0) throw_errno("recvmsg", static_cast<int>(-r));
   auto got = static_cast<std::size_t>(r);
   if (got > 0 && got < data.size()) got += read_full(sock, data.data() + got, data.size() - got);
   return got;

@@ -3,6 +3,8 @@
 // error type the caller names).
 #pragma once
 
+#include <sys/uio.h>
+
 #include <sys/types.h>
 
 #include <chrono>
@@ -50,9 +52,28 @@ bool wait_readable(int fd, std::optional<std::chrono::steady_clock::time_point> 
 std::size_t read_full(int fd, void* buf, std::size_t n);
 void write_full(int fd, const void* buf, std::size_t n);  // MSG_NOSIGNAL-safe for sockets
 
-/// sendmsg with file descriptors attached (SCM_RIGHTS).
+// --- descriptor passing (SCM_RIGHTS): the one place a message with
+// descriptors is built or taken apart. Everything else (pipes, the
+// forkserver, actors' control channels) calls these.
+
+/// The most descriptors recv_fds_once takes from one message unless told
+/// otherwise; the kernel closes any beyond what the receiver has room for.
+inline constexpr std::size_t max_fds_per_message = 16;
+
+/// One sendmsg of iov with fds attached to its first byte. Retries EINTR;
+/// returns the bytes sent or -errno (never throws). MSG_NOSIGNAL is added.
+ssize_t send_fds_once(int sock, std::span<const iovec> iov, std::span<const int> fds,
+                      int flags = 0);
+/// One recvmsg: the bytes received (0: the peer closed) or -errno. Retries
+/// EINTR. Descriptors that came with it are made O_CLOEXEC and appended to
+/// fds. truncated: the datagram did not fit in data (SOCK_SEQPACKET).
+ssize_t recv_fds_once(int sock, std::span<std::byte> data, std::vector<int>& fds, int flags = 0,
+                      bool* truncated = nullptr, std::size_t max_fds = max_fds_per_message);
+
+/// sendmsg with file descriptors attached (SCM_RIGHTS); sends all of data.
 void send_with_fds(int sock, std::span<const std::byte> data, std::span<const int> fds);
-/// recvmsg that also collects up to max_fds descriptors (made O_CLOEXEC).
+/// Receives data.size() bytes (short on EOF) and up to max_fds descriptors
+/// that came with the first part.
 std::size_t recv_with_fds(int sock, std::span<std::byte> data, std::vector<int>& fds,
                           std::size_t max_fds);
 

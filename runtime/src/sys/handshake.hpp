@@ -1,0 +1,94 @@
+// The challenge-response handshake that both the manager and nodes run on a
+// fresh socket before anything else is read from it: each side proves it
+// holds the shared key without sending it, and each side's proof is over a
+// challenge the other side chose, so a captured exchange cannot be replayed
+// (a new connection gets a new challenge) or reflected (the two directions
+// use different labels).
+//
+//   server -> client  magic (8) + 32 random bytes S                 hello
+//   client -> server  HMAC(key, client_label + S) + 32 random bytes C
+//                     + `extra` bytes (the manager: the program identity)
+//   server -> client  "FAIL" and close, or
+//                     "OKAY" + HMAC(key, server_label + C)            verdict
+//   [client -> server "OKAY" or "FAIL"]            confirm (nodes only)
+//
+// Every message has a fixed size, so a server reads exactly what it expects
+// and nothing a peer sends before the end is ever decoded. The pieces are
+// pure functions over buffers: an event loop (the manager's, a node's
+// gatekeeper) and a blocking client drive the same code.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string_view>
+
+#include "isola/detail/deadline.hpp"
+#include "sys/crypto.hpp"
+
+namespace isola::detail::handshake {
+
+using challenge = std::array<std::uint8_t, 32>;
+
+/// Who runs the handshake: the magic that opens the hello, the labels of the
+/// two proofs, and what else the client's response carries.
+struct spec {
+  std::array<char, 8> magic;
+  std::string_view client_label;
+  std::string_view server_label;
+  std::size_t extra_bytes = 0;   // appended to the client's response
+  bool client_confirms = false;  // the client answers the verdict
+};
+
+inline constexpr std::size_t hello_size = 8 + 32;
+inline constexpr std::size_t verdict_size = 4 + 32;
+inline constexpr std::size_t confirm_size = 4;
+inline std::size_t response_size(const spec& s) { return 32 + 32 + s.extra_bytes; }
+
+/// A fresh challenge (kernel randomness; throws if there is none).
+challenge new_challenge();
+
+/// HMAC(key, label + challenge): one side's proof.
+sha256_digest proof(std::string_view key, std::string_view label,
+                    std::span<const std::uint8_t, 32> challenge);
+
+// --- the server's side ------------------------------------------------------
+
+std::array<std::uint8_t, hello_size> make_hello(const spec& s, const challenge& server_challenge);
+
+/// Checks a whole response against the server's challenge. The verdict to
+/// send when the client proved the key; none when it did not (send "FAIL").
+std::optional<std::array<std::uint8_t, verdict_size>> make_verdict(
+    const spec& s, std::string_view key, const challenge& server_challenge,
+    std::span<const std::uint8_t> response);
+
+/// The client's extra bytes in a response (empty for spec.extra_bytes 0).
+std::span<const std::uint8_t> response_extra(const spec& s, std::span<const std::uint8_t> response);
+
+// --- the client's side ------------------------------------------------------
+
+/// What went wrong, for the caller to turn into its own error message.
+enum class outcome {
+  ok,
+  closed,     // the peer closed (or the link failed) before the end
+  timed_out,  // the deadline passed
+  not_ours,   // the hello's magic is not this protocol's
+  refused,    // the server said FAIL: it holds another key
+  forged,     // the server said OKAY without proving the key
+};
+
+/// Runs the client's side on a blocking or non-blocking socket until the
+/// deadline: reads the hello, sends the proof, its challenge and `extra`,
+/// checks the verdict and (spec.client_confirms) answers it.
+outcome run_client(int fd, const spec& s, std::string_view key, std::span<const std::uint8_t> extra,
+                   const deadline& d);
+
+/// Reads or writes exactly n bytes by the deadline (poll + EINTR; for
+/// sockets, MSG_NOSIGNAL). False on EOF, error or timeout; timed_out tells.
+bool read_exact(int fd, void* buf, std::size_t n, const deadline& d, bool* timed_out = nullptr);
+bool write_exact(int fd, const void* buf, std::size_t n, const deadline& d,
+                 bool* timed_out = nullptr);
+
+}  // namespace isola::detail::handshake

@@ -1,0 +1,47 @@
+// Listening and connecting sockets, TCP and abstract AF_UNIX: the one place
+// that resolves addresses, binds, listens and connects with a deadline. The
+// manager and nodes add what is theirs (keepalive, the handshake, handing the
+// socket to CAF) on top. Errors are returned, not thrown: each caller words
+// them for its own API (os_error, manager_error, a reply to a client).
+#pragma once
+
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <cstdint>
+#include <string>
+
+#include "isola/detail/deadline.hpp"
+#include "sys/os.hpp"
+
+namespace isola::detail::net {
+
+/// A socket, or why there is none: err is an errno value (EINVAL for a name
+/// that does not resolve, ETIMEDOUT for a deadline) and what says it in words.
+struct socket_result {
+  unique_fd fd;
+  std::uint16_t port = 0;  // listen: the port actually bound (port 0 picks one)
+  int err = 0;
+  std::string what;
+  explicit operator bool() const noexcept { return static_cast<bool>(fd); }
+};
+
+/// Listens on host:port (host empty: every local address), SO_REUSEADDR,
+/// close-on-exec, non-blocking if asked; backlog 128.
+socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonblocking);
+
+/// Connects to host:port by the deadline, trying each address the name
+/// resolves to. The socket comes back blocking unless `nonblocking`, with
+/// TCP_NODELAY (every message of isola is a request or a reply).
+socket_result tcp_connect(const std::string& host, std::uint16_t port, const deadline& d,
+                          bool nonblocking);
+
+/// The sockaddr of an abstract AF_UNIX name (no file; gone with its last
+/// descriptor); returns its length.
+socklen_t abstract_address(const std::string& name, sockaddr_un& sa);
+
+/// Listens on / connects to an abstract AF_UNIX stream socket.
+socket_result unix_listen(const std::string& name);
+socket_result unix_connect(const std::string& name);
+
+}  // namespace isola::detail::net
