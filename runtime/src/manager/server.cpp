@@ -568,26 +568,26 @@ class server {
     if (!o) return;
     switch (op) {
       // dict
-      case mgr_op::d_get: {
+      case mgr_op::dict_get: {
         auto it = o->dict.find(key(a));
         if (it == o->dict.end()) return reply(pid, req, mgr_status::key_error);
         return reply(pid, req, mgr_status::ok, it->second.value);
       }
-      case mgr_op::d_set: {
+      case mgr_op::dict_set: {
         auto [it, fresh] = o->dict.try_emplace(key(a));
         if (fresh) it->second.seq = ++o->seq;
         it->second.value.assign(b.begin(), b.end());
         return reply(pid, req, mgr_status::ok);
       }
-      case mgr_op::d_erase: return reply_value(pid, req, o->dict.erase(key(a)) > 0);
-      case mgr_op::d_contains: return reply_value(pid, req, o->dict.count(key(a)) > 0);
-      case mgr_op::d_size: return reply_value(pid, req, std::uint64_t(o->dict.size()));
-      case mgr_op::d_clear:
+      case mgr_op::dict_erase: return reply_value(pid, req, o->dict.erase(key(a)) > 0);
+      case mgr_op::dict_contains: return reply_value(pid, req, o->dict.count(key(a)) > 0);
+      case mgr_op::dict_size: return reply_value(pid, req, std::uint64_t(o->dict.size()));
+      case mgr_op::dict_clear:
         o->dict.clear();
         return reply(pid, req, mgr_status::ok);
-      case mgr_op::d_keys:
-      case mgr_op::d_values:
-      case mgr_op::d_items: {
+      case mgr_op::dict_keys:
+      case mgr_op::dict_values:
+      case mgr_op::dict_items: {
         std::vector<const std::pair<const std::string, dict_entry>*> order;
         order.reserve(o->dict.size());
         for (auto& e : o->dict) order.push_back(&e);
@@ -596,12 +596,12 @@ class server {
         scratch_.clear();
         put_u64(scratch_, order.size());
         for (auto* e : order) {
-          if (op != mgr_op::d_values) put_element(scratch_, text(e->first));
-          if (op != mgr_op::d_keys) put_element(scratch_, e->second.value);
+          if (op != mgr_op::dict_values) put_element(scratch_, text(e->first));
+          if (op != mgr_op::dict_keys) put_element(scratch_, e->second.value);
         }
         return reply(pid, req, mgr_status::ok, scratch_);
       }
-      case mgr_op::d_apply: {
+      case mgr_op::dict_update: {
         auto k = key(a);
         auto it = o->dict.find(k);
         bytes slot;
@@ -615,12 +615,12 @@ class server {
         return reply(pid, req, mgr_status::ok, *result);
       }
       // list
-      case mgr_op::l_append:
+      case mgr_op::list_append:
         o->list.emplace_back(b.begin(), b.end());
         return reply(pid, req, mgr_status::ok);
-      case mgr_op::l_get:
-      case mgr_op::l_set:
-      case mgr_op::l_pop: {
+      case mgr_op::list_get:
+      case mgr_op::list_set:
+      case mgr_op::list_pop: {
         std::int64_t i = 0;
         if (a.size() != 8) throw decode_error("a list index must be 8 bytes");
         std::memcpy(&i, a.data(), 8);
@@ -628,13 +628,13 @@ class server {
         std::int64_t j = i < 0 ? i + size : i;
         if (j < 0 || j >= size)
           return reply_text(pid, req, mgr_status::index_error,
-                            size == 0 && op == mgr_op::l_pop
+                            size == 0 && op == mgr_op::list_pop
                                 ? std::string("pop from an empty managed list")
                                 : "managed list index " + std::to_string(i) + " out of range (size " +
                                       std::to_string(size) + ")");
         auto idx = static_cast<std::size_t>(j);
-        if (op == mgr_op::l_get) return reply(pid, req, mgr_status::ok, o->list[idx]);
-        if (op == mgr_op::l_set) {
+        if (op == mgr_op::list_get) return reply(pid, req, mgr_status::ok, o->list[idx]);
+        if (op == mgr_op::list_set) {
           o->list[idx].assign(b.begin(), b.end());
           return reply(pid, req, mgr_status::ok);
         }
@@ -642,18 +642,18 @@ class server {
         o->list.erase(o->list.begin() + j);
         return reply(pid, req, mgr_status::ok, v);
       }
-      case mgr_op::l_size: return reply_value(pid, req, std::uint64_t(o->list.size()));
-      case mgr_op::l_items: {
+      case mgr_op::list_size: return reply_value(pid, req, std::uint64_t(o->list.size()));
+      case mgr_op::list_items: {
         scratch_.clear();
         put_u64(scratch_, o->list.size());
         for (auto& e : o->list) put_element(scratch_, e);
         return reply(pid, req, mgr_status::ok, scratch_);
       }
-      case mgr_op::l_clear:
+      case mgr_op::list_clear:
         o->list.clear();
         return reply(pid, req, mgr_status::ok);
       // queue
-      case mgr_op::q_put: {
+      case mgr_op::queue_put: {
         if (!o->waiters.empty()) {  // a getter waits: hand it over
           auto w = take_front(o->waiters);
           reply(w.peer, w.req, mgr_status::ok, b);
@@ -668,7 +668,7 @@ class server {
         w.item.assign(b.begin(), b.end());
         return;
       }
-      case mgr_op::q_get: {
+      case mgr_op::queue_get: {
         if (!o->items.empty()) {
           bytes v = std::move(o->items.front());
           o->items.pop_front();
@@ -683,11 +683,11 @@ class server {
         add_waiter(*o, o->waiters, pid, req, h.timeout_ns);
         return;
       }
-      case mgr_op::q_size: return reply_value(pid, req, std::uint64_t(o->items.size()));
-      case mgr_op::q_full:
+      case mgr_op::queue_size: return reply_value(pid, req, std::uint64_t(o->items.size()));
+      case mgr_op::queue_full:
         return reply_value(pid, req, o->maxsize != 0 && o->items.size() >= o->maxsize);
       // lock
-      case mgr_op::k_acquire:
+      case mgr_op::lock_acquire:
         if (o->holder == pid)
           return reply_text(pid, req, mgr_status::value_error,
                             "managed lock: acquired again by its holder (it would deadlock)");
@@ -699,7 +699,7 @@ class server {
         if (h.timeout_ns == 0) return reply(pid, req, mgr_status::timeout);
         add_waiter(*o, o->waiters, pid, req, h.timeout_ns);
         return;
-      case mgr_op::k_release:
+      case mgr_op::lock_release:
         if (o->holder != pid)
           return reply_text(pid, req, mgr_status::value_error,
                             o->holder == 0 ? "managed lock: released while not held"
@@ -709,28 +709,28 @@ class server {
         grant_lock(*o);
         return reply(pid, req, mgr_status::ok);
       // event
-      case mgr_op::e_set:
+      case mgr_op::event_set:
         o->flag = true;
         while (!o->waiters.empty()) {
           auto w = take_front(o->waiters);
           reply(w.peer, w.req, mgr_status::ok);
         }
         return reply(pid, req, mgr_status::ok);
-      case mgr_op::e_clear:
+      case mgr_op::event_clear:
         o->flag = false;
         return reply(pid, req, mgr_status::ok);
-      case mgr_op::e_is_set: return reply_value(pid, req, o->flag);
-      case mgr_op::e_wait:
+      case mgr_op::event_is_set: return reply_value(pid, req, o->flag);
+      case mgr_op::event_wait:
         if (o->flag) return reply(pid, req, mgr_status::ok);
         if (h.timeout_ns == 0) return reply(pid, req, mgr_status::timeout);
         add_waiter(*o, o->waiters, pid, req, h.timeout_ns);
         return;
       // value
-      case mgr_op::v_load: return reply(pid, req, mgr_status::ok, o->value);
-      case mgr_op::v_store:
+      case mgr_op::value_load: return reply(pid, req, mgr_status::ok, o->value);
+      case mgr_op::value_store:
         o->value.assign(b.begin(), b.end());
         return reply(pid, req, mgr_status::ok);
-      case mgr_op::v_apply: {
+      case mgr_op::value_update: {
         bytes slot;
         auto result = apply(p, req, b, &o->value, slot);
         if (!result) return;
