@@ -122,7 +122,7 @@ inline const char* op_name(mgr_op op) {
   return "a request";
 }
 
-/// The manager process's entry point (runtime/src/manager_server.cpp).
+/// The manager process's entry point (runtime/src/manager/server.cpp).
 int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size);
 
 }  // namespace isola::detail
