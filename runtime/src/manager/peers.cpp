@@ -275,8 +275,10 @@ void peer_table::reply(std::uint64_t peer_id, std::uint64_t req, mgr_status st,
 }
 
 void peer_table::flush_marked() {
-  for (auto id : dirty_) {
-    auto it = peers_.find(id);
+  // By index: a failed send drops its peer, which may release a lock and so
+  // mark the next holder, appending to dirty_ while we walk it.
+  for (std::size_t i = 0; i < dirty_.size(); ++i) {
+    auto it = peers_.find(dirty_[i]);
     if (it != peers_.end() && !it->second->dead) flush(*it->second);
   }
   dirty_.clear();
