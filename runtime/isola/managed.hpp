@@ -211,7 +211,7 @@ class dict : public proxy {
   /// The value at k; key_error if there is none.
   V get(const K& k) const {
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::d_get, -1, key(k), {}, st);
+    auto p = call_raw(detail::mgr_op::dict_get, -1, key(k), {}, st);
     check(st, p);
     return decode<V>(p);
   }
@@ -223,7 +223,7 @@ class dict : public proxy {
   /// The value at k, if any.
   std::optional<V> find(const K& k) const {
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::d_get, -1, key(k), {}, st);
+    auto p = call_raw(detail::mgr_op::dict_get, -1, key(k), {}, st);
     if (st == detail::mgr_status::key_error) return std::nullopt;
     check(st, p);
     return decode<V>(p);
@@ -231,19 +231,19 @@ class dict : public proxy {
   void set(const K& k, const V& v) {
     auto& b = detail::scratch(1);
     encode_into(v, b);
-    call(detail::mgr_op::d_set, key(k), b);
+    call(detail::mgr_op::dict_set, key(k), b);
   }
   /// Removes k; whether it was there.
-  bool erase(const K& k) { return decode<bool>(call(detail::mgr_op::d_erase, key(k))); }
-  bool contains(const K& k) const { return decode<bool>(call(detail::mgr_op::d_contains, key(k))); }
-  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::d_size)); }
+  bool erase(const K& k) { return decode<bool>(call(detail::mgr_op::dict_erase, key(k))); }
+  bool contains(const K& k) const { return decode<bool>(call(detail::mgr_op::dict_contains, key(k))); }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::dict_size)); }
   bool empty() const { return size() == 0; }
-  void clear() { call(detail::mgr_op::d_clear); }
+  void clear() { call(detail::mgr_op::dict_clear); }
   /// In insertion order, as Python's dict.
-  std::vector<K> keys() const { return elements<K>(call(detail::mgr_op::d_keys)); }
-  std::vector<V> values() const { return elements<V>(call(detail::mgr_op::d_values)); }
+  std::vector<K> keys() const { return elements<K>(call(detail::mgr_op::dict_keys)); }
+  std::vector<V> values() const { return elements<V>(call(detail::mgr_op::dict_values)); }
   std::vector<std::pair<K, V>> items() const {
-    isola::detail::element_reader r(call(detail::mgr_op::d_items));
+    isola::detail::element_reader r(call(detail::mgr_op::dict_items));
     std::vector<std::pair<K, V>> out;
     out.reserve(static_cast<std::size_t>(r.count()));
     for (std::uint64_t i = 0; i < r.count(); ++i) {  // count pairs, each a key and a value
@@ -262,7 +262,7 @@ class dict : public proxy {
   V update(const K& k, V (*fn)(V, P...), A&&... args) {
     using Fp = V (*)(V, P...);
     return decode<V>(apply<V, Fp, P...>(
-        detail::mgr_op::d_apply, key(k),
+        detail::mgr_op::dict_update, key(k),
         &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
   }
   /// The same with fn(value&, args...) changing the value in place.
@@ -271,7 +271,7 @@ class dict : public proxy {
   V update(const K& k, void (*fn)(V&, P...), A&&... args) {
     using Fp = void (*)(V&, P...);
     return decode<V>(apply<V, Fp, P...>(
-        detail::mgr_op::d_apply, key(k),
+        detail::mgr_op::dict_update, key(k),
         &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
   }
 
@@ -304,26 +304,26 @@ class list : public proxy {
   void append(const T& v) {
     auto& b = detail::scratch(1);
     encode_into(v, b);
-    call(detail::mgr_op::l_append, {}, b);
+    call(detail::mgr_op::list_append, {}, b);
   }
-  T get(std::int64_t i) const { return decode<T>(call(detail::mgr_op::l_get, detail::raw_i64(i))); }
+  T get(std::int64_t i) const { return decode<T>(call(detail::mgr_op::list_get, detail::raw_i64(i))); }
   void set(std::int64_t i, const T& v) {
     auto& b = detail::scratch(1);
     encode_into(v, b);
-    call(detail::mgr_op::l_set, detail::raw_i64(i), b);
+    call(detail::mgr_op::list_set, detail::raw_i64(i), b);
   }
-  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::l_size)); }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::list_size)); }
   bool empty() const { return size() == 0; }
   /// Removes and returns the element at i (the last by default).
-  T pop(std::int64_t i = -1) { return decode<T>(call(detail::mgr_op::l_pop, detail::raw_i64(i))); }
+  T pop(std::int64_t i = -1) { return decode<T>(call(detail::mgr_op::list_pop, detail::raw_i64(i))); }
   std::vector<T> items() const {
-    isola::detail::element_reader r(call(detail::mgr_op::l_items));
+    isola::detail::element_reader r(call(detail::mgr_op::list_items));
     std::vector<T> out;
     out.reserve(static_cast<std::size_t>(r.count()));
     for (std::uint64_t i = 0; i < r.count(); ++i) out.push_back(decode<T>(r.next()));
     return out;
   }
-  void clear() { call(detail::mgr_op::l_clear); }
+  void clear() { call(detail::mgr_op::list_clear); }
 
  private:
   friend class isola::manager;
@@ -362,9 +362,9 @@ class queue : public proxy {
   }
   std::optional<T> try_get() { return get_for(0); }
 
-  std::size_t qsize() const { return decode<std::uint64_t>(call(detail::mgr_op::q_size)); }
+  std::size_t qsize() const { return decode<std::uint64_t>(call(detail::mgr_op::queue_size)); }
   bool empty() const { return qsize() == 0; }
-  bool full() const { return decode<bool>(call(detail::mgr_op::q_full)); }
+  bool full() const { return decode<bool>(call(detail::mgr_op::queue_full)); }
 
  private:
   friend class isola::manager;
@@ -373,14 +373,14 @@ class queue : public proxy {
     auto& b = detail::scratch(1);
     encode_into(v, b);
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::q_put, ns, {}, b, st);
+    auto p = call_raw(detail::mgr_op::queue_put, ns, {}, b, st);
     if (st == detail::mgr_status::timeout) return false;
     check(st, p);
     return true;
   }
   std::optional<T> get_for(std::int64_t ns) {
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::q_get, ns, {}, {}, st);
+    auto p = call_raw(detail::mgr_op::queue_get, ns, {}, {}, st);
     if (st == detail::mgr_status::timeout) return std::nullopt;
     check(st, p);
     return decode<T>(p);
@@ -403,7 +403,7 @@ class plain_lock : public proxy {
   /// false if not taken by the timeout.
   bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
   bool try_acquire() { return take(0); }
-  void release() { call(detail::mgr_op::k_release); }
+  void release() { call(detail::mgr_op::lock_release); }
 
   void lock() { acquire(); }
   void unlock() { release(); }
@@ -423,7 +423,7 @@ class plain_lock : public proxy {
   using proxy::proxy;
   bool take(std::int64_t ns) {
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::k_acquire, ns, {}, {}, st);
+    auto p = call_raw(detail::mgr_op::lock_acquire, ns, {}, {}, st);
     if (st == detail::mgr_status::timeout) return false;
     if (st == detail::mgr_status::owner_died)
       throw lock_owner_died(
@@ -439,9 +439,9 @@ using lock = plain_lock;
 class event : public proxy {
  public:
   event() = default;
-  void set() { call(detail::mgr_op::e_set); }
-  void clear() { call(detail::mgr_op::e_clear); }
-  bool is_set() const { return decode<bool>(call(detail::mgr_op::e_is_set)); }
+  void set() { call(detail::mgr_op::event_set); }
+  void clear() { call(detail::mgr_op::event_clear); }
+  bool is_set() const { return decode<bool>(call(detail::mgr_op::event_is_set)); }
   void wait() { (void)wait_for(-1); }
   /// Whether the event was set by the timeout.
   bool wait(duration t) { return wait_for(isola::detail::to_timeout_ns(t)); }
@@ -451,7 +451,7 @@ class event : public proxy {
   using proxy::proxy;
   bool wait_for(std::int64_t ns) {
     detail::mgr_status st{};
-    auto p = call_raw(detail::mgr_op::e_wait, ns, {}, {}, st);
+    auto p = call_raw(detail::mgr_op::event_wait, ns, {}, {}, st);
     if (st == detail::mgr_status::timeout) return false;
     check(st, p);
     return true;
@@ -465,11 +465,11 @@ class value : public proxy {
   using value_type = T;
   value() = default;
   using proxy::load;  // the cereal one, which load() below would hide
-  T load() const { return decode<T>(call(detail::mgr_op::v_load)); }
+  T load() const { return decode<T>(call(detail::mgr_op::value_load)); }
   void store(const T& v) {
     auto& b = detail::scratch(1);
     encode_into(v, b);
-    call(detail::mgr_op::v_store, {}, b);
+    call(detail::mgr_op::value_store, {}, b);
   }
   /// Atomically adds d (in the manager); returns the previous value.
   T fetch_add(T d)
@@ -480,7 +480,7 @@ class value : public proxy {
     encode_into(d, spec.args);
     auto& b = detail::scratch(1);
     encode_into(spec, b);
-    return decode<T>(call(detail::mgr_op::v_apply, {}, b));
+    return decode<T>(call(detail::mgr_op::value_update, {}, b));
   }
   /// Atomically replaces the value with fn(value, args...), run in the
   /// manager; returns the new value (see dict::update).
@@ -488,7 +488,7 @@ class value : public proxy {
     requires(sizeof...(P) == sizeof...(A))
   T update(T (*fn)(T, P...), A&&... args) {
     using Fp = T (*)(T, P...);
-    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::v_apply, {},
+    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::value_update, {},
                                         &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
                                         fn, std::forward<A>(args)...));
   }
@@ -496,7 +496,7 @@ class value : public proxy {
     requires(sizeof...(P) == sizeof...(A))
   T update(void (*fn)(T&, P...), A&&... args) {
     using Fp = void (*)(T&, P...);
-    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::v_apply, {},
+    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::value_update, {},
                                         &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
                                         fn, std::forward<A>(args)...));
   }

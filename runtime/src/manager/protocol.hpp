@@ -88,41 +88,41 @@ inline const char* op_name(mgr_op op) {
     case mgr_op::shutdown: return "shutdown";
     case mgr_op::serve: return "serve";
     case mgr_op::stats: return "stats";
-    case mgr_op::d_get: return "dict get";
-    case mgr_op::d_set: return "dict set";
-    case mgr_op::d_erase: return "dict erase";
-    case mgr_op::d_contains: return "dict contains";
-    case mgr_op::d_size: return "dict size";
-    case mgr_op::d_keys: return "dict keys";
-    case mgr_op::d_items: return "dict items";
-    case mgr_op::d_values: return "dict values";
-    case mgr_op::d_clear: return "dict clear";
-    case mgr_op::d_apply: return "dict update";
-    case mgr_op::l_append: return "list append";
-    case mgr_op::l_get: return "list get";
-    case mgr_op::l_set: return "list set";
-    case mgr_op::l_size: return "list size";
-    case mgr_op::l_pop: return "list pop";
-    case mgr_op::l_items: return "list items";
-    case mgr_op::l_clear: return "list clear";
-    case mgr_op::q_put: return "queue put";
-    case mgr_op::q_get: return "queue get";
-    case mgr_op::q_size: return "queue qsize";
-    case mgr_op::q_full: return "queue full";
-    case mgr_op::k_acquire: return "lock acquire";
-    case mgr_op::k_release: return "lock release";
-    case mgr_op::e_set: return "event set";
-    case mgr_op::e_clear: return "event clear";
-    case mgr_op::e_is_set: return "event is_set";
-    case mgr_op::e_wait: return "event wait";
-    case mgr_op::v_load: return "value load";
-    case mgr_op::v_store: return "value store";
-    case mgr_op::v_apply: return "value update";
+    case mgr_op::dict_get: return "dict get";
+    case mgr_op::dict_set: return "dict set";
+    case mgr_op::dict_erase: return "dict erase";
+    case mgr_op::dict_contains: return "dict contains";
+    case mgr_op::dict_size: return "dict size";
+    case mgr_op::dict_keys: return "dict keys";
+    case mgr_op::dict_items: return "dict items";
+    case mgr_op::dict_values: return "dict values";
+    case mgr_op::dict_clear: return "dict clear";
+    case mgr_op::dict_update: return "dict update";
+    case mgr_op::list_append: return "list append";
+    case mgr_op::list_get: return "list get";
+    case mgr_op::list_set: return "list set";
+    case mgr_op::list_size: return "list size";
+    case mgr_op::list_pop: return "list pop";
+    case mgr_op::list_items: return "list items";
+    case mgr_op::list_clear: return "list clear";
+    case mgr_op::queue_put: return "queue put";
+    case mgr_op::queue_get: return "queue get";
+    case mgr_op::queue_size: return "queue qsize";
+    case mgr_op::queue_full: return "queue full";
+    case mgr_op::lock_acquire: return "lock acquire";
+    case mgr_op::lock_release: return "lock release";
+    case mgr_op::event_set: return "event set";
+    case mgr_op::event_clear: return "event clear";
+    case mgr_op::event_is_set: return "event is_set";
+    case mgr_op::event_wait: return "event wait";
+    case mgr_op::value_load: return "value load";
+    case mgr_op::value_store: return "value store";
+    case mgr_op::value_update: return "value update";
   }
   return "a request";
 }
 
-/// The manager process's entry point (runtime/src/manager_server.cpp).
+/// The manager process's entry point (runtime/src/manager/server.cpp).
 int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size);
 
 }  // namespace isola::detail

@@ -1,0 +1,55 @@
+// The managed list's ops: append, get / set / pop at an index (negative
+// counts from the end), size, items, clear.
+#include <cstring>
+
+#include "manager/object_kinds.hpp"
+
+namespace isola::detail {
+
+void managed_list::handle(object_context& cx, const request& r) {
+  switch (r.op) {
+    case mgr_op::list_append:
+      items_.emplace_back(r.b.begin(), r.b.end());
+      return cx.reply(r, mgr_status::ok);
+    case mgr_op::list_get:
+    case mgr_op::list_set:
+    case mgr_op::list_pop: return at_index(cx, r);
+    case mgr_op::list_size: return cx.reply_value(r, std::uint64_t(items_.size()));
+    case mgr_op::list_items: {
+      auto& out = cx.scratch();
+      out.clear();
+      put_u64(out, items_.size());
+      for (auto& e : items_) put_element(out, e);
+      return cx.reply(r, mgr_status::ok, out);
+    }
+    case mgr_op::list_clear:
+      items_.clear();
+      return cx.reply(r, mgr_status::ok);
+    default: return cx.reply_unknown(r);
+  }
+}
+
+void managed_list::at_index(object_context& cx, const request& r) {
+  std::int64_t i = 0;
+  if (r.a.size() != 8) throw decode_error("a list index must be 8 bytes");
+  std::memcpy(&i, r.a.data(), 8);
+  auto size = static_cast<std::int64_t>(items_.size());
+  std::int64_t j = i < 0 ? i + size : i;
+  if (j < 0 || j >= size)
+    return cx.reply_text(r, mgr_status::index_error,
+                         size == 0 && r.op == mgr_op::list_pop
+                             ? std::string("pop from an empty managed list")
+                             : "managed list index " + std::to_string(i) + " out of range (size " +
+                                   std::to_string(size) + ")");
+  auto idx = static_cast<std::size_t>(j);
+  if (r.op == mgr_op::list_get) return cx.reply(r, mgr_status::ok, items_[idx]);
+  if (r.op == mgr_op::list_set) {
+    items_[idx].assign(r.b.begin(), r.b.end());
+    return cx.reply(r, mgr_status::ok);
+  }
+  bytes v = std::move(items_[idx]);
+  items_.erase(items_.begin() + j);
+  cx.reply(r, mgr_status::ok, v);
+}
+
+}  // namespace isola::detail

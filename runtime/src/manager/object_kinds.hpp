@@ -1,0 +1,109 @@
+// The six kinds of managed object, each holding only its own state, with its
+// op handlers (in managed_<kind>.cpp). Every kind answers:
+//   handle(cx, r)          one of its ops (r.op lies in its block of mgr_op)
+//   peer_lost(cx, peer)    a peer died: drop its waiters, release what it held
+//   expire(cx, wid)        waiter wid's deadline passed: false if not ours
+//   waiting()              how many blocked calls it holds (for stats)
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "isola/codec.hpp"
+#include "isola/detail/manager_wire.hpp"
+#include "manager/object_context.hpp"
+
+namespace isola::detail {
+
+/// For the kinds whose calls never block.
+struct never_waits {
+  void peer_lost(object_context&, std::uint64_t) {}
+  bool expire(object_context&, std::uint64_t) { return false; }
+  std::size_t waiting() const noexcept { return 0; }
+};
+
+/// Insertion-ordered like a Python dict: keys() etc. sort by seq.
+struct managed_dict : never_waits {
+  struct entry {
+    std::uint64_t seq = 0;
+    bytes value;
+  };
+  explicit managed_dict(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+
+ private:
+  void reply_elements(object_context& cx, const request& r);
+  void update(object_context& cx, const request& r);
+  std::unordered_map<std::string, entry> entries_;
+  std::uint64_t seq_ = 0;
+};
+
+struct managed_list : never_waits {
+  explicit managed_list(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+
+ private:
+  void at_index(object_context& cx, const request& r);
+  std::vector<bytes> items_;
+};
+
+/// A getter waits while it is empty; a putter while it is full (maxsize > 0).
+struct managed_queue {
+  explicit managed_queue(mgr_create_spec& spec) : maxsize_(spec.maxsize) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid);
+  std::size_t waiting() const noexcept { return getters_.size() + putters_.size(); }
+
+ private:
+  void put(object_context& cx, const request& r);
+  void get(object_context& cx, const request& r);
+  std::deque<bytes> items_;
+  std::uint64_t maxsize_ = 0;
+  waiter_queue getters_;
+  waiter_queue putters_;  // each with its item
+};
+
+/// Held by a peer (a process's connection); released when that peer dies,
+/// and the next holder is told owner_died.
+struct managed_lock {
+  explicit managed_lock(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid) { return cx.expire(acquirers_, wid); }
+  std::size_t waiting() const noexcept { return acquirers_.size(); }
+
+ private:
+  void acquire(object_context& cx, const request& r);
+  void release(object_context& cx, const request& r);
+  void grant(object_context& cx);
+  std::uint64_t holder_ = 0;
+  bool owner_died_ = false;
+  waiter_queue acquirers_;
+};
+
+struct managed_event {
+  explicit managed_event(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer) { cx.forget_waiters(waiters_, peer); }
+  bool expire(object_context& cx, std::uint64_t wid) { return cx.expire(waiters_, wid); }
+  std::size_t waiting() const noexcept { return waiters_.size(); }
+
+ private:
+  bool flag_ = false;
+  waiter_queue waiters_;
+};
+
+struct managed_value : never_waits {
+  explicit managed_value(mgr_create_spec& spec) : value_(std::move(spec.init)) {}
+  void handle(object_context& cx, const request& r);
+
+ private:
+  bytes value_;
+};
+
+}  // namespace isola::detail

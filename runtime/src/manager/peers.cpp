@@ -1,0 +1,303 @@
+// The manager's connections (see peers.hpp): accepting, the challenge
+// exchange, reading frames off a peer and writing its replies back.
+#include "manager/peers.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "isola/logging.hpp"
+#include "manager/protocol.hpp"
+
+namespace isola::detail {
+
+peer_table::peer_table(int epoll_fd, std::size_t max_message, deadlines& timers,
+                       frame_handler on_frame, lost_handler on_lost)
+    : ep_(epoll_fd),
+      max_message_(max_message),
+      timers_(timers),
+      on_frame_(std::move(on_frame)),
+      on_lost_(std::move(on_lost)) {}
+
+peer_table::~peer_table() {
+  for (auto& [id, p] : peers_)
+    if (p->fd >= 0) ::close(p->fd);
+  for (auto& l : listeners_)
+    if (l.fd >= 0) ::close(l.fd);
+}
+
+void peer_table::add_listener(int fd, std::string key, std::string where) {
+  int fl = ::fcntl(fd, F_GETFL);
+  ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+  listeners_.push_back({fd, std::move(key), std::move(where)});
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = listeners_.size();
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) throw os_error(errno, "manager: epoll_ctl");
+}
+
+void peer_table::on_event(std::uint64_t key, std::uint32_t events) {
+  if (key < peer_base) {
+    accept_all(static_cast<std::size_t>(key - 1));
+    return;
+  }
+  auto it = peers_.find(key);
+  if (it == peers_.end() || it->second->dead) return;
+  peer& p = *it->second;
+  if (events & EPOLLIN)
+    on_readable(p);
+  else if (events & (EPOLLERR | EPOLLHUP))
+    drop(p);
+  if (!p.dead && (events & EPOLLOUT)) flush(p);
+}
+
+void peer_table::accept_all(std::size_t li) {
+  for (;;) {
+    sockaddr_storage ss{};
+    socklen_t sl = sizeof ss;
+    int fd = ::accept4(listeners_[li].fd, reinterpret_cast<sockaddr*>(&ss), &sl,
+                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) {
+      if (errno == EINTR || errno == ECONNABORTED) continue;
+      return;  // EAGAIN, or out of descriptors: try again on the next wake-up
+    }
+    auto p = std::make_unique<peer>();
+    p->id = next_peer_++;
+    p->fd = fd;
+    p->listener = li;
+    p->desc = describe_peer(ss);
+    if (ss.ss_family != AF_UNIX) {
+      int one = 1;
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    p->challenge = random_challenge();
+    p->hs_timer = timers_.add(clk::now() + handshake_timeout, {0, p->id});
+    p->hs_timed = true;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = p->id;
+    if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+      timers_.cancel(p->hs_timer);
+      ::close(fd);
+      continue;
+    }
+    peer& ref = *p;
+    peers_.emplace(p->id, std::move(p));
+    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello_magic),
+                   reinterpret_cast<const std::byte*>(hello_magic) + sizeof hello_magic);
+    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(ref.challenge.data()),
+                   reinterpret_cast<const std::byte*>(ref.challenge.data()) + 32);
+    flush(ref);
+  }
+}
+
+std::string peer_table::describe_peer(const sockaddr_storage& ss) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  if (ss.ss_family == AF_INET) {
+    auto* a = reinterpret_cast<const sockaddr_in*>(&ss);
+    ::inet_ntop(AF_INET, &a->sin_addr, buf, sizeof buf);
+    return std::string(buf) + ":" + std::to_string(ntohs(a->sin_port));
+  }
+  if (ss.ss_family == AF_INET6) {
+    auto* a = reinterpret_cast<const sockaddr_in6*>(&ss);
+    ::inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof buf);
+    return "[" + std::string(buf) + "]:" + std::to_string(ntohs(a->sin6_port));
+  }
+  return "a local process";
+}
+
+void peer_table::on_readable(peer& p) {
+  if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
+  ssize_t r = ::recv(p.fd, p.in.data() + p.used, p.in.size() - p.used, 0);
+  if (r < 0) {
+    if (errno == EINTR || errno == EAGAIN) return;
+    drop(p);
+    return;
+  }
+  if (r == 0) {
+    drop(p);
+    return;
+  }
+  p.used += static_cast<std::size_t>(r);
+  std::size_t pos = 0;
+  if (!p.ready) {
+    if (p.used < response_size) return;
+    if (!authenticate(p)) return;
+    pos = response_size;
+  }
+  pos = take_frames(p, pos);
+  if (p.dead) return;
+  if (pos > 0) {
+    std::memmove(p.in.data(), p.in.data() + pos, p.used - pos);
+    p.used -= pos;
+  }
+  resize_input(p);
+}
+
+/// Hands on every whole frame from pos on; returns where the rest begins.
+std::size_t peer_table::take_frames(peer& p, std::size_t pos) {
+  while (p.used - pos >= 4) {
+    std::uint32_t len;
+    std::memcpy(&len, p.in.data() + pos, 4);
+    if (len < sizeof(request_header) - 4 || len > max_message_) {
+      reject(p, "a frame of " + std::to_string(len) + " bytes (the limit is " +
+                    std::to_string(max_message_) + ")");
+      return pos;
+    }
+    if (p.used - pos < 4 + std::size_t{len}) break;
+    on_frame_(p, std::span<const std::byte>(p.in.data() + pos, 4 + std::size_t{len}));
+    if (p.dead) return pos;
+    pos += 4 + std::size_t{len};
+  }
+  return pos;
+}
+
+void peer_table::resize_input(peer& p) {
+  if (p.used >= 4) {  // grow towards a large frame, doubling
+    std::uint32_t len;
+    std::memcpy(&len, p.in.data(), 4);
+    std::size_t need = 4 + std::size_t{len};
+    if (p.in.size() < need) p.in.resize(std::min(need, std::max(p.in.size() * 2, p.used + 65536)));
+  }
+  if (p.in.size() > (std::size_t{1} << 20) && p.used < 65536) {  // give a large buffer back
+    p.in.resize(65536);
+    p.in.shrink_to_fit();
+  }
+}
+
+bool peer_table::authenticate(peer& p) {
+  auto& key = listeners_[p.listener].authkey;
+  auto expect = handshake_mac(key, client_label, p.challenge);
+  auto* in = reinterpret_cast<const std::uint8_t*>(p.in.data());
+  if (p.hs_timed) {
+    timers_.cancel(p.hs_timer);
+    p.hs_timed = false;
+  }
+  if (!constant_time_equal(std::span(in, 32), expect)) {
+    ++auth_failures_;
+    get_logger().warning("manager: authentication_error: " + p.desc + " on the " +
+                         listeners_[p.listener].where +
+                         " failed the handshake (wrong key, or not an isola client); dropped");
+    ::send(p.fd, "FAIL", 4, MSG_NOSIGNAL | MSG_DONTWAIT);
+    drop(p);
+    return false;
+  }
+  std::array<std::uint8_t, 32> theirs;
+  std::memcpy(theirs.data(), in + 32, 32);
+  p.same_program = std::memcmp(in + 64, program_identity().data(), 32) == 0;
+  auto mac = handshake_mac(key, server_label, theirs);
+  p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>("OKAY"),
+               reinterpret_cast<const std::byte*>("OKAY") + 4);
+  p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>(mac.data()),
+               reinterpret_cast<const std::byte*>(mac.data()) + 32);
+  p.ready = true;
+  mark(p.id);
+  return true;
+}
+
+void peer_table::flush(peer& p) {
+  while (p.out_pos < p.out.size()) {
+    ssize_t r = ::send(p.fd, p.out.data() + p.out_pos, p.out.size() - p.out_pos,
+                       MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN) break;
+      drop(p);
+      return;
+    }
+    p.out_pos += static_cast<std::size_t>(r);
+  }
+  bool pending = p.out_pos < p.out.size();
+  if (!pending) {
+    p.out.clear();
+    p.out_pos = 0;
+    if (p.out.capacity() > (std::size_t{1} << 20)) p.out.shrink_to_fit();
+  }
+  if (pending != p.want_out) {
+    p.want_out = pending;
+    epoll_event ev{};
+    ev.events = EPOLLIN | (pending ? EPOLLOUT : 0u);
+    ev.data.u64 = p.id;
+    ::epoll_ctl(ep_, EPOLL_CTL_MOD, p.fd, &ev);
+  }
+}
+
+void peer_table::drop(peer& p) {
+  if (p.dead) return;
+  p.dead = true;
+  if (p.hs_timed) {
+    timers_.cancel(p.hs_timer);
+    p.hs_timed = false;
+  }
+  ::epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd, nullptr);
+  ::close(p.fd);
+  p.fd = -1;
+  dead_.push_back(p.id);
+  if (p.ready) on_lost_(p.id);
+}
+
+void peer_table::reject(peer& p, const std::string& why) {
+  get_logger().warning("manager: dropped " + p.desc + ": " + why);
+  ++dropped_;
+  drop(p);
+}
+
+void peer_table::handshake_expired(std::uint64_t peer_id) {
+  auto it = peers_.find(peer_id);
+  if (it == peers_.end() || it->second->dead) return;
+  it->second->hs_timed = false;
+  ++auth_failures_;
+  get_logger().warning("manager: " + it->second->desc +
+                       " did not complete the handshake in time; dropped");
+  drop(*it->second);
+}
+
+void peer_table::reply(std::uint64_t peer_id, std::uint64_t req, mgr_status st,
+                       std::span<const std::byte> payload) {
+  auto it = peers_.find(peer_id);
+  if (it == peers_.end() || it->second->dead) return;
+  peer& p = *it->second;
+  reply_header h{};
+  h.length = static_cast<std::uint32_t>(sizeof h - 4 + payload.size());
+  h.id = req;
+  h.status = static_cast<std::uint32_t>(st);
+  auto* hp = reinterpret_cast<const std::byte*>(&h);
+  p.out.insert(p.out.end(), hp, hp + sizeof h);
+  p.out.insert(p.out.end(), payload.begin(), payload.end());
+  mark(peer_id);
+}
+
+void peer_table::flush_marked() {
+  // By index: a failed send drops its peer, which may release a lock and so
+  // mark the next holder, appending to dirty_ while we walk it.
+  for (std::size_t i = 0; i < dirty_.size(); ++i) {
+    auto it = peers_.find(dirty_[i]);
+    if (it != peers_.end() && !it->second->dead) flush(*it->second);
+  }
+  dirty_.clear();
+}
+
+void peer_table::reap_dead() {
+  for (auto id : dead_) peers_.erase(id);
+  dead_.clear();
+}
+
+void peer_table::flush_all() {
+  for (auto& [id, p] : peers_)
+    if (!p->dead) flush(*p);
+}
+
+std::uint64_t peer_table::connections() const {
+  std::uint64_t n = 0;
+  for (auto& [id, p] : peers_) n += p->ready && !p->dead;
+  return n;
+}
+
+}  // namespace isola::detail

@@ -1,0 +1,108 @@
+// The manager's connections: its listening sockets, and the peers it accepts
+// on them — the challenge exchange that authenticates each, its framing
+// buffers, and the replies queued on it.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "isola/codec.hpp"
+#include "isola/detail/manager_wire.hpp"
+#include "manager/timers.hpp"
+
+namespace isola::detail {
+
+/// epoll keys below this are listeners (index + 1); peers' ids start here.
+inline constexpr std::uint64_t peer_base = std::uint64_t{1} << 32;
+
+struct listener {
+  int fd = -1;
+  std::string authkey;
+  std::string where;
+};
+
+struct peer {
+  std::uint64_t id = 0;
+  int fd = -1;
+  std::size_t listener = 0;
+  bool ready = false;  // authenticated: it talks frames now
+  bool dead = false;
+  bool same_program = false;
+  bool want_out = false;
+  std::array<std::uint8_t, 32> challenge{};
+  deadlines::handle hs_timer;
+  bool hs_timed = false;
+  bytes in;
+  std::size_t used = 0;
+  bytes out;
+  std::size_t out_pos = 0;
+  std::string desc;
+};
+
+class peer_table {
+ public:
+  /// A whole request frame (length field included) from an authenticated peer.
+  using frame_handler = std::function<void(peer&, std::span<const std::byte>)>;
+  /// An authenticated peer is gone: its waits end, its locks are released.
+  using lost_handler = std::function<void(std::uint64_t peer_id)>;
+
+  peer_table(int epoll_fd, std::size_t max_message, deadlines& timers, frame_handler on_frame,
+             lost_handler on_lost);
+  ~peer_table();
+  peer_table(const peer_table&) = delete;
+  peer_table& operator=(const peer_table&) = delete;
+
+  void add_listener(int fd, std::string key, std::string where);
+  /// One epoll event, for a listener or a peer.
+  void on_event(std::uint64_t key, std::uint32_t events);
+  /// Queues a reply to peer_id's request req (nothing if the peer is gone).
+  void reply(std::uint64_t peer_id, std::uint64_t req, mgr_status st,
+             std::span<const std::byte> payload = {});
+  /// A peer's handshake deadline passed.
+  void handshake_expired(std::uint64_t peer_id);
+  /// Drops p for breaking the protocol, with the reason in the log.
+  void reject(peer& p, const std::string& why);
+  /// After a wake-up: sends what was queued, forgets the peers that died.
+  void flush_marked();
+  void reap_dead();
+  /// Before exiting: a best-effort last flush to every live peer.
+  void flush_all();
+
+  std::uint64_t connections() const;
+  std::uint64_t auth_failures() const noexcept { return auth_failures_; }
+  std::uint64_t dropped() const noexcept { return dropped_; }
+
+ private:
+  void accept_all(std::size_t li);
+  void on_readable(peer& p);
+  std::size_t take_frames(peer& p, std::size_t pos);
+  void resize_input(peer& p);
+  bool authenticate(peer& p);
+  void flush(peer& p);
+  void drop(peer& p);
+  void mark(std::uint64_t id) { dirty_.push_back(id); }
+  static std::string describe_peer(const sockaddr_storage& ss);
+
+  int ep_;
+  std::size_t max_message_;
+  deadlines& timers_;
+  frame_handler on_frame_;
+  lost_handler on_lost_;
+  std::vector<listener> listeners_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<peer>> peers_;
+  std::uint64_t next_peer_ = peer_base;
+  std::vector<std::uint64_t> dirty_;
+  std::vector<std::uint64_t> dead_;
+  std::uint64_t auth_failures_ = 0, dropped_ = 0;
+};
+
+}  // namespace isola::detail
