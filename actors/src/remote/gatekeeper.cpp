@@ -1,0 +1,339 @@
+// The gatekeeper: node::listen, accepting connections, and the HMAC
+// handshake each one passes before the socket goes to CAF's BASP broker.
+//
+// The gatekeeper accepts TCP connections on its own thread and runs the
+// handshake on each; only an authenticated socket is handed to CAF: a
+// doorman of ours, added to the BASP broker with publish, turns it into a
+// scribe and a new_connection_msg, so that BASP starts its server handshake
+// on it exactly as on a connection it accepted itself. BASP itself never
+// listens on a port.
+//
+// What another process sees: a peer that connects reads the magic and a
+// challenge; one that does not prove it knows the key within 5 s is told
+// FAIL (where it answered wrong) and dropped, and never reaches BASP or the
+// gateway. At most 64 handshakes wait at once (the oldest is dropped).
+// node::stats counts what happened.
+#include <netdb.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <caf/all.hpp>
+#include <caf/io/all.hpp>
+#include <caf/io/basp_broker.hpp>
+#include <caf/io/doorman.hpp>
+#include <caf/io/network/default_multiplexer.hpp>
+
+#include <atomic>
+#include <cerrno>
+#include <cstring>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "isola/logging.hpp"
+#include "isola/node.hpp"
+#include "remote/node_internal.hpp"
+#include "root/registry.hpp"
+
+namespace isola {
+namespace detail {
+
+using namespace node_internal;
+
+namespace {
+
+// ---------------------------------------------------------------- the doorman
+
+namespace cio = caf::io;
+namespace net = caf::io::network;
+
+/// A doorman that accepts nothing by itself: the gatekeeper gives it
+/// authenticated sockets, and it announces each to the BASP broker as a new
+/// connection (on the multiplexer thread, where the broker runs).
+class auth_doorman final : public cio::doorman {
+ public:
+  auth_doorman(net::default_multiplexer& mx, int id, std::uint16_t port)
+      : cio::doorman(cio::accept_handle::from_int(id)), mx_(mx), port_(port) {}
+
+  bool new_connection() override { return false; }
+  void graceful_shutdown() override { detach(&mx_, false); }
+  void launch() override {}
+  std::string addr() const override { return "0.0.0.0"; }
+  std::uint16_t port() const override { return port_; }
+  void add_to_loop() override {}
+  void remove_from_loop() override {}
+
+  /// On the multiplexer thread.
+  void adopt(int fd) {
+    if (detached()) {
+      ::close(fd);
+      return;
+    }
+    auto sp = mx_.new_scribe(fd);
+    auto hdl = sp->hdl();
+    parent()->add_scribe(std::move(sp));
+    cio::doorman::new_connection(&mx_, hdl);
+  }
+
+ private:
+  net::default_multiplexer& mx_;
+  std::uint16_t port_;
+};
+
+// ---------------------------------------------------------------- the gatekeeper
+
+struct stats_counters {
+  std::atomic<std::uint64_t> accepted{0}, authenticated{0}, auth_failures{0}, dropped{0};
+};
+
+class gatekeeper {
+ public:
+  gatekeeper(int lfd, std::uint16_t port, std::string key, cio::doorman_ptr d)
+      : lfd_(lfd), port_(port), key_(std::move(key)), door_(std::move(d)) {}
+
+  void run() {
+    std::thread([this] { loop(); }).detach();  // lives as long as the process
+  }
+  std::uint16_t port() const { return port_; }
+  stats_counters counters;
+
+ private:
+  struct hs {
+    int fd = -1;
+    int stage = 0;  // 0: reading the response; 1: reading the confirmation
+    std::uint8_t buf[response_size] = {};
+    std::size_t have = 0;
+    challenge_t challenge{};
+    clock::time_point deadline;
+    std::string peer;
+  };
+
+  static std::string describe(const sockaddr_storage& ss) {
+    char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
+    ::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), sizeof ss, host, sizeof host, serv, sizeof serv,
+                  NI_NUMERICHOST | NI_NUMERICSERV);
+    return std::string(host) + ":" + serv;
+  }
+
+  /// Counts, then tells the peer `say` (if any), logs and closes: a peer
+  /// told FAIL finds the failure already counted.
+  void drop(hs& h, const std::string& why, bool auth, const char* say = nullptr) {
+    if (auth)
+      counters.auth_failures.fetch_add(1);
+    else
+      counters.dropped.fetch_add(1);
+    if (say) ::send(h.fd, say, std::strlen(say), MSG_NOSIGNAL);
+    if (auth) {
+      get_logger().warning("isola::node: authentication_error: " + h.peer + ": " + why +
+                           "; the connection was dropped");
+    } else {
+      get_logger().warning("isola::node: dropped " + h.peer + " before authentication: " + why);
+    }
+    ::close(h.fd);
+    h.fd = -1;
+  }
+
+  void accept_all() {
+    for (;;) {
+      sockaddr_storage ss{};
+      socklen_t len = sizeof ss;
+      int fd = ::accept4(lfd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd < 0) return;
+      counters.accepted.fetch_add(1);
+      hs h;
+      h.fd = fd;
+      h.peer = describe(ss);
+      h.deadline = clock::now() + handshake_timeout;
+      h.challenge = random_challenge();
+      std::uint8_t hello[hello_size];
+      std::memcpy(hello, magic, sizeof magic);
+      std::memcpy(hello + sizeof magic, h.challenge.data(), 32);
+      if (::send(fd, hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello)) {
+        drop(h, "could not send the challenge", false);
+        continue;
+      }
+      if (pending_.size() >= max_pending_handshakes) {
+        drop(pending_.front(), "too many handshakes at once", false);
+        pending_.erase(pending_.begin());
+      }
+      pending_.push_back(std::move(h));
+    }
+  }
+
+  /// Reads what the handshake expects next; returns false when h was
+  /// dropped or handed over.
+  bool step(hs& h) {
+    std::size_t want = h.stage == 0 ? response_size : confirm_size;
+    ssize_t r = ::recv(h.fd, h.buf + h.have, want - h.have, 0);
+    if (r < 0) {
+      if (errno == EAGAIN || errno == EINTR) return true;
+      drop(h, std::strerror(errno), false);
+      return false;
+    }
+    if (r == 0) {
+      drop(h, h.stage == 0 ? "closed before answering the challenge"
+                           : "closed after our proof (it does not know the key, or gave up)",
+           h.stage == 1);
+      return false;
+    }
+    h.have += static_cast<std::size_t>(r);
+    if (h.have < want) return true;
+    if (h.stage == 0) {
+      auto expect = proof(key_, client_label, h.challenge.data());
+      if (!constant_time_equal(std::span<const std::uint8_t>(h.buf, 32), expect)) {
+        drop(h, "the peer's digest does not match the key (or the peer is not an isola node)", true, "FAIL");
+        return false;
+      }
+      std::uint8_t verdict[verdict_size];
+      std::memcpy(verdict, "OKAY", 4);
+      auto mine = proof(key_, server_label, h.buf + 32);
+      std::memcpy(verdict + 4, mine.data(), 32);
+      if (::send(h.fd, verdict, sizeof verdict, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof verdict)) {
+        drop(h, "could not send our proof", false);
+        return false;
+      }
+      h.stage = 1;
+      h.have = 0;
+      return true;
+    }
+    if (std::memcmp(h.buf, "OKAY", 4) != 0) {
+      drop(h, "the peer rejected our proof (it holds another key)", true);
+      return false;
+    }
+    // Authenticated: from here on the socket is BASP's.
+    counters.authenticated.fetch_add(1);
+    set_nodelay_cloexec(h.fd);
+    auto d = door_;
+    int fd = h.fd;
+    h.fd = -1;
+    auto& mx = dynamic_cast<net::default_multiplexer&>(node_system().middleman().backend());
+    mx.post([d, fd] { static_cast<auth_doorman*>(d.get())->adopt(fd); });
+    return false;
+  }
+
+  void loop() {
+    for (;;) {
+      std::vector<pollfd> pfs;
+      pfs.push_back({lfd_, POLLIN, 0});
+      auto now = clock::now();
+      int timeout = -1;
+      for (auto& h : pending_) {
+        pfs.push_back({h.fd, POLLIN, 0});
+        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(h.deadline - now).count() + 1;
+        if (timeout < 0 || ms < timeout) timeout = static_cast<int>(std::max<long long>(0, ms));
+      }
+      int n = ::poll(pfs.data(), pfs.size(), timeout);
+      if (n < 0 && errno != EINTR) {
+        get_logger().error(std::string("isola::node: poll: ") + std::strerror(errno));
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        continue;
+      }
+      std::vector<hs> keep;
+      now = clock::now();
+      for (std::size_t i = 0; i < pending_.size(); ++i) {
+        auto& h = pending_[i];
+        bool alive = true;
+        if (pfs[i + 1].revents) alive = step(h);
+        if (alive && now >= h.deadline) {
+          drop(h, "no complete answer within 5 s", false);
+          alive = false;
+        }
+        if (alive) keep.push_back(std::move(h));
+      }
+      pending_.swap(keep);
+      if (pfs[0].revents & POLLIN) accept_all();
+    }
+  }
+
+  int lfd_;
+  std::uint16_t port_;
+  std::string key_;
+  cio::doorman_ptr door_;
+  std::vector<hs> pending_;
+};
+
+std::mutex listen_m;
+gatekeeper* the_gatekeeper = nullptr;  // lives until exit
+
+}  // namespace
+}  // namespace detail
+
+// ---------------------------------------------------------------- isola::node
+
+std::uint16_t node::listen(std::uint16_t port, std::string_view authkey, const listen_options& opts) {
+  using namespace detail;
+  if (in_actor_process()) throw value_error("isola::node::listen: only the root process listens");
+  if (authkey.empty()) throw value_error("isola::node::listen: the authentication key is empty");
+  std::lock_guard lk(listen_m);
+  if (the_gatekeeper)
+    throw value_error("isola::node::listen: this root already listens on port " +
+                      std::to_string(the_gatekeeper->port()));
+  // The listening socket.
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* res = nullptr;
+  std::string ps = std::to_string(port);
+  int rc = ::getaddrinfo(opts.host.empty() ? nullptr : opts.host.c_str(), ps.c_str(), &hints, &res);
+  if (rc != 0) throw os_error(EINVAL, "isola::node::listen: " + opts.host + ": " + ::gai_strerror(rc));
+  int fd = -1, err = 0;
+  for (auto* ai = res; ai; ai = ai->ai_next) {
+    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
+    if (fd < 0) {
+      err = errno;
+      continue;
+    }
+    int one = 1;
+    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 128) == 0) break;
+    err = errno;
+    ::close(fd);
+    fd = -1;
+  }
+  ::freeaddrinfo(res);
+  if (fd < 0)
+    throw os_error(err, "isola::node::listen: cannot listen on " + opts.host + ":" + ps + ": " +
+                            std::strerror(err));
+  sockaddr_storage ss{};
+  socklen_t len = sizeof ss;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
+  std::uint16_t bound = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
+                                                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  // The gateway, published at `bound` through our doorman.
+  const caf::actor& gw = gateway_actor();
+  auto& sys = node_system();
+  auto& mx = dynamic_cast<caf::io::network::default_multiplexer&>(sys.middleman().backend());
+  caf::io::doorman_ptr d{new auth_doorman(mx, fd, bound)};
+  auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
+  {
+    caf::scoped_actor self{sys};
+    self->send(basp, caf::publish_atom::value, d, bound,
+               caf::actor_cast<caf::strong_actor_ptr>(gw), std::set<std::string>{});
+  }
+  the_gatekeeper = new gatekeeper(fd, bound, std::string(authkey), d);
+  the_gatekeeper->run();
+  return bound;
+}
+
+std::uint16_t node::listening_port() {
+  std::lock_guard lk(detail::listen_m);
+  return detail::the_gatekeeper ? detail::the_gatekeeper->port() : 0;
+}
+
+node_stats node::stats() {
+  std::lock_guard lk(detail::listen_m);
+  node_stats s;
+  if (auto* g = detail::the_gatekeeper) {
+    s.accepted = g->counters.accepted;
+    s.authenticated = g->counters.authenticated;
+    s.auth_failures = g->counters.auth_failures;
+    s.dropped = g->counters.dropped;
+  }
+  return s;
+}
+
+}  // namespace isola

@@ -1,0 +1,235 @@
+// The gateway: serves the requests of the nodes connected to this root
+// (send, request, monitor, alive, spawn). One per listening root: a detached
+// CAF actor, started by the first node::listen.
+//
+// It puts envelopes straight into the mailboxes of local actors, with the
+// relay's inbox as sender; the relay (a root thread) reads the replies and
+// down notices and sends them back over CAF, and sends back the requests that
+// failed. What the other node sees: every request and monitor gets exactly
+// one answer (a reply, an error with the failure's type and text, or a down
+// notice), unless the connection is lost first, which its client reports; a
+// send to an actor that has ended is dropped and counted, as locally.
+#include <condition_variable>
+#include <cstring>
+#include <list>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+#include "core/mailbox.hpp"
+#include "isola/detail/manager_wire.hpp"
+#include "isola/logging.hpp"
+#include "isola/node.hpp"
+#include "remote/node_internal.hpp"
+#include "root/registry.hpp"
+
+namespace isola {
+namespace detail {
+
+using namespace node_internal;
+
+namespace {
+
+struct gateway_core {
+  std::shared_ptr<inbox> relay;  // the relay thread's inbox
+  struct inflight {
+    std::shared_ptr<future_state<void>> st;
+    caf::actor requester;
+    std::uint64_t ref;
+  };
+  std::mutex m;
+  std::list<inflight> flights;
+  std::unordered_map<std::uint64_t, std::shared_ptr<peer>> peers;  // gateway thread only
+};
+
+// A failure crosses to the other node as error_info's fields (core/mailbox.cpp
+// classifies it, and rebuilds the same exception type on the other side).
+void send_error(const caf::actor& to, std::uint64_t ref, std::exception_ptr e) {
+  error_info ei = describe_failure(e);
+  caf::anon_send(to, is_err_atom::value, ref, static_cast<std::int32_t>(ei.what),
+                 std::move(ei.type_name), std::move(ei.text), static_cast<std::int32_t>(ei.pid),
+                 std::move(ei.process_name));
+}
+
+/// The relay: reads its inbox (replies and down notices for remote
+/// requesters, routed by the inbox to the callbacks that send them back) and
+/// sends back the requests that failed (error replies, dead targets).
+void relay_loop(gateway_core* g) {
+  for (;;) {
+    try {
+      g->relay->pump(std::nullopt);
+      std::vector<gateway_core::inflight> failed;
+      {
+        std::lock_guard lk(g->m);
+        for (auto it = g->flights.begin(); it != g->flights.end();) {
+          std::lock_guard sl(it->st->m);
+          if (it->st->done) {
+            if (it->st->error) failed.push_back(*it);
+            it = g->flights.erase(it);
+          } else {
+            ++it;
+          }
+        }
+      }
+      for (auto& f : failed) send_error(f.requester, f.ref, f.st->error);
+    } catch (const std::exception& ex) {
+      get_logger().error(std::string("isola: node relay: ") + ex.what());
+    }
+  }
+}
+
+std::shared_ptr<peer> gateway_peer(gateway_core& g, std::uint64_t id) {
+  auto it = g.peers.find(id);
+  if (it != g.peers.end()) {
+    if (!it->second->dead()) return it->second;
+    g.peers.erase(it);
+  }
+  auto p = root_context().lookup(id);
+  if (!p->dead()) {
+    if (g.peers.size() > 4096) g.peers.clear();
+    g.peers.emplace(id, p);
+  }
+  return p;
+}
+
+bool gateway_put(gateway_core& g, peer& p, env_kind kind, std::uint64_t ref, std::uint64_t tag,
+                 std::span<const std::byte> payload) {
+  envelope_header h;
+  h.kind = static_cast<std::uint8_t>(kind);
+  h.sender = g.relay->id();
+  h.ref = ref;
+  h.tag = tag;
+  return put_envelope(p, h, payload);
+}
+
+actor do_spawn(const std::string& identity, const std::string& blob) {
+  const auto& mine = program_identity();
+  if (identity.size() != mine.size() || std::memcmp(identity.data(), mine.data(), mine.size()) != 0)
+    throw value_error(
+        "isola::node::spawn: the node runs another program (or another build of it); a remote "
+        "spawn sends make_behavior as an address, so both nodes must run the same executable");
+  return spawn_from_blob(as_bytes_of(blob));
+}
+
+/// A request from another node: its reply (or failure) goes back to who,
+/// tagged with the requester's ref.
+void serve_request(gateway_core* g, const caf::actor& who, std::uint64_t ref, std::uint64_t id,
+                   std::uint64_t tag, const std::string& payload) {
+  try {
+    auto p = gateway_peer(*g, id);
+    if (p->dead()) throw actor_exited(p->reason().to_string());
+    auto st = std::make_shared<future_state<void>>();
+    std::weak_ptr<future_state<void>> w = st;
+    reply_fn on_reply = [who, ref, w](std::uint64_t tag, std::span<const std::byte> b) {
+      caf::anon_send(who, is_ok_atom::value, ref, tag, as_string(b));
+      if (auto s = w.lock()) s->succeed(std::monostate{});
+    };
+    {
+      std::lock_guard lk(g->m);
+      g->flights.push_back({st, who, ref});
+    }
+    std::uint64_t r = g->relay->add_pending({p, st, std::move(on_reply), std::nullopt, false});
+    if (!gateway_put(*g, *p, env_kind::request, r, tag, as_bytes_of(payload))) {
+      g->relay->drop_pending(r);
+      st->fail(std::make_exception_ptr(actor_exited(p->reason().to_string())));
+    }
+  } catch (...) {
+    send_error(who, ref, std::current_exception());
+  }
+}
+
+caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
+  return {
+      [self, g](is_send_atom, std::uint64_t id, std::uint64_t tag, std::int32_t kind,
+                const std::string& payload) {
+        try {
+          auto p = gateway_peer(*g, id);
+          if (p->dead()) {
+            root_context().dropped.fetch_add(1, std::memory_order_relaxed);
+            return;
+          }
+          auto k = static_cast<env_kind>(kind);
+          if (k != env_kind::send && k != env_kind::stop) return;
+          if (!gateway_put(*g, *p, k, 0, tag, as_bytes_of(payload)))
+            root_context().dropped.fetch_add(1, std::memory_order_relaxed);
+        } catch (const std::exception& ex) {
+          get_logger().warning(std::string("isola: a message from another node was dropped: ") + ex.what());
+        }
+        (void)self;
+      },
+      [self, g](is_req_atom, std::uint64_t ref, std::uint64_t id, std::uint64_t tag,
+                const std::string& payload) {
+        serve_request(g, caf::actor_cast<caf::actor>(self->current_sender()), ref, id, tag, payload);
+      },
+      [self, g](is_mon_atom, std::uint64_t ref, std::uint64_t id) {
+        auto who = caf::actor_cast<caf::actor>(self->current_sender());
+        reply_fn on_down = [who, ref](std::uint64_t, std::span<const std::byte> b) {
+          caf::anon_send(who, is_down_atom::value, ref, as_string(b));
+        };
+        try {
+          auto p = root_context().lookup(id);
+          auto st = std::make_shared<future_state<void>>();
+          std::uint64_t r = g->relay->add_pending({p, st, std::move(on_down), std::nullopt, true});
+          root_context().add_monitor(id, g->relay->id(), r);
+        } catch (...) {
+          down d{actor(id, 0, {}), exit_reason{exit_reason::kind::unknown, 0, "no such actor"}};
+          on_down(0, encode(d));
+        }
+      },
+      [self](is_alive_atom, std::uint64_t ref, std::uint64_t id) {
+        auto who = caf::actor_cast<caf::actor>(self->current_sender());
+        bool alive = false;
+        try {
+          alive = !root_context().lookup(id)->dead();
+        } catch (...) {
+        }
+        caf::anon_send(who, is_ok_atom::value, ref, type_tag<bool>(), as_string(encode(alive)));
+      },
+      [self](is_spawn_atom, std::uint64_t ref, const std::string& identity, const std::string& blob) {
+        auto who = caf::actor_cast<caf::actor>(self->current_sender());
+        try {
+          actor a = do_spawn(identity, blob);
+          caf::anon_send(who, is_ok_atom::value, ref, type_tag<actor>(), as_string(encode(a)));
+        } catch (...) {
+          send_error(who, ref, std::current_exception());
+        }
+      },
+  };
+}
+
+gateway_core* the_gateway = nullptr;   // lives until exit
+caf::actor* the_gateway_actor = nullptr;
+
+/// The gateway and its relay thread (once per root).
+gateway_core& gateway() {
+  if (the_gateway) return *the_gateway;
+  auto* g = new gateway_core;
+  std::mutex m;
+  std::condition_variable cv;
+  std::thread([g, &m, &cv] {
+    auto ib = root_context().my_inbox();
+    {
+      std::lock_guard lk(m);
+      g->relay = ib;
+    }
+    cv.notify_all();
+    relay_loop(g);
+  }).detach();
+  {
+    std::unique_lock lk(m);
+    cv.wait(lk, [&] { return g->relay != nullptr; });
+  }
+  the_gateway_actor = new caf::actor(node_system().spawn<caf::detached>(gateway_fn, g));
+  the_gateway = g;
+  return *g;
+}
+
+}  // namespace
+
+const caf::actor& node_internal::gateway_actor() {
+  gateway();
+  return *the_gateway_actor;
+}
+
+}  // namespace detail
+}  // namespace isola

@@ -1,0 +1,104 @@
+// What the parts of isola::node share (private to actors/src/remote/): the
+// atoms of the messages between a node's client actor and another node's
+// gateway, the authentication handshake both ends of a connection run, and
+// the conversions of payloads to and from CAF strings.
+//
+// gatekeeper.cpp  listen: accepting, the handshake, handing sockets to BASP
+// gateway.cpp     serving the requests of the nodes connected to this one
+// node_client.cpp connect, and what handles of another node's actors do
+// spawn_blob.cpp  the wire form of a spawn request, and the entry points a
+//                 spawn request may name
+//
+// The handshake (each side proves it knows the key by an HMAC-SHA256 of the
+// other's random challenge) is here, in one place, because both ends must
+// agree on every byte of it: an isola node sees only a peer that passed it.
+#pragma once
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+
+#include <caf/all.hpp>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "sys/os.hpp"
+#include "sys/crypto.hpp"
+
+namespace isola {
+namespace detail {
+namespace node_internal {
+
+using is_send_atom = caf::atom_constant<caf::atom("isola_snd")>;
+using is_req_atom = caf::atom_constant<caf::atom("isola_req")>;
+using is_mon_atom = caf::atom_constant<caf::atom("isola_mon")>;
+using is_alive_atom = caf::atom_constant<caf::atom("isola_alv")>;
+using is_spawn_atom = caf::atom_constant<caf::atom("isola_spn")>;
+using is_ok_atom = caf::atom_constant<caf::atom("isola_ok")>;
+using is_err_atom = caf::atom_constant<caf::atom("isola_err")>;
+using is_down_atom = caf::atom_constant<caf::atom("isola_dwn")>;
+using is_timeout_atom = caf::atom_constant<caf::atom("isola_tmo")>;
+
+// ---------------------------------------------------------------- handshake
+
+constexpr char magic[8] = {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'};
+constexpr std::size_t hello_size = 8 + 32;     // magic, server challenge
+constexpr std::size_t response_size = 32 + 32;  // client mac, client challenge
+constexpr std::size_t verdict_size = 4 + 32;    // "OKAY" + server mac (or "FAIL")
+constexpr std::size_t confirm_size = 4;         // the client's "OKAY"/"FAIL"
+constexpr auto handshake_timeout = std::chrono::seconds(5);
+constexpr std::size_t max_pending_handshakes = 64;
+
+using challenge_t = std::array<std::uint8_t, 32>;
+
+inline challenge_t random_challenge() {
+  challenge_t c;
+  std::size_t got = 0;
+  while (got < c.size()) {
+    ssize_t r = ::getrandom(c.data() + got, c.size() - got, 0);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("getrandom");
+    }
+    got += static_cast<std::size_t>(r);
+  }
+  return c;
+}
+
+inline sha256_digest proof(std::string_view key, std::string_view label, const std::uint8_t* challenge) {
+  std::string msg(label);
+  msg.append(reinterpret_cast<const char*>(challenge), 32);
+  return hmac_sha256(key, msg);
+}
+
+constexpr std::string_view client_label = "isola-node-client";
+constexpr std::string_view server_label = "isola-node-server";
+
+inline void set_nodelay_cloexec(int fd) {
+  int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  ::fcntl(fd, F_SETFD, FD_CLOEXEC);
+}
+
+inline std::string as_string(std::span<const std::byte> b) {
+  return std::string(reinterpret_cast<const char*>(b.data()), b.size());
+}
+inline std::span<const std::byte> as_bytes_of(const std::string& s) {
+  return {reinterpret_cast<const std::byte*>(s.data()), s.size()};
+}
+
+/// The gateway actor, started with its relay thread on the first call (once
+/// per root); node::listen publishes it. The caller holds listen_m.
+const caf::actor& gateway_actor();
+
+}  // namespace node_internal
+}  // namespace detail
+}  // namespace isola
