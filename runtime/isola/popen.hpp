@@ -42,6 +42,8 @@
 #include <string_view>
 #include <vector>
 
+#include "isola/detail/deadline.hpp"
+
 namespace isola {
 
 using duration = std::chrono::duration<double>;
@@ -138,7 +140,7 @@ class popen {
     friend class popen;
     friend struct popen::state;
     writer() = default;
-    std::size_t write_until(std::string_view data, const std::chrono::steady_clock::time_point* deadline);
+    std::size_t write_until(std::string_view data, const detail::deadline& d);
     int fd_ = -1;
   };
 
@@ -179,7 +181,7 @@ class popen {
     reader() = default;
     /// Reads what is there once the descriptor is readable; false if the
     /// deadline passed first (nullptr: no deadline).
-    bool fill(const std::chrono::steady_clock::time_point* deadline);
+    bool fill(const detail::deadline& d);
     void read_available();
     std::string take_all();
     std::optional<std::string> take_line(bool at_eof_too);
@@ -260,8 +262,7 @@ class popen {
   waitable wait_handle() const;
 
  private:
-  std::optional<output> communicate_until(std::string_view input,
-                                          const std::chrono::steady_clock::time_point* deadline);
+  std::optional<output> communicate_until(std::string_view input, const detail::deadline& d);
   state& st() const;
   std::unique_ptr<state> st_;
 };

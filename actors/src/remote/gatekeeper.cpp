@@ -36,6 +36,7 @@
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
 #include "remote/node_internal.hpp"
+#include "sys/net.hpp"
 #include "root/registry.hpp"
 
 namespace isola {
@@ -48,14 +49,14 @@ namespace {
 // ---------------------------------------------------------------- the doorman
 
 namespace cio = caf::io;
-namespace net = caf::io::network;
+namespace cnet = caf::io::network;
 
 /// A doorman that accepts nothing by itself: the gatekeeper gives it
 /// authenticated sockets, and it announces each to the BASP broker as a new
 /// connection (on the multiplexer thread, where the broker runs).
 class auth_doorman final : public cio::doorman {
  public:
-  auth_doorman(net::default_multiplexer& mx, int id, std::uint16_t port)
+  auth_doorman(cnet::default_multiplexer& mx, int id, std::uint16_t port)
       : cio::doorman(cio::accept_handle::from_int(id)), mx_(mx), port_(port) {}
 
   bool new_connection() override { return false; }
@@ -79,7 +80,7 @@ class auth_doorman final : public cio::doorman {
   }
 
  private:
-  net::default_multiplexer& mx_;
+  cnet::default_multiplexer& mx_;
   std::uint16_t port_;
 };
 
@@ -104,9 +105,9 @@ class gatekeeper {
   struct hs {
     int fd = -1;
     int stage = 0;  // 0: reading the response; 1: reading the confirmation
-    std::uint8_t buf[response_size] = {};
+    std::uint8_t buf[64] = {};  // the response (no extra bytes), then the confirmation
     std::size_t have = 0;
-    challenge_t challenge{};
+    handshake::challenge challenge{};
     clock::time_point deadline;
     std::string peer;
   };
@@ -147,11 +148,9 @@ class gatekeeper {
       h.fd = fd;
       h.peer = describe(ss);
       h.deadline = clock::now() + handshake_timeout;
-      h.challenge = random_challenge();
-      std::uint8_t hello[hello_size];
-      std::memcpy(hello, magic, sizeof magic);
-      std::memcpy(hello + sizeof magic, h.challenge.data(), 32);
-      if (::send(fd, hello, sizeof hello, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof hello)) {
+      h.challenge = handshake::new_challenge();
+      const auto hello = handshake::make_hello(node_handshake, h.challenge);
+      if (::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) {
         drop(h, "could not send the challenge", false);
         continue;
       }
@@ -166,7 +165,8 @@ class gatekeeper {
   /// Reads what the handshake expects next; returns false when h was
   /// dropped or handed over.
   bool step(hs& h) {
-    std::size_t want = h.stage == 0 ? response_size : confirm_size;
+    static_assert(sizeof h.buf >= 64);
+    std::size_t want = h.stage == 0 ? handshake::response_size(node_handshake) : handshake::confirm_size;
     ssize_t r = ::recv(h.fd, h.buf + h.have, want - h.have, 0);
     if (r < 0) {
       if (errno == EAGAIN || errno == EINTR) return true;
@@ -182,16 +182,14 @@ class gatekeeper {
     h.have += static_cast<std::size_t>(r);
     if (h.have < want) return true;
     if (h.stage == 0) {
-      auto expect = proof(key_, client_label, h.challenge.data());
-      if (!constant_time_equal(std::span<const std::uint8_t>(h.buf, 32), expect)) {
+      auto verdict = handshake::make_verdict(node_handshake, key_, h.challenge,
+                                             std::span<const std::uint8_t>(h.buf, want));
+      if (!verdict) {
         drop(h, "the peer's digest does not match the key (or the peer is not an isola node)", true, "FAIL");
         return false;
       }
-      std::uint8_t verdict[verdict_size];
-      std::memcpy(verdict, "OKAY", 4);
-      auto mine = proof(key_, server_label, h.buf + 32);
-      std::memcpy(verdict + 4, mine.data(), 32);
-      if (::send(h.fd, verdict, sizeof verdict, MSG_NOSIGNAL) != static_cast<ssize_t>(sizeof verdict)) {
+      if (::send(h.fd, verdict->data(), verdict->size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(verdict->size())) {
         drop(h, "could not send our proof", false);
         return false;
       }
@@ -209,7 +207,7 @@ class gatekeeper {
     auto d = door_;
     int fd = h.fd;
     h.fd = -1;
-    auto& mx = dynamic_cast<net::default_multiplexer&>(node_system().middleman().backend());
+    auto& mx = dynamic_cast<cnet::default_multiplexer&>(node_system().middleman().backend());
     mx.post([d, fd] { static_cast<auth_doorman*>(d.get())->adopt(fd); });
     return false;
   }
@@ -272,37 +270,10 @@ std::uint16_t node::listen(std::uint16_t port, std::string_view authkey, const l
     throw value_error("isola::node::listen: this root already listens on port " +
                       std::to_string(the_gatekeeper->port()));
   // The listening socket.
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  std::string ps = std::to_string(port);
-  int rc = ::getaddrinfo(opts.host.empty() ? nullptr : opts.host.c_str(), ps.c_str(), &hints, &res);
-  if (rc != 0) throw os_error(EINVAL, "isola::node::listen: " + opts.host + ": " + ::gai_strerror(rc));
-  int fd = -1, err = 0;
-  for (auto* ai = res; ai; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd, 128) == 0) break;
-    err = errno;
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0)
-    throw os_error(err, "isola::node::listen: cannot listen on " + opts.host + ":" + ps + ": " +
-                            std::strerror(err));
-  sockaddr_storage ss{};
-  socklen_t len = sizeof ss;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &len);
-  std::uint16_t bound = ntohs(ss.ss_family == AF_INET6 ? reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port
-                                                       : reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
+  auto listener = detail::net::tcp_listen(opts.host, port, true);
+  if (!listener) throw os_error(listener.err, "isola::node::listen: " + listener.what);
+  const std::uint16_t bound = listener.port;
+  const int fd = listener.fd.release();
   // The gateway, published at `bound` through our doorman.
   const caf::actor& gw = gateway_actor();
   auto& sys = node_system();

@@ -35,6 +35,7 @@
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
 #include "remote/node_internal.hpp"
+#include "sys/net.hpp"
 #include "root/registry.hpp"
 
 namespace isola {
@@ -50,28 +51,6 @@ std::exception_ptr rebuild_error(std::int32_t k, const std::string& type_name, c
   if (k >= 0 && k <= static_cast<std::int32_t>(error_info::kind::other))
     ei.what = static_cast<error_info::kind>(k);
   return to_exception(ei);
-}
-
-// Blocking I/O with a deadline, for the connecting side.
-bool io_exact(int fd, void* buf, std::size_t n, bool writing, clock::time_point deadline) {
-  auto* p = static_cast<std::uint8_t*>(buf);
-  while (n > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-    if (left <= 0) throw timeout_error("isola::node::connect: the handshake did not finish in time");
-    pollfd pf{fd, static_cast<short>(writing ? POLLOUT : POLLIN), 0};
-    int pr = ::poll(&pf, 1, static_cast<int>(left));
-    if (pr < 0 && errno == EINTR) continue;
-    if (pr <= 0) continue;
-    ssize_t r = writing ? ::send(fd, p, n, MSG_NOSIGNAL) : ::recv(fd, p, n, 0);
-    if (r < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      return false;
-    }
-    if (r == 0) return false;
-    p += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
 }
 
 }  // namespace
@@ -422,84 +401,37 @@ namespace {
 /// A TCP connection to host:port, within the deadline.
 int dial(const std::string& host, std::uint16_t port, const std::string& where,
          clock::time_point deadline) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_NUMERICSERV;
-  addrinfo* res = nullptr;
-  std::string ps = std::to_string(port);
-  int rc = ::getaddrinfo(host.c_str(), ps.c_str(), &hints, &res);
-  if (rc != 0) throw os_error(EINVAL, "isola::node::connect: " + host + ": " + ::gai_strerror(rc));
-  int fd = -1, err = ECONNREFUSED;
-  for (auto* ai = res; ai && fd < 0; ai = ai->ai_next) {
-    fd = ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    if (::connect(fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) {
-      err = errno;
-      ::close(fd);
-      fd = -1;
-      continue;
-    }
-    pollfd pf{fd, POLLOUT, 0};
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now()).count();
-    int pr = ::poll(&pf, 1, static_cast<int>(std::max<long long>(0, left)));
-    int soerr = 0;
-    socklen_t sl = sizeof soerr;
-    if (pr <= 0) {
-      err = ETIMEDOUT;
-    } else {
-      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-      if (soerr == 0) break;
-      err = soerr;
-    }
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) {
-    if (err == ETIMEDOUT) throw timeout_error("isola::node::connect: " + where + " did not answer in time");
-    throw os_error(err, "isola::node::connect: " + where + ": " + std::strerror(err));
-  }
-  return fd;
+  auto c = detail::net::tcp_connect(host, port, detail::deadline::at_time(deadline), true);
+  if (c) return c.fd.release();
+  if (c.err == ETIMEDOUT) throw timeout_error("isola::node::connect: " + where + " did not answer in time");
+  if (c.err == EINVAL) throw os_error(EINVAL, "isola::node::connect: " + c.what);
+  throw os_error(c.err, "isola::node::connect: " + where + ": " + std::strerror(c.err));
 }
 
-/// The handshake: their challenge, our proof and challenge, their verdict
-/// and proof, our verdict. Throws where the peer is no isola node, or
-/// holds another key.
+/// The handshake (sys/handshake.hpp): their challenge, our proof and
+/// challenge, their verdict and proof, our confirmation. Throws where the
+/// peer is no isola node, or holds another key.
 void prove_key(int fd, const std::string& where, std::string_view authkey,
                clock::time_point deadline) {
-  std::uint8_t hello[hello_size];
-  if (!io_exact(fd, hello, sizeof hello, false, deadline))
-    throw os_error(ECONNRESET, "isola::node::connect: " + where + " closed the connection before the handshake");
-  if (std::memcmp(hello, magic, sizeof magic) != 0)
-    throw authentication_error("isola::node::connect: what answers at " + where + " is not an isola node");
-  std::string key(authkey);
-  std::uint8_t resp[response_size];
-  auto mac = proof(key, client_label, hello + sizeof magic);
-  std::memcpy(resp, mac.data(), 32);
-  challenge_t mine = random_challenge();
-  std::memcpy(resp + 32, mine.data(), 32);
-  if (!io_exact(fd, resp, sizeof resp, true, deadline))
-    throw os_error(ECONNRESET, "isola::node::connect: " + where + " closed the connection during the handshake");
-  std::uint8_t verdict[verdict_size];
-  if (!io_exact(fd, verdict, 4, false, deadline) || std::memcmp(verdict, "OKAY", 4) != 0)
-    throw authentication_error("isola::node::connect: " + where +
-                               " refused the authentication key (the digest did not match): use the "
-                               "key the node listens with");
-  if (!io_exact(fd, verdict + 4, 32, false, deadline))
-    throw os_error(ECONNRESET, "isola::node::connect: " + where + " cut the handshake short");
-  auto expect = proof(key, server_label, mine.data());
-  if (!constant_time_equal(std::span<const std::uint8_t>(verdict + 4, 32), expect)) {
-    io_exact(fd, const_cast<char*>("FAIL"), 4, true, deadline);
-    throw authentication_error("isola::node::connect: " + where +
-                               " did not prove it knows the authentication key: the connection was "
-                               "dropped");
+  const std::string pre = "isola::node::connect: " + where;
+  switch (handshake::run_client(fd, node_handshake, authkey, {}, detail::deadline::at_time(deadline))) {
+    case handshake::outcome::ok:
+      return;
+    case handshake::outcome::timed_out:
+      throw timeout_error("isola::node::connect: the handshake did not finish in time");
+    case handshake::outcome::closed:
+      throw os_error(ECONNRESET, pre + " closed the connection during the handshake");
+    case handshake::outcome::not_ours:
+      throw authentication_error("isola::node::connect: what answers at " + where + " is not an isola node");
+    case handshake::outcome::refused:
+      throw authentication_error(pre +
+                                 " refused the authentication key (the digest did not match): use the "
+                                 "key the node listens with");
+    case handshake::outcome::forged:
+      throw authentication_error(pre +
+                                 " did not prove it knows the authentication key: the connection was "
+                                 "dropped");
   }
-  if (!io_exact(fd, const_cast<char*>("OKAY"), 4, true, deadline))
-    throw os_error(ECONNRESET, "isola::node::connect: " + where + " closed the connection after the handshake");
 }
 
 /// Authenticated: the socket becomes a BASP connection; the gateway's proxy.

@@ -31,7 +31,7 @@
 #include <string_view>
 
 #include "sys/os.hpp"
-#include "sys/crypto.hpp"
+#include "sys/handshake.hpp"
 
 namespace isola {
 namespace detail {
@@ -49,38 +49,13 @@ using is_timeout_atom = caf::atom_constant<caf::atom("isola_tmo")>;
 
 // ---------------------------------------------------------------- handshake
 
-constexpr char magic[8] = {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'};
-constexpr std::size_t hello_size = 8 + 32;     // magic, server challenge
-constexpr std::size_t response_size = 32 + 32;  // client mac, client challenge
-constexpr std::size_t verdict_size = 4 + 32;    // "OKAY" + server mac (or "FAIL")
-constexpr std::size_t confirm_size = 4;         // the client's "OKAY"/"FAIL"
+/// Nodes run sys/handshake.hpp's handshake with their own magic and labels,
+/// no extra bytes, and a confirmation from the client (the server hands the
+/// socket to BASP only once the client has checked the server's proof).
+inline const handshake::spec node_handshake{
+    {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}, "isola-node-client", "isola-node-server", 0, true};
 constexpr auto handshake_timeout = std::chrono::seconds(5);
 constexpr std::size_t max_pending_handshakes = 64;
-
-using challenge_t = std::array<std::uint8_t, 32>;
-
-inline challenge_t random_challenge() {
-  challenge_t c;
-  std::size_t got = 0;
-  while (got < c.size()) {
-    ssize_t r = ::getrandom(c.data() + got, c.size() - got, 0);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("getrandom");
-    }
-    got += static_cast<std::size_t>(r);
-  }
-  return c;
-}
-
-inline sha256_digest proof(std::string_view key, std::string_view label, const std::uint8_t* challenge) {
-  std::string msg(label);
-  msg.append(reinterpret_cast<const char*>(challenge), 32);
-  return hmac_sha256(key, msg);
-}
-
-constexpr std::string_view client_label = "isola-node-client";
-constexpr std::string_view server_label = "isola-node-server";
 
 inline void set_nodelay_cloexec(int fd) {
   int one = 1;

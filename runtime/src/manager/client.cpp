@@ -101,45 +101,16 @@ using clk = std::chrono::steady_clock;
 
 int connect_socket(const manager_address& a) {
   if (!a.socket.empty()) {
-    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0) unreachable(a, std::string("socket: ") + std::strerror(errno));
-    sockaddr_un sa{};
-    socklen_t len = abstract_address(a.socket, sa);
-    while (::connect(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0) {
-      if (errno == EINTR) continue;
-      int e = errno;
-      ::close(fd);
-      unreachable(a, std::strerror(e));
-    }
-    return fd;
+    auto c = net::unix_connect(a.socket);
+    if (!c) unreachable(a, c.what);
+    return c.fd.release();
   }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  std::string port = std::to_string(a.port);
-  if (int rc = ::getaddrinfo(a.host.c_str(), port.c_str(), &hints, &res); rc != 0)
-    unreachable(a, std::string("cannot resolve the host: ") + ::gai_strerror(rc));
-  int err = 0;
-  int fd = -1;
-  for (auto* r = res; r; r = r->ai_next) {
-    fd = ::socket(r->ai_family, r->ai_socktype | SOCK_CLOEXEC, r->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    int rc;
-    while ((rc = ::connect(fd, r->ai_addr, r->ai_addrlen)) != 0 && errno == EINTR) {
-    }
-    if (rc == 0) break;
-    err = errno;
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) unreachable(a, std::strerror(err));
+  // No deadline of its own (yet): a TCP connect waits as long as the kernel
+  // tries, as before; the handshake after it has one.
+  auto c = net::tcp_connect(a.host, a.port, deadline::forever(), false);
+  if (!c) unreachable(a, c.err == EINVAL ? c.what : std::string(std::strerror(c.err)));
+  const int fd = c.fd.release();
   int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   // A host that vanishes without a reset: fail blocked calls within ~10 s.
   ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
   int idle = 5, intvl = 1, cnt = 5;
@@ -149,67 +120,26 @@ int connect_socket(const manager_address& a) {
   return fd;
 }
 
-/// false on EOF; throws manager_error past the deadline or on an error.
-bool read_exact(int fd, void* p, std::size_t n, clk::time_point deadline, const manager_address& a) {
-  auto* s = static_cast<char*>(p);
-  while (n > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clk::now()).count();
-    if (left <= 0) unreachable(a, "no answer to the handshake");
-    pollfd pf{fd, POLLIN, 0};
-    int rc = ::poll(&pf, 1, static_cast<int>(left) + 1);
-    if (rc < 0 && errno != EINTR) unreachable(a, std::strerror(errno));
-    if (rc <= 0) continue;
-    ssize_t r = ::recv(fd, s, n, 0);
-    if (r < 0) {
-      if (errno == EINTR || errno == EAGAIN) continue;
-      if (errno == ECONNRESET) return false;
-      unreachable(a, std::strerror(errno));
-    }
-    if (r == 0) return false;
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-  return true;
-}
-
-void send_exact(int fd, const void* p, std::size_t n, const manager_address& a) {
-  auto* s = static_cast<const char*>(p);
-  while (n > 0) {
-    ssize_t r = ::send(fd, s, n, MSG_NOSIGNAL);
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      unreachable(a, std::strerror(errno));
-    }
-    s += r;
-    n -= static_cast<std::size_t>(r);
-  }
-}
-
 void client_handshake(int fd, const manager_address& a) {
-  auto deadline = clk::now() + handshake_timeout;
-  std::uint8_t hello[hello_size];
-  if (!read_exact(fd, hello, sizeof hello, deadline, a))
-    unreachable(a, "the connection closed before the handshake");
-  if (std::memcmp(hello, hello_magic, sizeof hello_magic) != 0)
-    unreachable(a, "what answers there is not an isola manager");
-  std::uint8_t resp[response_size];
-  auto mac = handshake_mac(a.authkey, client_label, std::span(hello + sizeof hello_magic, 32));
-  std::memcpy(resp, mac.data(), 32);
-  std::array<std::uint8_t, 32> challenge = random_challenge();
-  std::memcpy(resp + 32, challenge.data(), 32);
-  std::memcpy(resp + 64, program_identity().data(), 32);
-  send_exact(fd, resp, sizeof resp, a);
-  std::uint8_t verdict[4 + 32];
-  if (!read_exact(fd, verdict, 4, deadline, a) || std::memcmp(verdict, "FAIL", 4) == 0)
-    throw authentication_error(a.describe() + " refused the authentication key (the digest did "
-                               "not match): use the key the manager was started or served with");
-  if (std::memcmp(verdict, "OKAY", 4) != 0 || !read_exact(fd, verdict + 4, 32, deadline, a))
-    unreachable(a, "the handshake was cut short");
-  auto expect = handshake_mac(a.authkey, server_label, challenge);
-  if (!constant_time_equal(std::span(verdict + 4, 32), expect))
-    throw authentication_error(a.describe() +
-                               " did not prove it knows the authentication key: the connection "
-                               "was dropped");
+  const auto identity = program_identity();
+  switch (handshake::run_client(fd, manager_handshake, a.authkey, identity,
+                                deadline::after(handshake_timeout))) {
+    case handshake::outcome::ok:
+      return;
+    case handshake::outcome::timed_out:
+      unreachable(a, "no answer to the handshake");
+    case handshake::outcome::closed:
+      unreachable(a, "the connection closed during the handshake");
+    case handshake::outcome::not_ours:
+      unreachable(a, "what answers there is not an isola manager");
+    case handshake::outcome::refused:
+      throw authentication_error(a.describe() + " refused the authentication key (the digest did "
+                                 "not match): use the key the manager was started or served with");
+    case handshake::outcome::forged:
+      throw authentication_error(a.describe() +
+                                 " did not prove it knows the authentication key: the connection "
+                                 "was dropped");
+  }
 }
 
 // --- the connection cache -----------------------------------------------------

@@ -15,6 +15,7 @@
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/process.hpp"
 #include "manager/protocol.hpp"
+#include "sys/random.hpp"
 
 namespace isola {
 
@@ -55,13 +56,9 @@ int manager_process_main(manager_boot boot) {
 }
 
 namespace {
-std::string random_bytes(std::size_t n) {
+std::string random_string(std::size_t n) {
   std::string s(n, '\0');
-  std::size_t got = 0;
-  while (got < n) {
-    ssize_t r = ::getrandom(s.data() + got, n - got, 0);
-    if (r > 0) got += static_cast<std::size_t>(r);
-  }
+  random_bytes(std::as_writable_bytes(std::span(s.data(), s.size())));
   return s;
 }
 std::string hex(const std::string& s) {
@@ -82,17 +79,11 @@ manager::manager() : manager(manager_options{}) {}
 
 manager::manager(manager_options opts) {
   auto addr = std::make_shared<detail::manager_address>();
-  addr->authkey = opts.authkey.empty() ? detail::random_bytes(32) : opts.authkey;
-  addr->socket = "isola-mgr-" + std::to_string(::getpid()) + "-" + detail::hex(detail::random_bytes(8));
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) throw os_error(errno, std::string("manager: socket: ") + std::strerror(errno));
-  sockaddr_un sa{};
-  socklen_t len = detail::abstract_address(addr->socket, sa);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd, 128) != 0) {
-    int e = errno;
-    ::close(fd);
-    throw os_error(e, std::string("manager: cannot listen on its socket: ") + std::strerror(e));
-  }
+  addr->authkey = opts.authkey.empty() ? detail::random_string(32) : opts.authkey;
+  addr->socket = "isola-mgr-" + std::to_string(::getpid()) + "-" + detail::hex(detail::random_string(8));
+  auto listener = detail::net::unix_listen(addr->socket);
+  if (!listener) throw os_error(listener.err, "manager: " + listener.what);
+  int fd = listener.fd.release();
   // Clients may connect at once: the kernel queues them until the manager
   // process accepts.
   process_options po;

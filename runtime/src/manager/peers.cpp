@@ -77,7 +77,7 @@ void peer_table::accept_all(std::size_t li) {
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
-    p->challenge = random_challenge();
+    p->challenge = handshake::new_challenge();
     p->hs_timer = timers_.add(clk::now() + handshake_timeout, {0, p->id});
     p->hs_timed = true;
     epoll_event ev{};
@@ -90,10 +90,9 @@ void peer_table::accept_all(std::size_t li) {
     }
     peer& ref = *p;
     peers_.emplace(p->id, std::move(p));
-    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello_magic),
-                   reinterpret_cast<const std::byte*>(hello_magic) + sizeof hello_magic);
-    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(ref.challenge.data()),
-                   reinterpret_cast<const std::byte*>(ref.challenge.data()) + 32);
+    const auto hello = handshake::make_hello(manager_handshake, ref.challenge);
+    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello.data()),
+                   reinterpret_cast<const std::byte*>(hello.data()) + hello.size());
     flush(ref);
   }
 }
@@ -128,9 +127,9 @@ void peer_table::on_readable(peer& p) {
   p.used += static_cast<std::size_t>(r);
   std::size_t pos = 0;
   if (!p.ready) {
-    if (p.used < response_size) return;
+    if (p.used < handshake::response_size(manager_handshake)) return;
     if (!authenticate(p)) return;
-    pos = response_size;
+    pos = handshake::response_size(manager_handshake);
   }
   pos = take_frames(p, pos);
   if (p.dead) return;
@@ -174,13 +173,14 @@ void peer_table::resize_input(peer& p) {
 
 bool peer_table::authenticate(peer& p) {
   auto& key = listeners_[p.listener].authkey;
-  auto expect = handshake_mac(key, client_label, p.challenge);
-  auto* in = reinterpret_cast<const std::uint8_t*>(p.in.data());
+  const auto response = std::span<const std::uint8_t>(
+      reinterpret_cast<const std::uint8_t*>(p.in.data()), handshake::response_size(manager_handshake));
+  auto verdict = handshake::make_verdict(manager_handshake, key, p.challenge, response);
   if (p.hs_timed) {
     timers_.cancel(p.hs_timer);
     p.hs_timed = false;
   }
-  if (!constant_time_equal(std::span(in, 32), expect)) {
+  if (!verdict) {
     ++auth_failures_;
     get_logger().warning("manager: authentication_error: " + p.desc + " on the " +
                          listeners_[p.listener].where +
@@ -189,14 +189,10 @@ bool peer_table::authenticate(peer& p) {
     drop(p);
     return false;
   }
-  std::array<std::uint8_t, 32> theirs;
-  std::memcpy(theirs.data(), in + 32, 32);
-  p.same_program = std::memcmp(in + 64, program_identity().data(), 32) == 0;
-  auto mac = handshake_mac(key, server_label, theirs);
-  p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>("OKAY"),
-               reinterpret_cast<const std::byte*>("OKAY") + 4);
-  p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>(mac.data()),
-               reinterpret_cast<const std::byte*>(mac.data()) + 32);
+  p.same_program = std::memcmp(handshake::response_extra(manager_handshake, response).data(),
+                               program_identity().data(), 32) == 0;
+  p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>(verdict->data()),
+               reinterpret_cast<const std::byte*>(verdict->data()) + verdict->size());
   p.ready = true;
   mark(p.id);
   return true;

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "isola/codec.hpp"
+#include "sys/handshake.hpp"
 #include "isola/detail/manager_wire.hpp"
 #include "manager/timers.hpp"
 
@@ -38,7 +39,7 @@ struct peer {
   bool dead = false;
   bool same_program = false;
   bool want_out = false;
-  std::array<std::uint8_t, 32> challenge{};
+  handshake::challenge challenge{};
   deadlines::handle hs_timer;
   bool hs_timed = false;
   bytes in;

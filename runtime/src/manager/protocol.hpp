@@ -1,16 +1,13 @@
-// What the manager's client and server share: frame headers, the handshake's
-// constants and digests. Internal; never installed.
+// What the manager's client and server share: frame headers and the
+// handshake's parameters. Internal; never installed.
 //
-// Handshake (before it, nothing a peer sends is decoded; it is fixed-size):
-//   server -> client  "ISOLAMG1" + 32 random bytes S                (40 bytes)
-//   client -> server  HMAC(key, "isola-manager-client" + S)
-//                     + 32 random bytes C + the client's program identity (96)
-//   server -> client  "FAIL" and close, or
-//                     "OKAY" + HMAC(key, "isola-manager-server" + C)   (36)
-// after which both sides talk frames (isola/detail/manager_wire.hpp).
+// Handshake: sys/handshake.hpp's, with the magic "ISOLAMG1", the labels
+// "isola-manager-client"/"isola-manager-server", and the client's program
+// identity (32 bytes) as the extra bytes of its response; no confirmation.
+// Before it ends nothing a peer sends is decoded; after it both sides talk
+// frames (isola/detail/manager_wire.hpp).
 #pragma once
 
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 
@@ -24,7 +21,8 @@
 #include <string_view>
 
 #include "isola/detail/manager_wire.hpp"
-#include "sys/crypto.hpp"
+#include "sys/handshake.hpp"
+#include "sys/net.hpp"
 
 namespace isola::detail {
 
@@ -49,38 +47,9 @@ static_assert(sizeof(request_header) == 36);
 static_assert(sizeof(reply_header) == 16);
 
 inline constexpr std::size_t max_frame_payload = (std::size_t{1} << 30) - 64;
-inline constexpr char hello_magic[8] = {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'};
-inline constexpr std::size_t hello_size = 8 + 32;
-inline constexpr std::size_t response_size = 96;
-inline constexpr std::string_view client_label = "isola-manager-client";
-inline constexpr std::string_view server_label = "isola-manager-server";
+inline const handshake::spec manager_handshake{
+    {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'}, "isola-manager-client", "isola-manager-server", 32, false};
 inline constexpr auto handshake_timeout = std::chrono::seconds(10);
-
-inline sha256_digest handshake_mac(const std::string& key, std::string_view label,
-                                   std::span<const std::uint8_t> challenge) {
-  std::string msg(label);
-  msg.append(reinterpret_cast<const char*>(challenge.data()), challenge.size());
-  return hmac_sha256(key, msg);
-}
-
-inline std::array<std::uint8_t, 32> random_challenge() {
-  std::array<std::uint8_t, 32> c{};
-  std::size_t got = 0;
-  while (got < c.size()) {
-    ssize_t r = ::getrandom(c.data() + got, c.size() - got, 0);
-    if (r > 0) got += static_cast<std::size_t>(r);
-  }
-  return c;
-}
-
-/// The sockaddr of an abstract AF_UNIX name; returns its length.
-inline socklen_t abstract_address(const std::string& name, sockaddr_un& sa) {
-  std::memset(&sa, 0, sizeof sa);
-  sa.sun_family = AF_UNIX;
-  std::size_t n = std::min(name.size(), sizeof sa.sun_path - 1);
-  std::memcpy(sa.sun_path + 1, name.data(), n);
-  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 + n);
-}
 
 inline const char* op_name(mgr_op op) {
   switch (op) {

@@ -43,46 +43,6 @@ struct epoll_handle {
   epoll_handle& operator=(const epoll_handle&) = delete;
 };
 
-/// A listening TCP socket on host:port, or -1 with the reason in `why`.
-int listen_tcp(const std::string& host, std::uint16_t port, std::string& why) {
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE;
-  addrinfo* res = nullptr;
-  std::string ps = std::to_string(port);
-  if (int rc = ::getaddrinfo(host.empty() ? nullptr : host.c_str(), ps.c_str(), &hints, &res);
-      rc != 0) {
-    why = ::gai_strerror(rc);
-    return -1;
-  }
-  int err = 0, fd = -1;
-  for (auto* r = res; r; r = r->ai_next) {
-    fd = ::socket(r->ai_family, r->ai_socktype | SOCK_CLOEXEC, r->ai_protocol);
-    if (fd < 0) {
-      err = errno;
-      continue;
-    }
-    int one = 1;
-    ::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd, r->ai_addr, r->ai_addrlen) == 0 && ::listen(fd, 128) == 0) break;
-    err = errno;
-    ::close(fd);
-    fd = -1;
-  }
-  ::freeaddrinfo(res);
-  if (fd < 0) why = std::strerror(err);
-  return fd;
-}
-
-std::uint16_t bound_port(int fd) {
-  sockaddr_storage ss{};
-  socklen_t sl = sizeof ss;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&ss), &sl);
-  return ss.ss_family == AF_INET6 ? ntohs(reinterpret_cast<sockaddr_in6*>(&ss)->sin6_port)
-                                  : ntohs(reinterpret_cast<sockaddr_in*>(&ss)->sin_port);
-}
-
 class server {
  public:
   server(int listen_fd, std::string authkey, std::size_t max_message)
@@ -179,12 +139,10 @@ void server::dispatch(const request& r) {
 void server::serve(const request& r) {
   std::string host = key(r.a);
   auto [port, authkey] = decode<std::pair<std::uint16_t, std::string>>(r.b);
-  std::string why;
-  int fd = listen_tcp(host, port, why);
-  if (fd < 0)
-    return cx_.reply_text(r, mgr_status::value_error,
-                          "cannot listen on " + host + ":" + std::to_string(port) + ": " + why);
-  std::uint16_t bound = bound_port(fd);
+  auto listener = net::tcp_listen(host, port, false);
+  if (!listener) return cx_.reply_text(r, mgr_status::value_error, listener.what);
+  const std::uint16_t bound = listener.port;
+  const int fd = listener.fd.release();
   peers_.add_listener(fd, std::move(authkey), "TCP port " + std::to_string(bound));
   get_logger().info("manager: serving on " + host + ":" + std::to_string(bound));
   cx_.reply_value(r, bound);

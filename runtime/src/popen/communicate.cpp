@@ -23,11 +23,11 @@ namespace isola {
 using namespace popen_internal;
 using detail::throw_errno;
 
-popen::output popen::communicate(std::string_view input) { return *communicate_until(input, nullptr); }
+popen::output popen::communicate(std::string_view input) { return *communicate_until(input, detail::deadline::forever()); }
 
 popen::output popen::communicate(std::string_view input, duration timeout) {
   auto deadline = deadline_after(timeout);
-  auto r = communicate_until(input, &deadline);
+  auto r = communicate_until(input, deadline);
   if (!r)
     throw timeout_error("popen: communicate() timed out after " + seconds_text(timeout) +
                         " (the program runs on; communicate() again goes on where this call "
@@ -36,8 +36,7 @@ popen::output popen::communicate(std::string_view input, duration timeout) {
 }
 
 std::optional<popen::output> popen::try_communicate(std::string_view input) {
-  auto now = clock::now();
-  return communicate_until(input, &now);
+  return communicate_until(input, detail::deadline::now());
 }
 
 void popen::state::check_communicate(std::string_view input) const {
@@ -56,7 +55,7 @@ void popen::state::check_communicate(std::string_view input) const {
 }
 
 std::optional<popen::output> popen::communicate_until(std::string_view input,
-                                                      const clock::time_point* deadline) {
+                                                      const detail::deadline& deadline) {
   auto& s = st();
   s.check_communicate(input);
   bool first = !s.communication_started;
@@ -119,7 +118,7 @@ std::optional<popen::output> popen::communicate_until(std::string_view input,
   s.saved_input.clear();
   s.saved_off = 0;
 
-  if (!s.proc->wait(opt(deadline))) return std::nullopt;
+  if (!s.proc->wait(deadline)) return std::nullopt;
   output o;
   if (!s.out.closed()) o.out = s.out.take_all();
   if (!s.err.closed()) o.err = s.err.take_all();

@@ -46,16 +46,9 @@ using detail::unique_fd;
 
 namespace popen_internal {
 
-clock::time_point deadline_after(duration t) {
-  // Beyond ~30 years a deadline is "never"; the cap keeps the conversion to
-  // nanoseconds from overflowing.
-  auto capped = std::min(t, duration(1e9));
-  return clock::now() + std::chrono::duration_cast<clock::duration>(std::max(capped, duration(0)));
-}
-
-std::optional<clock::time_point> opt(const clock::time_point* d) {
-  return d ? std::optional<clock::time_point>(*d) : std::nullopt;
-}
+/// Python's timeouts here: one <= 0 is a single try; one beyond the clock
+/// waits for ever.
+detail::deadline deadline_after(duration t) { return detail::deadline::after_clamped(t); }
 
 std::string seconds_text(duration t) {
   std::ostringstream os;
@@ -64,13 +57,16 @@ std::string seconds_text(duration t) {
 }
 
 /// poll() until something is ready or the deadline passes (0).
-int poll_until(pollfd* fds, nfds_t n, const clock::time_point* deadline) {
+int poll_until(pollfd* fds, nfds_t n, const detail::deadline& d) {
   using namespace std::chrono;
+  const auto deadline = d.until();
   for (;;) {
     int ms = -1;
     if (deadline) {
-      auto left = duration_cast<milliseconds>(*deadline - clock::now() + 999us);
-      ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30));
+      const auto now = clock::now();
+      ms = 0;
+      if (*deadline > now)
+        ms = static_cast<int>(std::min<long long>(duration_cast<milliseconds>(*deadline - now + 999us).count(), 1 << 30));
     }
     int r = ::poll(fds, n, ms);
     if (r > 0) return r;
@@ -218,7 +214,7 @@ void popen::writer::close() noexcept {
   fd_ = -1;
 }
 
-std::size_t popen::writer::write_until(std::string_view data, const clock::time_point* deadline) {
+std::size_t popen::writer::write_until(std::string_view data, const detail::deadline& d) {
   if (fd_ < 0) throw value_error("popen: write to a closed stdin");
   nonblocking_scope nb(fd_);
   std::size_t off = 0;
@@ -231,23 +227,22 @@ std::size_t popen::writer::write_until(std::string_view data, const clock::time_
     if (w < 0 && errno == EINTR) continue;
     if (w < 0 && errno != EAGAIN) throw_errno("popen: write to the program's stdin");
     pollfd p{fd_, POLLOUT, 0};
-    if (poll_until(&p, 1, deadline) == 0) break;
+    if (poll_until(&p, 1, d) == 0) break;
   }
   return off;
 }
 
-void popen::writer::write(std::string_view data) { write_until(data, nullptr); }
+void popen::writer::write(std::string_view data) { write_until(data, detail::deadline::forever()); }
 
 void popen::writer::write(std::string_view data, duration timeout) {
   auto deadline = deadline_after(timeout);
-  if (write_until(data, &deadline) < data.size())
+  if (write_until(data, deadline) < data.size())
     throw timeout_error("popen: writing to the program's stdin timed out after " +
                         seconds_text(timeout));
 }
 
 std::size_t popen::writer::try_write(std::string_view data) {
-  auto now = clock::now();
-  return write_until(data, &now);
+  return write_until(data, detail::deadline::now());
 }
 
 void popen::reader::close() noexcept {
@@ -287,10 +282,10 @@ void popen::reader::read_available() {
   if (r == 0) eof_ = true;
 }
 
-bool popen::reader::fill(const clock::time_point* deadline) {
+bool popen::reader::fill(const detail::deadline& d) {
   if (fd_ < 0) throw value_error("popen: read from a closed pipe");
   if (eof_) return true;
-  if (!detail::wait_readable(fd_, opt(deadline))) return false;
+  if (!detail::wait_readable(fd_, d.until())) return false;
   read_available();
   return true;
 }
@@ -323,21 +318,20 @@ std::optional<std::string> popen::reader::take_line(bool at_eof_too) {
 }
 
 std::string popen::reader::read() {
-  while (!eof_) fill(nullptr);
+  while (!eof_) fill(detail::deadline::forever());
   return take_all();
 }
 
 std::string popen::reader::read(duration timeout) {
   auto deadline = deadline_after(timeout);
   while (!eof_)
-    if (!fill(&deadline))
+    if (!fill(deadline))
       throw timeout_error("popen: no end of output within " + seconds_text(timeout));
   return take_all();
 }
 
 std::string popen::reader::try_read() {
-  auto now = clock::now();
-  if (!eof_) fill(&now);  // one read: a fast writer must not keep this call going
+  if (!eof_) fill(detail::deadline::now());  // one read: a fast writer must not keep this call going
   return take_all();
 }
 
@@ -345,7 +339,7 @@ std::optional<std::string> popen::reader::read_line() {
   for (;;) {
     if (auto l = take_line(true)) return l;
     if (eof_) return std::nullopt;
-    fill(nullptr);
+    fill(detail::deadline::forever());
   }
 }
 
@@ -354,7 +348,7 @@ std::optional<std::string> popen::reader::read_line(duration timeout) {
   for (;;) {
     if (auto l = take_line(true)) return l;
     if (eof_) return std::nullopt;
-    if (!fill(&deadline)) throw timeout_error("popen: no line within " + seconds_text(timeout));
+    if (!fill(deadline)) throw timeout_error("popen: no line within " + seconds_text(timeout));
   }
 }
 
@@ -362,8 +356,7 @@ std::optional<std::string> popen::reader::try_read_line() {
   for (;;) {
     if (auto l = take_line(true)) return l;
     if (eof_) return std::nullopt;
-    auto now = clock::now();
-    if (!fill(&now)) return std::nullopt;
+    if (!fill(detail::deadline::now())) return std::nullopt;
   }
 }
 
@@ -528,7 +521,7 @@ std::optional<int> popen::returncode() const { return const_cast<popen*>(this)->
 int popen::wait() {
   auto& s = st();
   s.require_owner();
-  s.proc->wait(std::nullopt);
+  s.proc->wait(detail::deadline::forever());
   return *s.proc->exitcode;
 }
 

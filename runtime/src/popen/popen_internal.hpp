@@ -30,12 +30,11 @@ namespace popen_internal {
 
 using clock = std::chrono::steady_clock;
 
-clock::time_point deadline_after(duration t);
-std::optional<clock::time_point> opt(const clock::time_point* d);
+detail::deadline deadline_after(duration t);
 std::string seconds_text(duration t);
 
 /// poll() until something is ready or the deadline passes (0).
-int poll_until(pollfd* fds, nfds_t n, const clock::time_point* deadline);
+int poll_until(pollfd* fds, nfds_t n, const detail::deadline& d);
 
 /// O_NONBLOCK for a scope: our pipe ends stay blocking for a caller who uses
 /// fd() directly, while timed writes must never block in write().

@@ -48,10 +48,6 @@ struct process_state {
   bool try_reap();
   /// Blocks until the child ends or the deadline passes. True once ended.
   bool wait(const deadline& d);
-  // TEMPORARY until popen takes detail::deadline (after its split lands).
-  bool wait(std::optional<clock::time_point> until) {
-    return wait(until ? deadline::at_time(*until) : deadline::forever());
-  }
 };
 
 /// What a child needs to know about itself, under every start method.
