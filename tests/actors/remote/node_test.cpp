@@ -670,17 +670,53 @@ int run_cmd(const std::vector<std::string>& args) {
   }
 }
 
+/// Runs one step of a construction to its end: empty if it exited 0, else
+/// what went wrong (the command and its exit status and stderr, or why it
+/// could not run).
+std::string run_step(const std::vector<std::string>& args) {
+  std::string cmd;
+  for (const auto& a : args) cmd += (cmd.empty() ? "" : " ") + a;
+  try {
+    isola::popen_options o;
+    o.out = isola::stdio::devnull;
+    o.err = isola::stdio::pipe;
+    isola::popen p(args, o);
+    isola::popen::output r;
+    try {
+      r = p.communicate(30s);
+    } catch (const std::exception&) {
+      p.kill();
+      p.wait();
+      throw;
+    }
+    int code = p.returncode().value_or(-1);
+    if (code == 0) return {};
+    while (!r.err.empty() && (r.err.back() == '\n' || r.err.back() == ' ')) r.err.pop_back();
+    return "`" + cmd + "` exited " + std::to_string(code) + (r.err.empty() ? "" : ": " + r.err);
+  } catch (const std::exception& e) {
+    return "`" + cmd + "` could not run: " + e.what();
+  }
+}
+
 /// Two network namespaces joined by a veth pair, 10.77.0.1 and 10.77.0.2:
-/// two hosts as far as TCP can tell. Removed (with the pair) at the end.
+/// two hosts as far as TCP can tell. Built step by step; `failed` says which
+/// step did not work (ok is false then). What was made is removed at the end
+/// (the veth pair goes with its namespaces), whether it was finished or not.
+/// `tag` keeps the probe's namespaces apart from the test's.
 struct two_hosts {
-  std::string a = "isola_a_" + std::to_string(::getpid());
-  std::string b = "isola_b_" + std::to_string(::getpid());
+  std::string a, b;
   bool ok = false;
-  two_hosts() {
+  std::string failed;
+  explicit two_hosts(const std::string& tag)
+      : a("isola_" + tag + "a_" + std::to_string(::getpid())), b("isola_" + tag + "b_" + std::to_string(::getpid())) {
+    // Interface names have at most 15 characters; these are made inside
+    // their namespaces, so they only need to differ from each other.
     std::string va = "isa" + std::to_string(::getpid() % 100000), vb = "isb" + std::to_string(::getpid() % 100000);
+    if (!(failed = run_step({"ip", "netns", "add", a})).empty()) return;
+    made_a = true;
+    if (!(failed = run_step({"ip", "netns", "add", b})).empty()) return;
+    made_b = true;
     const std::vector<std::vector<std::string>> steps = {
-        {"ip", "netns", "add", a},
-        {"ip", "netns", "add", b},
         {"ip", "link", "add", va, "netns", a, "type", "veth", "peer", "name", vb, "netns", b},
         {"ip", "-n", a, "addr", "add", "10.77.0.1/24", "dev", va},
         {"ip", "-n", b, "addr", "add", "10.77.0.2/24", "dev", vb},
@@ -690,28 +726,32 @@ struct two_hosts {
         {"ip", "-n", b, "link", "set", "lo", "up"},
     };
     for (const auto& s : steps)
-      if (run_cmd(s) != 0) return;
+      if (!(failed = run_step(s)).empty()) return;
     ok = true;
   }
   ~two_hosts() {
-    run_cmd({"ip", "netns", "del", a});
-    run_cmd({"ip", "netns", "del", b});
+    if (made_a) run_cmd({"ip", "netns", "del", a});
+    if (made_b) run_cmd({"ip", "netns", "del", b});
   }
+  two_hosts(const two_hosts&) = delete;
+  two_hosts& operator=(const two_hosts&) = delete;
+
+ private:
+  bool made_a = false, made_b = false;
 };
 
-boost::test_tools::assertion_result can_make_namespaces(utf::test_unit_id) {
+/// The two-host test needs the whole construction (two namespaces, the veth
+/// pair, its addresses, links up), not only `ip netns add`: a machine may
+/// allow namespaces and refuse the veth pair. The probe builds all of it,
+/// and takes it down again; any step that fails skips the test.
+boost::test_tools::assertion_result can_make_two_hosts(utf::test_unit_id) {
+  two_hosts probe("probe");
+  if (probe.ok) return true;
   boost::test_tools::assertion_result r(false);
-  if (::geteuid() != 0) {
-    r.message() << "not root: two-host test skipped";
-    return r;
-  }
-  std::string probe = "isola_probe_" + std::to_string(::getpid());
-  if (run_cmd({"ip", "netns", "add", probe}) != 0) {
-    r.message() << "ip netns add failed (no iproute2 or no CAP_SYS_ADMIN): two-host test skipped";
-    return r;
-  }
-  run_cmd({"ip", "netns", "del", probe});
-  return true;
+  r.message() << "cannot build two network namespaces joined by a veth pair (needs iproute2, root or "
+                 "CAP_SYS_ADMIN and CAP_NET_ADMIN, and veth): "
+              << probe.failed << "; two-host test skipped";
+  return r;
 }
 
 }  // namespace
@@ -719,9 +759,9 @@ boost::test_tools::assertion_result can_make_namespaces(utf::test_unit_id) {
 BOOST_AUTO_TEST_SUITE(two_hosts_suite)
 
 BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
-                     *utf::timeout(180) * utf::precondition(can_make_namespaces)) {
-  two_hosts h;
-  BOOST_REQUIRE_MESSAGE(h.ok, "could not build the two namespaces and their veth pair");
+                     *utf::timeout(180) * utf::precondition(can_make_two_hosts)) {
+  two_hosts h("");
+  BOOST_REQUIRE_MESSAGE(h.ok, "could not build the two namespaces and their veth pair: " << h.failed);
   isola::popen_options o;
   o.in = isola::stdio::pipe;
   o.out = isola::stdio::pipe;
