@@ -138,14 +138,24 @@ class lock_base {
   /// accept only their own kind.
   template <class Archive>
   void load(Archive& ar) {
-    std::uint32_t index = 0;
-    std::uint64_t off = 0;
-    ar(index, off);
-    adopt(index, off, -1);
+    load_kind(ar, -1);
   }
 
   /// An empty handle: only for the objects that load() into one.
   lock_base() = default;
+
+ protected:
+  /// Adopts the lock a process argument names; expect: 0 plain, 1 recursive,
+  /// -1 either (decode_error for another kind).
+  template <class Archive>
+  void load_kind(Archive& ar, int expect) {
+    std::uint32_t index = 0;
+    std::uint64_t off = 0;
+    ar(index, off);
+    adopt(index, off, expect);
+  }
+
+ public:
   lock_base(in_segment_t, std::shared_ptr<sync_segment> seg, mutex_cell* cell) noexcept
       : seg_(std::move(seg)), cell_(cell) {}
 
@@ -190,10 +200,7 @@ class plain_lock : public detail::lock_base {
 
   template <class Archive>
   void load(Archive& ar) {
-    std::uint32_t index = 0;
-    std::uint64_t off = 0;
-    ar(index, off);
-    adopt(index, off, 0);
+    load_kind(ar, 0);
   }
 };
 
@@ -211,10 +218,7 @@ class rlock : public detail::lock_base {
 
   template <class Archive>
   void load(Archive& ar) {
-    std::uint32_t index = 0;
-    std::uint64_t off = 0;
-    ar(index, off);
-    adopt(index, off, 1);
+    load_kind(ar, 1);
   }
 };
 

@@ -176,31 +176,17 @@ void connection::send_raw(std::span<const std::byte> a, std::span<const std::byt
   int n = b.empty() ? 1 : 2;
   bool with_fd = pass_fd >= 0;
   while (n > 0) {
+    ssize_t r;
     if (!socket_) {
-      ssize_t r = n == 1 ? ::write(fd_, cur->iov_base, cur->iov_len) : ::writev(fd_, cur, n);
-      if (r < 0) {
-        if (errno == EINTR) continue;
-        if (errno == EPIPE)
-          throw os_error(errno, "send: the other end of the pipe is closed (" +
-                                    std::string(std::strerror(errno)) + ")");
-        detail::throw_errno("send");
-      }
-      auto sent = static_cast<std::size_t>(r);
-      while (n > 0 && sent >= cur->iov_len) {
-        sent -= cur->iov_len;
-        ++cur;
-        --n;
-      }
-      if (n > 0) {
-        cur->iov_base = static_cast<char*>(cur->iov_base) + sent;
-        cur->iov_len -= sent;
-      }
-      continue;
+      r = n == 1 ? ::write(fd_, cur->iov_base, cur->iov_len) : ::writev(fd_, cur, n);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) r = -errno;
+    } else {
+      // The descriptor rides on the first byte of the frame.
+      const int one_fd[1] = {pass_fd};
+      r = detail::send_fds_once(fd_, std::span<const iovec>(cur, static_cast<std::size_t>(n)),
+                                with_fd ? std::span<const int>(one_fd) : std::span<const int>());
     }
-    // The descriptor rides on the first byte of the frame.
-    const int one_fd[1] = {pass_fd};
-    ssize_t r = detail::send_fds_once(fd_, std::span<const iovec>(cur, static_cast<std::size_t>(n)),
-                                      with_fd ? std::span<const int>(one_fd) : std::span<const int>());
     if (r < 0) {
       const int err = static_cast<int>(-r);
       if (err == EPIPE || err == ECONNRESET)
@@ -209,6 +195,7 @@ void connection::send_raw(std::span<const std::byte> a, std::span<const std::byt
       detail::throw_errno("send", err);
     }
     with_fd = false;
+    // Past what was sent: whole iovecs, then into the next one.
     auto sent = static_cast<std::size_t>(r);
     while (n > 0 && sent >= cur->iov_len) {
       sent -= cur->iov_len;

@@ -40,7 +40,7 @@ void peer_table::add_listener(int fd, std::string key, std::string where) {
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = listeners_.size();
-  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) throw os_error(errno, "manager: epoll_ctl");
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) throw_errno("manager: epoll_ctl");
 }
 
 void peer_table::on_event(std::uint64_t key, std::uint32_t events) {

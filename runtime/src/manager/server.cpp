@@ -36,7 +36,7 @@ namespace {
 struct epoll_handle {
   int fd;
   epoll_handle() : fd(::epoll_create1(EPOLL_CLOEXEC)) {
-    if (fd < 0) throw os_error(errno, "manager: epoll_create1");
+    if (fd < 0) throw_errno("manager: epoll_create1");
   }
   ~epoll_handle() { ::close(fd); }
   epoll_handle(const epoll_handle&) = delete;
@@ -76,7 +76,7 @@ int server::run() {
     int n = ::epoll_wait(ep_.fd, evs, 64, timers_.wait_ms());
     if (n < 0) {
       if (errno == EINTR) continue;
-      throw os_error(errno, "manager: epoll_wait");
+      throw_errno("manager: epoll_wait");
     }
     for (int i = 0; i < n; ++i) peers_.on_event(evs[i].data.u64, evs[i].events);
     fire_timers();
