@@ -22,7 +22,7 @@
 //   remote actors (a second process, this binary exec'd with --caf-server,
 //   publishes an actor with caf::io::publish on 127.0.0.1; this process gets
 //   it with remote_actor and a scoped_actor does request(...).receive(...));
-//   vs Python (Pipe send / recv with a fork child, from a generated script).
+//   vs Python (Pipe send / recv with a fork child, bench/python/actors.py).
 //   Two placements:
 //   "same CPU" (every thread of both processes pinned to one CPU: what the
 //   machinery costs per message) and "split CPUs" (one process per CPU: for
@@ -135,7 +135,6 @@ ISOLA_TYPE_NAME(bench_msg::count_q, "bench.count_q")
 namespace {
 
 using namespace bench_msg;
-
 
 // ---------------------------------------------------------------- isola actors
 
@@ -618,106 +617,6 @@ mem_kb raw_child_mem() {
 
 std::string mb(long kb) { return kb < 0 ? "n/a" : fmt(static_cast<double>(kb) / 1024.0, 2); }
 
-// ---------------------------------------------------------------- python
-
-const char* python_script = R"PY(
-import multiprocessing as mp, os, sys, time
-
-ctx = mp.get_context("fork")
-
-def summarize(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    k = max(-(-9 * n // 10), 1)
-    return med, xs[k - 1]
-
-def echo(c):
-    while True:
-        v = c.recv()
-        if v < 0:
-            return
-        c.send(v)
-
-def pingpong(n, where):
-    old = os.sched_getaffinity(0)
-    cpus = sorted(old)[:2]
-    first, second = cpus[0], cpus[-1]
-    os.sched_setaffinity(0, {first} if where == "same" else {second})  # the child inherits it
-    try:
-        a, b = ctx.Pipe()
-        p = ctx.Process(target=echo, args=(b,))
-        p.start()
-        os.sched_setaffinity(0, {first})
-        for i in range(200):
-            a.send(i)
-            a.recv()
-        t0 = time.perf_counter()
-        for i in range(n):
-            a.send(i)
-            if a.recv() != i:
-                sys.exit("bad reply")
-        s = time.perf_counter() - t0
-        a.send(-1)
-        p.join()
-        return s / n
-    finally:
-        os.sched_setaffinity(0, old)
-
-def mem(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                out["rss_kb"] = int(line.split()[1])
-    pc = pd = 0
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":"):
-                k, v = parts[0][:-1], int(parts[1])
-                if k == "Pss":
-                    out["pss_kb"] = v
-                elif k == "Private_Clean":
-                    pc = v
-                elif k == "Private_Dirty":
-                    pd = v
-    out["private_kb"] = pc + pd
-    return out
-
-def idle_mem():
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=echo, args=(b,))
-    p.start()
-    a.send(1)
-    a.recv()
-    time.sleep(0.02)
-    out = mem(p.pid)
-    a.send(-1)
-    p.join()
-    return out
-
-if __name__ == "__main__":
-    import json
-    reps, n_same, n_split = map(int, sys.argv[1:4])
-    cases = [("pp_same", lambda n: pingpong(n, "same"), n_same),
-             ("pp_split", lambda n: pingpong(n, "split"), n_split)]
-    for _, f, n in cases:
-        f(max(1, n // 20))
-    samples = {key: [] for key, _, _ in cases}
-    for _ in range(reps):
-        for key, f, n in cases:
-            samples[key].append(f(n))
-    res = {"version": sys.version.split()[0]}
-    for key, xs in samples.items():
-        med, p90 = summarize(xs)
-        res[key + "_median"] = med
-        res[key + "_p90"] = p90
-    for k, v in idle_mem().items():
-        res["mem_" + k] = v
-    print(json.dumps(res), flush=True)
-)PY";
-
 // ---------------------------------------------------------------- output
 
 enum class unit { us_per_rt, m_msgs_per_s, us_each };
@@ -807,10 +706,6 @@ int main(int argc, char** argv) {
     g_cpus.second = c[1] < 0 ? c[0] : c[1];
   }
   const std::string argv0 = argv[0];
-
-  char tmpl[] = "/tmp/isola-bench-XXXXXX";
-  if (!::mkdtemp(tmpl)) die("mkdtemp");
-  std::string tmpdir = tmpl;
 
   utsname un{};
   ::uname(&un);
@@ -905,8 +800,7 @@ int main(int argc, char** argv) {
     std::map<std::string, double> py;
     std::string py_version;
     if (python) {
-      py = run_python(python_script, tmpdir + "/actors.py",
-                      {std::to_string(repeats), std::to_string(py_same), std::to_string(py_split)},
+      py = run_python("actors.py", {std::to_string(repeats), std::to_string(py_same), std::to_string(py_split)},
                       "pp_split_median", py_version);
     }
 
@@ -1058,6 +952,5 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "actors: %s\n", e.what());
     rc = 1;
   }
-  ::rmdir(tmpdir.c_str());
   return rc;
 }

@@ -45,7 +45,6 @@ using namespace isola_bench;
 
 namespace {
 
-
 int add(int v, int d) { return v + d; }
 
 template <class F>
@@ -76,36 +75,6 @@ double raw_pingpong(int n) {
   check_exit(wait_pid(pid), "echo");
   return t;
 }
-
-const char* python_script = R"PY(
-import json, multiprocessing as mp, statistics, sys, time
-
-def per_op(n, f):
-    for i in range(max(50, n // 20)): f(i)
-    t0 = time.perf_counter()
-    for i in range(n): f(i)
-    return (time.perf_counter() - t0) / n
-
-if __name__ == '__main__':
-    mp.set_start_method('fork')
-    n, reps = (int(x) for x in sys.argv[1:3])
-    res = {"version": sys.version.split()[0]}
-    samples = {"get": [], "set": [], "lock": []}
-    with mp.Manager() as m:
-        d = m.dict({"key": 1})
-        l = m.Lock()
-        def get(i): return d["key"]
-        def put(i): d["key"] = i
-        def lock(i):
-            l.acquire(); l.release()
-        for _ in range(reps):
-            samples["get"].append(per_op(n, get))
-            samples["set"].append(per_op(n, put))
-            samples["lock"].append(per_op(n, lock))
-    for k, xs in samples.items():
-        res[k + "_median"] = statistics.median(xs)
-    print(json.dumps(res), flush=True)
-)PY";
 
 }  // namespace
 
@@ -146,8 +115,7 @@ int main(int argc, char** argv) {
   std::map<std::string, double> py;
   std::string py_version;
   if (python)
-    py = run_python(python_script, "/tmp/isola_bench_manager_" + std::to_string(::getpid()) + ".py",
-                    {std::to_string(py_n), std::to_string(py_reps)}, "get_median", py_version);
+    py = run_python("manager.py", {std::to_string(py_n), std::to_string(py_reps)}, "get_median", py_version);
   for (int i = before; i < repeats; ++i) run_cpp();
 
   auto med = [&](const char* k) { return summarize(cpp[k]).median; };

@@ -1,8 +1,10 @@
 // bench/support.hpp — what every benchmark under bench/ shares: finding
-// python3 and running the generated Python scripts, reading the flat JSON they
-// print, medians, and the raw-I/O helpers of the raw baselines.
+// python3 and running the Python workloads (bench/python/*.py), reading the
+// flat JSON they print, medians, sample rounds around the Python run, the
+// ratio table, process memory, and the raw-I/O helpers of the raw baselines.
 #pragma once
 
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,12 +18,22 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
+
+// Where the Python workloads are: bench/python/, one NAME.py per benchmark.
+// bench/CMakeLists.txt passes that source folder at compile time, so a
+// benchmark reads its script from the source tree wherever its binary runs
+// (the build tree, ctest); nothing is copied next to the binaries.
+#ifndef ISOLA_BENCH_PYTHON_DIR
+#error "ISOLA_BENCH_PYTHON_DIR (the folder of the bench/python/*.py workloads) is not defined"
+#endif
 
 namespace isola_bench {
 
@@ -139,11 +151,11 @@ inline void check_exit(int st, const char* who) {
     throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) + ")");
 }
 
-/// Runs a generated Python script (written to `path`, removed afterwards) with
+/// Runs the Python workload `script` (a file name in bench/python/) with
 /// python3 and the given arguments, and reads the flat JSON it prints. Empty,
-/// after saying why, if python3 is missing or the script failed or did not
-/// print `must_have`.
-inline std::map<std::string, double> run_python(const std::string& text, const std::string& path,
+/// after saying why, if python3 or the script is missing, or the script failed
+/// or did not print `must_have`.
+inline std::map<std::string, double> run_python(const std::string& script,
                                                 const std::vector<std::string>& args,
                                                 const std::string& must_have, std::string& version) {
   auto exe = find_in_path("python3");
@@ -151,7 +163,11 @@ inline std::map<std::string, double> run_python(const std::string& text, const s
     std::printf("python3 not found: Python ratios skipped\n");
     return {};
   }
-  std::ofstream(path) << text;
+  const std::string path = std::string(ISOLA_BENCH_PYTHON_DIR) + "/" + script;
+  if (::access(path.c_str(), R_OK) != 0) {
+    std::printf("%s not found: Python ratios skipped\n", path.c_str());
+    return {};
+  }
   std::string cmd = shell_quote(*exe) + " " + shell_quote(path);
   for (auto& a : args) {
     cmd += ' ';  // (" " + std::string&& trips a GCC 12 -Wrestrict false positive)
@@ -165,13 +181,31 @@ inline std::map<std::string, double> run_python(const std::string& text, const s
     for (std::size_t k; (k = std::fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, k);
     status = ::pclose(p);
   }
-  ::unlink(path.c_str());
   auto numbers = parse_numbers(out, version);
   if (status != 0 || !numbers.count(must_have)) {
     std::printf("python3 failed (status %d): Python ratios skipped\n", status);
     return {};
   }
   return numbers;
+}
+
+/// What a Python run gave: its figures by key and its version ("" if skipped).
+struct python_result {
+  std::map<std::string, double> values;
+  std::string version;
+  bool empty() const { return values.empty(); }
+  /// The figure `key`, NaN if the run was skipped or did not print it.
+  double operator[](const std::string& key) const {
+    auto it = values.find(key);
+    return it == values.end() ? NAN : it->second;
+  }
+};
+
+inline python_result run_python(const std::string& script, const std::vector<std::string>& args,
+                                const std::string& must_have) {
+  python_result r;
+  r.values = run_python(script, args, must_have, r.version);
+  return r;
 }
 
 using clk = std::chrono::steady_clock;
