@@ -129,17 +129,6 @@ pid_t fork_child(F&& f) {
   return pid;
 }
 
-isola::process_options forked() {
-  return isola::process_options{.method = isola::start_method::fork};
-}
-
-void join_ok(isola::process& p, const char* who) {
-  p.join();
-  if (p.exitcode() != 0)
-    throw std::runtime_error(std::string(who) + " child exited with " +
-                             std::to_string(p.exitcode().value_or(-999)));
-}
-
 // Where the two processes of a ping-pong run. free: wherever the scheduler
 // puts them (on a 2-CPU machine it moves between "same" and "split" from one
 // run to the next, so it is bimodal); same: both pinned to one CPU; split:

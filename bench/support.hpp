@@ -27,6 +27,9 @@
 #include <string>
 #include <vector>
 
+#include <isola/process.hpp>
+#include <isola/start_method.hpp>
+
 // Where the Python workloads are: bench/python/, one NAME.py per benchmark.
 // bench/CMakeLists.txt passes that source folder at compile time, so a
 // benchmark reads its script from the source tree wherever its binary runs
@@ -208,10 +211,52 @@ inline python_result run_python(const std::string& script, const std::vector<std
   return r;
 }
 
+/// The C++ samples of a benchmark, by case key.
+struct samples {
+  std::map<std::string, std::vector<double>> by_key;
+  void add(const std::string& key, double v) { by_key[key].push_back(v); }
+  /// NaN if the case has no samples.
+  double median(const std::string& key) const {
+    auto it = by_key.find(key);
+    return it == by_key.end() ? NAN : summarize(it->second).median;
+  }
+};
+
+/// Runs `one_round` `repeats` times, the first half (rounded up) before
+/// `python` and the rest after, so machine noise hits both sides alike.
+template <class Round, class Python>
+void rounds_around_python(int repeats, Round&& one_round, Python&& python) {
+  const int before = (repeats + 1) / 2;
+  for (int i = 0; i < before; ++i) one_round();
+  python();
+  for (int i = before; i < repeats; ++i) one_round();
+}
+
+/// PASS or MISS for a ratio against its target (at least / at most), n/a
+/// for NaN. Informational: no benchmark fails on speed.
+inline const char* pass_mark(double ratio, double target, bool at_least) {
+  if (std::isnan(ratio)) return "n/a";
+  return (at_least ? ratio >= target : ratio <= target) ? "PASS" : "MISS";
+}
+
 using clk = std::chrono::steady_clock;
 
 inline double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
+}
+
+/// Options for an isola::process started with fork (the start method every
+/// forked-child case uses, like Python's fork context).
+inline isola::process_options forked() {
+  return isola::process_options{.method = isola::start_method::fork};
+}
+
+/// Joins p; throws if it did not exit with 0.
+inline void join_ok(isola::process& p, const char* who) {
+  p.join();
+  if (p.exitcode() != 0)
+    throw std::runtime_error(std::string(who) + " child exited with " +
+                             std::to_string(p.exitcode().value_or(-999)));
 }
 
 /// A start line for multi-process cases: children write 'r' to `note` when
