@@ -25,6 +25,7 @@
 #include <optional>
 #include <sstream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <isola/process.hpp>
@@ -245,6 +246,158 @@ inline double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
 
+/// The first line of a benchmark's report: its name, quick or full, CPUs,
+/// kernel, date, then `extra` (starting with "; ") if any.
+inline void print_banner(const char* name, bool quick, unsigned cpus, const std::string& extra = "") {
+  utsname un{};
+  ::uname(&un);
+  char date[32];
+  std::time_t now = std::time(nullptr);
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
+  std::printf("isola bench/%s  (%s; %u CPUs; Linux %s; %s%s)\n", name, quick ? "quick" : "full", cpus,
+              un.release, date, extra.c_str());
+}
+
+/// A measured case of the interleaved benchmarks (channels, actors): `once(n)`
+/// runs it over n items and returns seconds per item; per-item cases (single
+/// spawns) take n samples of once(1) per round instead of one of once(n).
+template <class Unit>
+struct bench_case {
+  bench_case(std::string k, std::string l, Unit unit, long items, long warm,
+             std::function<double(long)> f, bool per_item = false)
+      : key(std::move(k)), label(std::move(l)), u(unit), n(items), warm_n(warm), once(std::move(f)),
+        per_item_samples(per_item) {}
+  std::string key;
+  std::string label;
+  Unit u;
+  long n;       // items per sample (per-item cases: samples per round)
+  long warm_n;  // for the warm-up run
+  std::function<double(long)> once;
+  std::vector<double> samples;
+  bool per_item_samples = false;
+};
+
+template <class Unit>
+void warm_up(std::vector<bench_case<Unit>>& cases) {
+  for (auto& c : cases) {
+    if (c.per_item_samples)
+      for (long i = 0; i < c.warm_n; ++i) c.once(1);
+    else
+      c.once(std::max(1L, c.warm_n));
+  }
+}
+
+/// Rounds [from, to): one sample of every case per round, round-robin, so
+/// machine noise hits every case alike.
+template <class Unit>
+void run_rounds(std::vector<bench_case<Unit>>& cases, int from, int to) {
+  for (int r = from; r < to; ++r)
+    for (auto& c : cases) {
+      if (c.per_item_samples)
+        for (long i = 0; i < c.n; ++i) c.samples.push_back(c.once(1));
+      else
+        c.samples.push_back(c.once(c.n));
+    }
+}
+
+template <class Unit>
+const bench_case<Unit>* find_case(const std::vector<bench_case<Unit>>& cases, const std::string& key) {
+  for (auto& c : cases)
+    if (c.key == key) return &c;
+  return nullptr;
+}
+
+/// A ratio of medians (or a figure) against its target, as the report's
+/// last table shows it.
+struct ratio_row {
+  std::string label;
+  double value;
+  std::string shown;   // value with its unit
+  std::string target;  // empty: informational
+  bool pass;
+};
+
+/// The ratio table: rows are added with le / ge (a target), info (none) or
+/// figure (a value in its own unit), then printed.
+class ratio_table {
+ public:
+  /// `times` shows a ratio ("1.23x").
+  explicit ratio_table(std::function<std::string(double)> times = adaptive_times)
+      : times_(std::move(times)) {}
+
+  /// Two decimals, three below 1; n/a for NaN.
+  static std::string adaptive_times(double v) {
+    return std::isnan(v) ? std::string("n/a") : fmt(v, v < 1 ? 3 : 2) + "x";
+  }
+
+  void le(std::string label, double v, double target, int prec = 1) {
+    rows_.push_back({std::move(label), v, times_(v), "<= " + fmt(target, prec) + "x", v <= target});
+  }
+  void ge(std::string label, double v, double target) {
+    rows_.push_back({std::move(label), v, times_(v), ">= " + fmt(target, 1) + "x", v >= target});
+  }
+  void info(std::string label, double v) { rows_.push_back({std::move(label), v, times_(v), "", true}); }
+  void figure(std::string label, double v, std::string shown, std::string target, bool pass) {
+    rows_.push_back({std::move(label), v, std::move(shown), std::move(target), pass});
+  }
+
+  void print(const char* title, int label_width, int value_width) const {
+    std::printf("\n%-*s %*s %12s %6s\n", label_width, title, value_width, "value", "target", "");
+    for (auto& r : rows_)
+      std::printf("%-*s %*s %12s %6s\n", label_width, r.label.c_str(), value_width, r.shown.c_str(),
+                  r.target.empty() ? "(info)" : r.target.c_str(),
+                  std::isnan(r.value) ? "n/a"
+                  : r.target.empty()  ? ""
+                  : r.pass            ? "PASS"
+                                      : "MISS");
+  }
+
+ private:
+  std::function<std::string(double)> times_;
+  std::vector<ratio_row> rows_;
+};
+
+/// Memory of a process, kB; -1 where unknown.
+struct mem_kb {
+  long rss = -1;   // VmRSS
+  long pss = -1;   // Pss
+  long priv = -1;  // Private_Clean + Private_Dirty
+  bool ok() const { return rss >= 0; }
+};
+
+inline mem_kb read_mem(pid_t pid) {
+  mem_kb m;
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  for (std::string line; std::getline(status, line);)
+    if (line.rfind("VmRSS:", 0) == 0) m.rss = std::stol(line.substr(6));
+  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
+  long pc = -1, pd = -1;
+  for (std::string line; std::getline(rollup, line);) {
+    auto colon = line.find(':');
+    if (colon == std::string::npos || line.find(' ') < colon) continue;  // the header line
+    auto key = line.substr(0, colon);
+    long v = std::stol(line.substr(colon + 1));
+    if (key == "Pss") m.pss = v;
+    if (key == "Private_Clean") pc = v;
+    if (key == "Private_Dirty") pd = v;
+  }
+  if (pc >= 0 && pd >= 0) m.priv = pc + pd;
+  return m;
+}
+
+/// kB as MB with two decimals, n/a if unknown.
+inline std::string mb(long kb) { return kb < 0 ? "n/a" : fmt(static_cast<double>(kb) / 1024.0, 2); }
+
+/// A mem_kb from a Python run's figures PREFIXrss_kb, PREFIXpss_kb,
+/// PREFIXprivate_kb (-1 where missing).
+inline mem_kb python_mem(const python_result& py, const std::string& prefix) {
+  auto k = [&](const char* f) {
+    double v = py[prefix + f];
+    return std::isnan(v) ? -1L : static_cast<long>(v);
+  };
+  return mem_kb{k("rss_kb"), k("pss_kb"), k("private_kb")};
+}
+
 /// Options for an isola::process started with fork (the start method every
 /// forked-child case uses, like Python's fork context).
 inline isola::process_options forked() {
@@ -322,13 +475,19 @@ inline double raw_pipe_pingpong(int n) {
 
 /// The options the Python-comparing benchmarks share:
 ///   NAME [--quick] [--repeats R] [--no-python]
+/// `extra`, if given, is offered every other argument first (with argv and
+/// the index, which it advances past any value it takes) and returns whether
+/// it took it; `usage` is then the whole option list of the usage line.
 struct common_args {
   bool quick = false;
   bool python = true;
   int repeats = 5;
   bool ok = true;  // false: bad arguments (usage printed)
 };
-inline common_args parse_common_args(int argc, char** argv, const char* name) {
+using extra_option = std::function<bool(std::string_view arg, char** argv, int argc, int& i)>;
+inline common_args parse_common_args(int argc, char** argv, const char* name,
+                                     const extra_option& extra = {},
+                                     const char* usage = "[--quick] [--repeats R] [--no-python]") {
   common_args a;
   for (int i = 1; i < argc; ++i) {
     std::string s = argv[i];
@@ -339,13 +498,21 @@ inline common_args parse_common_args(int argc, char** argv, const char* name) {
       a.python = false;
     } else if (s == "--repeats" && i + 1 < argc) {
       a.repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--repeats R] [--no-python]\n", name);
+    } else if (!extra || !extra(s, argv, argc, i)) {
+      std::fprintf(stderr, "usage: %s %s\n", name, usage);
       a.ok = false;
       return a;
     }
   }
   return a;
+}
+
+/// KEY,KEY,... as a list (for --only).
+inline std::vector<std::string> split_keys(const std::string& list) {
+  std::vector<std::string> keys;
+  std::stringstream ss(list);
+  for (std::string k; std::getline(ss, k, ',');) keys.push_back(k);
+  return keys;
 }
 
 }  // namespace isola_bench
