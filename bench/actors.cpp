@@ -324,10 +324,6 @@ double raw_pingpong(long n, placement where, bool socket) {
   return s / static_cast<double>(n);
 }
 
-long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val) {
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, nullptr, nullptr, 0);
-}
-
 // Shared memory, one word per direction carrying the value; every message is
 // a store + FUTEX_WAKE, every wait a FUTEX_WAIT (no spinning).
 struct fx_shm {
@@ -485,22 +481,6 @@ double isola_throughput(isola_side& is, long n, placement where) {
     throw std::runtime_error("isola throughput: B counted " + std::to_string(got) + " of " +
                              std::to_string(n));
   return s / static_cast<double>(n);
-}
-
-double raw_spawn_once(const std::string& argv0) {
-  std::string a0 = argv0, flag = "--exit-immediately";
-  char* args[] = {a0.data(), flag.data(), nullptr};
-  auto t0 = clk::now();
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, args, environ);
-  if (rc != 0) {
-    errno = rc;
-    die("posix_spawn");
-  }
-  int st = wait_pid(pid);
-  double s = seconds_since(t0);
-  check_exit(st, "posix_spawn");
-  return s;
 }
 
 void stop_and_wait(const isola::actor& a) {
@@ -708,7 +688,7 @@ void add_throughput_cases(std::vector<actor_case>& cases, parties& ps, const siz
 
 void add_spawn_cases(std::vector<actor_case>& cases, const sizes& z, const std::string& argv0) {
   cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", unit::us_each,
-                   z.spawns, 2, [argv0](long) { return raw_spawn_once(argv0); }, true});
+                   z.spawns, 2, [argv0](long) { return raw_self_spawn_once(argv0); }, true});
   cases.push_back({"spawn_fs", "isola::spawn + first reply (forkserver, default)", unit::us_each,
                    z.spawns, 2, [](long) { return isola_spawn_once(isola::start_method::forkserver); },
                    true});
@@ -913,9 +893,7 @@ int main(int argc, char** argv) {
   find_cpus();
   const std::string argv0 = argv[0];
   print_banner("actors", o.common.quick, isola::cpu_count(),
-               "; CAF " + std::to_string(CAF_VERSION / 10000) + "." +
-                   std::to_string(CAF_VERSION / 100 % 100) + "." + std::to_string(CAF_VERSION % 100) +
-                   ", scheduler.policy=" + o.policy);
+               "; " + caf_version() + ", scheduler.policy=" + o.policy);
   if (g_cpus.first == g_cpus.second) std::printf("one CPU only: \"split CPUs\" runs on the same CPU\n");
   std::fflush(stdout);
 

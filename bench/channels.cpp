@@ -189,11 +189,6 @@ inline void cpu_relax() {
 #endif
 }
 
-long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val) {
-  // Shared (not FUTEX_PRIVATE_FLAG): the word lives in a MAP_SHARED mapping.
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, nullptr, nullptr, 0);
-}
-
 // The shared part: positions count bytes since the start and never wrap.
 struct ring_shm {
   static constexpr std::size_t cap = MiB;          // a power of two

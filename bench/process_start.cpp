@@ -142,7 +142,6 @@ mem_kb isola_child_mem(isola::start_method method, ready_fifo& fifo) {
 
 // ---------------------------------------------------------------- timed cases
 
-std::string self_exe;
 std::string argv0;
 
 double raw_fork_once() {
@@ -153,22 +152,6 @@ double raw_fork_once() {
   int st = wait_pid(pid);
   double us = us_since(t0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw std::runtime_error("raw fork child failed");
-  return us;
-}
-
-double raw_spawn_once() {
-  char flag[] = "--exit-immediately";
-  char* args[] = {argv0.data(), flag, nullptr};
-  auto t0 = clk::now();
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, self_exe.c_str(), nullptr, nullptr, args, environ);
-  if (rc != 0) {
-    errno = rc;
-    die("posix_spawn");
-  }
-  int st = wait_pid(pid);
-  double us = us_since(t0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw std::runtime_error("posix_spawn child failed");
   return us;
 }
 
@@ -240,7 +223,7 @@ std::vector<start_case> make_cases(int n_fork, int n_spawn) {
   std::vector<start_case> cases;
   cases.push_back({"raw_fork", "raw fork + _exit + waitpid", n_fork, raw_fork_once, {}});
   cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", n_spawn,
-                   raw_spawn_once, {}});
+                   [] { return raw_self_spawn_once(argv0) * 1e6; }, {}});
   cases.push_back({"fork", "isola fork", n_fork,
                    [] { return isola_once(isola::start_method::fork); }, {}});
   cases.push_back({"forkserver", "isola forkserver", n_fork,
@@ -373,7 +356,6 @@ int main(int argc, char** argv) {
   options o;
   if (!parse_options(argc, argv, o)) return 2;
   argv0 = argv[0];
-  self_exe = "/proc/self/exe";
 
   char tmpl[] = "/tmp/isola-bench-XXXXXX";
   if (!::mkdtemp(tmpl)) die("mkdtemp");

@@ -4,6 +4,9 @@
 // ratio table, process memory, and the raw-I/O helpers of the raw baselines.
 #pragma once
 
+#include <linux/futex.h>
+#include <spawn.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -14,8 +17,10 @@
 #include <stdexcept>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <ctime>
@@ -38,6 +43,8 @@
 #ifndef ISOLA_BENCH_PYTHON_DIR
 #error "ISOLA_BENCH_PYTHON_DIR (the folder of the bench/python/*.py workloads) is not defined"
 #endif
+
+extern char** environ;
 
 namespace isola_bench {
 
@@ -141,6 +148,12 @@ inline bool read_all(int fd, void* p, std::size_t n) {
     n -= static_cast<std::size_t>(r);
   }
   return true;
+}
+
+/// The futex syscall on a word of the raw shared-memory baselines. Shared
+/// (not FUTEX_PRIVATE_FLAG): the word lives in a MAP_SHARED mapping.
+inline long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val) {
+  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, nullptr, nullptr, 0);
 }
 
 inline int wait_pid(pid_t pid) {
@@ -247,15 +260,17 @@ inline double seconds_since(clk::time_point t0) {
 }
 
 /// The first line of a benchmark's report: its name, quick or full, CPUs,
-/// kernel, date, then `extra` (starting with "; ") if any.
-inline void print_banner(const char* name, bool quick, unsigned cpus, const std::string& extra = "") {
+/// kernel, date (local time, or UTC saying so), then `extra` (starting with
+/// "; ") if any.
+inline void print_banner(const char* name, bool quick, unsigned cpus, const std::string& extra = "",
+                         bool utc = false) {
   utsname un{};
   ::uname(&un);
   char date[32];
   std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
-  std::printf("isola bench/%s  (%s; %u CPUs; Linux %s; %s%s)\n", name, quick ? "quick" : "full", cpus,
-              un.release, date, extra.c_str());
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", utc ? std::gmtime(&now) : std::localtime(&now));
+  std::printf("isola bench/%s  (%s; %u CPUs; Linux %s; %s%s%s)\n", name, quick ? "quick" : "full", cpus,
+              un.release, date, utc ? " UTC" : "", extra.c_str());
 }
 
 /// A measured case of the interleaved benchmarks (channels, actors): `once(n)`
@@ -410,6 +425,25 @@ inline void join_ok(isola::process& p, const char* who) {
   if (p.exitcode() != 0)
     throw std::runtime_error(std::string(who) + " child exited with " +
                              std::to_string(p.exitcode().value_or(-999)));
+}
+
+/// Seconds for one posix_spawn of this binary ("/proc/self/exe", argv[0]
+/// `argv0`) with --exit-immediately, and its waitpid: the raw baseline of a
+/// fresh process (every benchmark using it returns 0 at once on that flag).
+inline double raw_self_spawn_once(const std::string& argv0) {
+  std::string a0 = argv0, flag = "--exit-immediately";
+  char* args[] = {a0.data(), flag.data(), nullptr};
+  auto t0 = clk::now();
+  pid_t pid = 0;
+  int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, args, environ);
+  if (rc != 0) {
+    errno = rc;
+    die("posix_spawn");
+  }
+  int st = wait_pid(pid);
+  double s = seconds_since(t0);
+  check_exit(st, "posix_spawn");
+  return s;
 }
 
 /// A start line for multi-process cases: children write 'r' to `note` when
