@@ -709,7 +709,7 @@ std::vector<actor_case> make_cases(parties& ps, const sizes& z, const options& o
 
 // ---------------------------------------------------------------- report
 
-double shown(unit u, double spi) {
+double actors_shown(unit u, double spi) {
   switch (u) {
     case unit::us_per_rt:
     case unit::us_each:
@@ -720,37 +720,22 @@ double shown(unit u, double spi) {
   return NAN;
 }
 
-// The medians and p90s of this run, C++ cases and Python's (py_KEY) alike.
-struct report {
-  const std::vector<actor_case>& cases;
+// The tables of this run, C++ cases and Python's (py_KEY) alike.
+struct report : case_report<unit> {
   const python_result& py;
   const sizes& z;
   const memory& mem;
   bool caf;
-  std::map<std::string, stats> st;
 
   report(const std::vector<actor_case>& c, const python_result& p, const sizes& sz, const memory& m,
          bool with_caf, int repeats)
-      : cases(c), py(p), z(sz), mem(m), caf(with_caf) {
-    for (auto& k : cases) st[k.key] = summarize(k.samples);
+      : case_report(c, 58, actors_shown), py(p), z(sz), mem(m), caf(with_caf) {
     if (!py.empty())
-      for (std::string k : {"pp_same", "pp_split"})
-        st["py_" + k] = stats{py[k + "_median"], py[k + "_p90"], static_cast<std::size_t>(repeats)};
+      for (const char* k : {"pp_same", "pp_split"}) add_python(py, k, repeats);
   }
-  double med(const std::string& k) const { return st.count(k) ? st.at(k).median : NAN; }
-  void row(const std::string& label, unit u, const std::string& key, const std::string& count) {
-    const stats& s = st[key];
-    std::printf("%-58s %10s %10s %5zu  %s\n", label.c_str(), fmt(shown(u, s.median), 2).c_str(),
-                fmt(shown(u, s.p90), 2).c_str(), s.n, count.c_str());
-  }
-  void cpp_row(const std::string& k) {
-    if (auto* c = find_case(cases, k)) row(c->label, c->u, k, std::to_string(c->n));
-  }
-  static void section(unit u, const char* title) {
-    const char* h = u == unit::us_per_rt ? "median us" : u == unit::us_each ? "median us"
-                                                                           : "M msgs/s";
-    std::printf("\n%s\n%-58s %10s %10s %5s  %s\n", title, "case", h, "p90", "n",
-                u == unit::us_each ? "samples are single spawns" : "per sample");
+  void section(unit u, const char* title) const {
+    case_report::section(title, u == unit::m_msgs_per_s ? "M msgs/s" : "median us",
+                         u == unit::us_each ? "samples are single spawns" : "per sample");
   }
 
   void print_samples() const;

@@ -808,51 +808,39 @@ python_result python_side(int repeats, const sizes& z) {
 
 // ---------------------------------------------------------------- report
 
-// The medians and p90s of this run, C++ cases and Python's (py_KEY) alike.
-struct report {
-  const std::vector<channel_case>& cases;
+// seconds per item -> display unit
+double channels_shown(unit u, double spi, std::size_t bulk) {
+  switch (u) {
+    case unit::us_per_rt:
+      return spi * 1e6;
+    case unit::m_items_per_s:
+      return 1e-6 / spi;
+    case unit::gb_per_s:
+      return static_cast<double>(bulk) / spi / 1e9;
+  }
+  return NAN;
+}
+
+const char* unit_head(unit u) {
+  return u == unit::us_per_rt ? "median us" : u == unit::m_items_per_s ? "M items/s" : "GB/s";
+}
+
+// The tables of this run, C++ cases and Python's (py_KEY) alike.
+struct report : case_report<unit> {
   const python_result& py;
   const sizes& z;
-  std::map<std::string, stats> st;
 
   report(const std::vector<channel_case>& c, const python_result& p, const sizes& sz, int repeats)
-      : cases(c), py(p), z(sz) {
-    for (auto& k : cases) st[k.key] = summarize(k.samples);
+      : case_report(c, 56, [b = sz.bulk](unit u, double spi) { return channels_shown(u, spi, b); }),
+        py(p), z(sz) {
     for (const char* k : {"pp_free", "pp_same", "pp_split", "q11", "q22", "jq", "qbulk", "pbulk"}) {
       std::string key = k;
       if (!st.count(key)) st[key] = stats{};
-      if (!py.empty())
-        st["py_" + key] = stats{py[key + "_median"], py[key + "_p90"], static_cast<std::size_t>(repeats)};
+      if (!py.empty()) add_python(py, key, repeats);
     }
-  }
-  double med(const std::string& k) const { return st.count(k) ? st.at(k).median : NAN; }
-  // seconds per item -> display unit
-  double shown(unit u, double spi) const {
-    switch (u) {
-      case unit::us_per_rt:
-        return spi * 1e6;
-      case unit::m_items_per_s:
-        return 1e-6 / spi;
-      case unit::gb_per_s:
-        return static_cast<double>(z.bulk) / spi / 1e9;
-    }
-    return NAN;
-  }
-  void row(const std::string& label, unit u, const std::string& key, const std::string& count) {
-    const stats& s = st[key];
-    std::printf("%-56s %10s %10s %5zu  %s\n", label.c_str(), fmt(shown(u, s.median), 2).c_str(),
-                fmt(shown(u, s.p90), 2).c_str(), s.n, count.c_str());
-  }
-  void cpp_row(const std::string& k) {
-    if (auto* c = find_case(cases, k)) row(c->label, c->u, k, std::to_string(c->n));
   }
   std::string py_label(const std::string& what) const { return "python " + py.version + " " + what; }
-  static void section(unit u, const std::string& title) {
-    const char* h = u == unit::us_per_rt       ? "median us"
-                    : u == unit::m_items_per_s ? "M items/s"
-                                               : "GB/s";
-    std::printf("\n%s\n%-56s %10s %10s %5s  %s\n", title.c_str(), "case", h, "p90", "n", "per sample");
-  }
+  void section(unit u, const std::string& title) const { case_report::section(title, unit_head(u)); }
 
   void print_pingpong();
   void print_queues();

@@ -322,6 +322,43 @@ const bench_case<Unit>* find_case(const std::vector<bench_case<Unit>>& cases, co
   return nullptr;
 }
 
+/// The case tables of the interleaved benchmarks: every case's median and
+/// p90 (and Python's, added as py_KEY), shown in each case's unit.
+/// `shown(u, seconds per item)` converts; for a rate, p90 is the rate of the
+/// slow end.
+template <class Unit>
+struct case_report {
+  const std::vector<bench_case<Unit>>& cases;
+  int width;  // of the label column
+  std::function<double(Unit, double)> shown;
+  std::map<std::string, stats> st;
+
+  case_report(const std::vector<bench_case<Unit>>& c, int label_width,
+              std::function<double(Unit, double)> to_shown)
+      : cases(c), width(label_width), shown(std::move(to_shown)) {
+    for (auto& k : cases) st[k.key] = summarize(k.samples);
+  }
+  /// Python's KEY_median and KEY_p90 as the stats of py_KEY.
+  void add_python(const python_result& py, const std::string& key, int repeats) {
+    st["py_" + key] = stats{py[key + "_median"], py[key + "_p90"], static_cast<std::size_t>(repeats)};
+  }
+  double med(const std::string& k) const { return st.count(k) ? st.at(k).median : NAN; }
+  void section(const std::string& title, const char* unit_head,
+               const char* count_head = "per sample") const {
+    std::printf("\n%s\n%-*s %10s %10s %5s  %s\n", title.c_str(), width, "case", unit_head, "p90", "n",
+                count_head);
+  }
+  void row(const std::string& label, Unit u, const std::string& key, const std::string& count) {
+    const stats& s = st[key];
+    std::printf("%-*s %10s %10s %5zu  %s\n", width, label.c_str(), fmt(shown(u, s.median), 2).c_str(),
+                fmt(shown(u, s.p90), 2).c_str(), s.n, count.c_str());
+  }
+  /// The row of a C++ case, if it ran.
+  void cpp_row(const std::string& k) {
+    if (auto* c = find_case(cases, k)) row(c->label, c->u, k, std::to_string(c->n));
+  }
+};
+
 /// A ratio of medians (or a figure) against its target, as the report's
 /// last table shows it.
 struct ratio_row {
