@@ -262,19 +262,6 @@ class placer {
 
 // ---------------------------------------------------------------- raw baselines
 
-// A raw forked child running f (no allocation on its path), ending with _exit.
-template <class F>
-pid_t fork_child(F&& f) {
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    ::_exit(f());
-  }
-  return pid;
-}
 
 constexpr int pingpong_warm = 200;
 

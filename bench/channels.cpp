@@ -111,23 +111,6 @@ constexpr std::size_t MiB = std::size_t{1} << 20;
 
 // ---------------------------------------------------------------- helpers
 
-// A raw forked child running f, ending with _exit (no atexit handlers).
-template <class F>
-pid_t fork_child(F&& f) {
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    int rc = 0;
-    try {
-      f();
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "channels: raw child: %s\n", e.what());
-      rc = 1;
-    }
-    ::_exit(rc);
-  }
-  return pid;
-}
 
 // Where the two processes of a ping-pong run. free: wherever the scheduler
 // puts them (on a 2-CPU machine it moves between "same" and "split" from one

@@ -6,6 +6,7 @@
 
 #include <linux/futex.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
@@ -29,6 +30,7 @@
 #include <map>
 #include <optional>
 #include <sstream>
+#include <type_traits>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -462,6 +464,32 @@ inline void join_ok(isola::process& p, const char* who) {
   if (p.exitcode() != 0)
     throw std::runtime_error(std::string(who) + " child exited with " +
                              std::to_string(p.exitcode().value_or(-999)));
+}
+
+/// A raw forked child running f, ending with _exit (no atexit handlers): it
+/// dies with its parent (PR_SET_PDEATHSIG), exits with f's int (0 if f
+/// returns nothing), or 1 after saying so if f throws.
+template <class F>
+pid_t fork_child(F&& f) {
+  pid_t parent = ::getpid();
+  pid_t pid = ::fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (::getppid() != parent) ::_exit(1);
+    int rc = 0;
+    try {
+      if constexpr (std::is_void_v<std::invoke_result_t<F&>>)
+        f();
+      else
+        rc = f();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "%s: raw child: %s\n", program_invocation_short_name, e.what());
+      rc = 1;
+    }
+    ::_exit(rc);
+  }
+  return pid;
 }
 
 /// Seconds for one posix_spawn of this binary ("/proc/self/exe", argv[0]
