@@ -187,7 +187,8 @@ inline std::map<std::string, double> run_python(const std::string& script,
     std::printf("%s not found: Python ratios skipped\n", path.c_str());
     return {};
   }
-  std::string cmd = shell_quote(*exe) + " " + shell_quote(path);
+  // -B: importing bench_common.py writes no __pycache__ into the source tree.
+  std::string cmd = shell_quote(*exe) + " -B " + shell_quote(path);
   for (auto& a : args) {
     cmd += ' ';  // (" " + std::string&& trips a GCC 12 -Wrestrict false positive)
     cmd += shell_quote(a);

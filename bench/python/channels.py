@@ -2,16 +2,9 @@
 # it as python3 channels.py ARGS... and reads the flat JSON it prints: Pipe
 # ping-pong, Queue / JoinableQueue throughput and bulk bytes.
 
-import multiprocessing as mp, os, sys, time
+import os, sys, time
 
-ctx = mp.get_context("fork")
-
-def summarize(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    k = max(-(-9 * n // 10), 1)
-    return med, xs[k - 1]
+from bench_common import ctx, pingpong, summarize
 
 class Gate:
     def __init__(self):
@@ -27,42 +20,6 @@ class Gate:
     def close(self):
         for fd in (self.go_r, self.go_w, self.note_r, self.note_w):
             os.close(fd)
-
-def echo(c):
-    while True:
-        v = c.recv()
-        if v < 0:
-            return
-        c.send(v)
-
-def pingpong(n, where):
-    old = os.sched_getaffinity(0)
-    cpus = sorted(old)[:2]
-    first, second = cpus[0], cpus[-1]
-    if where == "same":
-        os.sched_setaffinity(0, {first})
-    elif where == "split":
-        os.sched_setaffinity(0, {second})  # the child inherits it
-    try:
-        a, b = ctx.Pipe()
-        p = ctx.Process(target=echo, args=(b,))
-        p.start()
-        if where == "split":
-            os.sched_setaffinity(0, {first})
-        for i in range(200):
-            a.send(i)
-            a.recv()
-        t0 = time.perf_counter()
-        for i in range(n):
-            a.send(i)
-            if a.recv() != i:
-                sys.exit("bad reply")
-        s = time.perf_counter() - t0
-        a.send(-1)
-        p.join()
-        return s / n
-    finally:
-        os.sched_setaffinity(0, old)
 
 def q_producer(q, g, n):
     g.ready()

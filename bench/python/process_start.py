@@ -18,13 +18,6 @@ def idle(path):
     while True:
         signal.pause()
 
-def summarize(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    k = max(-(-9 * n // 10), 1)
-    return med, xs[k - 1]
-
 def timed(ctx, n, warm):
     for _ in range(warm):
         p = ctx.Process(target=empty)
@@ -40,27 +33,6 @@ def timed(ctx, n, warm):
         if p.exitcode != 0:
             sys.exit("python child exited with %r" % p.exitcode)
     return summarize(xs)
-
-def mem(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                out["rss_kb"] = int(line.split()[1])
-    pc = pd = 0
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":"):
-                k, v = parts[0][:-1], int(parts[1])
-                if k == "Pss":
-                    out["pss_kb"] = v
-                elif k == "Private_Clean":
-                    pc = v
-                elif k == "Private_Dirty":
-                    pd = v
-    out["private_kb"] = pc + pd
-    return out
 
 def idle_mem(ctx, path):
     import select
@@ -78,6 +50,7 @@ def idle_mem(ctx, path):
 
 if __name__ == "__main__":
     import json
+    from bench_common import mem, summarize
     counts = {"fork": int(sys.argv[1]), "forkserver": int(sys.argv[2]), "spawn": int(sys.argv[3])}
     warm = int(sys.argv[4])
     fifo = sys.argv[5]
