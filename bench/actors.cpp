@@ -22,7 +22,7 @@
 //   remote actors (a second process, this binary exec'd with --caf-server,
 //   publishes an actor with caf::io::publish on 127.0.0.1; this process gets
 //   it with remote_actor and a scoped_actor does request(...).receive(...));
-//   vs Python (Pipe send / recv with a fork child, from a generated script).
+//   vs Python (Pipe send / recv with a fork child, bench/python/actors.py).
 //   Two placements:
 //   "same CPU" (every thread of both processes pinned to one CPU: what the
 //   machinery costs per message) and "split CPUs" (one process per CPU: for
@@ -135,7 +135,6 @@ ISOLA_TYPE_NAME(bench_msg::count_q, "bench.count_q")
 namespace {
 
 using namespace bench_msg;
-
 
 // ---------------------------------------------------------------- isola actors
 
@@ -263,19 +262,6 @@ class placer {
 
 // ---------------------------------------------------------------- raw baselines
 
-// A raw forked child running f (no allocation on its path), ending with _exit.
-template <class F>
-pid_t fork_child(F&& f) {
-  pid_t parent = ::getpid();
-  pid_t pid = ::fork();
-  if (pid < 0) die("fork");
-  if (pid == 0) {
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (::getppid() != parent) ::_exit(1);
-    ::_exit(f());
-  }
-  return pid;
-}
 
 constexpr int pingpong_warm = 200;
 
@@ -323,10 +309,6 @@ double raw_pingpong(long n, placement where, bool socket) {
   ::close(c2p[0]);
   check_exit(wait_pid(pid), "raw ping-pong");
   return s / static_cast<double>(n);
-}
-
-long futex(std::atomic<std::uint32_t>* w, int op, std::uint32_t val) {
-  return ::syscall(SYS_futex, reinterpret_cast<std::uint32_t*>(w), op, val, nullptr, nullptr, 0);
 }
 
 // Shared memory, one word per direction carrying the value; every message is
@@ -488,22 +470,6 @@ double isola_throughput(isola_side& is, long n, placement where) {
   return s / static_cast<double>(n);
 }
 
-double raw_spawn_once(const std::string& argv0) {
-  std::string a0 = argv0, flag = "--exit-immediately";
-  char* args[] = {a0.data(), flag.data(), nullptr};
-  auto t0 = clk::now();
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, "/proc/self/exe", nullptr, nullptr, args, environ);
-  if (rc != 0) {
-    errno = rc;
-    die("posix_spawn");
-  }
-  int st = wait_pid(pid);
-  double s = seconds_since(t0);
-  check_exit(st, "posix_spawn");
-  return s;
-}
-
 void stop_and_wait(const isola::actor& a) {
   auto d = a.monitor();
   a.stop();
@@ -561,32 +527,6 @@ double caf_throughput(caf_side& cs, long n, placement where) {
 
 // ---------------------------------------------------------------- memory
 
-struct mem_kb {
-  long rss = -1;   // VmRSS
-  long pss = -1;   // Pss
-  long priv = -1;  // Private_Clean + Private_Dirty
-};
-
-mem_kb read_mem(pid_t pid) {
-  mem_kb m;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) m.rss = std::stol(line.substr(6));
-  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  long pc = -1, pd = -1;
-  for (std::string line; std::getline(rollup, line);) {
-    auto colon = line.find(':');
-    if (colon == std::string::npos || line.find(' ') < colon) continue;  // the header line
-    auto key = line.substr(0, colon);
-    long v = std::stol(line.substr(colon + 1));
-    if (key == "Pss") m.pss = v;
-    if (key == "Private_Clean") pc = v;
-    if (key == "Private_Dirty") pd = v;
-  }
-  if (pc >= 0 && pd >= 0) m.priv = pc + pd;
-  return m;
-}
-
 mem_kb isola_actor_mem(isola::start_method m) {
   isola::spawn_options o;
   o.method = m;
@@ -616,130 +556,299 @@ mem_kb raw_child_mem() {
   return m;
 }
 
-std::string mb(long kb) { return kb < 0 ? "n/a" : fmt(static_cast<double>(kb) / 1024.0, 2); }
 
-// ---------------------------------------------------------------- python
-
-const char* python_script = R"PY(
-import multiprocessing as mp, os, sys, time
-
-ctx = mp.get_context("fork")
-
-def summarize(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    k = max(-(-9 * n // 10), 1)
-    return med, xs[k - 1]
-
-def echo(c):
-    while True:
-        v = c.recv()
-        if v < 0:
-            return
-        c.send(v)
-
-def pingpong(n, where):
-    old = os.sched_getaffinity(0)
-    cpus = sorted(old)[:2]
-    first, second = cpus[0], cpus[-1]
-    os.sched_setaffinity(0, {first} if where == "same" else {second})  # the child inherits it
-    try:
-        a, b = ctx.Pipe()
-        p = ctx.Process(target=echo, args=(b,))
-        p.start()
-        os.sched_setaffinity(0, {first})
-        for i in range(200):
-            a.send(i)
-            a.recv()
-        t0 = time.perf_counter()
-        for i in range(n):
-            a.send(i)
-            if a.recv() != i:
-                sys.exit("bad reply")
-        s = time.perf_counter() - t0
-        a.send(-1)
-        p.join()
-        return s / n
-    finally:
-        os.sched_setaffinity(0, old)
-
-def mem(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                out["rss_kb"] = int(line.split()[1])
-    pc = pd = 0
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":"):
-                k, v = parts[0][:-1], int(parts[1])
-                if k == "Pss":
-                    out["pss_kb"] = v
-                elif k == "Private_Clean":
-                    pc = v
-                elif k == "Private_Dirty":
-                    pd = v
-    out["private_kb"] = pc + pd
-    return out
-
-def idle_mem():
-    a, b = ctx.Pipe()
-    p = ctx.Process(target=echo, args=(b,))
-    p.start()
-    a.send(1)
-    a.recv()
-    time.sleep(0.02)
-    out = mem(p.pid)
-    a.send(-1)
-    p.join()
-    return out
-
-if __name__ == "__main__":
-    import json
-    reps, n_same, n_split = map(int, sys.argv[1:4])
-    cases = [("pp_same", lambda n: pingpong(n, "same"), n_same),
-             ("pp_split", lambda n: pingpong(n, "split"), n_split)]
-    for _, f, n in cases:
-        f(max(1, n // 20))
-    samples = {key: [] for key, _, _ in cases}
-    for _ in range(reps):
-        for key, f, n in cases:
-            samples[key].append(f(n))
-    res = {"version": sys.version.split()[0]}
-    for key, xs in samples.items():
-        med, p90 = summarize(xs)
-        res[key + "_median"] = med
-        res[key + "_p90"] = p90
-    for k, v in idle_mem().items():
-        res["mem_" + k] = v
-    print(json.dumps(res), flush=True)
-)PY";
-
-// ---------------------------------------------------------------- output
+// ---------------------------------------------------------------- run
 
 enum class unit { us_per_rt, m_msgs_per_s, us_each };
+using actor_case = bench_case<unit>;
 
-struct bench_case {
-  std::string key;
-  std::string label;
-  unit u;
-  long n;                            // items per sample (spawn cases: spawns per round)
-  long warm_n;
-  std::function<double(long)> once;  // seconds per item (spawn: seconds for one)
-  std::vector<double> samples;
-  bool per_item_samples = false;     // spawn cases: n samples of one spawn each
+struct options {
+  common_args common;
+  bool caf_on = true, verbose = false;
+  std::string policy = "sharing";
+  std::vector<std::string> only;
+  bool wanted(const std::string& k) const {
+    return only.empty() || std::find(only.begin(), only.end(), k) != only.end();
+  }
 };
 
-struct ratio_row {
-  std::string label;
-  double value;
-  std::string shown;
-  std::string target;  // empty: informational
-  bool pass;
+// False (after the usage line) on bad arguments.
+bool parse_options(int argc, char** argv, options& o) {
+  o.common = parse_common_args(
+      argc, argv, argv[0],
+      [&](std::string_view a, char** v, int c, int& i) {
+        if (a == "--verbose") {
+          o.verbose = true;
+        } else if (a == "--no-caf") {
+          o.caf_on = false;
+        } else if (a == "--caf-policy" && i + 1 < c) {
+          o.policy = v[++i];
+        } else if (a == "--only" && i + 1 < c) {
+          o.only = split_keys(v[++i]);
+        } else {
+          return false;
+        }
+        return true;
+      },
+      "[--quick] [--repeats R] [--no-python] [--no-caf] [--caf-policy P] [--only KEY,...] "
+      "[--verbose]");
+  if (!o.common.ok) return false;
+  if (!o.only.empty()) {
+    o.common.python = false;
+    if (std::none_of(o.only.begin(), o.only.end(),
+                     [](const std::string& k) { return k.rfind("caf_", 0) == 0; }))
+      o.caf_on = false;
+  }
+  return true;
+}
+
+// Counts per sample: each full-size case runs ~0.1-0.5 s on a 2-vCPU VM.
+struct sizes {
+  long rt_same, rt_split, caf_rt_same, caf_rt_split, tp_n, caf_tp_n, spawns, py_same, py_split;
 };
+
+sizes sizes_for(bool quick) {
+  return {.rt_same = quick ? 300 : 20000,
+          .rt_split = quick ? 100 : 2000,
+          .caf_rt_same = quick ? 100 : 4000,
+          .caf_rt_split = quick ? 50 : 1000,
+          .tp_n = quick ? 20000 : 1000000,
+          .caf_tp_n = quick ? 5000 : 100000,
+          .spawns = quick ? 2 : 20,
+          .py_same = quick ? 200 : 5000,
+          .py_split = quick ? 100 : 2000};
+}
+
+void find_cpus() {
+  cpu_set_t all;
+  if (::sched_getaffinity(0, sizeof all, &all) != 0) die("sched_getaffinity");
+  int c[2] = {-1, -1}, k = 0;
+  for (int i = 0; i < CPU_SETSIZE && k < 2; ++i)
+    if (CPU_ISSET(i, &all)) c[k++] = i;
+  g_cpus.all = all;
+  g_cpus.first = c[0];
+  g_cpus.second = c[1] < 0 ? c[0] : c[1];
+}
+
+// Memory of idle actors, measured first, while the root is smallest.
+struct memory {
+  mem_kb fs, sp, raw, caf;
+};
+
+// The measured parties: isola actors, and CAF's remote peer unless --no-caf.
+struct parties {
+  isola_side is;
+  std::unique_ptr<caf_side> cs;
+};
+
+void add_round_trip_cases(std::vector<actor_case>& cases, parties& ps, const sizes& z) {
+  for (placement w : {placement::same, placement::split}) {
+    std::string k = key_of(w), l = std::string(", ") + to_string(w);
+    long n = w == placement::same ? z.rt_same : z.rt_split;
+    long cn = w == placement::same ? z.caf_rt_same : z.caf_rt_split;
+    cases.push_back({"raw_pp_" + k, "raw pipe() ping-pong" + l, unit::us_per_rt, n, n / 10,
+                     [w](long m) { return raw_pingpong(m, w, false); }});
+    cases.push_back({"raw_sp_" + k, "raw socketpair ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
+                     [w](long m) { return raw_pingpong(m, w, true); }});
+    cases.push_back({"raw_fx_" + k, "raw shm futex ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
+                     [w](long m) { return raw_futex_pingpong(m, w); }});
+    cases.push_back({"raw_fxs_" + k, "raw shm spin-then-futex ping-pong (info)" + l, unit::us_per_rt, n,
+                     n / 10, [w](long m) { return raw_spin_futex_pingpong(m, w); }});
+    cases.push_back({"rt_" + k, "isola request<int> round trip" + l, unit::us_per_rt, n, n / 10,
+                     [&is = ps.is, w](long m) { return isola_round_trip(is, m, w); }});
+    if (ps.cs)
+      cases.push_back({"caf_rt_" + k, "CAF remote request/receive" + l, unit::us_per_rt, cn, cn / 10,
+                       [&cs = ps.cs, w](long m) { return caf_round_trip(*cs, m, w); }});
+  }
+}
+
+void add_throughput_cases(std::vector<actor_case>& cases, parties& ps, const sizes& z) {
+  for (placement w : {placement::split, placement::same}) {
+    std::string k = key_of(w), l = std::string(", ") + to_string(w);
+    cases.push_back({"tp_" + k, "isola A -> B one-way" + l, unit::m_msgs_per_s, z.tp_n, z.tp_n / 10,
+                     [&is = ps.is, w](long m) { return isola_throughput(is, m, w); }});
+    if (ps.cs)
+      cases.push_back({"caf_tp_" + k, "CAF A -> remote B one-way" + l, unit::m_msgs_per_s, z.caf_tp_n,
+                       z.caf_tp_n / 10, [&cs = ps.cs, w](long m) { return caf_throughput(*cs, m, w); }});
+  }
+}
+
+void add_spawn_cases(std::vector<actor_case>& cases, const sizes& z, const std::string& argv0) {
+  cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", unit::us_each,
+                   z.spawns, 2, [argv0](long) { return raw_self_spawn_once(argv0); }, true});
+  cases.push_back({"spawn_fs", "isola::spawn + first reply (forkserver, default)", unit::us_each,
+                   z.spawns, 2, [](long) { return isola_spawn_once(isola::start_method::forkserver); },
+                   true});
+  cases.push_back({"spawn_sp", "isola::spawn + first reply (spawn)", unit::us_each, z.spawns, 2,
+                   [](long) { return isola_spawn_once(isola::start_method::spawn); }, true});
+}
+
+// Every case, or those named by --only.
+std::vector<actor_case> make_cases(parties& ps, const sizes& z, const options& o,
+                                   const std::string& argv0) {
+  std::vector<actor_case> cases;
+  add_round_trip_cases(cases, ps, z);
+  add_throughput_cases(cases, ps, z);
+  add_spawn_cases(cases, z, argv0);
+  std::erase_if(cases, [&](const actor_case& c) { return !o.wanted(c.key); });
+  return cases;
+}
+
+// ---------------------------------------------------------------- report
+
+double actors_shown(unit u, double spi) {
+  switch (u) {
+    case unit::us_per_rt:
+    case unit::us_each:
+      return spi * 1e6;
+    case unit::m_msgs_per_s:
+      return 1e-6 / spi;
+  }
+  return NAN;
+}
+
+// The tables of this run, C++ cases and Python's (py_KEY) alike.
+struct report : case_report<unit> {
+  const python_result& py;
+  const sizes& z;
+  const memory& mem;
+  bool caf;
+
+  report(const std::vector<actor_case>& c, const python_result& p, const sizes& sz, const memory& m,
+         bool with_caf, int repeats)
+      : case_report(c, 58, actors_shown), py(p), z(sz), mem(m), caf(with_caf) {
+    if (!py.empty())
+      for (const char* k : {"pp_same", "pp_split"}) add_python(py, k, repeats);
+  }
+  void section(unit u, const char* title) const {
+    case_report::section(title, u == unit::m_msgs_per_s ? "M msgs/s" : "median us",
+                         u == unit::us_each ? "samples are single spawns" : "per sample");
+  }
+
+  void print_samples() const;
+  void print_timings();
+  void print_memory() const;
+  void print_ratios() const;
+};
+
+void report::print_samples() const {
+  for (auto& c : cases) {
+    std::printf("samples %-12s", c.key.c_str());
+    for (double v : c.samples) std::printf(" %.3g", c.u == unit::m_msgs_per_s ? 1e-6 / v : v * 1e6);
+    std::printf("\n");
+  }
+}
+
+void report::print_timings() {
+  section(unit::us_per_rt, "request round trip of a small int, root -> other process -> reply "
+                           "(p90: slow end)");
+  for (placement w : {placement::same, placement::split}) {
+    std::string k = key_of(w);
+    for (auto pre : {"raw_pp_", "raw_sp_", "raw_fx_", "raw_fxs_", "rt_", "caf_rt_"}) cpp_row(pre + k);
+    if (!py.empty())
+      row("python " + py.version + " Pipe send/recv, " + to_string(w), unit::us_per_rt, "py_pp_" + k,
+          std::to_string(w == placement::same ? z.py_same : z.py_split));
+  }
+  section(unit::m_msgs_per_s, "one-way throughput, actor A -> actor B in another process (p90: slow end)");
+  for (auto k : {"tp_split", "caf_tp_split", "tp_same", "caf_tp_same"}) cpp_row(k);
+  section(unit::us_each, "spawn to first reply");
+  for (auto k : {"raw_spawn", "spawn_fs", "spawn_sp"}) cpp_row(k);
+}
+
+void report::print_memory() const {
+  std::printf("\nidle actor memory, MB        (VmRSS counts pages shared with other processes; "
+              "Private is what the process adds)\n");
+  std::printf("%-58s %10s %10s %10s\n", "process", "VmRSS", "Pss", "Private");
+  auto mem_row = [](const std::string& label, const mem_kb& m) {
+    std::printf("%-58s %10s %10s %10s\n", label.c_str(), mb(m.rss).c_str(), mb(m.pss).c_str(),
+                mb(m.priv).c_str());
+  };
+  mem_row("isola actor (forkserver, default), after one request", mem.fs);
+  mem_row("isola actor (spawn), after one request", mem.sp);
+  mem_row("raw forked child of this benchmark (info)", mem.raw);
+  if (caf) mem_row("CAF server process, one published actor (info)", mem.caf);
+  if (!py.empty())
+    mem_row("python " + py.version + " fork child, after one Pipe reply (info)", python_mem(py, "mem_"));
+}
+
+// Each a ratio of medians taken in this run (or a figure).
+void report::print_ratios() const {
+  ratio_table r;
+  for (placement w : {placement::same, placement::split}) {
+    std::string k = key_of(w), l = std::string(", ") + to_string(w);
+    r.le("isola request / raw pipe ping-pong" + l, med("rt_" + k) / med("raw_pp_" + k), 1.5);
+    if (caf) r.le("isola request / CAF remote request" + l, med("rt_" + k) / med("caf_rt_" + k), 1.0 / 3.0, 3);
+    r.info("isola request / raw socketpair ping-pong" + l, med("rt_" + k) / med("raw_sp_" + k));
+    r.info("isola request / raw shm futex ping-pong" + l, med("rt_" + k) / med("raw_fx_" + k));
+    r.info("isola request / raw shm spin-then-futex ping-pong" + l, med("rt_" + k) / med("raw_fxs_" + k));
+    if (!py.empty()) r.info("python Pipe round trip / isola request" + l, med("py_pp_" + k) / med("rt_" + k));
+  }
+  // The throughput targets are for two processes running side by side
+  // (split CPUs); on one CPU the figure is the sum of both sides' costs.
+  for (placement w : {placement::split, placement::same}) {
+    std::string k = key_of(w), l = std::string(", ") + to_string(w);
+    double mps = shown(unit::m_msgs_per_s, med("tp_" + k));
+    bool target = w == placement::split;
+    r.figure("isola one-way throughput" + l, mps, fmt(mps, 2) + " M/s", target ? ">= 5.0 M/s" : "",
+             mps >= 5.0);
+    if (!caf) continue;
+    if (target)
+      r.ge("isola one-way / CAF remote one-way" + l, med("caf_tp_" + k) / med("tp_" + k), 25);
+    else
+      r.info("isola one-way / CAF remote one-way" + l, med("caf_tp_" + k) / med("tp_" + k));
+  }
+  r.le("isola spawn + first reply (forkserver) / raw posix_spawn", med("spawn_fs") / med("raw_spawn"), 2.0);
+  r.le("isola spawn + first reply (spawn) / raw posix_spawn", med("spawn_sp") / med("raw_spawn"), 2.0);
+  for (auto [label, m] : {std::pair{"idle actor VmRSS (forkserver, default)", &mem.fs},
+                          std::pair{"idle actor VmRSS (spawn)", &mem.sp}}) {
+    double v = m->rss < 0 ? NAN : static_cast<double>(m->rss) / 1024.0;
+    r.figure(label, v, fmt(v, 2) + " MB", "<= 3.0 MB", v <= 3.0);
+  }
+  r.print("ratio of medians (or figure)", 58, 14);
+}
+
+// Memory, the parties, the warm-up, the interleaved rounds around the Python
+// run, the report; then the parties are stopped.
+void run(const options& o, const std::string& argv0) {
+  const sizes z = sizes_for(o.common.quick);
+  const int repeats = o.common.repeats;
+  memory mem;
+  mem.fs = isola_actor_mem(isola::start_method::forkserver);
+  mem.sp = isola_actor_mem(isola::start_method::spawn);
+  mem.raw = raw_child_mem();
+
+  parties ps;
+  ps.is.echo = isola::spawn(make_echo);
+  ps.is.sender = isola::spawn(make_sender);
+  ps.is.counter = isola::spawn(make_counter);
+  if (o.caf_on) {
+    ps.cs = std::make_unique<caf_side>(argv0, o.policy);
+    ps.cs->echo(1);
+    ::usleep(20000);
+    mem.caf = read_mem(ps.cs->server);
+  }
+
+  auto cases = make_cases(ps, z, o, argv0);
+  warm_up(cases);
+  run_rounds(cases, 0, repeats / 2);
+  python_result py;
+  if (o.common.python)
+    py = run_python("actors.py",
+                    {std::to_string(repeats), std::to_string(z.py_same), std::to_string(z.py_split)},
+                    "pp_split_median");
+  run_rounds(cases, repeats / 2, repeats);
+
+  report rep(cases, py, z, mem, ps.cs != nullptr, repeats);
+  if (o.verbose) rep.print_samples();
+  rep.print_timings();
+  rep.print_memory();
+  rep.print_ratios();
+  std::printf("\n(PASS/MISS are informational; this benchmark exits 0 whatever the speed)\n");
+  std::fflush(stdout);
+
+  ps.cs.reset();
+  for (auto* a : {&ps.is.echo, &ps.is.sender, &ps.is.counter}) stop_and_wait(*a);
+}
 
 }  // namespace
 
@@ -751,313 +860,20 @@ int main(int argc, char** argv) {
     return caf_server_main("actors", argv[2], [](caf::actor_system& s) { return s.spawn(caf_peer, 0); });
   isola::runtime rt{argc, argv};
 
-  bool quick = false, python = true, caf_on = true, verbose = false;
-  int repeats = 5;
-  std::string policy = "sharing";
-  std::vector<std::string> only;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-    } else if (a == "--no-python") {
-      python = false;
-    } else if (a == "--verbose") {
-      verbose = true;
-    } else if (a == "--no-caf") {
-      caf_on = false;
-    } else if (a == "--caf-policy" && i + 1 < argc) {
-      policy = argv[++i];
-    } else if (a == "--only" && i + 1 < argc) {
-      std::stringstream keys(argv[++i]);
-      for (std::string k; std::getline(keys, k, ',');) only.push_back(k);
-      python = false;
-    } else if (a == "--repeats" && i + 1 < argc) {
-      repeats = std::max(1, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr,
-                   "usage: %s [--quick] [--repeats R] [--no-python] [--no-caf] "
-                   "[--caf-policy P] [--only KEY,...] [--verbose]\n",
-                   argv[0]);
-      return 2;
-    }
-  }
-  if (quick) repeats = 1;
-  if (!only.empty() &&
-      std::none_of(only.begin(), only.end(), [](const std::string& k) { return k.rfind("caf_", 0) == 0; }))
-    caf_on = false;
-  auto wanted = [&](const std::string& k) {
-    return only.empty() || std::find(only.begin(), only.end(), k) != only.end();
-  };
-
-  // Counts per sample: each full-size case runs ~0.1-0.5 s on a 2-vCPU VM.
-  const long rt_same = quick ? 300 : 20000, rt_split = quick ? 100 : 2000;
-  const long caf_rt_same = quick ? 100 : 4000, caf_rt_split = quick ? 50 : 1000;
-  const long tp_n = quick ? 20000 : 1000000, caf_tp_n = quick ? 5000 : 100000;
-  const long spawns = quick ? 2 : 20;
-  const long py_same = quick ? 200 : 5000, py_split = quick ? 100 : 2000;
-
-  {
-    cpu_set_t all;
-    if (::sched_getaffinity(0, sizeof all, &all) != 0) die("sched_getaffinity");
-    int c[2] = {-1, -1}, k = 0;
-    for (int i = 0; i < CPU_SETSIZE && k < 2; ++i)
-      if (CPU_ISSET(i, &all)) c[k++] = i;
-    g_cpus.all = all;
-    g_cpus.first = c[0];
-    g_cpus.second = c[1] < 0 ? c[0] : c[1];
-  }
+  options o;
+  if (!parse_options(argc, argv, o)) return 2;
+  find_cpus();
   const std::string argv0 = argv[0];
-
-  char tmpl[] = "/tmp/isola-bench-XXXXXX";
-  if (!::mkdtemp(tmpl)) die("mkdtemp");
-  std::string tmpdir = tmpl;
-
-  utsname un{};
-  ::uname(&un);
-  char date[32];
-  std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
-  std::printf("isola bench/actors  (%s; %u CPUs; Linux %s; %s; CAF %d.%d.%d, scheduler.policy=%s)\n",
-              quick ? "quick" : "full", isola::cpu_count(), un.release, date,
-              CAF_VERSION / 10000, CAF_VERSION / 100 % 100, CAF_VERSION % 100, policy.c_str());
-  if (g_cpus.first == g_cpus.second)
-    std::printf("one CPU only: \"split CPUs\" runs on the same CPU\n");
+  print_banner("actors", o.common.quick, isola::cpu_count(),
+               "; " + caf_version() + ", scheduler.policy=" + o.policy);
+  if (g_cpus.first == g_cpus.second) std::printf("one CPU only: \"split CPUs\" runs on the same CPU\n");
   std::fflush(stdout);
 
-  int rc = 0;
   try {
-    // ---- memory of idle actors, first, while the root is smallest
-    mem_kb m_fs = isola_actor_mem(isola::start_method::forkserver);
-    mem_kb m_sp = isola_actor_mem(isola::start_method::spawn);
-    mem_kb m_raw = raw_child_mem();
-
-    isola_side is;
-    is.echo = isola::spawn(make_echo);
-    is.sender = isola::spawn(make_sender);
-    is.counter = isola::spawn(make_counter);
-    std::unique_ptr<caf_side> cs;
-    mem_kb m_caf;
-    if (caf_on) {
-      cs = std::make_unique<caf_side>(argv0, policy);
-      cs->echo(1);
-      ::usleep(20000);
-      m_caf = read_mem(cs->server);
-    }
-
-    std::vector<bench_case> cases;
-    auto add = [&](std::string key, std::string label, unit u, long n, long warm,
-                   std::function<double(long)> f, bool per_item = false) {
-      if (!wanted(key)) return;
-      cases.push_back({std::move(key), std::move(label), u, n, warm, std::move(f), {}, per_item});
-    };
-    for (placement w : {placement::same, placement::split}) {
-      std::string k = key_of(w), l = std::string(", ") + to_string(w);
-      long n = w == placement::same ? rt_same : rt_split;
-      long cn = w == placement::same ? caf_rt_same : caf_rt_split;
-      add("raw_pp_" + k, "raw pipe() ping-pong" + l, unit::us_per_rt, n, n / 10,
-          [w](long m) { return raw_pingpong(m, w, false); });
-      add("raw_sp_" + k, "raw socketpair ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
-          [w](long m) { return raw_pingpong(m, w, true); });
-      add("raw_fx_" + k, "raw shm futex ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
-          [w](long m) { return raw_futex_pingpong(m, w); });
-      add("raw_fxs_" + k, "raw shm spin-then-futex ping-pong (info)" + l, unit::us_per_rt, n,
-          n / 10, [w](long m) { return raw_spin_futex_pingpong(m, w); });
-      add("rt_" + k, "isola request<int> round trip" + l, unit::us_per_rt, n, n / 10,
-          [&is, w](long m) { return isola_round_trip(is, m, w); });
-      if (cs)
-        add("caf_rt_" + k, "CAF remote request/receive" + l, unit::us_per_rt, cn, cn / 10,
-            [&cs, w](long m) { return caf_round_trip(*cs, m, w); });
-    }
-    for (placement w : {placement::split, placement::same}) {
-      std::string k = key_of(w), l = std::string(", ") + to_string(w);
-      add("tp_" + k, "isola A -> B one-way" + l, unit::m_msgs_per_s, tp_n, tp_n / 10,
-          [&is, w](long m) { return isola_throughput(is, m, w); });
-      if (cs)
-        add("caf_tp_" + k, "CAF A -> remote B one-way" + l, unit::m_msgs_per_s, caf_tp_n,
-            caf_tp_n / 10, [&cs, w](long m) { return caf_throughput(*cs, m, w); });
-    }
-    add("raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", unit::us_each, spawns,
-        2, [argv0](long) { return raw_spawn_once(argv0); }, true);
-    add("spawn_fs", "isola::spawn + first reply (forkserver, default)", unit::us_each, spawns, 2,
-        [](long) { return isola_spawn_once(isola::start_method::forkserver); }, true);
-    add("spawn_sp", "isola::spawn + first reply (spawn)", unit::us_each, spawns, 2,
-        [](long) { return isola_spawn_once(isola::start_method::spawn); }, true);
-
-    // ---- warm-up, then rounds
-    for (auto& c : cases) {
-      if (c.per_item_samples)
-        for (long i = 0; i < c.warm_n; ++i) c.once(1);
-      else
-        c.once(std::max(1L, c.warm_n));
-    }
-    auto run_rounds = [&](int from, int to) {
-      for (int r = from; r < to; ++r)
-        for (auto& c : cases) {
-          if (c.per_item_samples)
-            for (long i = 0; i < c.n; ++i) c.samples.push_back(c.once(1));
-          else
-            c.samples.push_back(c.once(c.n));
-        }
-    };
-    run_rounds(0, repeats / 2);
-
-    // ---- Python
-    std::map<std::string, double> py;
-    std::string py_version;
-    if (python) {
-      py = run_python(python_script, tmpdir + "/actors.py",
-                      {std::to_string(repeats), std::to_string(py_same), std::to_string(py_split)},
-                      "pp_split_median", py_version);
-    }
-
-    run_rounds(repeats / 2, repeats);
-
-    // ---- report
-    if (verbose)
-      for (auto& c : cases) {
-        std::printf("samples %-12s", c.key.c_str());
-        for (double v : c.samples)
-          std::printf(" %.3g", c.u == unit::m_msgs_per_s ? 1e-6 / v : v * 1e6);
-        std::printf("\n");
-      }
-    std::map<std::string, stats> st;
-    for (auto& c : cases) st[c.key] = summarize(c.samples);
-    if (!py.empty())
-      for (const char* k : {"pp_same", "pp_split"})
-        st[std::string("py_") + k] = stats{py[std::string(k) + "_median"],
-                                           py[std::string(k) + "_p90"],
-                                           static_cast<std::size_t>(repeats)};
-    auto shown = [](unit u, double spi) -> double {
-      switch (u) {
-        case unit::us_per_rt:
-        case unit::us_each:
-          return spi * 1e6;
-        case unit::m_msgs_per_s:
-          return 1e-6 / spi;
-      }
-      return NAN;
-    };
-    auto row = [&](const std::string& label, unit u, const stats& s, const std::string& count) {
-      std::printf("%-58s %10s %10s %5zu  %s\n", label.c_str(), fmt(shown(u, s.median), 2).c_str(),
-                  fmt(shown(u, s.p90), 2).c_str(), s.n, count.c_str());
-    };
-    auto section = [&](unit u, const char* title) {
-      const char* h = u == unit::us_per_rt ? "median us" : u == unit::us_each ? "median us"
-                                                                             : "M msgs/s";
-      std::printf("\n%s\n%-58s %10s %10s %5s  %s\n", title, "case", h, "p90", "n",
-                  u == unit::us_each ? "samples are single spawns" : "per sample");
-    };
-    auto by_key = [&](const std::string& k) -> bench_case* {
-      for (auto& c : cases)
-        if (c.key == k) return &c;
-      return nullptr;
-    };
-    auto cpp_row = [&](const std::string& k) {
-      if (auto* c = by_key(k)) row(c->label, c->u, st[k], std::to_string(c->n));
-    };
-
-    section(unit::us_per_rt, "request round trip of a small int, root -> other process -> reply "
-                             "(p90: slow end)");
-    for (placement w : {placement::same, placement::split}) {
-      std::string k = key_of(w);
-      for (auto pre : {"raw_pp_", "raw_sp_", "raw_fx_", "raw_fxs_", "rt_", "caf_rt_"})
-        cpp_row(pre + k);
-      if (!py.empty())
-        row("python " + py_version + " Pipe send/recv, " + to_string(w), unit::us_per_rt,
-            st["py_pp_" + k], std::to_string(w == placement::same ? py_same : py_split));
-    }
-    section(unit::m_msgs_per_s,
-            "one-way throughput, actor A -> actor B in another process (p90: slow end)");
-    for (auto k : {"tp_split", "caf_tp_split", "tp_same", "caf_tp_same"}) cpp_row(k);
-    section(unit::us_each, "spawn to first reply");
-    for (auto k : {"raw_spawn", "spawn_fs", "spawn_sp"}) cpp_row(k);
-
-    std::printf("\nidle actor memory, MB        (VmRSS counts pages shared with other processes; "
-                "Private is what the process adds)\n");
-    std::printf("%-58s %10s %10s %10s\n", "process", "VmRSS", "Pss", "Private");
-    auto mem_row = [](const std::string& label, const mem_kb& m) {
-      std::printf("%-58s %10s %10s %10s\n", label.c_str(), mb(m.rss).c_str(), mb(m.pss).c_str(),
-                  mb(m.priv).c_str());
-    };
-    mem_row("isola actor (forkserver, default), after one request", m_fs);
-    mem_row("isola actor (spawn), after one request", m_sp);
-    mem_row("raw forked child of this benchmark (info)", m_raw);
-    if (cs) mem_row("CAF server process, one published actor (info)", m_caf);
-    if (!py.empty()) {
-      auto k = [&](const char* f) {
-        auto it = py.find(std::string("mem_") + f);
-        return it == py.end() ? -1L : static_cast<long>(it->second);
-      };
-      mem_row("python " + py_version + " fork child, after one Pipe reply (info)",
-              mem_kb{k("rss_kb"), k("pss_kb"), k("private_kb")});
-    }
-
-    // ---- ratios (each of medians taken in this run)
-    std::vector<ratio_row> ratios;
-    auto med = [&](const std::string& k) { return st.count(k) ? st[k].median : NAN; };
-    auto x = [](double v) { return std::isnan(v) ? std::string("n/a") : fmt(v, v < 1 ? 3 : 2) + "x"; };
-    auto le = [&](std::string label, double v, double target, int prec = 1) {
-      ratios.push_back({std::move(label), v, x(v), "<= " + fmt(target, prec) + "x", v <= target});
-    };
-    auto ge = [&](std::string label, double v, double target) {
-      ratios.push_back({std::move(label), v, x(v), ">= " + fmt(target, 1) + "x", v >= target});
-    };
-    auto info = [&](std::string label, double v) {
-      ratios.push_back({std::move(label), v, x(v), "", true});
-    };
-    for (placement w : {placement::same, placement::split}) {
-      std::string k = key_of(w), l = std::string(", ") + to_string(w);
-      le("isola request / raw pipe ping-pong" + l, med("rt_" + k) / med("raw_pp_" + k), 1.5);
-      if (cs) le("isola request / CAF remote request" + l, med("rt_" + k) / med("caf_rt_" + k),
-                 1.0 / 3.0, 3);
-      info("isola request / raw socketpair ping-pong" + l, med("rt_" + k) / med("raw_sp_" + k));
-      info("isola request / raw shm futex ping-pong" + l, med("rt_" + k) / med("raw_fx_" + k));
-      info("isola request / raw shm spin-then-futex ping-pong" + l,
-           med("rt_" + k) / med("raw_fxs_" + k));
-      if (!py.empty()) info("python Pipe round trip / isola request" + l,
-                            med("py_pp_" + k) / med("rt_" + k));
-    }
-    // The throughput targets are for two processes running side by side
-    // (split CPUs); on one CPU the figure is the sum of both sides' costs.
-    for (placement w : {placement::split, placement::same}) {
-      std::string k = key_of(w), l = std::string(", ") + to_string(w);
-      double mps = shown(unit::m_msgs_per_s, med("tp_" + k));
-      bool target = w == placement::split;
-      ratios.push_back({"isola one-way throughput" + l, mps, fmt(mps, 2) + " M/s",
-                        target ? ">= 5.0 M/s" : "", mps >= 5.0});
-      if (!cs) continue;
-      if (target)
-        ge("isola one-way / CAF remote one-way" + l, med("caf_tp_" + k) / med("tp_" + k), 25);
-      else
-        info("isola one-way / CAF remote one-way" + l, med("caf_tp_" + k) / med("tp_" + k));
-    }
-    le("isola spawn + first reply (forkserver) / raw posix_spawn",
-       med("spawn_fs") / med("raw_spawn"), 2.0);
-    le("isola spawn + first reply (spawn) / raw posix_spawn", med("spawn_sp") / med("raw_spawn"),
-       2.0);
-    for (auto [label, m] : {std::pair{"idle actor VmRSS (forkserver, default)", &m_fs},
-                            std::pair{"idle actor VmRSS (spawn)", &m_sp}}) {
-      double v = m->rss < 0 ? NAN : static_cast<double>(m->rss) / 1024.0;
-      ratios.push_back({label, v, fmt(v, 2) + " MB", "<= 3.0 MB", v <= 3.0});
-    }
-
-    std::printf("\n%-58s %14s %12s %6s\n", "ratio of medians (or figure)", "value", "target", "");
-    for (auto& r : ratios)
-      std::printf("%-58s %14s %12s %6s\n", r.label.c_str(), r.shown.c_str(),
-                  r.target.empty() ? "(info)" : r.target.c_str(),
-                  std::isnan(r.value) ? "n/a"
-                  : r.target.empty()  ? ""
-                  : r.pass            ? "PASS"
-                                      : "MISS");
-    std::printf("\n(PASS/MISS are informational; this benchmark exits 0 whatever the speed)\n");
-    std::fflush(stdout);
-
-    cs.reset();
-    for (auto* a : {&is.echo, &is.sender, &is.counter}) stop_and_wait(*a);
+    run(o, argv0);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "actors: %s\n", e.what());
-    rc = 1;
+    return 1;
   }
-  ::rmdir(tmpdir.c_str());
-  return rc;
+  return 0;
 }

@@ -27,6 +27,12 @@ extern char** environ;
 
 namespace isola_bench {
 
+/// "CAF x.y.z", for the banner line.
+inline std::string caf_version() {
+  return "CAF " + std::to_string(CAF_VERSION / 10000) + "." + std::to_string(CAF_VERSION / 100 % 100) +
+         "." + std::to_string(CAF_VERSION % 100);
+}
+
 inline void caf_configure(caf::actor_system_config& cfg, const std::string& policy) {
   cfg.load<caf::io::middleman>();
   cfg.set("scheduler.policy", caf::atom_from_string(policy));

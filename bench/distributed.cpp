@@ -126,71 +126,56 @@ double queue_items(int n) {
   return n / s;
 }
 
-const char* python_script = R"PY(
-import json, multiprocessing as mp, statistics, sys, time
+struct counts {
+  int event, barrier, queue;
+  int py_event, py_barrier, py_queue, py_reps;
+};
 
-def event_child(a, b, n):
-    for _ in range(n):
-        a.wait(); a.clear(); b.set()
+counts counts_for(bool quick) {
+  return {.event = quick ? 100 : 2000,
+          .barrier = quick ? 200 : 5000,
+          .queue = quick ? 1000 : 20000,
+          .py_event = quick ? 50 : 500,
+          .py_barrier = quick ? 50 : 1000,
+          .py_queue = quick ? 200 : 5000,
+          .py_reps = quick ? 1 : 3};
+}
 
-def event_rt(m, n):
-    a, b = m.Event(), m.Event()
-    p = mp.Process(target=event_child, args=(a, b, n + 20)); p.start()
-    for _ in range(20):
-        a.set(); b.wait(); b.clear()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        a.set(); b.wait(); b.clear()
-    s = (time.perf_counter() - t0) / n
-    p.join()
-    return s
+// One sample of every coordinator case.
+void one_round(samples& cpp, const counts& n) {
+  cpp.add("event", event_rt(n.event));
+  cpp.add("barrier", barrier_cycles(n.barrier));
+  cpp.add("queue", queue_items(n.queue));
+}
 
-def barrier_child(b, n):
-    for _ in range(n):
-        b.wait()
+python_result python_side(const counts& n) {
+  return run_python("distributed.py",
+                    {std::to_string(n.py_event), std::to_string(n.py_barrier),
+                     std::to_string(n.py_queue), std::to_string(n.py_reps)},
+                    "queue_median");
+}
 
-def barrier(m, n):
-    b = m.Barrier(2)
-    p = mp.Process(target=barrier_child, args=(b, n + 20)); p.start()
-    for _ in range(20):
-        b.wait()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        b.wait()
-    s = time.perf_counter() - t0
-    p.join()
-    return n / s
-
-def queue_child(q, n):
-    for i in range(n):
-        q.put(i)
-
-def queue(m, n):
-    q = m.Queue(1000)
-    p = mp.Process(target=queue_child, args=(q, n + 50)); p.start()
-    for _ in range(50):
-        q.get()
-    t0 = time.perf_counter()
-    for _ in range(n):
-        q.get()
-    s = time.perf_counter() - t0
-    p.join()
-    return n / s
-
-if __name__ == "__main__":
-    mp.set_start_method("fork")
-    n_event, n_barrier, n_queue, reps = (int(x) for x in sys.argv[1:5])
-    out = {"version": sys.version.split()[0]}
-    with mp.Manager() as m:
-        samples = {"event": [], "barrier": [], "queue": []}
-        for _ in range(reps):
-            samples["event"].append(event_rt(m, n_event))
-            samples["barrier"].append(barrier(m, n_barrier))
-            samples["queue"].append(queue(m, n_queue))
-    for k, xs in samples.items():
-        out[k + "_median"] = statistics.median(xs)
-    print(json.dumps(out))
-)PY";
+void print_report(const samples& cpp, const python_result& py, int repeats) {
+  auto pyv = [&](const char* k) { return py[std::string(k) + "_median"]; };
+  std::printf("\ndistributed benchmark (coordinator actors; isola samples %d, Python %s; medians)\n",
+              repeats, py.version.empty() ? "skipped" : py.version.c_str());
+  double e = cpp.median("event"), ep = pyv("event"), er = cpp.median("raw");
+  std::printf("\nevent round trip (set A; party waits A, clears it, sets B; wait B, clear B) (us):\n");
+  std::printf("  isola distributed::event     %8s\n", fmt(e * 1e6, 1).c_str());
+  std::printf("  Python Manager().Event()     %8s\n", fmt(ep * 1e6, 1).c_str());
+  std::printf("  raw pipe ping-pong           %8s   (one message each way)\n", fmt(er * 1e6, 1).c_str());
+  std::printf("  isola / Python: %s (time; lower is better)\n", fmt(e / ep, 3).c_str());
+  double b = cpp.median("barrier"), bp = pyv("barrier");
+  std::printf("\nbarrier(2) cycles/s (k/s):\n");
+  std::printf("  isola distributed::barrier   %8s\n", fmt(b / 1e3, 2).c_str());
+  std::printf("  Python Manager().Barrier(2)  %8s\n", fmt(bp / 1e3, 2).c_str());
+  std::printf("  isola / Python: %sx\n", fmt(b / bp, 1).c_str());
+  double q = cpp.median("queue"), qp = pyv("queue");
+  std::printf("\nqueue 1 -> 1, small ints (k items/s):\n");
+  std::printf("  isola distributed::queue     %8s\n", fmt(q / 1e3, 1).c_str());
+  std::printf("  Python Manager().Queue()     %8s\n", fmt(qp / 1e3, 1).c_str());
+  std::printf("  isola / Python: %sx\n", fmt(q / qp, 1).c_str());
+}
 
 }  // namespace
 
@@ -198,57 +183,20 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   const auto args = parse_common_args(argc, argv, "distributed");
   if (!args.ok) return 2;
-  const bool quick = args.quick, python = args.python;
-  const int repeats = args.repeats;
-  const int n_event = quick ? 100 : 2000, n_barrier = quick ? 200 : 5000, n_queue = quick ? 1000 : 20000;
-  const int py_event = quick ? 50 : 500, py_barrier = quick ? 50 : 1000, py_queue = quick ? 200 : 5000,
-            py_reps = quick ? 1 : 3;
+  const counts n = counts_for(args.quick);
 
   // The raw baseline forks: take all its samples before the first actor
   // starts CAF's threads in this process.
-  std::vector<double> raw;
-  for (int i = 0; i < repeats; ++i) raw.push_back(raw_pipe_pingpong(n_event));
+  samples cpp;
+  for (int i = 0; i < args.repeats; ++i) cpp.add("raw", raw_pipe_pingpong(n.event));
 
-  std::map<std::string, std::vector<double>> cpp;
-  auto run_cpp = [&] {
-    cpp["event"].push_back(event_rt(n_event));
-    cpp["barrier"].push_back(barrier_cycles(n_barrier));
-    cpp["queue"].push_back(queue_items(n_queue));
-  };
   event_rt(20);  // warm-up: code paged in, forkserver started
-  int before = (repeats + 1) / 2;
-  for (int i = 0; i < before; ++i) run_cpp();
-  std::map<std::string, double> py;
-  std::string py_version;
-  if (python)
-    py = run_python(python_script, "/tmp/isola_bench_distributed_" + std::to_string(::getpid()) + ".py",
-                    {std::to_string(py_event), std::to_string(py_barrier), std::to_string(py_queue),
-                     std::to_string(py_reps)},
-                    "queue_median", py_version);
-  for (int i = before; i < repeats; ++i) run_cpp();
-
-  auto med = [&](const char* k) { return summarize(cpp[k]).median; };
-  auto pyv = [&](const char* k) {
-    auto it = py.find(std::string(k) + "_median");
-    return it == py.end() ? NAN : it->second;
-  };
-  std::printf("\ndistributed benchmark (coordinator actors; isola samples %d, Python %s; medians)\n",
-              repeats, py_version.empty() ? "skipped" : py_version.c_str());
-  double e = med("event"), ep = pyv("event"), er = summarize(raw).median;
-  std::printf("\nevent round trip (set A; party waits A, clears it, sets B; wait B, clear B) (us):\n");
-  std::printf("  isola distributed::event     %8s\n", fmt(e * 1e6, 1).c_str());
-  std::printf("  Python Manager().Event()     %8s\n", fmt(ep * 1e6, 1).c_str());
-  std::printf("  raw pipe ping-pong           %8s   (one message each way)\n", fmt(er * 1e6, 1).c_str());
-  std::printf("  isola / Python: %s (time; lower is better)\n", fmt(e / ep, 3).c_str());
-  double b = med("barrier"), bp = pyv("barrier");
-  std::printf("\nbarrier(2) cycles/s (k/s):\n");
-  std::printf("  isola distributed::barrier   %8s\n", fmt(b / 1e3, 2).c_str());
-  std::printf("  Python Manager().Barrier(2)  %8s\n", fmt(bp / 1e3, 2).c_str());
-  std::printf("  isola / Python: %sx\n", fmt(b / bp, 1).c_str());
-  double q = med("queue"), qp = pyv("queue");
-  std::printf("\nqueue 1 -> 1, small ints (k items/s):\n");
-  std::printf("  isola distributed::queue     %8s\n", fmt(q / 1e3, 1).c_str());
-  std::printf("  Python Manager().Queue()     %8s\n", fmt(qp / 1e3, 1).c_str());
-  std::printf("  isola / Python: %sx\n", fmt(q / qp, 1).c_str());
+  python_result py;
+  rounds_around_python(
+      args.repeats, [&] { one_round(cpp, n); },
+      [&] {
+        if (args.python) py = python_side(n);
+      });
+  print_report(cpp, py, args.repeats);
   return 0;
 }

@@ -45,7 +45,6 @@ using namespace isola_bench;
 
 namespace {
 
-
 int add(int v, int d) { return v + d; }
 
 template <class F>
@@ -77,88 +76,41 @@ double raw_pingpong(int n) {
   return t;
 }
 
-const char* python_script = R"PY(
-import json, multiprocessing as mp, statistics, sys, time
+// The managed objects the cases use: a dict and a lock in a manager started
+// with fork, and a dict of the same manager over a served TCP connection.
+struct managed_objects {
+  isola::manager m{isola::manager_options{.method = isola::start_method::fork}};
+  isola::managed::dict<std::string, int> d = m.dict<std::string, int>();
+  isola::managed::lock l = m.lock();
+  isola::manager remote = isola::manager::connect("127.0.0.1", m.serve(0, "bench-key"), "bench-key");
+  isola::managed::dict<std::string, int> rd = remote.dict<std::string, int>("tcp");
+  managed_objects() {
+    d.set("key", 1);
+    rd.set("key", 1);
+  }
+};
 
-def per_op(n, f):
-    for i in range(max(50, n // 20)): f(i)
-    t0 = time.perf_counter()
-    for i in range(n): f(i)
-    return (time.perf_counter() - t0) / n
-
-if __name__ == '__main__':
-    mp.set_start_method('fork')
-    n, reps = (int(x) for x in sys.argv[1:3])
-    res = {"version": sys.version.split()[0]}
-    samples = {"get": [], "set": [], "lock": []}
-    with mp.Manager() as m:
-        d = m.dict({"key": 1})
-        l = m.Lock()
-        def get(i): return d["key"]
-        def put(i): d["key"] = i
-        def lock(i):
-            l.acquire(); l.release()
-        for _ in range(reps):
-            samples["get"].append(per_op(n, get))
-            samples["set"].append(per_op(n, put))
-            samples["lock"].append(per_op(n, lock))
-    for k, xs in samples.items():
-        res[k + "_median"] = statistics.median(xs)
-    print(json.dumps(res), flush=True)
-)PY";
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  isola::runtime rt{argc, argv};
-  const auto args = parse_common_args(argc, argv, "manager");
-  if (!args.ok) return 2;
-  const bool quick = args.quick, python = args.python;
-  const int repeats = args.repeats;
-  const int n = quick ? 2000 : 20000;
-  const int py_n = quick ? 500 : 5000, py_reps = quick ? 1 : 3;
-
-  isola::manager m({.method = isola::start_method::fork});
-  auto d = m.dict<std::string, int>();
-  d.set("key", 1);
-  auto l = m.lock();
-  std::uint16_t port = m.serve(0, "bench-key");
-  auto remote = isola::manager::connect("127.0.0.1", port, "bench-key");
-  auto rd = remote.dict<std::string, int>("tcp");
-  rd.set("key", 1);
-
-  std::map<std::string, std::vector<double>> cpp;
+// One sample of every C++ case, n operations each.
+void one_round(samples& cpp, managed_objects& o, int n) {
   volatile int sink = 0;
-  auto run_cpp = [&] {
-    cpp["get"].push_back(per_op(n, [&](int) { sink = d.get("key"); }));
-    cpp["set"].push_back(per_op(n, [&](int i) { d.set("key", i); }));
-    cpp["update"].push_back(per_op(n, [&](int) { sink = d.update("key", &add, 1); }));
-    cpp["lock"].push_back(per_op(n, [&](int) {
-      l.acquire();
-      l.release();
-    }));
-    cpp["tcp_get"].push_back(per_op(n, [&](int) { sink = rd.get("key"); }));
-    cpp["raw"].push_back(raw_pingpong(n));
-  };
+  cpp.add("get", per_op(n, [&](int) { sink = o.d.get("key"); }));
+  cpp.add("set", per_op(n, [&](int i) { o.d.set("key", i); }));
+  cpp.add("update", per_op(n, [&](int) { sink = o.d.update("key", &add, 1); }));
+  cpp.add("lock", per_op(n, [&](int) {
+            o.l.acquire();
+            o.l.release();
+          }));
+  cpp.add("tcp_get", per_op(n, [&](int) { sink = o.rd.get("key"); }));
+  cpp.add("raw", raw_pingpong(n));
+  (void)sink;
+}
 
-  int before = (repeats + 1) / 2;
-  for (int i = 0; i < before; ++i) run_cpp();
-  std::map<std::string, double> py;
-  std::string py_version;
-  if (python)
-    py = run_python(python_script, "/tmp/isola_bench_manager_" + std::to_string(::getpid()) + ".py",
-                    {std::to_string(py_n), std::to_string(py_reps)}, "get_median", py_version);
-  for (int i = before; i < repeats; ++i) run_cpp();
-
-  auto med = [&](const char* k) { return summarize(cpp[k]).median; };
-  auto pyv = [&](const char* k) {
-    auto it = py.find(std::string(k) + "_median");
-    return it == py.end() ? NAN : it->second;
-  };
+void print_report(const samples& cpp, const python_result& py, bool quick, int repeats, int n) {
   auto us = [](double s, int prec = 2) { return fmt(s * 1e6, prec); };
-
+  auto med = [&](const char* k) { return cpp.median(k); };
+  auto pyv = [&](const char* k) { return py[std::string(k) + "_median"]; };
   std::printf("\nmanager benchmark (%s; isola samples %d x %d ops, Python %s; medians, us per op)\n",
-              quick ? "quick" : "full", repeats, n, py_version.empty() ? "n/a" : py_version.c_str());
+              quick ? "quick" : "full", repeats, n, py.version.empty() ? "n/a" : py.version.c_str());
   double g = med("get"), gp = pyv("get");
   std::printf("  %-34s %8s   Python %8s   ratio %s\n", "dict get (local socket)", us(g).c_str(),
               us(gp, 1).c_str(), fmt(g / gp, 3).c_str());
@@ -169,9 +121,29 @@ int main(int argc, char** argv) {
               us(pyv("lock"), 1).c_str(), fmt(med("lock") / pyv("lock"), 3).c_str());
   std::printf("  %-34s %8s   (information)\n", "dict get over TCP loopback", us(med("tcp_get")).c_str());
   std::printf("  %-34s %8s   (information)\n", "raw socketpair ping-pong", us(med("raw")).c_str());
-  const char* mark = std::isnan(gp) ? "n/a" : (g / gp <= 0.5 ? "PASS" : "MISS");
   std::printf("  dict get isola / Python: %s (target <= 0.5: %s); isola / raw ping-pong: %sx\n",
-              fmt(g / gp, 3).c_str(), mark, fmt(g / med("raw"), 2).c_str());
-  (void)sink;
+              fmt(g / gp, 3).c_str(), pass_mark(g / gp, 0.5, false), fmt(g / med("raw"), 2).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  isola::runtime rt{argc, argv};
+  const auto args = parse_common_args(argc, argv, "manager");
+  if (!args.ok) return 2;
+  const int n = args.quick ? 2000 : 20000;
+  const int py_n = args.quick ? 500 : 5000, py_reps = args.quick ? 1 : 3;
+
+  managed_objects o;
+
+  samples cpp;
+  python_result py;
+  rounds_around_python(
+      args.repeats, [&] { one_round(cpp, o, n); },
+      [&] {
+        if (args.python)
+          py = run_python("manager.py", {std::to_string(py_n), std::to_string(py_reps)}, "get_median");
+      });
+  print_report(cpp, py, args.quick, args.repeats, n);
   return 0;
 }

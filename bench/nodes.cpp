@@ -195,6 +195,72 @@ struct caf_remote : caf_remote_peer {
   }
 };
 
+struct options {
+  bool quick = false, verbose = false;
+  int rounds = 11;
+  std::string policy = "sharing";
+};
+
+// False (after the usage line) on bad arguments.
+bool parse_options(int argc, char** argv, options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--verbose") {
+      o.verbose = true;
+    } else if (a == "--rounds" && i + 1 < argc) {
+      o.rounds = std::max(1, std::atoi(argv[++i]));
+    } else if (a == "--caf-policy" && i + 1 < argc) {
+      o.policy = argv[++i];
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose]\n", argv[0]);
+      return false;
+    }
+  }
+  if (o.quick) o.rounds = 1;
+  return true;
+}
+
+// Microseconds per round trip, one sample per case and round.
+struct samples_us {
+  std::vector<double> isola, caf, forwarded;
+};
+
+samples_us measure(const options& o, long n, const std::string& argv0) {
+  isola_remote is;
+  caf_remote cs(argv0, o.policy);
+  samples_us x;
+  for (int r = 0; r < o.rounds; ++r) {
+    x.isola.push_back(is.round_trip(n) * 1e6);
+    x.caf.push_back(cs.round_trip(n) * 1e6);
+    x.forwarded.push_back(is.forwarded_round_trip(n) * 1e6);
+    if (o.verbose)
+      std::printf("  round %d: isola %s us, CAF %s us, from an actor process %s us\n", r + 1,
+                  fmt(x.isola.back(), 2).c_str(), fmt(x.caf.back(), 2).c_str(),
+                  fmt(x.forwarded.back(), 2).c_str());
+  }
+  return x;
+}
+
+void print_report(const samples_us& x) {
+  auto si = summarize(x.isola), sc = summarize(x.caf), sf = summarize(x.forwarded);
+  std::printf("\n%-52s %10s %10s\n", "case (us per round trip)", "median", "p90");
+  std::printf("%-52s %10s %10s\n", "isola node: actor.request<int>(i).get()", fmt(si.median, 2).c_str(),
+              fmt(si.p90, 2).c_str());
+  std::printf("%-52s %10s %10s\n", "CAF remote_actor: scoped_actor request/receive", fmt(sc.median, 2).c_str(),
+              fmt(sc.p90, 2).c_str());
+  std::printf("%-52s %10s %10s\n", "isola, from an actor process (through its root)",
+              fmt(sf.median, 2).c_str(), fmt(sf.p90, 2).c_str());
+  double ratio = si.median / sc.median;
+  bool pass = ratio <= 1.2;
+  std::printf("\nisola / CAF round trip: %sx  (target <= 1.2x)  %s\n", fmt(ratio, 2).c_str(),
+              pass ? "PASS" : "MISS");
+  std::printf("isola from an actor process / CAF round trip: %sx  (information)\n",
+              fmt(sf.median / sc.median, 2).c_str());
+  std::printf("(informational: a benchmark never fails on speed)\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -205,67 +271,18 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   if (argc > 2 && std::string_view(argv[1]) == "--node-b") return node_b_main(argv[2]);
 
-  bool quick = false, verbose = false;
-  int rounds = 11;
-  std::string policy = "sharing";
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-    } else if (a == "--verbose") {
-      verbose = true;
-    } else if (a == "--rounds" && i + 1 < argc) {
-      rounds = std::max(1, std::atoi(argv[++i]));
-    } else if (a == "--caf-policy" && i + 1 < argc) {
-      policy = argv[++i];
-    } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (quick) rounds = 1;
-  const long n = quick ? 100 : 2000;
-
-  utsname un{};
-  ::uname(&un);
-  char date[32];
-  std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::gmtime(&now));
-  std::printf("isola bench/nodes  (%s; %u CPUs; Linux %s; %s UTC; CAF %d.%d.%d, scheduler.policy=%s)\n",
-              quick ? "quick" : "full", isola::cpu_count(), un.release, date, CAF_VERSION / 10000,
-              CAF_VERSION / 100 % 100, CAF_VERSION % 100, policy.c_str());
+  options o;
+  if (!parse_options(argc, argv, o)) return 2;
+  const long n = o.quick ? 100 : 2000;
+  print_banner("nodes", o.quick, isola::cpu_count(), "; " + caf_version() + ", scheduler.policy=" + o.policy,
+               true);
   std::printf("request round trip of an int to an actor of another process over TCP on 127.0.0.1;\n"
               "%d round(s) of one sample per case, %ld round trips per sample (after %d untimed)\n",
-              rounds, n, warm_rts);
+              o.rounds, n, warm_rts);
   std::fflush(stdout);
 
   try {
-    isola_remote is;
-    caf_remote cs(argv[0], policy);
-    std::vector<double> xi, xc, xf;
-    for (int r = 0; r < rounds; ++r) {
-      xi.push_back(is.round_trip(n) * 1e6);
-      xc.push_back(cs.round_trip(n) * 1e6);
-      xf.push_back(is.forwarded_round_trip(n) * 1e6);
-      if (verbose)
-        std::printf("  round %d: isola %s us, CAF %s us, from an actor process %s us\n", r + 1,
-                    fmt(xi.back(), 2).c_str(), fmt(xc.back(), 2).c_str(), fmt(xf.back(), 2).c_str());
-    }
-    auto si = summarize(xi), sc = summarize(xc), sf = summarize(xf);
-    std::printf("\n%-52s %10s %10s\n", "case (us per round trip)", "median", "p90");
-    std::printf("%-52s %10s %10s\n", "isola node: actor.request<int>(i).get()", fmt(si.median, 2).c_str(),
-                fmt(si.p90, 2).c_str());
-    std::printf("%-52s %10s %10s\n", "CAF remote_actor: scoped_actor request/receive", fmt(sc.median, 2).c_str(),
-                fmt(sc.p90, 2).c_str());
-    std::printf("%-52s %10s %10s\n", "isola, from an actor process (through its root)",
-                fmt(sf.median, 2).c_str(), fmt(sf.p90, 2).c_str());
-    double ratio = si.median / sc.median;
-    bool pass = ratio <= 1.2;
-    std::printf("\nisola / CAF round trip: %sx  (target <= 1.2x)  %s\n", fmt(ratio, 2).c_str(),
-                pass ? "PASS" : "MISS");
-    std::printf("isola from an actor process / CAF round trip: %sx  (information)\n",
-                fmt(sf.median / sc.median, 2).c_str());
-    std::printf("(informational: a benchmark never fails on speed)\n");
+    print_report(measure(o, n, argv[0]));
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nodes: %s\n", e.what());
     return 1;

@@ -2,7 +2,7 @@
 // multiprocessing.Pool(2) / concurrent.futures.ProcessPoolExecutor(2) and a
 // raw-OS baseline (two forked workers fed through pipes), in one run.
 //
-//   pool [--quick] [--repeats N]
+//   pool [--quick] [--repeats R] [--no-python]
 //
 // Cases (time per whole workload; medians of the samples):
 //   map_default   map of 200k trivial tasks, default chunksize     (target >= 3x Python)
@@ -34,7 +34,6 @@ using namespace isola_bench;
 namespace {
 
 int identity(int x) { return x; }
-
 
 // Raw: two forked workers read 4-byte tasks from one pipe and write 4-byte
 // results to another; a parent thread feeds the tasks while it reads results.
@@ -78,124 +77,80 @@ double raw_pipe_pool(int n) {
   return s;
 }
 
-const char* python_script = R"PY(
-import json, sys, time, statistics
-from multiprocessing import get_context
-from concurrent.futures import ProcessPoolExecutor
-
-def identity(x):
-    return x
-
-def main():
-    big, small, repeats, life = (int(a) for a in sys.argv[1:5])
-    ctx = get_context("fork")
-    out = {"version": sys.version.split()[0]}
-    samples = {k: [] for k in ("map_default", "map_chunk1", "apply_async", "submit", "lifecycle")}
-    with ctx.Pool(2) as p:
-        p.map(identity, range(1000))
-        for _ in range(repeats):
-            t0 = time.perf_counter(); p.map(identity, range(big)); samples["map_default"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter(); p.map(identity, range(small), 1); samples["map_chunk1"].append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            rs = [p.apply_async(identity, (i,)) for i in range(small)]
-            for r in rs: r.get()
-            samples["apply_async"].append(time.perf_counter() - t0)
-    with ProcessPoolExecutor(2, mp_context=ctx) as ex:
-        list(ex.map(identity, range(100)))
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            fs = [ex.submit(identity, i) for i in range(small)]
-            for f in fs: f.result()
-            samples["submit"].append(time.perf_counter() - t0)
-    for _ in range(life):
-        t0 = time.perf_counter()
-        p = ctx.Pool(2); p.map(identity, [1, 2]); p.close(); p.join()
-        samples["lifecycle"].append(time.perf_counter() - t0)
-    for k, v in samples.items():
-        out[k + "_median_s"] = statistics.median(v)
-    print(json.dumps(out))
-
-if __name__ == "__main__":
-    main()
-)PY";
-
-}  // namespace
-
-int main(int argc, char** argv) {
-  isola::runtime rt{argc, argv};
-  bool quick = false;
-  int repeats = 5;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "--quick") quick = true;
-    if (a == "--repeats" && i + 1 < argc) repeats = std::atoi(argv[++i]);
+// The workload sizes and their inputs.
+struct workload {
+  int big, small, life;
+  std::vector<int> big_in, small_in;
+  explicit workload(bool quick)
+      : big(quick ? 2000 : 200000), small(quick ? 200 : 20000), life(quick ? 2 : 10) {
+    big_in.resize(static_cast<std::size_t>(big));
+    small_in.resize(static_cast<std::size_t>(small));
+    for (int i = 0; i < big; ++i) big_in[static_cast<std::size_t>(i)] = i;
+    for (int i = 0; i < small; ++i) small_in[static_cast<std::size_t>(i)] = i;
   }
-  const int big = quick ? 2000 : 200000;
-  const int small = quick ? 200 : 20000;
-  const int life = quick ? 2 : 10;
-  if (quick) repeats = 1;
+};
 
-  std::map<std::string, std::vector<double>> cpp;
-  std::vector<int> big_in(static_cast<std::size_t>(big)), small_in(static_cast<std::size_t>(small));
-  for (int i = 0; i < big; ++i) big_in[static_cast<std::size_t>(i)] = i;
-  for (int i = 0; i < small; ++i) small_in[static_cast<std::size_t>(i)] = i;
+// map_default, map_chunk1 and apply_async on one isola::pool(2).
+void time_pool(samples& cpp, const workload& w) {
+  isola::pool p(2);
+  p.map(identity, std::vector<int>(1000, 1));  // warm-up: workers up, code paged in
+  auto t0 = clk::now();
+  auto r = p.map(identity, w.big_in);
+  cpp.add("map_default", seconds_since(t0));
+  if (r.size() != w.big_in.size()) std::abort();
+  t0 = clk::now();
+  r = p.map(identity, w.small_in, 1);
+  cpp.add("map_chunk1", seconds_since(t0));
+  t0 = clk::now();
+  std::vector<isola::future<int>> fs;
+  fs.reserve(w.small_in.size());
+  for (int x : w.small_in) fs.push_back(p.apply_async(identity, x));
+  for (auto& f : fs) f.get();
+  cpp.add("apply_async", seconds_since(t0));
+}
 
-  auto run_cpp = [&] {
-    {
-      isola::pool p(2);
-      p.map(identity, std::vector<int>(1000, 1));  // warm-up: workers up, code paged in
-      auto t0 = clk::now();
-      auto r = p.map(identity, big_in);
-      cpp["map_default"].push_back(seconds_since(t0));
-      if (r.size() != big_in.size()) std::abort();
-      t0 = clk::now();
-      r = p.map(identity, small_in, 1);
-      cpp["map_chunk1"].push_back(seconds_since(t0));
-      t0 = clk::now();
-      std::vector<isola::future<int>> fs;
-      fs.reserve(small_in.size());
-      for (int x : small_in) fs.push_back(p.apply_async(identity, x));
-      for (auto& f : fs) f.get();
-      cpp["apply_async"].push_back(seconds_since(t0));
-    }
-    {
-      isola::process_pool_executor ex(2);
-      ex.map(identity, std::vector<int>(100, 1));
-      auto t0 = clk::now();
-      std::vector<isola::future<int>> fs;
-      fs.reserve(small_in.size());
-      for (int x : small_in) fs.push_back(ex.submit(identity, x));
-      for (auto& f : fs) f.get();
-      cpp["submit"].push_back(seconds_since(t0));
-    }
-    for (int i = 0; i < (quick ? 1 : 2); ++i) {
-      auto t0 = clk::now();
-      isola::pool p(2);
-      p.map(identity, std::vector<int>{1, 2});
-      p.close();
-      p.join();
-      cpp["lifecycle"].push_back(seconds_since(t0));
-    }
-    cpp["raw"].push_back(raw_pipe_pool(small));
-  };
+void time_executor(samples& cpp, const workload& w) {
+  isola::process_pool_executor ex(2);
+  ex.map(identity, std::vector<int>(100, 1));
+  auto t0 = clk::now();
+  std::vector<isola::future<int>> fs;
+  fs.reserve(w.small_in.size());
+  for (int x : w.small_in) fs.push_back(ex.submit(identity, x));
+  for (auto& f : fs) f.get();
+  cpp.add("submit", seconds_since(t0));
+}
 
-  int before = (repeats + 1) / 2;
-  for (int i = 0; i < before; ++i) run_cpp();
+void time_lifecycle(samples& cpp, int times) {
+  for (int i = 0; i < times; ++i) {
+    auto t0 = clk::now();
+    isola::pool p(2);
+    p.map(identity, std::vector<int>{1, 2});
+    p.close();
+    p.join();
+    cpp.add("lifecycle", seconds_since(t0));
+  }
+}
 
-  std::map<std::string, double> py;
-  std::string py_version;
-  py = run_python(python_script, "/tmp/isola_bench_pool_" + std::to_string(::getpid()) + ".py",
-                  {std::to_string(big), std::to_string(small), std::to_string(quick ? 1 : 3),
-                   std::to_string(life)},
-                  "map_default_median_s", py_version);
+void one_round(samples& cpp, const workload& w, bool quick) {
+  time_pool(cpp, w);
+  time_executor(cpp, w);
+  time_lifecycle(cpp, quick ? 1 : 2);
+  cpp.add("raw", raw_pipe_pool(w.small));
+}
 
-  for (int i = before; i < repeats; ++i) run_cpp();
+python_result python_side(const workload& w, bool quick) {
+  return run_python("pool.py",
+                    {std::to_string(w.big), std::to_string(w.small), std::to_string(quick ? 1 : 3),
+                     std::to_string(w.life)},
+                    "map_default_median_s");
+}
 
-  auto med = [&](const std::string& k) { return summarize(cpp[k]).median; };
-  auto pyv = [&](const std::string& k) { return py.count(k + "_median_s") ? py[k + "_median_s"] : NAN; };
-
+void print_report(const samples& cpp, const python_result& py, const workload& w, bool quick,
+                  int repeats) {
+  auto med = [&](const std::string& k) { return cpp.median(k); };
+  auto pyv = [&](const std::string& k) { return py[k + "_median_s"]; };
   std::printf("\npool benchmark (%s; isola samples %d, Python %s)\n", quick ? "quick" : "full", repeats,
-              py_version.empty() ? "n/a" : py_version.c_str());
+              py.version.empty() ? "n/a" : py.version.c_str());
   std::printf("%-44s %12s %12s %10s\n", "case", "isola ms", "Python ms", "ratio");
   struct row {
     const char* key;
@@ -204,24 +159,41 @@ int main(int argc, char** argv) {
   };
   auto k = [](int n) { return n >= 1000 ? std::to_string(n / 1000) + "k" : std::to_string(n); };
   const row rows[] = {
-      {"map_default", "map " + k(big) + " trivial tasks, default chunksize", 3},
-      {"map_chunk1", "map " + k(small) + " trivial tasks, chunksize=1", 15},
-      {"apply_async", "apply_async x " + k(small) + ", then get all", 15},
-      {"submit", "executor submit x " + k(small) + ", then result all", 30},
+      {"map_default", "map " + k(w.big) + " trivial tasks, default chunksize", 3},
+      {"map_chunk1", "map " + k(w.small) + " trivial tasks, chunksize=1", 15},
+      {"apply_async", "apply_async x " + k(w.small) + ", then get all", 15},
+      {"submit", "executor submit x " + k(w.small) + ", then result all", 30},
       {"lifecycle", "create + map 2 items + close + join", 5},
   };
   for (auto& r : rows) {
     double a = med(r.key) * 1e3, b = pyv(r.key) * 1e3;
     double ratio = b / a;
     std::printf("%-44s %12s %12s %9sx  (target >= %.0fx: %s)\n", r.label.c_str(), fmt(a, 2).c_str(),
-                fmt(b, 2).c_str(), fmt(ratio, 1).c_str(), r.target,
-                std::isnan(ratio) ? "n/a" : ratio >= r.target ? "PASS" : "MISS");
+                fmt(b, 2).c_str(), fmt(ratio, 1).c_str(), r.target, pass_mark(ratio, r.target, true));
   }
   double raw = med("raw") * 1e3, c1 = med("map_chunk1") * 1e3, aa = med("apply_async") * 1e3;
-  std::printf("%-44s %12s\n", ("raw: " + k(small) + " ints through 2 forked workers, pipes").c_str(),
+  std::printf("%-44s %12s\n", ("raw: " + k(w.small) + " ints through 2 forked workers, pipes").c_str(),
               fmt(raw, 2).c_str());
   std::printf("isola map chunksize=1 / raw: %sx; apply_async / raw: %sx (per task: %s us vs %s us)\n",
-              fmt(c1 / raw, 1).c_str(), fmt(aa / raw, 1).c_str(), fmt(c1 / small * 1e3, 2).c_str(),
-              fmt(raw / small * 1e3, 2).c_str());
+              fmt(c1 / raw, 1).c_str(), fmt(aa / raw, 1).c_str(), fmt(c1 / w.small * 1e3, 2).c_str(),
+              fmt(raw / w.small * 1e3, 2).c_str());
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  isola::runtime rt{argc, argv};
+  const auto args = parse_common_args(argc, argv, "pool");
+  if (!args.ok) return 2;
+  const workload w(args.quick);
+
+  samples cpp;
+  python_result py;
+  rounds_around_python(
+      args.repeats, [&] { one_round(cpp, w, args.quick); },
+      [&] {
+        if (args.python) py = python_side(w, args.quick);
+      });
+  print_report(cpp, py, w, args.quick, args.repeats);
   return 0;
 }

@@ -16,7 +16,7 @@
 //   Half of the rounds run before the Python measurements and half after.
 // - Each case is warmed up first. A sample covers constructing the
 //   isola::process, start() and join() (Python: Process(...), start(), join()).
-// - Python runs once, in a child `python3` process, with a generated script
+// - Python runs once, in a child `python3` process, with bench/python/process_start.py
 //   (the same empty target, warmed up the same way); its medians come back as
 //   JSON on stdout.
 // - Memory of an idle child: VmRSS from /proc/<pid>/status (counts pages
@@ -61,7 +61,6 @@ using namespace isola_bench;
 
 namespace {
 
-
 // ---------------------------------------------------------------- targets
 
 void empty_target() {}
@@ -80,48 +79,11 @@ void idle_target(std::string fifo) {
 
 // ---------------------------------------------------------------- helpers
 
-
 double us_since(clk::time_point t0) {
   return std::chrono::duration<double, std::micro>(clk::now() - t0).count();
 }
 
-int wait_pid(pid_t pid) {
-  int st = 0;
-  while (::waitpid(pid, &st, 0) < 0)
-    if (errno != EINTR) die("waitpid");
-  return st;
-}
-
-
-
 // ---------------------------------------------------------------- memory
-
-struct mem_kb {
-  long rss = -1;      // VmRSS
-  long pss = -1;      // Pss
-  long priv = -1;     // Private_Clean + Private_Dirty
-  bool ok() const { return rss >= 0; }
-};
-
-mem_kb read_mem(pid_t pid) {
-  mem_kb m;
-  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
-  for (std::string line; std::getline(status, line);)
-    if (line.rfind("VmRSS:", 0) == 0) m.rss = std::stol(line.substr(6));
-  std::ifstream rollup("/proc/" + std::to_string(pid) + "/smaps_rollup");
-  long pc = -1, pd = -1;
-  for (std::string line; std::getline(rollup, line);) {
-    auto colon = line.find(':');
-    if (colon == std::string::npos || line.find(' ') < colon) continue;  // the header line
-    auto key = line.substr(0, colon);
-    long v = std::stol(line.substr(colon + 1));
-    if (key == "Pss") m.pss = v;
-    if (key == "Private_Clean") pc = v;
-    if (key == "Private_Dirty") pd = v;
-  }
-  if (pc >= 0 && pd >= 0) m.priv = pc + pd;
-  return m;
-}
 
 // A FIFO the idle children write one byte to once they run. Opened O_RDWR by
 // us, so neither side ever blocks in open().
@@ -180,7 +142,6 @@ mem_kb isola_child_mem(isola::start_method method, ready_fifo& fifo) {
 
 // ---------------------------------------------------------------- timed cases
 
-std::string self_exe;
 std::string argv0;
 
 double raw_fork_once() {
@@ -191,22 +152,6 @@ double raw_fork_once() {
   int st = wait_pid(pid);
   double us = us_since(t0);
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw std::runtime_error("raw fork child failed");
-  return us;
-}
-
-double raw_spawn_once() {
-  char flag[] = "--exit-immediately";
-  char* args[] = {argv0.data(), flag, nullptr};
-  auto t0 = clk::now();
-  pid_t pid = 0;
-  int rc = ::posix_spawn(&pid, self_exe.c_str(), nullptr, nullptr, args, environ);
-  if (rc != 0) {
-    errno = rc;
-    die("posix_spawn");
-  }
-  int st = wait_pid(pid);
-  double us = us_since(t0);
-  if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) throw std::runtime_error("posix_spawn child failed");
   return us;
 }
 
@@ -222,7 +167,8 @@ double isola_once(isola::start_method m) {
   return us;
 }
 
-struct bench_case {
+// A timed case: n samples of once() (microseconds) spread over the rounds.
+struct start_case {
   std::string key;
   std::string label;
   int n;
@@ -230,112 +176,176 @@ struct bench_case {
   std::vector<double> samples;
 };
 
-// ---------------------------------------------------------------- python
+// ---------------------------------------------------------------- run
 
-// Module level imports only what a child needs: forkserver and spawn children
-// re-run this module (as __mp_main__), and heavier imports would be charged
-// to Python's start time.
-const char* python_script = R"PY(
-import multiprocessing as mp, os, signal, sys, time
-
-def empty():
-    pass
-
-def idle(path):
-    fd = os.open(path, os.O_WRONLY)
-    os.write(fd, b"x")
-    os.close(fd)
-    while True:
-        signal.pause()
-
-def summarize(xs):
-    xs = sorted(xs)
-    n = len(xs)
-    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2
-    k = max(-(-9 * n // 10), 1)
-    return med, xs[k - 1]
-
-def timed(ctx, n, warm):
-    for _ in range(warm):
-        p = ctx.Process(target=empty)
-        p.start()
-        p.join()
-    xs = []
-    for _ in range(n):
-        t0 = time.perf_counter_ns()
-        p = ctx.Process(target=empty)
-        p.start()
-        p.join()
-        xs.append((time.perf_counter_ns() - t0) / 1000.0)
-        if p.exitcode != 0:
-            sys.exit("python child exited with %r" % p.exitcode)
-    return summarize(xs)
-
-def mem(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                out["rss_kb"] = int(line.split()[1])
-    pc = pd = 0
-    with open("/proc/%d/smaps_rollup" % pid) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0].endswith(":"):
-                k, v = parts[0][:-1], int(parts[1])
-                if k == "Pss":
-                    out["pss_kb"] = v
-                elif k == "Private_Clean":
-                    pc = v
-                elif k == "Private_Dirty":
-                    pd = v
-    out["private_kb"] = pc + pd
-    return out
-
-def idle_mem(ctx, path):
-    import select
-    rfd = os.open(path, os.O_RDWR | os.O_NONBLOCK)
-    try:
-        p = ctx.Process(target=idle, args=(path,))
-        p.start()
-        r, _, _ = select.select([rfd], [], [], 30)
-        out = mem(p.pid) if r and os.read(rfd, 1) else {}
-        p.terminate()
-        p.join()
-        return out
-    finally:
-        os.close(rfd)
-
-if __name__ == "__main__":
-    import json
-    counts = {"fork": int(sys.argv[1]), "forkserver": int(sys.argv[2]), "spawn": int(sys.argv[3])}
-    warm = int(sys.argv[4])
-    fifo = sys.argv[5]
-    res = {"version": sys.version.split()[0]}
-    for m in ("fork", "forkserver", "spawn"):
-        ctx = mp.get_context(m)
-        med, p90 = timed(ctx, counts[m], warm)
-        res[m + "_median_us"] = med
-        res[m + "_p90_us"] = p90
-        for k, v in idle_mem(ctx, fifo).items():
-            res[m + "_" + k] = v
-    print(json.dumps(res), flush=True)
-)PY";
-
-
-
-
-// ---------------------------------------------------------------- output
-
-
-std::string mb(long kb) { return kb < 0 ? "n/a" : fmt(static_cast<double>(kb) / 1024.0, 2); }
-
-struct ratio_row {
-  std::string label;
-  double value;
-  std::string target;
-  bool pass;
+struct options {
+  bool quick = false, python = true;
+  int base = 200;  // --iterations: samples of the fork cases
 };
+
+// False (after the usage line) on bad arguments.
+bool parse_options(int argc, char** argv, options& o) {
+  for (int i = 1; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a == "--quick") {
+      o.quick = true;
+    } else if (a == "--no-python") {
+      o.python = false;
+    } else if (a == "--iterations" && i + 1 < argc) {
+      o.base = std::max(2, std::atoi(argv[++i]));
+    } else {
+      std::fprintf(stderr, "usage: %s [--quick] [--iterations N] [--no-python]\n", argv[0]);
+      return false;
+    }
+  }
+  if (o.quick) o.base = 10;
+  return true;
+}
+
+const isola::start_method methods[3] = {isola::start_method::fork, isola::start_method::forkserver,
+                                        isola::start_method::spawn};
+
+// Memory of idle children, measured first, while the parent is smallest.
+struct memory {
+  mem_kb parent, raw, isola[3];
+};
+
+memory measure_memory(const std::string& tmpdir) {
+  memory m;
+  m.parent = read_mem(::getpid());
+  ready_fifo fifo(tmpdir + "/ready");
+  m.raw = raw_child_mem(fifo);
+  for (int i = 0; i < 3; ++i) m.isola[i] = isola_child_mem(methods[i], fifo);
+  return m;
+}
+
+std::vector<start_case> make_cases(int n_fork, int n_spawn) {
+  std::vector<start_case> cases;
+  cases.push_back({"raw_fork", "raw fork + _exit + waitpid", n_fork, raw_fork_once, {}});
+  cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", n_spawn,
+                   [] { return raw_self_spawn_once(argv0) * 1e6; }, {}});
+  cases.push_back({"fork", "isola fork", n_fork,
+                   [] { return isola_once(isola::start_method::fork); }, {}});
+  cases.push_back({"forkserver", "isola forkserver", n_fork,
+                   [] { return isola_once(isola::start_method::forkserver); }, {}});
+  cases.push_back({"spawn", "isola spawn", n_spawn,
+                   [] { return isola_once(isola::start_method::spawn); }, {}});
+  return cases;
+}
+
+int rounds_of(const std::vector<start_case>& cases) {
+  int rounds = 0;
+  for (auto& c : cases) rounds = std::max(rounds, c.n);
+  return rounds;
+}
+
+// Rounds [from, to) of `rounds`: each case's n samples spread evenly over them.
+void run_start_rounds(std::vector<start_case>& cases, int rounds, int from, int to) {
+  for (int r = from; r < to; ++r)
+    for (auto& c : cases) {
+      long before = static_cast<long>(r) * c.n / rounds;
+      long after = static_cast<long>(r + 1) * c.n / rounds;
+      if (after > before) c.samples.push_back(c.once());
+    }
+}
+
+struct python_counts {
+  int fork, forkserver, spawn, warm;
+};
+
+python_result python_side(const python_counts& n, const std::string& tmpdir) {
+  ready_fifo fifo(tmpdir + "/py-ready");
+  return run_python("process_start.py",
+                    {std::to_string(n.fork), std::to_string(n.forkserver), std::to_string(n.spawn),
+                     std::to_string(n.warm), fifo.path()},
+                    "fork_median_us");
+}
+
+// ---------------------------------------------------------------- report
+
+void print_timings(const std::vector<start_case>& cases, const std::map<std::string, stats>& st,
+                   const python_result& py, const python_counts& pn, int n_fork, int n_spawn,
+                   int warmup) {
+  std::printf("\nstart + join of an empty target     (C++ cases interleaved; samples: raw fork, "
+              "fork, forkserver %d; posix_spawn, spawn %d; warm-up %d each)\n",
+              n_fork, n_spawn, warmup);
+  std::printf("%-52s %12s %12s %6s\n", "case", "median us", "p90 us", "n");
+  for (auto& c : cases) {
+    const stats& s = st.at(c.key);
+    std::printf("%-52s %12s %12s %6zu\n", c.label.c_str(), fmt(s.median).c_str(), fmt(s.p90).c_str(),
+                s.n);
+  }
+  if (py.empty()) return;
+  const std::pair<const char*, int> pm[3] = {
+      {"fork", pn.fork}, {"forkserver", pn.forkserver}, {"spawn", pn.spawn}};
+  for (auto& [m, n] : pm)
+    std::printf("%-52s %12s %12s %6d\n", ("python " + py.version + " " + m).c_str(),
+                fmt(py[std::string(m) + "_median_us"]).c_str(),
+                fmt(py[std::string(m) + "_p90_us"]).c_str(), n);
+}
+
+void print_ratios(const std::map<std::string, stats>& st, const python_result& py) {
+  ratio_table ratios([](double v) { return fmt(v, 2) + "x"; });
+  auto med = [&](const char* k) { return st.at(k).median; };
+  ratios.le("isola fork / raw fork", med("fork") / med("raw_fork"), 1.5);
+  ratios.le("isola forkserver / raw fork", med("forkserver") / med("raw_fork"), 3.0);
+  ratios.le("isola spawn / raw posix_spawn", med("spawn") / med("raw_spawn"), 2.0);
+  if (!py.empty())
+    for (const char* m : {"fork", "forkserver", "spawn"})
+      ratios.ge(std::string("python ") + m + " / isola " + m,
+                py[std::string(m) + "_median_us"] / med(m), 5.0);
+  ratios.print("ratio of medians", 52, 12);
+}
+
+void print_memory(const memory& m, const python_result& py) {
+  std::printf("\nidle child memory, MB           (VmRSS counts pages shared with the parent; "
+              "Private is what the child adds)\n");
+  std::printf("%-52s %12s %12s %12s\n", "child", "VmRSS", "Pss", "Private");
+  auto mem_row = [](const std::string& label, const mem_kb& k) {
+    std::printf("%-52s %12s %12s %12s\n", label.c_str(), mb(k.rss).c_str(), mb(k.pss).c_str(),
+                mb(k.priv).c_str());
+  };
+  mem_row("(the benchmark parent itself)", m.parent);
+  mem_row("raw forked child (fork + pause)", m.raw);
+  for (int i = 0; i < 3; ++i)
+    mem_row("isola " + std::string(isola::to_string(methods[i])) + " child", m.isola[i]);
+  if (!py.empty())
+    for (const char* meth : {"fork", "forkserver", "spawn"})
+      mem_row(std::string("python ") + meth + " child", python_mem(py, std::string(meth) + "_"));
+  double fork_rss = m.isola[0].ok() ? static_cast<double>(m.isola[0].rss) / 1024.0 : NAN;
+  std::printf("%-52s %11s  %12s %6s\n", "isola fork child VmRSS", fmt(fork_rss, 2).c_str(),
+              "<= 2.0 MB", std::isnan(fork_rss) ? "n/a" : fork_rss <= 2.0 ? "PASS" : "MISS");
+}
+
+// Everything after the options: memory, the interleaved timings around the
+// Python run, the report.
+void run(const options& o, const std::string& tmpdir) {
+  const int n_fork = o.base, n_spawn = std::max(1, o.base / 2);
+  const int warmup = o.quick ? 2 : 5;
+  const python_counts pn{.fork = o.quick ? 5 : 100,
+                         .forkserver = o.quick ? 5 : 50,
+                         .spawn = o.quick ? 5 : 30,
+                         .warm = o.quick ? 1 : 3};
+
+  const memory mem = measure_memory(tmpdir);
+  auto cases = make_cases(n_fork, n_spawn);
+  for (auto& c : cases)
+    for (int i = 0; i < warmup; ++i) c.once();
+  const int rounds = rounds_of(cases);
+  // Half of the C++ rounds before Python and half after, so that both sides
+  // sample the same stretch of (noisy) machine time.
+  run_start_rounds(cases, rounds, 0, rounds / 2);
+  python_result py;
+  if (o.python) py = python_side(pn, tmpdir);
+  run_start_rounds(cases, rounds, rounds / 2, rounds);
+
+  std::map<std::string, stats> st;
+  for (auto& c : cases) st[c.key] = summarize(c.samples);
+  print_timings(cases, st, py, pn, n_fork, n_spawn, warmup);
+  print_ratios(st, py);
+  print_memory(mem, py);
+  std::printf("\n(PASS/MISS are informational; this benchmark exits 0 whatever the speed)\n");
+}
 
 }  // namespace
 
@@ -343,161 +353,18 @@ int main(int argc, char** argv) {
   // The raw posix_spawn baseline starts this same binary with this argument.
   if (argc > 1 && std::string_view(argv[1]) == "--exit-immediately") return 0;
   isola::runtime rt{argc, argv};
-
-  bool quick = false, python = true;
-  int base = 200;
-  for (int i = 1; i < argc; ++i) {
-    std::string_view a = argv[i];
-    if (a == "--quick") {
-      quick = true;
-    } else if (a == "--no-python") {
-      python = false;
-    } else if (a == "--iterations" && i + 1 < argc) {
-      base = std::max(2, std::atoi(argv[++i]));
-    } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--iterations N] [--no-python]\n", argv[0]);
-      return 2;
-    }
-  }
-  if (quick) base = 10;
-  const int n_fork = base, n_spawn = std::max(1, base / 2);
-  const int warmup = quick ? 2 : 5;
-  const int py_fork = quick ? 5 : 100, py_forkserver = quick ? 5 : 50, py_spawn = quick ? 5 : 30;
-  const int py_warm = quick ? 1 : 3;
-
+  options o;
+  if (!parse_options(argc, argv, o)) return 2;
   argv0 = argv[0];
-  self_exe = "/proc/self/exe";
 
   char tmpl[] = "/tmp/isola-bench-XXXXXX";
   if (!::mkdtemp(tmpl)) die("mkdtemp");
-  std::string tmpdir = tmpl;
-
-  utsname un{};
-  ::uname(&un);
-  char date[32];
-  std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", std::localtime(&now));
-  std::printf("isola bench/process_start  (%s; %u CPUs; Linux %s; %s)\n", quick ? "quick" : "full",
-              isola::cpu_count(), un.release, date);
+  const std::string tmpdir = tmpl;
+  print_banner("process_start", o.quick, isola::cpu_count());
 
   int rc = 0;
   try {
-    // ---- memory of an idle child (first, while the parent is smallest)
-    mem_kb parent = read_mem(::getpid());
-    mem_kb raw_m, isola_m[3];
-    const isola::start_method methods[3] = {isola::start_method::fork,
-                                            isola::start_method::forkserver,
-                                            isola::start_method::spawn};
-    {
-      ready_fifo fifo(tmpdir + "/ready");
-      raw_m = raw_child_mem(fifo);
-      for (int i = 0; i < 3; ++i) isola_m[i] = isola_child_mem(methods[i], fifo);
-    }
-
-    // ---- C++ timings, interleaved
-    std::vector<bench_case> cases;
-    cases.push_back({"raw_fork", "raw fork + _exit + waitpid", n_fork, raw_fork_once, {}});
-    cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", n_spawn,
-                     raw_spawn_once, {}});
-    cases.push_back({"fork", "isola fork", n_fork,
-                     [] { return isola_once(isola::start_method::fork); }, {}});
-    cases.push_back({"forkserver", "isola forkserver", n_fork,
-                     [] { return isola_once(isola::start_method::forkserver); }, {}});
-    cases.push_back({"spawn", "isola spawn", n_spawn,
-                     [] { return isola_once(isola::start_method::spawn); }, {}});
-    for (auto& c : cases)
-      for (int i = 0; i < warmup; ++i) c.once();
-    int rounds = 0;
-    for (auto& c : cases) rounds = std::max(rounds, c.n);
-    auto run_rounds = [&](int from, int to) {
-      for (int r = from; r < to; ++r)
-        for (auto& c : cases) {
-          // c.n samples spread evenly over the rounds
-          long before = static_cast<long>(r) * c.n / rounds;
-          long after = static_cast<long>(r + 1) * c.n / rounds;
-          if (after > before) c.samples.push_back(c.once());
-        }
-    };
-    // Half of the C++ rounds before Python and half after, so that both sides
-    // sample the same stretch of (noisy) machine time.
-    run_rounds(0, rounds / 2);
-
-    // ---- Python
-    std::map<std::string, double> py;
-    std::string py_version;
-    if (python) {
-      ready_fifo fifo(tmpdir + "/py-ready");
-      py = run_python(python_script, tmpdir + "/process_start.py",
-                      {std::to_string(py_fork), std::to_string(py_forkserver), std::to_string(py_spawn),
-                       std::to_string(py_warm), fifo.path()},
-                      "fork_median_us", py_version);
-    }
-    auto pyv = [&](const std::string& k) { return py.count(k) ? py[k] : NAN; };
-
-    run_rounds(rounds / 2, rounds);
-    std::map<std::string, stats> st;
-    for (auto& c : cases) st[c.key] = summarize(c.samples);
-
-    // ---- report
-    std::printf("\nstart + join of an empty target     (C++ cases interleaved; samples: raw fork, "
-                "fork, forkserver %d; posix_spawn, spawn %d; warm-up %d each)\n",
-                n_fork, n_spawn, warmup);
-    std::printf("%-52s %12s %12s %6s\n", "case", "median us", "p90 us", "n");
-    for (auto& c : cases)
-      std::printf("%-52s %12s %12s %6zu\n", c.label.c_str(), fmt(st[c.key].median).c_str(),
-                  fmt(st[c.key].p90).c_str(), st[c.key].n);
-    if (!py.empty()) {
-      const std::pair<const char*, int> pm[3] = {
-          {"fork", py_fork}, {"forkserver", py_forkserver}, {"spawn", py_spawn}};
-      for (auto& [m, n] : pm)
-        std::printf("%-52s %12s %12s %6d\n",
-                    ("python " + py_version + " " + m).c_str(),
-                    fmt(pyv(std::string(m) + "_median_us")).c_str(),
-                    fmt(pyv(std::string(m) + "_p90_us")).c_str(), n);
-    }
-
-    std::vector<ratio_row> ratios;
-    auto le = [&](std::string label, double v, double target) {
-      ratios.push_back({std::move(label), v, "<= " + fmt(target, 1) + "x", v <= target});
-    };
-    auto ge = [&](std::string label, double v, double target) {
-      ratios.push_back({std::move(label), v, ">= " + fmt(target, 1) + "x", v >= target});
-    };
-    le("isola fork / raw fork", st["fork"].median / st["raw_fork"].median, 1.5);
-    le("isola forkserver / raw fork", st["forkserver"].median / st["raw_fork"].median, 3.0);
-    le("isola spawn / raw posix_spawn", st["spawn"].median / st["raw_spawn"].median, 2.0);
-    if (!py.empty())
-      for (const char* m : {"fork", "forkserver", "spawn"})
-        ge(std::string("python ") + m + " / isola " + m,
-           pyv(std::string(m) + "_median_us") / st[m].median, 5.0);
-    std::printf("\n%-52s %12s %12s %6s\n", "ratio of medians", "value", "target", "");
-    for (auto& r : ratios)
-      std::printf("%-52s %11sx %12s %6s\n", r.label.c_str(), fmt(r.value, 2).c_str(),
-                  r.target.c_str(), std::isnan(r.value) ? "n/a" : r.pass ? "PASS" : "MISS");
-
-    std::printf("\nidle child memory, MB           (VmRSS counts pages shared with the parent; "
-                "Private is what the child adds)\n");
-    std::printf("%-52s %12s %12s %12s\n", "child", "VmRSS", "Pss", "Private");
-    auto mem_row = [](const std::string& label, const mem_kb& m) {
-      std::printf("%-52s %12s %12s %12s\n", label.c_str(), mb(m.rss).c_str(), mb(m.pss).c_str(),
-                  mb(m.priv).c_str());
-    };
-    mem_row("(the benchmark parent itself)", parent);
-    mem_row("raw forked child (fork + pause)", raw_m);
-    for (int i = 0; i < 3; ++i)
-      mem_row("isola " + std::string(isola::to_string(methods[i])) + " child", isola_m[i]);
-    if (!py.empty())
-      for (const char* m : {"fork", "forkserver", "spawn"}) {
-        auto k = [&](const char* f) {
-          auto v = pyv(std::string(m) + "_" + f);
-          return std::isnan(v) ? -1L : static_cast<long>(v);
-        };
-        mem_row(std::string("python ") + m + " child", mem_kb{k("rss_kb"), k("pss_kb"), k("private_kb")});
-      }
-    double fork_rss = isola_m[0].ok() ? static_cast<double>(isola_m[0].rss) / 1024.0 : NAN;
-    std::printf("%-52s %11s  %12s %6s\n", "isola fork child VmRSS", fmt(fork_rss, 2).c_str(),
-                "<= 2.0 MB", std::isnan(fork_rss) ? "n/a" : fork_rss <= 2.0 ? "PASS" : "MISS");
-    std::printf("\n(PASS/MISS are informational; this benchmark exits 0 whatever the speed)\n");
+    run(o, tmpdir);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "process_start: %s\n", e.what());
     rc = 1;

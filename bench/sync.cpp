@@ -53,18 +53,6 @@ using namespace isola_bench;
 
 namespace {
 
-
-
-isola::process_options forked() { return {.method = isola::start_method::fork}; }
-
-void join_ok(isola::process& p) {
-  p.join();
-  if (p.exitcode() != 0) {
-    std::fprintf(stderr, "sync: a child exited with %d\n", p.exitcode().value_or(-999));
-    std::exit(2);
-  }
-}
-
 // --------------------------------------------------------------- counter
 
 enum class incr { load_store, get_obj, fetch_add };
@@ -97,8 +85,8 @@ double isola_counter(int n, incr how) {
   g.open(2);
   g.wait_notes(2);
   double s = seconds_since(t0);
-  join_ok(a);
-  join_ok(b);
+  join_ok(a, "isola counter");
+  join_ok(b, "isola counter");
   if (v.load() != 2 * n) {
     std::fprintf(stderr, "sync: counter is %d, expected %d\n", v.load(), 2 * n);
     std::exit(2);
@@ -178,7 +166,7 @@ double isola_event(int n) {
   auto t0 = clk::now();
   for (int i = 0; i < n; ++i) one();
   double s = seconds_since(t0) / n;
-  join_ok(p);
+  join_ok(p, "isola event");
   return s;
 }
 
@@ -198,7 +186,7 @@ double isola_barrier(int n) {
   auto t0 = clk::now();
   for (int i = 0; i < n; ++i) b.wait();
   double s = seconds_since(t0);
-  join_ok(p);
+  join_ok(p, "isola barrier");
   return n / s;
 }
 
@@ -226,79 +214,83 @@ double raw_barrier(int n) {
   return n / s;
 }
 
-// ----------------------------------------------------------------- Python
+// ------------------------------------------------------------------ run
 
-const char* python_script = R"PY(
-import json, multiprocessing as mp, os, statistics, sys, time
+struct counts {
+  int counter, event, barrier;  // counter: increments per process
+  int py_counter, py_event, py_barrier, py_reps;
+};
 
-def counter_child(v, n, ready, go, done):
-    ready.release()
-    go.acquire()
-    for _ in range(n):
-        with v.get_lock():
-            v.value += 1
-    done.release()
+counts counts_for(bool quick) {
+  return {.counter = quick ? 20000 : 300000,
+          .event = quick ? 300 : 3000,
+          .barrier = quick ? 1000 : 20000,
+          .py_counter = quick ? 5000 : 50000,
+          .py_event = quick ? 100 : 1000,
+          .py_barrier = quick ? 200 : 2000,
+          .py_reps = quick ? 1 : 3};
+}
 
-def counter(n):
-    v = mp.Value('i', 0)
-    ready, go, done = mp.Semaphore(0), mp.Semaphore(0), mp.Semaphore(0)
-    ps = [mp.Process(target=counter_child, args=(v, n, ready, go, done)) for _ in range(2)]
-    for p in ps: p.start()
-    ready.acquire(); ready.acquire()
-    t0 = time.perf_counter()
-    go.release(); go.release()
-    done.acquire(); done.acquire()
-    s = time.perf_counter() - t0
-    for p in ps: p.join()
-    assert v.value == 2 * n
-    return 2 * n / s
+// One untimed warm-up of everything (code paged in, CPUs awake).
+void warm_up() {
+  isola_counter(1000, incr::load_store);
+  isola_event(100);
+  isola_barrier(100);
+}
 
-def event_pong(a, b, rounds):
-    for _ in range(rounds):
-        a.wait(); a.clear(); b.set()
+// One sample of every C++ case.
+void one_round(samples& cpp, const counts& n) {
+  cpp.add("counter", isola_counter(n.counter, incr::load_store));
+  cpp.add("counter_obj", isola_counter(n.counter, incr::get_obj));
+  cpp.add("counter_atomic", isola_counter(n.counter, incr::fetch_add));
+  cpp.add("counter_raw", raw_counter(n.counter));
+  cpp.add("event", isola_event(n.event));
+  cpp.add("event_raw", raw_pipe_pingpong(n.event));
+  cpp.add("barrier", isola_barrier(n.barrier));
+  cpp.add("barrier_raw", raw_barrier(n.barrier));
+}
 
-def event_rt(n):
-    a, b = mp.Event(), mp.Event()
-    warm = 100
-    p = mp.Process(target=event_pong, args=(a, b, warm + n))
-    p.start()
-    def one():
-        a.set(); b.wait(); b.clear()
-    for _ in range(warm): one()
-    t0 = time.perf_counter()
-    for _ in range(n): one()
-    s = (time.perf_counter() - t0) / n
-    p.join()
-    return s
+python_result python_side(const counts& n) {
+  return run_python("sync.py",
+                    {std::to_string(n.py_counter), std::to_string(n.py_event),
+                     std::to_string(n.py_barrier), std::to_string(n.py_reps)},
+                    "barrier_median");
+}
 
-def barrier_child(b, rounds):
-    for _ in range(rounds): b.wait()
+// --------------------------------------------------------------- report
 
-def barrier(n):
-    b = mp.Barrier(2)
-    warm = 100
-    p = mp.Process(target=barrier_child, args=(b, warm + n))
-    p.start()
-    for _ in range(warm): b.wait()
-    t0 = time.perf_counter()
-    for _ in range(n): b.wait()
-    s = time.perf_counter() - t0
-    p.join()
-    return n / s
+void print_counter(const samples& cpp, const python_result& py) {
+  double c = cpp.median("counter"), cr = cpp.median("counter_raw"), cp = py["counter_median"];
+  std::printf("\nvalue<int> += 1 under its lock, 2 processes (M incr/s):\n");
+  std::printf("  isola get_lock + load/store  %8s\n", fmt(c / 1e6, 2).c_str());
+  std::printf("  isola get_lock + get_obj     %8s   (information)\n", fmt(cpp.median("counter_obj") / 1e6, 2).c_str());
+  std::printf("  isola fetch_add, no lock     %8s   (information)\n", fmt(cpp.median("counter_atomic") / 1e6, 2).c_str());
+  std::printf("  raw pshared pthread mutex    %8s\n", fmt(cr / 1e6, 2).c_str());
+  std::printf("  Python Value + get_lock()    %8s\n", fmt(cp / 1e6, 3).c_str());
+  std::printf("  isola / Python: %sx (target >= 20x: %s); isola / raw: %s%% (target >= 30%%: %s)\n",
+              fmt(c / cp, 1).c_str(), pass_mark(c / cp, 20, true), fmt(100 * c / cr, 0).c_str(),
+              pass_mark(c / cr, 0.30, true));
+}
 
-if __name__ == '__main__':
-    mp.set_start_method('fork')
-    n_counter, n_event, n_barrier, reps = (int(x) for x in sys.argv[1:5])
-    res = {"version": sys.version.split()[0]}
-    samples = {"counter": [], "event": [], "barrier": []}
-    for _ in range(reps):
-        samples["counter"].append(counter(n_counter))
-        samples["event"].append(event_rt(n_event))
-        samples["barrier"].append(barrier(n_barrier))
-    for k, xs in samples.items():
-        res[k + "_median"] = statistics.median(xs)
-    print(json.dumps(res), flush=True)
-)PY";
+void print_event(const samples& cpp, const python_result& py) {
+  double e = cpp.median("event"), er = cpp.median("event_raw"), ep = py["event_median"];
+  std::printf("\nevent round trip (set A, child waits A and sets B, parent waits B) (us):\n");
+  std::printf("  isola event                  %8s\n", fmt(e * 1e6, 2).c_str());
+  std::printf("  raw pipe ping-pong           %8s   (information)\n", fmt(er * 1e6, 2).c_str());
+  std::printf("  Python Event                 %8s\n", fmt(ep * 1e6, 1).c_str());
+  std::printf("  isola / Python: %s (target <= 0.5: %s)\n", fmt(e / ep, 3).c_str(),
+              pass_mark(e / ep, 0.5, false));
+}
+
+void print_barrier(const samples& cpp, const python_result& py) {
+  double b = cpp.median("barrier"), br = cpp.median("barrier_raw"), bp = py["barrier_median"];
+  std::printf("\nbarrier(2) cycles/s (k/s):\n");
+  std::printf("  isola barrier                %8s\n", fmt(b / 1e3, 1).c_str());
+  std::printf("  raw pshared pthread_barrier  %8s   (information)\n", fmt(br / 1e3, 1).c_str());
+  std::printf("  Python Barrier               %8s\n", fmt(bp / 1e3, 2).c_str());
+  std::printf("  isola / Python: %sx (target >= 3x: %s)\n", fmt(b / bp, 1).c_str(),
+              pass_mark(b / bp, 3, true));
+}
 
 }  // namespace
 
@@ -306,79 +298,27 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   const auto args = parse_common_args(argc, argv, "sync");
   if (!args.ok) return 2;
-  const bool quick = args.quick, python = args.python;
-  const int repeats = args.repeats;
-  const int n_counter = quick ? 20000 : 300000;  // per process
-  const int n_event = quick ? 300 : 3000;
-  const int n_barrier = quick ? 1000 : 20000;
-  const int py_counter = quick ? 5000 : 50000, py_event = quick ? 100 : 1000,
-            py_barrier = quick ? 200 : 2000, py_reps = quick ? 1 : 3;
+  const counts n = counts_for(args.quick);
 
-  std::map<std::string, std::vector<double>> cpp;
-  auto run_cpp = [&] {
-    cpp["counter"].push_back(isola_counter(n_counter, incr::load_store));
-    cpp["counter_obj"].push_back(isola_counter(n_counter, incr::get_obj));
-    cpp["counter_atomic"].push_back(isola_counter(n_counter, incr::fetch_add));
-    cpp["counter_raw"].push_back(raw_counter(n_counter));
-    cpp["event"].push_back(isola_event(n_event));
-    cpp["event_raw"].push_back(raw_pipe_pingpong(n_event));
-    cpp["barrier"].push_back(isola_barrier(n_barrier));
-    cpp["barrier_raw"].push_back(raw_barrier(n_barrier));
-  };
-  // One untimed warm-up of everything (code paged in, CPUs awake).
-  isola_counter(1000, incr::load_store);
-  isola_event(100);
-  isola_barrier(100);
-
-  int before = (repeats + 1) / 2;
-  for (int i = 0; i < before; ++i) run_cpp();
-  std::map<std::string, double> py;
-  std::string py_version;
-  if (python)
-    py = run_python(python_script, "/tmp/isola_bench_sync_" + std::to_string(::getpid()) + ".py",
-                    {std::to_string(py_counter), std::to_string(py_event),
-                     std::to_string(py_barrier), std::to_string(py_reps)},
-                    "barrier_median", py_version);
-  for (int i = before; i < repeats; ++i) run_cpp();
-
-  auto med = [&](const char* k) { return summarize(cpp[k]).median; };
-  auto pyv = [&](const char* k) {
-    auto it = py.find(std::string(k) + "_median");
-    return it == py.end() ? NAN : it->second;
-  };
-  auto mark = [](double ratio, double target, bool at_least) {
-    if (std::isnan(ratio)) return "n/a";
-    return (at_least ? ratio >= target : ratio <= target) ? "PASS" : "MISS";
-  };
+  samples cpp;
+  python_result py;
+  try {
+    warm_up();
+    rounds_around_python(
+        args.repeats, [&] { one_round(cpp, n); },
+        [&] {
+          if (args.python) py = python_side(n);
+        });
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "sync: %s\n", e.what());
+    return 2;
+  }
 
   std::printf("\nsync benchmark (%s; isola samples %d, Python %s; medians)\n",
-              quick ? "quick" : "full", repeats, py_version.empty() ? "n/a" : py_version.c_str());
-
-  double c = med("counter"), cr = med("counter_raw"), cp = pyv("counter");
-  std::printf("\nvalue<int> += 1 under its lock, 2 processes (M incr/s):\n");
-  std::printf("  isola get_lock + load/store  %8s\n", fmt(c / 1e6, 2).c_str());
-  std::printf("  isola get_lock + get_obj     %8s   (information)\n", fmt(med("counter_obj") / 1e6, 2).c_str());
-  std::printf("  isola fetch_add, no lock     %8s   (information)\n", fmt(med("counter_atomic") / 1e6, 2).c_str());
-  std::printf("  raw pshared pthread mutex    %8s\n", fmt(cr / 1e6, 2).c_str());
-  std::printf("  Python Value + get_lock()    %8s\n", fmt(cp / 1e6, 3).c_str());
-  std::printf("  isola / Python: %sx (target >= 20x: %s); isola / raw: %s%% (target >= 30%%: %s)\n",
-              fmt(c / cp, 1).c_str(), mark(c / cp, 20, true), fmt(100 * c / cr, 0).c_str(),
-              mark(c / cr, 0.30, true));
-
-  double e = med("event"), er = med("event_raw"), ep = pyv("event");
-  std::printf("\nevent round trip (set A, child waits A and sets B, parent waits B) (us):\n");
-  std::printf("  isola event                  %8s\n", fmt(e * 1e6, 2).c_str());
-  std::printf("  raw pipe ping-pong           %8s   (information)\n", fmt(er * 1e6, 2).c_str());
-  std::printf("  Python Event                 %8s\n", fmt(ep * 1e6, 1).c_str());
-  std::printf("  isola / Python: %s (target <= 0.5: %s)\n", fmt(e / ep, 3).c_str(),
-              mark(e / ep, 0.5, false));
-
-  double b = med("barrier"), br = med("barrier_raw"), bp = pyv("barrier");
-  std::printf("\nbarrier(2) cycles/s (k/s):\n");
-  std::printf("  isola barrier                %8s\n", fmt(b / 1e3, 1).c_str());
-  std::printf("  raw pshared pthread_barrier  %8s   (information)\n", fmt(br / 1e3, 1).c_str());
-  std::printf("  Python Barrier               %8s\n", fmt(bp / 1e3, 2).c_str());
-  std::printf("  isola / Python: %sx (target >= 3x: %s)\n", fmt(b / bp, 1).c_str(),
-              mark(b / bp, 3, true));
+              args.quick ? "quick" : "full", args.repeats,
+              py.version.empty() ? "n/a" : py.version.c_str());
+  print_counter(cpp, py);
+  print_event(cpp, py);
+  print_barrier(cpp, py);
   return 0;
 }
