@@ -1,4 +1,5 @@
-// Scenario 1 of DESIGN.md: a fault-isolated service.
+// A fault-isolated service, in short: a first look at scenario 1 of
+// DESIGN.md, which examples/scenarios/isolated_service is in full.
 //
 // A "parser" actor evaluates tiny arithmetic expressions ("12+30"). Some
 // inputs are poison: "crash" makes the parser dereference a null pointer (a

@@ -43,7 +43,7 @@ nfiles=10
 
 # 1. The copy. Its output is one line of '\r'-separated progress reports,
 # the last one 100%.
-out=$(bash "$here/check_output.sh" \
+out=$(bash "$here/../check_output.sh" \
   --count 1 "当前进度为100%$" \
   --count 1 "." \
   --reject "rror|what\\(\\)|exception" \
@@ -75,7 +75,7 @@ if [[ "${pct[*]}" == "${expected[*]}" ]]; then ok "progress ${pct[*]}"; else fai
 
 # 4. Again: the backup directory exists, so nothing is copied (Python prints
 # os.mkdir's FileExistsError).
-out=$(bash "$here/check_output.sh" \
+out=$(bash "$here/../check_output.sh" \
   --count 1 "备份.*[Ff]ile exists|[Ff]ile exists.*备份" \
   --reject "当前进度" \
   -- "$program" "$src" "$seconds" "$method")
