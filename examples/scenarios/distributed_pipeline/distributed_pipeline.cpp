@@ -30,6 +30,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 using namespace std::chrono_literals;
@@ -127,9 +128,14 @@ int consumer_node_main(const std::string& k) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 2 && std::string(argv[1]) == "--consumer-node") return consumer_node_main(argv[2]);
+  std::int64_t n = 10000;
+  std::string consumer_key;
+  CLI::App app{"a producer node streams records to a consumer actor on another node"};
+  app.add_option("records", n, "how many records");
+  app.add_option("--consumer-node", consumer_key, "run as the consumer node, with this key");
+  CLI11_PARSE(app, argc, argv);
+  if (!consumer_key.empty()) return consumer_node_main(consumer_key);
   std::setvbuf(stdout, nullptr, _IOLBF, 0);
-  const std::int64_t n = argc > 1 ? std::atoll(argv[1]) : 10000;
 
   // The consumer node: this program again, as another host would run it.
   isola::popen_options o;

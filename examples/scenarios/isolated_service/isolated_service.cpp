@@ -73,6 +73,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 using namespace std::chrono_literals;
@@ -536,45 +537,17 @@ struct options {
   std::uint32_t cpu = 60;  // a lifetime budget: a worker's CPU seconds add up
 };
 
-[[noreturn]] void usage(const std::string& why) {
-  std::cerr << "isolated_service: " << why
-            << "\nusage: isolated_service [--requests N] [--every K] [--kinds a,b,...] [--workers N]\n"
-               "                        [--clients N] [--deadline S] [--memory MiB] [--cpu S]\n";
-  std::exit(2);
-}
-
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (i + 1 >= argc) usage("missing value after " + a);
-    std::string v = argv[++i];
-    auto number = [&] {
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end) usage("not a number: " + v);
-      return n;
-    };
-    if (a == "--requests") o.requests = number();
-    else if (a == "--every") o.every = number();
-    else if (a == "--workers") o.workers = number();
-    else if (a == "--clients") o.clients = number();
-    else if (a == "--deadline") o.deadline = std::atof(v.c_str());
-    else if (a == "--memory") o.memory_mib = number();
-    else if (a == "--cpu") o.cpu = static_cast<std::uint32_t>(number());
-    else if (a == "--kinds") {
-      o.kinds.clear();
-      for (std::size_t at = 0; at <= v.size();) {
-        std::size_t comma = std::min(v.find(',', at), v.size());
-        o.kinds.push_back(v.substr(at, comma - at));
-        at = comma + 1;
-      }
-    } else usage("unknown option " + a);
-  }
-  if (o.workers == 0) usage("--workers must be at least 1");
-  if (!(o.deadline > 0)) usage("--deadline must be positive");
-  if (o.clients == 0) o.clients = 2 * o.workers;
-  return o;
+// The command line; --clients defaults to twice the workers.
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--requests", o.requests, "how many requests");
+  app.add_option("--every", o.every, "every K-th request is poisonous (0: none)");
+  app.add_option("--kinds", o.kinds, "the poison kinds, in turn: null,abort,hang,lie,bomb,garbage")
+      ->delimiter(',');
+  app.add_option("--workers", o.workers, "decoder workers")->check(CLI::PositiveNumber);
+  app.add_option("--clients", o.clients, "client threads (default: 2 per worker)");
+  app.add_option("--deadline", o.deadline, "seconds a request may take")->check(CLI::PositiveNumber);
+  app.add_option("--memory", o.memory_mib, "each worker's memory limit, MiB");
+  app.add_option("--cpu", o.cpu, "each worker's CPU limit, seconds over its life");
 }
 
 double percentile(std::vector<double> v, double p) {
@@ -584,11 +557,12 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(k, v.size() - 1)];
 }
 
-int run(const options& o) {
-  // The requests, made up front: every `every`-th is poisonous, the kinds in turn.
+// The requests, made up front: every `every`-th is poisonous, the kinds in
+// turn; counts the poisonous ones into `poisonous`.
+std::vector<test_case> make_cases(const options& o, std::size_t& poisonous) {
   std::mt19937 rng(2024);
   std::vector<test_case> cases;
-  std::size_t poisonous = 0;
+  poisonous = 0;
   for (std::size_t i = 0; i < o.requests; ++i) {
     if (o.every && i % o.every == o.every - 1)
       cases.push_back(make_poison(o.kinds[poisonous++ % o.kinds.size()], rng));
@@ -600,7 +574,12 @@ int run(const options& o) {
   if (o.cpu && o.cpu + 1 < o.deadline)
     for (auto& c : cases)
       if (c.expect == outcome_kind::timed_out) c.expect = outcome_kind::cpu_limit;
+  return cases;
+}
 
+int run(const options& o) {
+  std::size_t poisonous = 0;
+  std::vector<test_case> cases = make_cases(o, poisonous);
   worker_limits lim{o.memory_mib << 20, o.cpu};
   std::printf("isolated_service: %zu workers, %zu clients, %zu requests (%zu poisonous), deadline %.1f s, "
               "limits per worker: %llu MiB more address space, %u s CPU\n",
@@ -672,7 +651,12 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  options o = parse(argc, argv);
+  options o;
+  CLI::App app{"a decoding service whose poisonous inputs crash, hang or blow the memory limit of "
+               "supervised workers; every request is answered"};
+  add_options(app, o);
+  CLI11_PARSE(app, argc, argv);
+  if (o.clients == 0) o.clients = 2 * o.workers;
   try {
     return run(o);
   } catch (const std::exception& e) {
