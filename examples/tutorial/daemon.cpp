@@ -13,6 +13,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -37,8 +38,10 @@ void non_daemon_task() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
-  if (argc > 2) daemon_seconds = std::stod(argv[2]);
+  CLI::App app{"a daemon process is terminated when main() ends; a non-daemon one is waited for"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  app.add_option("daemon_seconds", daemon_seconds, "seconds the daemon sleeps before its last line");
+  CLI11_PARSE(app, argc, argv);
 
   isola::process d(isola::process_options{.name = "daemon"}, daemon_task);
   d.daemon(true);  // t.daemon = True

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -52,7 +53,10 @@ io_result async_io_task(int i, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 0.1;
+  double seconds = 0.1;
+  CLI::App app{"results of a process_pool_executor in the order they complete"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   std::cout << "主进程pid: " << ::getpid() << std::endl;
   int done = 0;

@@ -18,6 +18,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 using namespace std::chrono_literals;
@@ -49,8 +50,12 @@ isola::behavior parser() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  int requests = argc > 1 ? std::atoi(argv[1]) : 200;
-  int poison_every = argc > 2 ? std::atoi(argv[2]) : 7;
+  int requests = 200;
+  int poison_every = 7;
+  CLI::App app{"a supervised parser that really segfaults; every request is answered"};
+  app.add_option("requests", requests, "how many requests");
+  app.add_option("poison_every", poison_every, "every how many requests one is poisonous (0: none)");
+  CLI11_PARSE(app, argc, argv);
 
   isola::supervisor service({.strategy = isola::strategy::one_for_one,
                              .intensity = requests, .period = 60s, .name = "service"},

@@ -63,6 +63,8 @@
 #include <isola/isola.hpp>
 #include <isola/queue.hpp>
 
+#include "example_cli.hpp"
+
 namespace fs = std::filesystem;
 
 namespace {
@@ -98,20 +100,15 @@ void copy_file(const std::string& file_name, const std::string& src, const std::
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::string src_path;
-  if (argc > 1) {
-    src_path = argv[1];
-  } else {
+  double seconds = 1.0;
+  CLI::App app{"a directory copied one process per file, with a progress line"};
+  app.add_option("directory", src_path, "directory to copy (asked for when not given)");
+  app.add_option("seconds", seconds, "seconds each copy sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
+  if (src_path.empty()) {
     std::cout << "请输入你要拷贝的目录名:" << std::flush;
     std::getline(std::cin, src_path);
-  }
-  double seconds = argc > 2 ? std::stod(argv[2]) : 1.0;
-  if (argc > 3) {
-    auto method = isola::start_method_from_string(argv[3]);
-    if (!method) {
-      std::cerr << "usage: file_copy [directory [seconds [fork|forkserver|spawn]]]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
   }
 
   std::string dest_path;

@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -42,7 +43,9 @@ void dance() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
+  CLI::App app{"three processes, three pids"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   std::cout << "父进程pid: " << ::getpid() << std::endl;
   isola::process p1(sing);   // 创建唱歌进程

@@ -9,6 +9,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -26,7 +27,9 @@ void slow() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
+  CLI::App app{"join(timeout) returns while the process still runs"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
   std::cout << std::boolalpha;
 
   isola::process t(isola::process_options{.name = "slow"}, slow);

@@ -43,6 +43,8 @@
 #include <isola/isola.hpp>
 #include <isola/joinable_queue.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 // time.sleep(random.randint(1, 3))
@@ -76,15 +78,11 @@ void producer(isola::joinable_queue<std::string> q, const std::string& name,
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method) {
-      std::cerr << "usage: joinable_queue [seconds] [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  double seconds = 1.0;
+  CLI::App app{"producers wait with join() until consumers have eaten every dish"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   isola::joinable_queue<std::string> q;  // 使用JoinableQueue()
 

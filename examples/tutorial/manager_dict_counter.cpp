@@ -33,6 +33,8 @@
 
 #include <isola/isola.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 using shared_dict = isola::managed::dict<std::string, int>;
@@ -46,18 +48,13 @@ int decrement(int v) { return v - 1; }
 
 void work_atomically(shared_dict d) { d.update("count", &decrement); }
 
-isola::start_method parse_method(const char* s) {
-  std::string m = s ? s : "fork";
-  if (m == "forkserver") return isola::start_method::forkserver;
-  if (m == "spawn") return isola::start_method::spawn;
-  return isola::start_method::fork;
-}
-
 }  // namespace
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  isola::set_start_method(parse_method(argc > 1 ? argv[1] : nullptr));
+  CLI::App app{"100 processes decrement a manager's dict under a manager lock"};
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   isola::manager m;
   auto lock = m.lock();

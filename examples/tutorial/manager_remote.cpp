@@ -27,6 +27,7 @@
 #include <cstdlib>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -66,7 +67,10 @@ int intruder(int port) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  int want = argc > 1 ? std::atoi(argv[1]) : 0;
+  int want = 0;
+  CLI::App app{"a manager's queue served over TCP with an authkey"};
+  app.add_option("port", want, "port to serve on (0: any free one)");
+  CLI11_PARSE(app, argc, argv);
 
   isola::manager m;
   std::uint16_t port = m.serve(static_cast<std::uint16_t>(want), key);

@@ -11,6 +11,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -28,7 +29,9 @@ void work() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
+  CLI::App app{"process names: MainProcess, process-N, or the name given"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   std::cout << "main: " << isola::current_process().name << std::endl;
 

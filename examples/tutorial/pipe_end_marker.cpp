@@ -36,6 +36,8 @@
 #include <isola/connection.hpp>
 #include <isola/isola.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 using item = std::optional<std::string>;
@@ -56,15 +58,11 @@ void producer(isola::connection conn, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method) {
-      std::cerr << "usage: pipe_end_marker [seconds] [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  double seconds = 1.0;
+  CLI::App app{"a pipe read until the producer sends an end marker"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   auto [conn, child_conn] = isola::pipe();
   isola::process p(producer, std::move(child_conn), seconds);

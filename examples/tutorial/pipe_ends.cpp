@@ -26,6 +26,8 @@
 #include <isola/connection.hpp>
 #include <isola/isola.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 // print(obj) for the types this example sends.
@@ -51,14 +53,9 @@ void right_side(isola::connection pipe_right) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) {
-    auto method = isola::start_method_from_string(argv[1]);
-    if (!method) {
-      std::cerr << "usage: pipe_ends [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  CLI::App app{"the two ends of a pipe, each able to send and receive"};
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   {
     auto [pipe_left, pipe_right] = isola::pipe();  // 创建一个管道,返回管道的两端

@@ -19,6 +19,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -32,7 +33,10 @@ int func(int i, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
+  double seconds = 1.0;
+  CLI::App app{"pool.apply() waits for each result"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   isola::pool p(4);
   for (int i = 0; i < 10; ++i) {

@@ -25,6 +25,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -39,7 +40,10 @@ int func(int i, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 2.0;
+  double seconds = 2.0;
+  CLI::App app{"pool.apply_async() and get()"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   isola::pool p(4);
   std::vector<isola::future<int>> res_list;

@@ -39,6 +39,7 @@
 #include <cstdlib>
 #include <iostream>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -59,7 +60,10 @@ void func2(const int& nn) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  int tasks = argc > 1 ? std::atoi(argv[1]) : 1;
+  int tasks = 1;
+  CLI::App app{"a pool task whose result goes to a callback in the main process"};
+  app.add_option("tasks", tasks, "number of tasks");
+  CLI11_PARSE(app, argc, argv);
 
   std::cout << "主进程: " << ::getpid() << std::endl;
   isola::pool p(5);

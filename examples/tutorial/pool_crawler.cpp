@@ -32,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace fs = std::filesystem;
@@ -56,9 +57,13 @@ std::string crawl(const std::string& url) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
+  std::string dir_arg;
+  CLI::App app{"pages read by a pool of workers, checked against the main process's reading"};
+  app.add_option("directory", dir_arg, "read the files of this directory (default: three made in /tmp)");
+  CLI11_PARSE(app, argc, argv);
 
   fs::path dir;
-  bool temporary = argc < 2;
+  bool temporary = dir_arg.empty();
   if (temporary) {
     char tmpl[] = "/tmp/isola-crawler-XXXXXX";
     if (!::mkdtemp(tmpl)) {
@@ -69,7 +74,7 @@ int main(int argc, char** argv) {
     for (int i = 1; i <= 3; ++i)
       std::ofstream(dir / std::to_string(i)) << "<html>第" << i << "页</html>\n";
   } else {
-    dir = argv[1];
+    dir = dir_arg;
   }
   std::vector<fs::path> files;
   for (const auto& e : fs::directory_iterator(dir))

@@ -23,6 +23,7 @@
 #include <random>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -35,8 +36,12 @@ double analyze(const std::vector<double>& data) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  std::size_t n = argc > 1 ? std::strtoul(argv[1], nullptr, 10) : 100000;
-  unsigned seed = argc > 2 ? static_cast<unsigned>(std::strtoul(argv[2], nullptr, 10)) : 2024;
+  std::size_t n = 100000;
+  unsigned seed = 2024;
+  CLI::App app{"the mean of random numbers, computed by a pool of five"};
+  app.add_option("n", n, "how many numbers");
+  app.add_option("seed", seed, "random seed");
+  CLI11_PARSE(app, argc, argv);
 
   std::cout << std::fixed << std::setprecision(6);
   {

@@ -42,6 +42,7 @@
 #include <set>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -66,7 +67,10 @@ double since(std::chrono::steady_clock::time_point t0) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  int tasks = argc > 1 ? std::atoi(argv[1]) : 100;
+  int tasks = 100;
+  CLI::App app{"a pool of 4 against one process per task"};
+  app.add_option("tasks", tasks, "number of tasks");
+  CLI11_PARSE(app, argc, argv);
   std::vector<int> range;
   for (int i = 0; i < tasks; ++i) range.push_back(i);
 

@@ -38,6 +38,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -63,7 +64,10 @@ bool exists(int pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
+  double seconds = 1.0;
+  CLI::App app{"a pool ended at the end of its block cancels what is still running"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   std::vector<std::string> urls{"http://www.example.com", "http://www.python.org"};
   std::vector<int> pids;

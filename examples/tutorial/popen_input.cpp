@@ -12,14 +12,20 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 using isola::stdio;
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double timeout = argc > 1 ? std::stod(argv[1]) : 10;
-  bool slow = argc > 2 && std::string(argv[2]) == "slow";
+  double timeout = 10;
+  std::string speed;
+  CLI::App app{"input to a child's stdin with communicate(), within a timeout"};
+  app.add_option("timeout", timeout, "seconds communicate() waits");
+  app.add_option("slow", speed, "slow: a child that never reads its input");
+  CLI11_PARSE(app, argc, argv);
+  bool slow = speed == "slow";
   std::string input = "Hello World";
 
   std::vector<std::string> cmd{"cat"};

@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -46,7 +47,10 @@ int sing(int singer_num, double sleep_time) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
+  double seconds = 1.0;
+  CLI::App app{"five singers on a pool of three processes"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   isola::pool processes(3);  // 创建进程池,最大进程数为3
   std::vector<isola::future<int>> singers;

@@ -46,6 +46,8 @@
 #include <isola/isola.hpp>
 #include <isola/queue.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 using item = std::optional<std::string>;
@@ -80,15 +82,11 @@ void producer(isola::queue<item> q, const std::string& name, const std::string& 
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method) {
-      std::cerr << "usage: producer_consumer [seconds] [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  double seconds = 1.0;
+  CLI::App app{"producers and consumers over a queue, one end marker per consumer"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   isola::queue<item> q;
   // 生产者们

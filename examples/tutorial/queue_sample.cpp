@@ -37,6 +37,7 @@
 #include <iostream>
 #include <string>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 #include <isola/queue.hpp>
 
@@ -48,7 +49,10 @@ std::string py(bool b) { return b ? "True" : "False"; }
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 2.0;
+  double seconds = 2.0;
+  CLI::App app{"a bounded queue: full(), empty(), put and get with timeouts"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   isola::queue<std::string> q(3);  // 初始化一个Queue对象,最多可接收三条put消息
   q.put("消息1");

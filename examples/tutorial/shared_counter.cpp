@@ -32,6 +32,8 @@
 #include <isola/start_method.hpp>
 #include <isola/value.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 void work(isola::value<int> count, isola::lock lock) {
@@ -43,15 +45,11 @@ void work(isola::value<int> count, isola::lock lock) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) {
-    auto method = isola::start_method_from_string(argv[1]);
-    if (!method) {
-      std::cerr << "usage: shared_counter [fork|forkserver|spawn] [processes]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
-  const int n = argc > 2 ? std::stoi(argv[2]) : 100;
+  int n = 100;
+  CLI::App app{"processes each take one from a shared count under a lock"};
+  isola_example::add_start_method(app);
+  app.add_option("processes", n, "number of processes");
+  CLI11_PARSE(app, argc, argv);
 
   isola::lock lock;
   isola::value<int> count(n, isola::raw);  // {'count': 100}

@@ -12,6 +12,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -38,7 +39,9 @@ void dance() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
+  CLI::App app{"singing and dancing in two processes"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
 
   isola::process p1(sing);   // 创建唱歌进程
   isola::process p2(dance);  // 创建跳舞进程

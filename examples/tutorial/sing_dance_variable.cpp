@@ -17,6 +17,8 @@
 
 #include <isola/isola.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 // kwargs={'dancer': '杰克逊'}
@@ -49,15 +51,11 @@ void dance(const dance_kwargs& kwargs, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 1.0;
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method) {
-      std::cerr << "usage: sing_dance_variable [seconds] [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  double seconds = 1.0;
+  CLI::App app{"arguments reach the children under every start method"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   std::string singer = "Jam";
   std::string sing_name = "不露声色";

@@ -47,6 +47,8 @@
 #include <isola/start_method.hpp>
 #include <isola/value.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 void task(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
@@ -109,15 +111,11 @@ void barrier_worker(isola::barrier barrier, int i, double seconds) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  double seconds = argc > 1 ? std::stod(argv[1]) : 0.1;
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method) {
-      std::cerr << "usage: sync_primitives [seconds] [fork|forkserver|spawn]" << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
+  double seconds = 0.1;
+  CLI::App app{"semaphore, lock, event, condition and barrier across processes"};
+  app.add_option("seconds", seconds, "seconds a step sleeps");
+  isola_example::add_start_method(app);
+  CLI11_PARSE(app, argc, argv);
 
   {
     std::cout << "--- Semaphore(2)" << std::endl;

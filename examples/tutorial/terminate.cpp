@@ -14,6 +14,7 @@
 #include <string>
 #include <thread>
 
+#include <CLI/CLI.hpp>
 #include <isola/isola.hpp>
 
 namespace {
@@ -34,7 +35,9 @@ std::string show(std::optional<int> exitcode) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  if (argc > 1) seconds_per_step = std::stod(argv[1]);
+  CLI::App app{"terminate() ends a process that would run for long"};
+  app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
+  CLI11_PARSE(app, argc, argv);
   std::cout << std::boolalpha;
 
   isola::process t(slow_worker);

@@ -41,6 +41,8 @@
 #include <isola/start_method.hpp>
 #include <isola/value.hpp>
 
+#include "example_cli.hpp"
+
 namespace {
 
 // configs = {'num': 0}: a plain value, copied into each child.
@@ -85,17 +87,13 @@ void fun1_atomic(isola::value<int> num, int increments) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  std::string mode = argc > 1 ? argv[1] : "lock";
-  if (argc > 2) {
-    auto method = isola::start_method_from_string(argv[2]);
-    if (!method || (mode != "lock" && mode != "nolock" && mode != "atomic")) {
-      std::cerr << "usage: value_counter [lock|nolock|atomic] [fork|forkserver|spawn] [increments]"
-                << std::endl;
-      return 2;
-    }
-    isola::set_start_method(*method);
-  }
-  int increments = argc > 3 ? std::stoi(argv[3]) : 1;
+  std::string mode = "lock";
+  int increments = 1;
+  CLI::App app{"a shared value counted by three processes, with and without its lock"};
+  app.add_option("mode", mode, "lock, nolock or atomic")->check(CLI::IsMember({"lock", "nolock", "atomic"}));
+  isola_example::add_start_method(app);
+  app.add_option("increments", increments, "increments per process");
+  CLI11_PARSE(app, argc, argv);
 
   // Not shared: each child changes its own copy.
   configs_t configs;
