@@ -87,6 +87,7 @@
 #include <string_view>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <isola/joinable_queue.hpp>
 #include <isola/process.hpp>
 #include <isola/queue.hpp>
@@ -297,50 +298,40 @@ struct options {
   double interval = 1.0;
 };
 
-[[noreturn]] void usage(const char* why) {
-  std::cerr << "pipeline: " << why
-            << "\nusage: pipeline [--count N] [--workers N] [--kill N] [--work N] [--queue N]\n"
-               "                [--fault get:ID|put:ID]... [--input DIR] [--output DIR] [--keep]\n"
-               "                [--interval S]\n";
-  std::exit(2);
+// --fault get:ID|put:ID: a worker kills itself right after get() of item ID,
+// or right after putting its result.
+fault to_fault(const std::string& v) {
+  auto colon = v.find(':');
+  return {static_cast<std::uint32_t>(std::stoul(v.substr(colon + 1))), v.substr(0, colon) == "put"};
 }
 
-options parse(int argc, char** argv) {
-  options o;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    auto next = [&]() -> std::string {
-      if (i + 1 >= argc) usage(("missing value after " + a).c_str());
-      return argv[++i];
-    };
-    auto number = [&]() -> std::size_t {
-      std::string v = next();
-      char* end = nullptr;
-      unsigned long long n = std::strtoull(v.c_str(), &end, 10);
-      if (v.empty() || *end) usage(("not a number: " + v).c_str());
-      return n;
-    };
-    if (a == "--count") o.count = number();
-    else if (a == "--workers") o.workers = number();
-    else if (a == "--kill") o.kill_every = number();
-    else if (a == "--work") o.work = static_cast<int>(number());
-    else if (a == "--queue") o.queue = number();
-    else if (a == "--input") o.input = next();
-    else if (a == "--output") o.output = next();
-    else if (a == "--keep") o.keep = true;
-    else if (a == "--interval") o.interval = std::atof(next().c_str());
-    else if (a == "--fault") {
-      std::string v = next();
+const CLI::Validator fault_spec(
+    [](std::string& v) -> std::string {
       auto colon = v.find(':');
-      if (colon == std::string::npos || (v.substr(0, colon) != "get" && v.substr(0, colon) != "put"))
-        usage("--fault takes get:ID or put:ID");
-      o.faults.push_back({static_cast<std::uint32_t>(std::stoul(v.substr(colon + 1))),
-                          v.substr(0, colon) == "put"});
-    } else usage(("unknown option " + a).c_str());
-  }
-  if (o.workers == 0) usage("--workers must be at least 1");
-  if (o.queue == 0) usage("--queue must be at least 1");
-  return o;
+      std::string id = colon == std::string::npos ? "" : v.substr(colon + 1);
+      bool ok = (v.substr(0, colon) == "get" || v.substr(0, colon) == "put") && !id.empty() &&
+                id.size() <= 9 && id.find_first_not_of("0123456789") == std::string::npos;
+      return ok ? "" : "takes get:ID or put:ID";
+    },
+    "get:ID|put:ID");
+
+void add_options(CLI::App& app, options& o) {
+  app.add_option("--count", o.count, "files to generate (without --input)");
+  app.add_option("--workers", o.workers, "transform workers")->check(CLI::PositiveNumber);
+  app.add_option("--kill", o.kill_every, "SIGKILL a busy worker every N items written (0: never)");
+  app.add_option("--work", o.work, "rounds of hashing per item (the CPU cost)");
+  app.add_option("--queue", o.queue, "bound of each queue")->check(CLI::PositiveNumber);
+  app.add_option_function<std::vector<std::string>>(
+         "--fault",
+         [&o](const std::vector<std::string>& specs) {
+           for (const auto& v : specs) o.faults.push_back(to_fault(v));
+         },
+         "a worker kills itself after get() of item ID, or after putting its result")
+      ->check(fault_spec);
+  app.add_option("--input", o.input, "read the files of this directory");
+  app.add_option("--output", o.output, "write the results into this directory");
+  app.add_flag("--keep", o.keep, "keep the generated files");
+  app.add_option("--interval", o.interval, "seconds between progress lines when not on a terminal");
 }
 
 // count files of 64..2048 bytes of text, deterministic.
@@ -377,76 +368,138 @@ struct slot {
   int number = 0;
 };
 
-int run(const options& o) {
-  // Inputs: a generated temporary directory, or --input.
+// The files: a generated temporary directory (base), or --input/--output.
+struct file_set {
   fs::path base, indir, outdir;
+  std::vector<std::string> names;  // in indir, sorted: an item's id is its index
+};
+
+file_set prepare_files(const options& o) {
+  file_set f;
   if (o.input.empty() || o.output.empty()) {
     std::string tmpl = (fs::temp_directory_path() / "isola-pipeline-XXXXXX").string();
     if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-    base = tmpl;
+    f.base = tmpl;
   }
-  indir = o.input.empty() ? base / "in" : fs::path(o.input);
-  outdir = o.output.empty() ? base / "out" : fs::path(o.output);
+  f.indir = o.input.empty() ? f.base / "in" : fs::path(o.input);
+  f.outdir = o.output.empty() ? f.base / "out" : fs::path(o.output);
   if (o.input.empty()) {
-    fs::create_directories(indir);
-    generate_inputs(indir, o.count);
+    fs::create_directories(f.indir);
+    generate_inputs(f.indir, o.count);
   }
-  fs::create_directories(outdir);
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(indir))
-    if (e.is_regular_file()) names.push_back(e.path().filename().string());
-  std::sort(names.begin(), names.end());
-  const std::size_t total = names.size();
-  if (total >= stop_id) throw std::runtime_error("too many files");
+  fs::create_directories(f.outdir);
+  for (const auto& e : fs::directory_iterator(f.indir))
+    if (e.is_regular_file()) f.names.push_back(e.path().filename().string());
+  std::sort(f.names.begin(), f.names.end());
+  if (f.names.size() >= stop_id) throw std::runtime_error("too many files");
+  return f;
+}
 
-  std::cout << "pipeline: " << total << " files in " << indir.string() << " -> " << o.workers
-            << " transform workers -> writer -> " << outdir.string() << " (queues: " << o.queue
-            << " per worker, " << 16 * o.workers << " to the writer)" << std::endl;
+// The root's side of the scheme above: it dispatches the files to the
+// workers' queues, keeps the ledger, recovers and restarts dead workers
+// (steps 1 and 2) and stops everything at the end (step 4).
+class pipeline_root {
+ public:
+  pipeline_root(const options& o, const file_set& f)
+      : o_(o),
+        f_(f),
+        total_(f.names.size()),
+        results_(16 * o.workers),
+        // Daemons: if the root gives up with an error, they are terminated
+        // instead of joined (a worker waits in get() for ever).
+        writer_proc_(isola::process_options{.name = "writer", .daemon = true}, writer, results_, acks_,
+                     f.outdir.string()),
+        slots_(o.workers),
+        bar_(total_, o.interval),
+        acked_(total_, false),
+        attempts_(total_, 0),
+        next_kill_(o.kill_every ? o.kill_every : SIZE_MAX),
+        max_restarts_(100 + total_ / 10) {
+    writer_proc_.start();
+    for (auto& s : slots_) {
+      s.q = std::make_unique<isola::joinable_queue<item>>(o.queue);
+      start_worker(s);
+    }
+  }
 
-  isola::joinable_queue<result> results(16 * o.workers);
-  isola::queue<std::uint32_t> acks;  // unbounded: ids only, drained all the time
-  // Daemons: if the root gives up with an error, they are terminated
-  // instead of joined (a worker waits in get() for ever).
-  isola::process writer_proc(isola::process_options{.name = "writer", .daemon = true}, writer,
-                             results, acks, outdir.string());
-  writer_proc.start();
+  // Until the writer has acknowledged every file.
+  void run() {
+    std::vector<isola::waitable> waitables;
+    while (done_ < total_) {
+      dispatch();
+      while (auto id = acks_.try_get()) {
+        if (!acked_[*id]) {
+          acked_[*id] = true;
+          ++done_;
+        }
+      }
+      bar_.update(done_);
 
-  int next_number = 0;
-  std::vector<slot> slots(o.workers);
-  auto start_worker = [&](slot& s) {
-    s.number = ++next_number;
+      // Step 2: a worker died (on purpose or not).
+      for (auto& s : slots_)
+        if (s.proc->exitcode()) recover(s, true);
+      if (auto code = writer_proc_.exitcode())
+        throw std::runtime_error("the writer ended early with " + std::to_string(*code));
+
+      // --kill: SIGKILL a busy worker each time another kill_every items are written.
+      if (done_ >= next_kill_ && done_ < total_) kill_one();
+      if (done_ >= total_) break;
+
+      // Sleep until an ack or a death (or the next progress line is due).
+      waitables.clear();
+      waitables.emplace_back(acks_);
+      waitables.emplace_back(writer_proc_);
+      for (auto& s : slots_) waitables.emplace_back(*s.proc);
+      isola::wait(std::span<const isola::waitable>(waitables), 50ms);
+    }
+    bar_.finish(done_);
+  }
+
+  // Step 4: stop the workers (a worker that dies now is recovered and
+  // restarted so that its stop item is taken), drain the writer.
+  void stop() {
+    for (auto& s : slots_) {
+      s.q->put(item{stop_id, 0, {}, {}});
+      s.sent.push_back(stop_id);
+    }
+    for (auto& s : slots_) {
+      for (;;) {
+        s.proc->join();
+        if (*s.proc->exitcode() == 0) break;
+        recover(s, true);
+      }
+    }
+    results_.join();  // every result the workers put has been written (or dropped)
+    results_.put(result{stop_id, {}, {}, 0, 0});
+    writer_proc_.join();
+    if (*writer_proc_.exitcode() != 0)
+      throw std::runtime_error("the writer ended with " + std::to_string(*writer_proc_.exitcode()));
+  }
+
+  std::size_t restarts() const { return restarts_; }
+  std::size_t requeued() const { return requeued_; }
+
+ private:
+  void start_worker(slot& s) {
+    s.number = ++next_number_;
     s.proc = std::make_unique<isola::process>(
         isola::process_options{.name = "transform-" + std::to_string(s.number), .daemon = true},
-        transform_worker,
-        *s.q, results, o.work, o.faults);
+        transform_worker, *s.q, results_, o_.work, o_.faults);
     s.proc->start();
-  };
-  for (auto& s : slots) {
-    s.q = std::make_unique<isola::joinable_queue<item>>(o.queue);
-    start_worker(s);
   }
 
-  progress bar(total, o.interval);
-  std::vector<bool> acked(total, false);
-  std::vector<std::uint32_t> attempts(total, 0);
-  std::size_t done = 0, next_file = 0, requeued = 0, restarts = 0;
-  std::deque<std::uint32_t> again;  // ids to put again, before any new file
-  std::size_t next_kill = o.kill_every ? o.kill_every : SIZE_MAX;
-  const std::size_t max_restarts = 100 + total / 10;
-
-  auto make_item = [&](std::uint32_t id) {
-    return item{id, attempts[id], names[id], read_file(indir / names[id])};
-  };
+  item make_item(std::uint32_t id) {
+    return item{id, attempts_[id], f_.names[id], read_file(f_.indir / f_.names[id])};
+  }
 
   // Step 2 of the scheme: the worker of s has ended (and been reaped).
-  auto recover = [&](slot& s, bool restart) {
+  void recover(slot& s, bool restart) {
     int code = *s.proc->exitcode();
     int pid = s.proc->pid();
     std::size_t unfinished = s.q->unfinished_tasks(), queued = s.q->qsize();
     std::size_t held = unfinished - queued;  // 0 or 1: nobody else uses this queue now
     if (held > 1 || s.sent.size() < queued + held)
-      throw std::runtime_error("ledger out of step with the queue of transform-" +
-                               std::to_string(s.number));
+      throw std::runtime_error("ledger out of step with the queue of transform-" + std::to_string(s.number));
     std::string what = "holding nothing";
     bool held_stop = false;
     if (held == 1) {
@@ -454,25 +507,13 @@ int run(const options& o) {
       // It took the items in the order they were put: the one it held was
       // put just before the `queued` ones still waiting.
       std::uint32_t id = s.sent[s.sent.size() - queued - 1];
-      if (id == stop_id) {
-        held_stop = true;
-        what = "holding its stop item";
-      } else {
-        what = "holding item " + std::to_string(id) + " (" + names[id] + ")";
-        if (acked[id]) {
-          what += ": already written";
-        } else {
-          ++attempts[id];
-          again.push_front(id);
-          ++requeued;
-          what += ": put again";
-        }
-      }
+      held_stop = id == stop_id;
+      what = held_stop ? "holding its stop item" : put_again(id);
     }
-    std::string line = "recovered: transform-" + std::to_string(s.number) + " (pid " +
-                       std::to_string(pid) + ") ended with " + std::to_string(code) + ", " + what;
+    std::string line = "recovered: transform-" + std::to_string(s.number) + " (pid " + std::to_string(pid) +
+                       ") ended with " + std::to_string(code) + ", " + what;
     if (restart) {
-      if (++restarts > max_restarts) throw std::runtime_error("transform workers keep dying: giving up");
+      if (++restarts_ > max_restarts_) throw std::runtime_error("transform workers keep dying: giving up");
       start_worker(s);
       line += "; restarted as transform-" + std::to_string(s.number) + " (pid " +
               std::to_string(s.proc->pid()) + ")";
@@ -481,143 +522,125 @@ int run(const options& o) {
         s.sent.push_back(stop_id);
       }
     }
-    bar.say(line);
-  };
+    bar_.say(line);
+  }
 
-  auto put_to = [&](slot& s, std::uint32_t id, const item& it) {
+  // The item id a dead worker held: dispatched again unless already written.
+  std::string put_again(std::uint32_t id) {
+    std::string what = "holding item " + std::to_string(id) + " (" + f_.names[id] + ")";
+    if (acked_[id]) return what + ": already written";
+    ++attempts_[id];
+    again_.push_front(id);
+    ++requeued_;
+    return what + ": put again";
+  }
+
+  bool put_to(slot& s, std::uint32_t id, const item& it) {
     if (!s.q->try_put(it)) return false;
     s.sent.push_back(id);
-    while (s.sent.size() > o.queue + 2) s.sent.pop_front();
+    while (s.sent.size() > o_.queue + 2) s.sent.pop_front();
     return true;
-  };
+  }
 
-  auto check_writer = [&] {
-    if (auto code = writer_proc.exitcode())
-      throw std::runtime_error("the writer ended early with " + std::to_string(*code));
-  };
-
-  std::vector<isola::waitable> waitables;
-  std::optional<item> pending;  // read, not yet accepted by any worker
-  std::size_t rr = 0;
-  while (done < total) {
-    // Dispatch while some worker's queue has room: the emptiest first.
+  // Dispatch while some worker's queue has room: the emptiest first.
+  void dispatch() {
     for (;;) {
-      if (!pending) {
-        if (!again.empty()) {
-          pending = make_item(again.front());
-          again.pop_front();
-        } else if (next_file < total) {
-          pending = make_item(static_cast<std::uint32_t>(next_file++));
+      if (!pending_) {
+        if (!again_.empty()) {
+          pending_ = make_item(again_.front());
+          again_.pop_front();
+        } else if (next_file_ < total_) {
+          pending_ = make_item(static_cast<std::uint32_t>(next_file_++));
         } else {
           break;
         }
       }
-      if (acked[pending->id]) {  // put again, but its first result arrived meanwhile
-        pending.reset();
+      if (acked_[pending_->id]) {  // put again, but its first result arrived meanwhile
+        pending_.reset();
         continue;
       }
       // (a snapshot: the workers change the sizes while we look)
-      std::vector<std::pair<std::size_t, std::size_t>> order(slots.size());  // (qsize, slot)
-      for (std::size_t k = 0; k < slots.size(); ++k) {
-        std::size_t i = (rr + k) % slots.size();
-        order[k] = {slots[i].q->qsize(), i};
+      std::vector<std::pair<std::size_t, std::size_t>> order(slots_.size());  // (qsize, slot)
+      for (std::size_t k = 0; k < slots_.size(); ++k) {
+        std::size_t i = (rr_ + k) % slots_.size();
+        order[k] = {slots_[i].q->qsize(), i};
       }
-      std::stable_sort(order.begin(), order.end(),
-                       [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
       bool put = false;
       for (auto [size, k] : order)
-        if (put_to(slots[k], pending->id, *pending)) {
+        if (put_to(slots_[k], pending_->id, *pending_)) {
           put = true;
-          rr = k + 1;
+          rr_ = k + 1;
           break;
         }
       if (!put) break;  // every queue is full: back-pressure
-      pending.reset();
+      pending_.reset();
     }
+  }
 
-    while (auto id = acks.try_get()) {
-      if (!acked[*id]) {
-        acked[*id] = true;
-        ++done;
+  void kill_one() {
+    next_kill_ += o_.kill_every;
+    slot* victim = &slots_[0];
+    for (auto& s : slots_)
+      if (s.q->unfinished_tasks() > s.q->qsize()) {  // it holds an item now
+        victim = &s;
+        break;
       }
-    }
-    bar.update(done);
-
-    // Step 2: a worker died (on purpose or not).
-    for (auto& s : slots)
-      if (s.proc->exitcode()) recover(s, true);
-    check_writer();
-
-    // --kill: SIGKILL a busy worker each time another kill_every items are written.
-    if (done >= next_kill && done < total) {
-      next_kill += o.kill_every;
-      slot* victim = &slots[0];
-      for (auto& s : slots)
-        if (s.q->unfinished_tasks() > s.q->qsize()) {  // it holds an item now
-          victim = &s;
-          break;
-        }
-      bar.say("killing transform-" + std::to_string(victim->number) + " (pid " +
-              std::to_string(victim->proc->pid()) + ") on purpose after " + std::to_string(done) +
-              " items written");
-      victim->proc->kill();
-      victim->proc->join();
-      recover(*victim, true);
-    }
-    if (done >= total) break;
-
-    // Sleep until an ack or a death (or the next progress line is due).
-    waitables.clear();
-    waitables.emplace_back(acks);
-    waitables.emplace_back(writer_proc);
-    for (auto& s : slots) waitables.emplace_back(*s.proc);
-    isola::wait(std::span<const isola::waitable>(waitables), 50ms);
+    bar_.say("killing transform-" + std::to_string(victim->number) + " (pid " +
+             std::to_string(victim->proc->pid()) + ") on purpose after " + std::to_string(done_) +
+             " items written");
+    victim->proc->kill();
+    victim->proc->join();
+    recover(*victim, true);
   }
-  bar.finish(done);
 
-  // Step 4: stop the workers (a worker that dies now is recovered and
-  // restarted so that its stop item is taken), drain the writer, check.
-  for (auto& s : slots) {
-    s.q->put(item{stop_id, 0, {}, {}});
-    s.sent.push_back(stop_id);
-  }
-  for (auto& s : slots) {
-    for (;;) {
-      s.proc->join();
-      if (*s.proc->exitcode() == 0) break;
-      recover(s, true);
-    }
-  }
-  results.join();  // every result the workers put has been written (or dropped)
-  results.put(result{stop_id, {}, {}, 0, 0});
-  writer_proc.join();
-  if (*writer_proc.exitcode() != 0)
-    throw std::runtime_error("the writer ended with " + std::to_string(*writer_proc.exitcode()));
+  const options& o_;
+  const file_set& f_;
+  const std::size_t total_;
+  isola::joinable_queue<result> results_;
+  isola::queue<std::uint32_t> acks_;  // unbounded: ids only, drained all the time
+  isola::process writer_proc_;
+  int next_number_ = 0;
+  std::vector<slot> slots_;
+  progress bar_;
+  std::vector<bool> acked_;
+  std::vector<std::uint32_t> attempts_;
+  std::size_t done_ = 0, next_file_ = 0, requeued_ = 0, restarts_ = 0;
+  std::deque<std::uint32_t> again_;  // ids to put again, before any new file
+  std::size_t next_kill_;
+  const std::size_t max_restarts_;
+  std::optional<item> pending_;  // read, not yet accepted by any worker
+  std::size_t rr_ = 0;
+};
 
-  // The manifest: every input id exactly once, with the right checksums.
+std::string hex(std::uint64_t v) {
+  char b[17];
+  std::snprintf(b, sizeof b, "%016" PRIx64, v);
+  return std::string(b);
+}
+
+// The manifest: every input id exactly once, with the right checksums.
+// Prints what it found; true if all is well.
+bool check_manifest(const file_set& f, int work) {
+  const std::size_t total = f.names.size();
   std::vector<int> seen(total, 0);
   std::size_t entries = 0, bad = 0, unknown = 0;
-  std::istringstream manifest(read_file(outdir / "MANIFEST"));
+  std::istringstream manifest(read_file(f.outdir / "MANIFEST"));
   std::string line;
   while (std::getline(manifest, line)) {
     ++entries;
-    std::istringstream f(line);
+    std::istringstream fields(line);
     std::uint64_t id = 0;
     std::string in_hex, out_hex, name;
-    f >> id >> in_hex >> out_hex >> name;
-    if (!f || id >= total || names[id] != name) {
+    fields >> id >> in_hex >> out_hex >> name;
+    if (!fields || id >= total || f.names[id] != name) {
       ++unknown;
       continue;
     }
     ++seen[id];
-    std::string in = read_file(indir / name);
-    std::string out = read_file(outdir / name);
-    auto hex = [](std::uint64_t v) {
-      char b[17];
-      std::snprintf(b, sizeof b, "%016" PRIx64, v);
-      return std::string(b);
-    };
-    if (hex(fnv1a(in)) != in_hex || hex(fnv1a(out)) != out_hex || out != transform(in, o.work)) ++bad;
+    std::string in = read_file(f.indir / name);
+    std::string out = read_file(f.outdir / name);
+    if (hex(fnv1a(in)) != in_hex || hex(fnv1a(out)) != out_hex || out != transform(in, work)) ++bad;
   }
   std::size_t missing = 0, duplicated = 0, distinct = 0;
   for (int n : seen) {
@@ -628,12 +651,24 @@ int run(const options& o) {
   bool ok = missing == 0 && duplicated == 0 && bad == 0 && unknown == 0 && entries == total;
   std::cout << "manifest: " << entries << " entries, " << distinct << " distinct ids, " << missing
             << " missing, " << duplicated << " duplicated, " << bad << " bad checksums, " << unknown
-            << " unknown: " << (ok ? "OK" : "BAD") << "\n"
-            << "transform workers: " << o.workers << ", restarts: " << restarts
-            << ", items put again: " << requeued << std::endl;
+            << " unknown: " << (ok ? "OK" : "BAD") << "\n";
+  return ok;
+}
 
-  if (!base.empty() && !o.keep) fs::remove_all(base);
-  else if (!base.empty()) std::cout << "kept " << base.string() << std::endl;
+int run(const options& o) {
+  file_set f = prepare_files(o);
+  std::cout << "pipeline: " << f.names.size() << " files in " << f.indir.string() << " -> " << o.workers
+            << " transform workers -> writer -> " << f.outdir.string() << " (queues: " << o.queue
+            << " per worker, " << 16 * o.workers << " to the writer)" << std::endl;
+  pipeline_root root(o, f);
+  root.run();
+  root.stop();
+  bool ok = check_manifest(f, o.work);
+  std::cout << "transform workers: " << o.workers << ", restarts: " << root.restarts()
+            << ", items put again: " << root.requeued() << std::endl;
+
+  if (!f.base.empty() && !o.keep) fs::remove_all(f.base);
+  else if (!f.base.empty()) std::cout << "kept " << f.base.string() << std::endl;
   return ok ? 0 : 1;
 }
 
@@ -641,7 +676,11 @@ int run(const options& o) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  options o = parse(argc, argv);
+  options o;
+  CLI::App app{"files through bounded queues and restartable workers; a manifest proves that "
+               "nothing was lost or duplicated"};
+  add_options(app, o);
+  CLI11_PARSE(app, argc, argv);
   try {
     return run(o);
   } catch (const std::exception& e) {
