@@ -2,6 +2,7 @@
 # check_output.sh — runs one example and checks what it printed.
 #
 #   check_output.sh [CHECK ...] -- PROGRAM [ARG ...]
+#   check_output.sh --checks-file FILE [CHECK ...] -- PROGRAM [ARG ...]
 #
 # The program's stdout and stderr are captured together through one pipe, so
 # the capture ends only when every process holding the pipe has gone: a child
@@ -24,17 +25,59 @@
 #                       program has ended (waits up to 2 s for it to go)
 #   --max-seconds S     the program (and its children) ended within S seconds
 #   --min-seconds S     the program ran at least S seconds
+#
+# A checks file (an example's <name>.expect) holds CHECKs in this form, so
+# that a regular expression needs no quoting at all: a line starting with
+# "--" is an option and its plain arguments (numbers, names), split on
+# spaces; any other line is one argument, a regular expression, taken whole
+# after its leading spaces (write a space at either end as [ ]). Blank lines
+# and lines starting with # are skipped.
+#
+#   --count 1
+#     ^父进程pid: [0-9]+$
+#   --before
+#     ^父进程pid:
+#     ^唱歌进程pid:
+#   --same sing p1
 set -u
+
+# Appends the CHECKs of the checks file $1 to `checks`.
+read_checks_file() {
+  local line words
+  if [[ ! -r $1 ]]; then
+    echo "check_output.sh: cannot read checks file $1" >&2
+    exit 2
+  fi
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ $line =~ ^[[:space:]]*(#|$) ]]; then
+      continue
+    elif [[ $line == --* ]]; then
+      read -r -a words <<<"$line"
+      checks+=("${words[@]}")
+    else
+      checks+=("${line#"${line%%[![:space:]]*}"}")
+    fi
+  done <"$1"
+}
 
 checks=()
 while (($#)); do
   if [[ $1 == -- ]]; then
     shift
     break
+  elif [[ $1 == --checks-file ]]; then
+    (($# >= 2)) || { echo "check_output.sh: --checks-file needs a file" >&2; exit 2; }
+    read_checks_file "$2"
+    shift 2
+    continue
   fi
   checks+=("$1")
   shift
 done
+if [[ ${CHECK_OUTPUT_PRINT_CHECKS:-} == 1 ]]; then  # for comparing checks files
+  printf '%s\n' "${checks[@]}"
+  exit 0
+fi
 if (($# == 0)); then
   echo "usage: check_output.sh [CHECK ...] -- PROGRAM [ARG ...]" >&2
   exit 2
