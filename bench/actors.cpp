@@ -92,12 +92,12 @@
 #include <string_view>
 #include <vector>
 
-#include "caf_support.hpp"
-#include "support.hpp"
 #include <isola/actor.hpp>
 #include <isola/process.hpp>
 #include <isola/runtime.hpp>
 #include <isola/start_method.hpp>
+#include "caf_support.hpp"
+#include "support.hpp"
 
 extern char** environ;
 
@@ -262,7 +262,6 @@ class placer {
 
 // ---------------------------------------------------------------- raw baselines
 
-
 constexpr int pingpong_warm = 200;
 
 // Over two pipe()s, or (socket) one AF_UNIX stream socketpair. Seconds per
@@ -327,8 +326,8 @@ void fx_wait_for(std::atomic<std::uint32_t>& w, std::uint32_t v) {
 }
 
 double raw_futex_pingpong(long n, placement where) {
-  void* mem = ::mmap(nullptr, sizeof(fx_shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem =
+      ::mmap(nullptr, sizeof(fx_shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("mmap");
   auto* s = new (mem) fx_shm;
   const std::uint32_t stop = 0xffffffffu;
@@ -407,8 +406,8 @@ void fxs_send(fxs_word& w, std::uint32_t v) {
 }
 
 double raw_spin_futex_pingpong(long n, placement where) {
-  void* mem = ::mmap(nullptr, sizeof(fxs_shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
-                     -1, 0);
+  void* mem =
+      ::mmap(nullptr, sizeof(fxs_shm), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   if (mem == MAP_FAILED) die("mmap");
   auto* s = new (mem) fxs_shm;
   const std::uint32_t stop = 0xffffffffu;
@@ -441,9 +440,9 @@ double raw_spin_futex_pingpong(long n, placement where) {
 // ---------------------------------------------------------------- isola cases
 
 struct isola_side {
-  isola::actor echo;    // round trips
-  isola::actor sender;  // A
-  isola::actor counter; // B
+  isola::actor echo;     // round trips
+  isola::actor sender;   // A
+  isola::actor counter;  // B
 };
 
 double isola_round_trip(isola_side& is, long n, placement where) {
@@ -556,7 +555,6 @@ mem_kb raw_child_mem() {
   return m;
 }
 
-
 // ---------------------------------------------------------------- run
 
 enum class unit { us_per_rt, m_msgs_per_s, us_each };
@@ -648,17 +646,18 @@ void add_round_trip_cases(std::vector<actor_case>& cases, parties& ps, const siz
     long cn = w == placement::same ? z.caf_rt_same : z.caf_rt_split;
     cases.push_back({"raw_pp_" + k, "raw pipe() ping-pong" + l, unit::us_per_rt, n, n / 10,
                      [w](long m) { return raw_pingpong(m, w, false); }});
-    cases.push_back({"raw_sp_" + k, "raw socketpair ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
-                     [w](long m) { return raw_pingpong(m, w, true); }});
-    cases.push_back({"raw_fx_" + k, "raw shm futex ping-pong (info)" + l, unit::us_per_rt, n, n / 10,
-                     [w](long m) { return raw_futex_pingpong(m, w); }});
-    cases.push_back({"raw_fxs_" + k, "raw shm spin-then-futex ping-pong (info)" + l, unit::us_per_rt, n,
-                     n / 10, [w](long m) { return raw_spin_futex_pingpong(m, w); }});
+    cases.push_back({"raw_sp_" + k, "raw socketpair ping-pong (info)" + l, unit::us_per_rt, n,
+                     n / 10, [w](long m) { return raw_pingpong(m, w, true); }});
+    cases.push_back({"raw_fx_" + k, "raw shm futex ping-pong (info)" + l, unit::us_per_rt, n,
+                     n / 10, [w](long m) { return raw_futex_pingpong(m, w); }});
+    cases.push_back({"raw_fxs_" + k, "raw shm spin-then-futex ping-pong (info)" + l,
+                     unit::us_per_rt, n, n / 10,
+                     [w](long m) { return raw_spin_futex_pingpong(m, w); }});
     cases.push_back({"rt_" + k, "isola request<int> round trip" + l, unit::us_per_rt, n, n / 10,
                      [&is = ps.is, w](long m) { return isola_round_trip(is, m, w); }});
     if (ps.cs)
-      cases.push_back({"caf_rt_" + k, "CAF remote request/receive" + l, unit::us_per_rt, cn, cn / 10,
-                       [&cs = ps.cs, w](long m) { return caf_round_trip(*cs, m, w); }});
+      cases.push_back({"caf_rt_" + k, "CAF remote request/receive" + l, unit::us_per_rt, cn,
+                       cn / 10, [&cs = ps.cs, w](long m) { return caf_round_trip(*cs, m, w); }});
   }
 }
 
@@ -668,17 +667,19 @@ void add_throughput_cases(std::vector<actor_case>& cases, parties& ps, const siz
     cases.push_back({"tp_" + k, "isola A -> B one-way" + l, unit::m_msgs_per_s, z.tp_n, z.tp_n / 10,
                      [&is = ps.is, w](long m) { return isola_throughput(is, m, w); }});
     if (ps.cs)
-      cases.push_back({"caf_tp_" + k, "CAF A -> remote B one-way" + l, unit::m_msgs_per_s, z.caf_tp_n,
-                       z.caf_tp_n / 10, [&cs = ps.cs, w](long m) { return caf_throughput(*cs, m, w); }});
+      cases.push_back({"caf_tp_" + k, "CAF A -> remote B one-way" + l, unit::m_msgs_per_s,
+                       z.caf_tp_n, z.caf_tp_n / 10,
+                       [&cs = ps.cs, w](long m) { return caf_throughput(*cs, m, w); }});
   }
 }
 
 void add_spawn_cases(std::vector<actor_case>& cases, const sizes& z, const std::string& argv0) {
-  cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", unit::us_each,
-                   z.spawns, 2, [argv0](long) { return raw_self_spawn_once(argv0); }, true});
-  cases.push_back({"spawn_fs", "isola::spawn + first reply (forkserver, default)", unit::us_each,
-                   z.spawns, 2, [](long) { return isola_spawn_once(isola::start_method::forkserver); },
+  cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid",
+                   unit::us_each, z.spawns, 2, [argv0](long) { return raw_self_spawn_once(argv0); },
                    true});
+  cases.push_back({"spawn_fs", "isola::spawn + first reply (forkserver, default)", unit::us_each,
+                   z.spawns, 2,
+                   [](long) { return isola_spawn_once(isola::start_method::forkserver); }, true});
   cases.push_back({"spawn_sp", "isola::spawn + first reply (spawn)", unit::us_each, z.spawns, 2,
                    [](long) { return isola_spawn_once(isola::start_method::spawn); }, true});
 }
@@ -699,10 +700,8 @@ std::vector<actor_case> make_cases(parties& ps, const sizes& z, const options& o
 double actors_shown(unit u, double spi) {
   switch (u) {
     case unit::us_per_rt:
-    case unit::us_each:
-      return spi * 1e6;
-    case unit::m_msgs_per_s:
-      return 1e-6 / spi;
+    case unit::us_each: return spi * 1e6;
+    case unit::m_msgs_per_s: return 1e-6 / spi;
   }
   return NAN;
 }
@@ -740,24 +739,28 @@ void report::print_samples() const {
 }
 
 void report::print_timings() {
-  section(unit::us_per_rt, "request round trip of a small int, root -> other process -> reply "
-                           "(p90: slow end)");
+  section(unit::us_per_rt,
+          "request round trip of a small int, root -> other process -> reply "
+          "(p90: slow end)");
   for (placement w : {placement::same, placement::split}) {
     std::string k = key_of(w);
-    for (auto pre : {"raw_pp_", "raw_sp_", "raw_fx_", "raw_fxs_", "rt_", "caf_rt_"}) cpp_row(pre + k);
+    for (auto pre : {"raw_pp_", "raw_sp_", "raw_fx_", "raw_fxs_", "rt_", "caf_rt_"})
+      cpp_row(pre + k);
     if (!py.empty())
-      row("python " + py.version + " Pipe send/recv, " + to_string(w), unit::us_per_rt, "py_pp_" + k,
-          std::to_string(w == placement::same ? z.py_same : z.py_split));
+      row("python " + py.version + " Pipe send/recv, " + to_string(w), unit::us_per_rt,
+          "py_pp_" + k, std::to_string(w == placement::same ? z.py_same : z.py_split));
   }
-  section(unit::m_msgs_per_s, "one-way throughput, actor A -> actor B in another process (p90: slow end)");
+  section(unit::m_msgs_per_s,
+          "one-way throughput, actor A -> actor B in another process (p90: slow end)");
   for (auto k : {"tp_split", "caf_tp_split", "tp_same", "caf_tp_same"}) cpp_row(k);
   section(unit::us_each, "spawn to first reply");
   for (auto k : {"raw_spawn", "spawn_fs", "spawn_sp"}) cpp_row(k);
 }
 
 void report::print_memory() const {
-  std::printf("\nidle actor memory, MB        (VmRSS counts pages shared with other processes; "
-              "Private is what the process adds)\n");
+  std::printf(
+      "\nidle actor memory, MB        (VmRSS counts pages shared with other processes; "
+      "Private is what the process adds)\n");
   std::printf("%-58s %10s %10s %10s\n", "process", "VmRSS", "Pss", "Private");
   auto mem_row = [](const std::string& label, const mem_kb& m) {
     std::printf("%-58s %10s %10s %10s\n", label.c_str(), mb(m.rss).c_str(), mb(m.pss).c_str(),
@@ -768,7 +771,8 @@ void report::print_memory() const {
   mem_row("raw forked child of this benchmark (info)", mem.raw);
   if (caf) mem_row("CAF server process, one published actor (info)", mem.caf);
   if (!py.empty())
-    mem_row("python " + py.version + " fork child, after one Pipe reply (info)", python_mem(py, "mem_"));
+    mem_row("python " + py.version + " fork child, after one Pipe reply (info)",
+            python_mem(py, "mem_"));
 }
 
 // Each a ratio of medians taken in this run (or a figure).
@@ -777,11 +781,15 @@ void report::print_ratios() const {
   for (placement w : {placement::same, placement::split}) {
     std::string k = key_of(w), l = std::string(", ") + to_string(w);
     r.le("isola request / raw pipe ping-pong" + l, med("rt_" + k) / med("raw_pp_" + k), 1.5);
-    if (caf) r.le("isola request / CAF remote request" + l, med("rt_" + k) / med("caf_rt_" + k), 1.0 / 3.0, 3);
+    if (caf)
+      r.le("isola request / CAF remote request" + l, med("rt_" + k) / med("caf_rt_" + k), 1.0 / 3.0,
+           3);
     r.info("isola request / raw socketpair ping-pong" + l, med("rt_" + k) / med("raw_sp_" + k));
     r.info("isola request / raw shm futex ping-pong" + l, med("rt_" + k) / med("raw_fx_" + k));
-    r.info("isola request / raw shm spin-then-futex ping-pong" + l, med("rt_" + k) / med("raw_fxs_" + k));
-    if (!py.empty()) r.info("python Pipe round trip / isola request" + l, med("py_pp_" + k) / med("rt_" + k));
+    r.info("isola request / raw shm spin-then-futex ping-pong" + l,
+           med("rt_" + k) / med("raw_fxs_" + k));
+    if (!py.empty())
+      r.info("python Pipe round trip / isola request" + l, med("py_pp_" + k) / med("rt_" + k));
   }
   // The throughput targets are for two processes running side by side
   // (split CPUs); on one CPU the figure is the sum of both sides' costs.
@@ -797,8 +805,10 @@ void report::print_ratios() const {
     else
       r.info("isola one-way / CAF remote one-way" + l, med("caf_tp_" + k) / med("tp_" + k));
   }
-  r.le("isola spawn + first reply (forkserver) / raw posix_spawn", med("spawn_fs") / med("raw_spawn"), 2.0);
-  r.le("isola spawn + first reply (spawn) / raw posix_spawn", med("spawn_sp") / med("raw_spawn"), 2.0);
+  r.le("isola spawn + first reply (forkserver) / raw posix_spawn",
+       med("spawn_fs") / med("raw_spawn"), 2.0);
+  r.le("isola spawn + first reply (spawn) / raw posix_spawn", med("spawn_sp") / med("raw_spawn"),
+       2.0);
   for (auto [label, m] : {std::pair{"idle actor VmRSS (forkserver, default)", &mem.fs},
                           std::pair{"idle actor VmRSS (spawn)", &mem.sp}}) {
     double v = m->rss < 0 ? NAN : static_cast<double>(m->rss) / 1024.0;
@@ -833,9 +843,10 @@ void run(const options& o, const std::string& argv0) {
   run_rounds(cases, 0, repeats / 2);
   python_result py;
   if (o.common.python)
-    py = run_python("actors.py",
-                    {std::to_string(repeats), std::to_string(z.py_same), std::to_string(z.py_split)},
-                    "pp_split_median");
+    py =
+        run_python("actors.py",
+                   {std::to_string(repeats), std::to_string(z.py_same), std::to_string(z.py_split)},
+                   "pp_split_median");
   run_rounds(cases, repeats / 2, repeats);
 
   report rep(cases, py, z, mem, ps.cs != nullptr, repeats);
@@ -857,7 +868,8 @@ int main(int argc, char** argv) {
   // binary exec'd with a flag, and never start an isola runtime.
   if (argc > 1 && std::string_view(argv[1]) == "--exit-immediately") return 0;
   if (argc > 2 && std::string_view(argv[1]) == "--caf-server")
-    return caf_server_main("actors", argv[2], [](caf::actor_system& s) { return s.spawn(caf_peer, 0); });
+    return caf_server_main("actors", argv[2],
+                           [](caf::actor_system& s) { return s.spawn(caf_peer, 0); });
   isola::runtime rt{argc, argv};
 
   options o;
@@ -866,7 +878,8 @@ int main(int argc, char** argv) {
   const std::string argv0 = argv[0];
   print_banner("actors", o.common.quick, isola::cpu_count(),
                "; " + caf_version() + ", scheduler.policy=" + o.policy);
-  if (g_cpus.first == g_cpus.second) std::printf("one CPU only: \"split CPUs\" runs on the same CPU\n");
+  if (g_cpus.first == g_cpus.second)
+    std::printf("one CPU only: \"split CPUs\" runs on the same CPU\n");
   std::fflush(stdout);
 
   try {

@@ -29,8 +29,8 @@ namespace isola_bench {
 
 /// "CAF x.y.z", for the banner line.
 inline std::string caf_version() {
-  return "CAF " + std::to_string(CAF_VERSION / 10000) + "." + std::to_string(CAF_VERSION / 100 % 100) +
-         "." + std::to_string(CAF_VERSION % 100);
+  return "CAF " + std::to_string(CAF_VERSION / 10000) + "." +
+         std::to_string(CAF_VERSION / 100 % 100) + "." + std::to_string(CAF_VERSION % 100);
 }
 
 inline void caf_configure(caf::actor_system_config& cfg, const std::string& policy) {
@@ -58,8 +58,7 @@ int caf_server_main(const char* who, const std::string& policy, Make make) {
   std::printf("%u\n", static_cast<unsigned>(*port));
   std::fflush(stdout);
   char c;
-  while (::read(0, &c, 1) > 0) {
-  }
+  while (::read(0, &c, 1) > 0) {}
   std::_Exit(0);  // ~actor_system would wait for the remote side
 }
 

@@ -89,11 +89,11 @@
 #include <string_view>
 #include <vector>
 
-#include "support.hpp"
 #include <isola/connection.hpp>
 #include <isola/process.hpp>
 #include <isola/runtime.hpp>
 #include <isola/start_method.hpp>
+#include "support.hpp"
 
 #if __has_include(<isola/queue.hpp>) && __has_include(<isola/joinable_queue.hpp>)
 #include <isola/joinable_queue.hpp>
@@ -110,7 +110,6 @@ namespace {
 constexpr std::size_t MiB = std::size_t{1} << 20;
 
 // ---------------------------------------------------------------- helpers
-
 
 // Where the two processes of a ping-pong run. free: wherever the scheduler
 // puts them (on a 2-CPU machine it moves between "same" and "split" from one
@@ -547,8 +546,8 @@ double isola_pipe_bulk(std::size_t size, long k, bool into, bool simplex) {
     auto [child_ctl, parent_ctl] = isola::pipe(false);
     data = std::move(parent_in);
     ctl = std::move(parent_ctl);
-    p.emplace(forked(), isola_bulk_sender_simplex, std::move(child_out), std::move(child_ctl),
-              size, k);
+    p.emplace(forked(), isola_bulk_sender_simplex, std::move(child_out), std::move(child_ctl), size,
+              k);
   } else {
     auto [a, b] = isola::pipe();
     data = std::move(a);
@@ -713,19 +712,22 @@ const char* key_of(placement p) {
 }
 
 void add_pingpong_cases(std::vector<channel_case>& cases, const sizes& z) {
-  for (auto [where, n] : {std::pair{placement::free, z.pp_free}, std::pair{placement::same, z.pp_same},
-                          std::pair{placement::split, z.pp_split}}) {
+  for (auto [where, n] :
+       {std::pair{placement::free, z.pp_free}, std::pair{placement::same, z.pp_same},
+        std::pair{placement::split, z.pp_split}}) {
     std::string w = key_of(where);
     std::string label = std::string(", ") + to_string(where);
     long warm = std::min(n, 500L);
     cases.push_back({"raw_pp_" + w, "raw pipe() ping-pong" + label, unit::us_per_rt, n, warm,
                      [where](long k) { return raw_pingpong(k, where); }});
-    cases.push_back({"raw_sp_" + w, "raw socketpair ping-pong" + label + " (info)", unit::us_per_rt, n,
-                     warm, [where](long k) { return raw_pingpong(k, where, true); }});
-    cases.push_back({"pp_" + w, "isola pipe() ping-pong (duplex, the default)" + label, unit::us_per_rt,
-                     n, warm, [where](long k) { return isola_pingpong(k, where); }});
-    cases.push_back({"spp_" + w, "isola two pipe(false) ping-pong (simplex)" + label, unit::us_per_rt,
-                     n, warm, [where](long k) { return isola_pingpong(k, where, true); }});
+    cases.push_back({"raw_sp_" + w, "raw socketpair ping-pong" + label + " (info)", unit::us_per_rt,
+                     n, warm, [where](long k) { return raw_pingpong(k, where, true); }});
+    cases.push_back({"pp_" + w, "isola pipe() ping-pong (duplex, the default)" + label,
+                     unit::us_per_rt, n, warm,
+                     [where](long k) { return isola_pingpong(k, where); }});
+    cases.push_back({"spp_" + w, "isola two pipe(false) ping-pong (simplex)" + label,
+                     unit::us_per_rt, n, warm,
+                     [where](long k) { return isola_pingpong(k, where, true); }});
   }
 }
 
@@ -752,20 +754,23 @@ void add_bulk_cases(std::vector<channel_case>& cases, const sizes& z) {
   cases.push_back({"qbulk", "isola queue<vector<byte>> put / get", unit::gb_per_s, k, 1,
                    [bulk](long n) { return isola_queue_bulk(bulk, n, false); }});
   cases.push_back({"qbulk_into", "isola queue<vector<byte>> put / get_into, reused vector",
-                   unit::gb_per_s, k, 1, [bulk](long n) { return isola_queue_bulk(bulk, n, true); }});
+                   unit::gb_per_s, k, 1,
+                   [bulk](long n) { return isola_queue_bulk(bulk, n, true); }});
 #endif
   cases.push_back({"raw_pbulk", "raw pipe(), 1 MiB writes, reused buffer", unit::gb_per_s, k, 1,
                    [bulk](long n) { return raw_pipe_bulk(bulk, n); }});
-  cases.push_back({"raw_sbulk", "raw socketpair, 1 MiB writes, reused buffer (info)", unit::gb_per_s,
-                   k, 1, [bulk](long n) { return raw_pipe_bulk(bulk, n, true); }});
+  cases.push_back({"raw_sbulk", "raw socketpair, 1 MiB writes, reused buffer (info)",
+                   unit::gb_per_s, k, 1, [bulk](long n) { return raw_pipe_bulk(bulk, n, true); }});
   cases.push_back({"pbulk", "isola pipe() send_bytes / recv_bytes", unit::gb_per_s, k, 1,
                    [bulk](long n) { return isola_pipe_bulk(bulk, n, false, false); }});
-  cases.push_back({"pbulk_into", "isola pipe() send_bytes / recv_bytes_into, reused", unit::gb_per_s,
-                   k, 1, [bulk](long n) { return isola_pipe_bulk(bulk, n, true, false); }});
+  cases.push_back({"pbulk_into", "isola pipe() send_bytes / recv_bytes_into, reused",
+                   unit::gb_per_s, k, 1,
+                   [bulk](long n) { return isola_pipe_bulk(bulk, n, true, false); }});
   cases.push_back({"spbulk", "isola pipe(false) send_bytes / recv_bytes", unit::gb_per_s, k, 1,
                    [bulk](long n) { return isola_pipe_bulk(bulk, n, false, true); }});
   cases.push_back({"spbulk_into", "isola pipe(false) send_bytes / recv_bytes_into, reused",
-                   unit::gb_per_s, k, 1, [bulk](long n) { return isola_pipe_bulk(bulk, n, true, true); }});
+                   unit::gb_per_s, k, 1,
+                   [bulk](long n) { return isola_pipe_bulk(bulk, n, true, true); }});
 }
 
 // Every case, or those named by --only.
@@ -783,8 +788,8 @@ std::vector<channel_case> make_cases(const sizes& z, const std::vector<std::stri
 
 python_result python_side(int repeats, const sizes& z) {
   std::vector<std::string> args;
-  for (long v : {static_cast<long>(repeats), z.py_pp_free, z.py_pp_same, z.py_pp_split, z.py_q, z.py_q,
-                 z.py_q, static_cast<long>(z.bulk), z.py_qb_k, z.py_pb_k})
+  for (long v : {static_cast<long>(repeats), z.py_pp_free, z.py_pp_same, z.py_pp_split, z.py_q,
+                 z.py_q, z.py_q, static_cast<long>(z.bulk), z.py_qb_k, z.py_pb_k})
     args.push_back(std::to_string(v));
   return run_python("channels.py", args, "pbulk_median");
 }
@@ -794,12 +799,9 @@ python_result python_side(int repeats, const sizes& z) {
 // seconds per item -> display unit
 double channels_shown(unit u, double spi, std::size_t bulk) {
   switch (u) {
-    case unit::us_per_rt:
-      return spi * 1e6;
-    case unit::m_items_per_s:
-      return 1e-6 / spi;
-    case unit::gb_per_s:
-      return static_cast<double>(bulk) / spi / 1e9;
+    case unit::us_per_rt: return spi * 1e6;
+    case unit::m_items_per_s: return 1e-6 / spi;
+    case unit::gb_per_s: return static_cast<double>(bulk) / spi / 1e9;
   }
   return NAN;
 }
@@ -815,15 +817,20 @@ struct report : case_report<unit> {
 
   report(const std::vector<channel_case>& c, const python_result& p, const sizes& sz, int repeats)
       : case_report(c, 56, [b = sz.bulk](unit u, double spi) { return channels_shown(u, spi, b); }),
-        py(p), z(sz) {
+        py(p),
+        z(sz) {
     for (const char* k : {"pp_free", "pp_same", "pp_split", "q11", "q22", "jq", "qbulk", "pbulk"}) {
       std::string key = k;
       if (!st.count(key)) st[key] = stats{};
       if (!py.empty()) add_python(py, key, repeats);
     }
   }
-  std::string py_label(const std::string& what) const { return "python " + py.version + " " + what; }
-  void section(unit u, const std::string& title) const { case_report::section(title, unit_head(u)); }
+  std::string py_label(const std::string& what) const {
+    return "python " + py.version + " " + what;
+  }
+  void section(unit u, const std::string& title) const {
+    case_report::section(title, unit_head(u));
+  }
 
   void print_pingpong();
   void print_queues();
@@ -833,8 +840,9 @@ struct report : case_report<unit> {
 
 void report::print_pingpong() {
   section(unit::us_per_rt, "round trip of a small int, parent <-> forked child (p90: slow end)");
-  for (auto [where, n] : {std::pair{placement::free, z.py_pp_free}, std::pair{placement::same, z.py_pp_same},
-                          std::pair{placement::split, z.py_pp_split}}) {
+  for (auto [where, n] :
+       {std::pair{placement::free, z.py_pp_free}, std::pair{placement::same, z.py_pp_same},
+        std::pair{placement::split, z.py_pp_split}}) {
     std::string w = key_of(where);
     for (auto k : {"raw_pp_", "raw_sp_", "pp_", "spp_"}) cpp_row(k + w);
     if (!py.empty())
@@ -859,10 +867,13 @@ void report::print_bulk() {
                               " MiB messages, child -> parent (GB = 1e9 bytes; p90: slow end)");
   for (auto k : {"raw_qbulk", "qbulk", "qbulk_into"}) cpp_row(k);
   if (!py.empty())
-    row(py_label("Queue put / get of bytes"), unit::gb_per_s, "py_qbulk", std::to_string(z.py_qb_k));
-  for (auto k : {"raw_pbulk", "raw_sbulk", "pbulk", "pbulk_into", "spbulk", "spbulk_into"}) cpp_row(k);
+    row(py_label("Queue put / get of bytes"), unit::gb_per_s, "py_qbulk",
+        std::to_string(z.py_qb_k));
+  for (auto k : {"raw_pbulk", "raw_sbulk", "pbulk", "pbulk_into", "spbulk", "spbulk_into"})
+    cpp_row(k);
   if (!py.empty())
-    row(py_label("Pipe send_bytes / recv_bytes"), unit::gb_per_s, "py_pbulk", std::to_string(z.py_pb_k));
+    row(py_label("Pipe send_bytes / recv_bytes"), unit::gb_per_s, "py_pbulk",
+        std::to_string(z.py_pb_k));
 }
 
 // Each a ratio of medians taken in this run. Times per item: a speed-up of a
@@ -872,15 +883,18 @@ void report::print_ratios() const {
   const std::string bulk_s = std::to_string(z.bulk / MiB) + " MiB";
   auto gbs_at_least = [&](std::string label, const std::string& key, double target) {
     double gbs = shown(unit::gb_per_s, med(key));
-    r.figure(std::move(label), gbs, fmt(gbs, 2) + " GB/s", ">= " + fmt(target, 1) + " GB/s", gbs >= target);
+    r.figure(std::move(label), gbs, fmt(gbs, 2) + " GB/s", ">= " + fmt(target, 1) + " GB/s",
+             gbs >= target);
   };
   // Free placement is bimodal on 2 CPUs (see placer): its ratio is informational.
   // The target applies to what a user gets from the default pipe() (duplex:
   // a socketpair) and from a pair of simplex pipe(false)s (real pipes).
   r.le("pipe() round trip / raw pipe, same CPU", med("pp_same") / med("raw_pp_same"), 1.3);
   r.le("pipe() round trip / raw pipe, split CPUs", med("pp_split") / med("raw_pp_split"), 1.3);
-  r.le("pipe(false) pair round trip / raw pipe, same CPU", med("spp_same") / med("raw_pp_same"), 1.3);
-  r.le("pipe(false) pair round trip / raw pipe, split CPUs", med("spp_split") / med("raw_pp_split"), 1.3);
+  r.le("pipe(false) pair round trip / raw pipe, same CPU", med("spp_same") / med("raw_pp_same"),
+       1.3);
+  r.le("pipe(false) pair round trip / raw pipe, split CPUs", med("spp_split") / med("raw_pp_split"),
+       1.3);
   r.info("pipe() round trip / raw socketpair, same CPU", med("pp_same") / med("raw_sp_same"));
   r.info("pipe() round trip / raw socketpair, split CPUs", med("pp_split") / med("raw_sp_split"));
   r.info("raw socketpair / raw pipe round trip, same CPU", med("raw_sp_same") / med("raw_pp_same"));
@@ -911,8 +925,10 @@ void report::print_ratios() const {
   gbs_at_least("pipe() " + bulk_s + ", recv_bytes_into (reused)", "pbulk_into", 2.0);
   gbs_at_least("pipe(false) " + bulk_s + ", recv_bytes (new vector)", "spbulk", 2.0);
   gbs_at_least("pipe(false) " + bulk_s + ", recv_bytes_into (reused)", "spbulk_into", 2.0);
-  r.info("pipe() " + bulk_s + " recv_bytes_into / raw socketpair", med("raw_sbulk") / med("pbulk_into"));
-  r.info("pipe(false) " + bulk_s + " recv_bytes_into / raw pipe", med("raw_pbulk") / med("spbulk_into"));
+  r.info("pipe() " + bulk_s + " recv_bytes_into / raw socketpair",
+         med("raw_sbulk") / med("pbulk_into"));
+  r.info("pipe(false) " + bulk_s + " recv_bytes_into / raw pipe",
+         med("raw_pbulk") / med("spbulk_into"));
   if (!py.empty())
     r.info("pipe() " + bulk_s + " recv_bytes / python recv_bytes", med("py_pbulk") / med("pbulk"));
   r.print("ratio of medians (or figure)", 56, 14);

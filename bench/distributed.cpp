@@ -157,13 +157,16 @@ python_result python_side(const counts& n) {
 
 void print_report(const samples& cpp, const python_result& py, int repeats) {
   auto pyv = [&](const char* k) { return py[std::string(k) + "_median"]; };
-  std::printf("\ndistributed benchmark (coordinator actors; isola samples %d, Python %s; medians)\n",
-              repeats, py.version.empty() ? "skipped" : py.version.c_str());
+  std::printf(
+      "\ndistributed benchmark (coordinator actors; isola samples %d, Python %s; medians)\n",
+      repeats, py.version.empty() ? "skipped" : py.version.c_str());
   double e = cpp.median("event"), ep = pyv("event"), er = cpp.median("raw");
-  std::printf("\nevent round trip (set A; party waits A, clears it, sets B; wait B, clear B) (us):\n");
+  std::printf(
+      "\nevent round trip (set A; party waits A, clears it, sets B; wait B, clear B) (us):\n");
   std::printf("  isola distributed::event     %8s\n", fmt(e * 1e6, 1).c_str());
   std::printf("  Python Manager().Event()     %8s\n", fmt(ep * 1e6, 1).c_str());
-  std::printf("  raw pipe ping-pong           %8s   (one message each way)\n", fmt(er * 1e6, 1).c_str());
+  std::printf("  raw pipe ping-pong           %8s   (one message each way)\n",
+              fmt(er * 1e6, 1).c_str());
   std::printf("  isola / Python: %s (time; lower is better)\n", fmt(e / ep, 3).c_str());
   double b = cpp.median("barrier"), bp = pyv("barrier");
   std::printf("\nbarrier(2) cycles/s (k/s):\n");

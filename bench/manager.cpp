@@ -82,7 +82,8 @@ struct managed_objects {
   isola::manager m{isola::manager_options{.method = isola::start_method::fork}};
   isola::managed::dict<std::string, int> d = m.dict<std::string, int>();
   isola::managed::lock l = m.lock();
-  isola::manager remote = isola::manager::connect("127.0.0.1", m.serve(0, "bench-key"), "bench-key");
+  isola::manager remote =
+      isola::manager::connect("127.0.0.1", m.serve(0, "bench-key"), "bench-key");
   isola::managed::dict<std::string, int> rd = remote.dict<std::string, int>("tcp");
   managed_objects() {
     d.set("key", 1);
@@ -109,20 +110,25 @@ void print_report(const samples& cpp, const python_result& py, bool quick, int r
   auto us = [](double s, int prec = 2) { return fmt(s * 1e6, prec); };
   auto med = [&](const char* k) { return cpp.median(k); };
   auto pyv = [&](const char* k) { return py[std::string(k) + "_median"]; };
-  std::printf("\nmanager benchmark (%s; isola samples %d x %d ops, Python %s; medians, us per op)\n",
-              quick ? "quick" : "full", repeats, n, py.version.empty() ? "n/a" : py.version.c_str());
+  std::printf(
+      "\nmanager benchmark (%s; isola samples %d x %d ops, Python %s; medians, us per op)\n",
+      quick ? "quick" : "full", repeats, n, py.version.empty() ? "n/a" : py.version.c_str());
   double g = med("get"), gp = pyv("get");
   std::printf("  %-34s %8s   Python %8s   ratio %s\n", "dict get (local socket)", us(g).c_str(),
               us(gp, 1).c_str(), fmt(g / gp, 3).c_str());
   std::printf("  %-34s %8s   Python %8s   ratio %s\n", "dict set", us(med("set")).c_str(),
               us(pyv("set"), 1).c_str(), fmt(med("set") / pyv("set"), 3).c_str());
-  std::printf("  %-34s %8s   (information)\n", "dict update(key, add, 1)", us(med("update")).c_str());
-  std::printf("  %-34s %8s   Python %8s   ratio %s\n", "lock acquire + release", us(med("lock")).c_str(),
-              us(pyv("lock"), 1).c_str(), fmt(med("lock") / pyv("lock"), 3).c_str());
-  std::printf("  %-34s %8s   (information)\n", "dict get over TCP loopback", us(med("tcp_get")).c_str());
+  std::printf("  %-34s %8s   (information)\n", "dict update(key, add, 1)",
+              us(med("update")).c_str());
+  std::printf("  %-34s %8s   Python %8s   ratio %s\n", "lock acquire + release",
+              us(med("lock")).c_str(), us(pyv("lock"), 1).c_str(),
+              fmt(med("lock") / pyv("lock"), 3).c_str());
+  std::printf("  %-34s %8s   (information)\n", "dict get over TCP loopback",
+              us(med("tcp_get")).c_str());
   std::printf("  %-34s %8s   (information)\n", "raw socketpair ping-pong", us(med("raw")).c_str());
   std::printf("  dict get isola / Python: %s (target <= 0.5: %s); isola / raw ping-pong: %sx\n",
-              fmt(g / gp, 3).c_str(), pass_mark(g / gp, 0.5, false), fmt(g / med("raw"), 2).c_str());
+              fmt(g / gp, 3).c_str(), pass_mark(g / gp, 0.5, false),
+              fmt(g / med("raw"), 2).c_str());
 }
 
 }  // namespace
@@ -142,7 +148,8 @@ int main(int argc, char** argv) {
       args.repeats, [&] { one_round(cpp, o, n); },
       [&] {
         if (args.python)
-          py = run_python("manager.py", {std::to_string(py_n), std::to_string(py_reps)}, "get_median");
+          py = run_python("manager.py", {std::to_string(py_n), std::to_string(py_reps)},
+                          "get_median");
       });
   print_report(cpp, py, args.quick, args.repeats, n);
   return 0;

@@ -48,12 +48,12 @@
 #include <string_view>
 #include <vector>
 
-#include "caf_support.hpp"
-#include "support.hpp"
 #include <isola/actor.hpp>
 #include <isola/node.hpp>
 #include <isola/popen.hpp>
 #include <isola/runtime.hpp>
+#include "caf_support.hpp"
+#include "support.hpp"
 
 extern char** environ;
 
@@ -65,7 +65,6 @@ using namespace std::chrono_literals;
 
 const std::string bench_key = "isola-bench-nodes-key-0123456789";
 constexpr int warm_rts = 200;
-
 
 std::string self_exe() {
   char buf[4096];
@@ -130,13 +129,16 @@ struct isola_remote {
     o.in = isola::stdio::pipe;
     o.out = isola::stdio::pipe;
     o.die_with_parent = true;
-    b = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", bench_key}, o);
+    b = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", bench_key},
+                                       o);
     auto line = b->out().read_line(30s);
-    if (!line || line->rfind("PORT ", 0) != 0) throw std::runtime_error("node B did not say its port");
+    if (!line || line->rfind("PORT ", 0) != 0)
+      throw std::runtime_error("node B did not say its port");
     auto port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
     n = isola::node::connect("127.0.0.1", port, bench_key);
     echo = n.spawn(make_echo);
-    if (echo.request<int>(7).get(10s) != 7) throw std::runtime_error("isola remote echo: bad first reply");
+    if (echo.request<int>(7).get(10s) != 7)
+      throw std::runtime_error("isola remote echo: bad first reply");
     forwarder = isola::spawn(make_forwarder);
   }
   ~isola_remote() {
@@ -149,8 +151,7 @@ struct isola_remote {
       try {
         b->kill();
         b->wait();
-      } catch (...) {
-      }
+      } catch (...) {}
     }
   }
   isola_remote(const isola_remote&) = delete;
@@ -214,7 +215,8 @@ bool parse_options(int argc, char** argv, options& o) {
     } else if (a == "--caf-policy" && i + 1 < argc) {
       o.policy = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose]\n",
+                   argv[0]);
       return false;
     }
   }
@@ -246,10 +248,10 @@ samples_us measure(const options& o, long n, const std::string& argv0) {
 void print_report(const samples_us& x) {
   auto si = summarize(x.isola), sc = summarize(x.caf), sf = summarize(x.forwarded);
   std::printf("\n%-52s %10s %10s\n", "case (us per round trip)", "median", "p90");
-  std::printf("%-52s %10s %10s\n", "isola node: actor.request<int>(i).get()", fmt(si.median, 2).c_str(),
-              fmt(si.p90, 2).c_str());
-  std::printf("%-52s %10s %10s\n", "CAF remote_actor: scoped_actor request/receive", fmt(sc.median, 2).c_str(),
-              fmt(sc.p90, 2).c_str());
+  std::printf("%-52s %10s %10s\n", "isola node: actor.request<int>(i).get()",
+              fmt(si.median, 2).c_str(), fmt(si.p90, 2).c_str());
+  std::printf("%-52s %10s %10s\n", "CAF remote_actor: scoped_actor request/receive",
+              fmt(sc.median, 2).c_str(), fmt(sc.p90, 2).c_str());
   std::printf("%-52s %10s %10s\n", "isola, from an actor process (through its root)",
               fmt(sf.median, 2).c_str(), fmt(sf.p90, 2).c_str());
   double ratio = si.median / sc.median;
@@ -267,18 +269,20 @@ int main(int argc, char** argv) {
   // The CAF server is this binary exec'd with a flag and never starts an
   // isola runtime; node B does (it is a root).
   if (argc > 2 && std::string_view(argv[1]) == "--caf-server")
-    return caf_server_main("nodes", argv[2], [](caf::actor_system& s) { return s.spawn(caf_echo, 0); });
+    return caf_server_main("nodes", argv[2],
+                           [](caf::actor_system& s) { return s.spawn(caf_echo, 0); });
   isola::runtime rt{argc, argv};
   if (argc > 2 && std::string_view(argv[1]) == "--node-b") return node_b_main(argv[2]);
 
   options o;
   if (!parse_options(argc, argv, o)) return 2;
   const long n = o.quick ? 100 : 2000;
-  print_banner("nodes", o.quick, isola::cpu_count(), "; " + caf_version() + ", scheduler.policy=" + o.policy,
-               true);
-  std::printf("request round trip of an int to an actor of another process over TCP on 127.0.0.1;\n"
-              "%d round(s) of one sample per case, %ld round trips per sample (after %d untimed)\n",
-              o.rounds, n, warm_rts);
+  print_banner("nodes", o.quick, isola::cpu_count(),
+               "; " + caf_version() + ", scheduler.policy=" + o.policy, true);
+  std::printf(
+      "request round trip of an int to an actor of another process over TCP on 127.0.0.1;\n"
+      "%d round(s) of one sample per case, %ld round trips per sample (after %d untimed)\n",
+      o.rounds, n, warm_rts);
   std::fflush(stdout);
 
   try {

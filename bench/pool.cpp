@@ -149,8 +149,8 @@ void print_report(const samples& cpp, const python_result& py, const workload& w
                   int repeats) {
   auto med = [&](const std::string& k) { return cpp.median(k); };
   auto pyv = [&](const std::string& k) { return py[k + "_median_s"]; };
-  std::printf("\npool benchmark (%s; isola samples %d, Python %s)\n", quick ? "quick" : "full", repeats,
-              py.version.empty() ? "n/a" : py.version.c_str());
+  std::printf("\npool benchmark (%s; isola samples %d, Python %s)\n", quick ? "quick" : "full",
+              repeats, py.version.empty() ? "n/a" : py.version.c_str());
   std::printf("%-44s %12s %12s %10s\n", "case", "isola ms", "Python ms", "ratio");
   struct row {
     const char* key;
@@ -169,14 +169,17 @@ void print_report(const samples& cpp, const python_result& py, const workload& w
     double a = med(r.key) * 1e3, b = pyv(r.key) * 1e3;
     double ratio = b / a;
     std::printf("%-44s %12s %12s %9sx  (target >= %.0fx: %s)\n", r.label.c_str(), fmt(a, 2).c_str(),
-                fmt(b, 2).c_str(), fmt(ratio, 1).c_str(), r.target, pass_mark(ratio, r.target, true));
+                fmt(b, 2).c_str(), fmt(ratio, 1).c_str(), r.target,
+                pass_mark(ratio, r.target, true));
   }
   double raw = med("raw") * 1e3, c1 = med("map_chunk1") * 1e3, aa = med("apply_async") * 1e3;
-  std::printf("%-44s %12s\n", ("raw: " + k(w.small) + " ints through 2 forked workers, pipes").c_str(),
+  std::printf("%-44s %12s\n",
+              ("raw: " + k(w.small) + " ints through 2 forked workers, pipes").c_str(),
               fmt(raw, 2).c_str());
-  std::printf("isola map chunksize=1 / raw: %sx; apply_async / raw: %sx (per task: %s us vs %s us)\n",
-              fmt(c1 / raw, 1).c_str(), fmt(aa / raw, 1).c_str(), fmt(c1 / w.small * 1e3, 2).c_str(),
-              fmt(raw / w.small * 1e3, 2).c_str());
+  std::printf(
+      "isola map chunksize=1 / raw: %sx; apply_async / raw: %sx (per task: %s us vs %s us)\n",
+      fmt(c1 / raw, 1).c_str(), fmt(aa / raw, 1).c_str(), fmt(c1 / w.small * 1e3, 2).c_str(),
+      fmt(raw / w.small * 1e3, 2).c_str());
 }
 
 }  // namespace

@@ -50,10 +50,10 @@
 #include <string_view>
 #include <vector>
 
-#include "support.hpp"
 #include <isola/process.hpp>
 #include <isola/runtime.hpp>
 #include <isola/start_method.hpp>
+#include "support.hpp"
 
 extern char** environ;
 
@@ -222,14 +222,20 @@ memory measure_memory(const std::string& tmpdir) {
 std::vector<start_case> make_cases(int n_fork, int n_spawn) {
   std::vector<start_case> cases;
   cases.push_back({"raw_fork", "raw fork + _exit + waitpid", n_fork, raw_fork_once, {}});
-  cases.push_back({"raw_spawn", "raw posix_spawn(self, --exit-immediately) + waitpid", n_spawn,
-                   [] { return raw_self_spawn_once(argv0) * 1e6; }, {}});
-  cases.push_back({"fork", "isola fork", n_fork,
-                   [] { return isola_once(isola::start_method::fork); }, {}});
-  cases.push_back({"forkserver", "isola forkserver", n_fork,
-                   [] { return isola_once(isola::start_method::forkserver); }, {}});
-  cases.push_back({"spawn", "isola spawn", n_spawn,
-                   [] { return isola_once(isola::start_method::spawn); }, {}});
+  cases.push_back({"raw_spawn",
+                   "raw posix_spawn(self, --exit-immediately) + waitpid",
+                   n_spawn,
+                   [] { return raw_self_spawn_once(argv0) * 1e6; },
+                   {}});
+  cases.push_back(
+      {"fork", "isola fork", n_fork, [] { return isola_once(isola::start_method::fork); }, {}});
+  cases.push_back({"forkserver",
+                   "isola forkserver",
+                   n_fork,
+                   [] { return isola_once(isola::start_method::forkserver); },
+                   {}});
+  cases.push_back(
+      {"spawn", "isola spawn", n_spawn, [] { return isola_once(isola::start_method::spawn); }, {}});
   return cases;
 }
 
@@ -266,14 +272,15 @@ python_result python_side(const python_counts& n, const std::string& tmpdir) {
 void print_timings(const std::vector<start_case>& cases, const std::map<std::string, stats>& st,
                    const python_result& py, const python_counts& pn, int n_fork, int n_spawn,
                    int warmup) {
-  std::printf("\nstart + join of an empty target     (C++ cases interleaved; samples: raw fork, "
-              "fork, forkserver %d; posix_spawn, spawn %d; warm-up %d each)\n",
-              n_fork, n_spawn, warmup);
+  std::printf(
+      "\nstart + join of an empty target     (C++ cases interleaved; samples: raw fork, "
+      "fork, forkserver %d; posix_spawn, spawn %d; warm-up %d each)\n",
+      n_fork, n_spawn, warmup);
   std::printf("%-52s %12s %12s %6s\n", "case", "median us", "p90 us", "n");
   for (auto& c : cases) {
     const stats& s = st.at(c.key);
-    std::printf("%-52s %12s %12s %6zu\n", c.label.c_str(), fmt(s.median).c_str(), fmt(s.p90).c_str(),
-                s.n);
+    std::printf("%-52s %12s %12s %6zu\n", c.label.c_str(), fmt(s.median).c_str(),
+                fmt(s.p90).c_str(), s.n);
   }
   if (py.empty()) return;
   const std::pair<const char*, int> pm[3] = {
@@ -298,8 +305,9 @@ void print_ratios(const std::map<std::string, stats>& st, const python_result& p
 }
 
 void print_memory(const memory& m, const python_result& py) {
-  std::printf("\nidle child memory, MB           (VmRSS counts pages shared with the parent; "
-              "Private is what the child adds)\n");
+  std::printf(
+      "\nidle child memory, MB           (VmRSS counts pages shared with the parent; "
+      "Private is what the child adds)\n");
   std::printf("%-52s %12s %12s %12s\n", "child", "VmRSS", "Pss", "Private");
   auto mem_row = [](const std::string& label, const mem_kb& k) {
     std::printf("%-52s %12s %12s %12s\n", label.c_str(), mb(k.rss).c_str(), mb(k.pss).c_str(),
@@ -314,7 +322,10 @@ void print_memory(const memory& m, const python_result& py) {
       mem_row(std::string("python ") + meth + " child", python_mem(py, std::string(meth) + "_"));
   double fork_rss = m.isola[0].ok() ? static_cast<double>(m.isola[0].rss) / 1024.0 : NAN;
   std::printf("%-52s %11s  %12s %6s\n", "isola fork child VmRSS", fmt(fork_rss, 2).c_str(),
-              "<= 2.0 MB", std::isnan(fork_rss) ? "n/a" : fork_rss <= 2.0 ? "PASS" : "MISS");
+              "<= 2.0 MB",
+              std::isnan(fork_rss) ? "n/a"
+              : fork_rss <= 2.0    ? "PASS"
+                                   : "MISS");
 }
 
 // Everything after the options: memory, the interleaved timings around the

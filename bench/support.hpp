@@ -30,9 +30,9 @@
 #include <map>
 #include <optional>
 #include <sstream>
-#include <type_traits>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <vector>
 
 #include <isola/process.hpp>
@@ -119,7 +119,8 @@ inline stats summarize(std::vector<double> xs) {
 }
 
 [[noreturn]] inline void die(const std::string& what) {
-  std::fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what.c_str(), std::strerror(errno));
+  std::fprintf(stderr, "%s: %s: %s\n", program_invocation_short_name, what.c_str(),
+               std::strerror(errno));
   std::exit(2);
 }
 
@@ -167,7 +168,8 @@ inline int wait_pid(pid_t pid) {
 
 inline void check_exit(int st, const char* who) {
   if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
-    throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) + ")");
+    throw std::runtime_error(std::string(who) + " child failed (status " + std::to_string(st) +
+                             ")");
 }
 
 /// Runs the Python workload `script` (a file name in bench/python/) with
@@ -176,7 +178,8 @@ inline void check_exit(int st, const char* who) {
 /// or did not print `must_have`.
 inline std::map<std::string, double> run_python(const std::string& script,
                                                 const std::vector<std::string>& args,
-                                                const std::string& must_have, std::string& version) {
+                                                const std::string& must_have,
+                                                std::string& version) {
   auto exe = find_in_path("python3");
   if (!exe) {
     std::printf("python3 not found: Python ratios skipped\n");
@@ -271,9 +274,10 @@ inline void print_banner(const char* name, bool quick, unsigned cpus, const std:
   ::uname(&un);
   char date[32];
   std::time_t now = std::time(nullptr);
-  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M", utc ? std::gmtime(&now) : std::localtime(&now));
-  std::printf("isola bench/%s  (%s; %u CPUs; Linux %s; %s%s%s)\n", name, quick ? "quick" : "full", cpus,
-              un.release, date, utc ? " UTC" : "", extra.c_str());
+  std::strftime(date, sizeof date, "%Y-%m-%d %H:%M",
+                utc ? std::gmtime(&now) : std::localtime(&now));
+  std::printf("isola bench/%s  (%s; %u CPUs; Linux %s; %s%s%s)\n", name, quick ? "quick" : "full",
+              cpus, un.release, date, utc ? " UTC" : "", extra.c_str());
 }
 
 /// A measured case of the interleaved benchmarks (channels, actors): `once(n)`
@@ -283,7 +287,12 @@ template <class Unit>
 struct bench_case {
   bench_case(std::string k, std::string l, Unit unit, long items, long warm,
              std::function<double(long)> f, bool per_item = false)
-      : key(std::move(k)), label(std::move(l)), u(unit), n(items), warm_n(warm), once(std::move(f)),
+      : key(std::move(k)),
+        label(std::move(l)),
+        u(unit),
+        n(items),
+        warm_n(warm),
+        once(std::move(f)),
         per_item_samples(per_item) {}
   std::string key;
   std::string label;
@@ -319,7 +328,8 @@ void run_rounds(std::vector<bench_case<Unit>>& cases, int from, int to) {
 }
 
 template <class Unit>
-const bench_case<Unit>* find_case(const std::vector<bench_case<Unit>>& cases, const std::string& key) {
+const bench_case<Unit>* find_case(const std::vector<bench_case<Unit>>& cases,
+                                  const std::string& key) {
   for (auto& c : cases)
     if (c.key == key) return &c;
   return nullptr;
@@ -343,18 +353,20 @@ struct case_report {
   }
   /// Python's KEY_median and KEY_p90 as the stats of py_KEY.
   void add_python(const python_result& py, const std::string& key, int repeats) {
-    st["py_" + key] = stats{py[key + "_median"], py[key + "_p90"], static_cast<std::size_t>(repeats)};
+    st["py_" + key] =
+        stats{py[key + "_median"], py[key + "_p90"], static_cast<std::size_t>(repeats)};
   }
   double med(const std::string& k) const { return st.count(k) ? st.at(k).median : NAN; }
   void section(const std::string& title, const char* unit_head,
                const char* count_head = "per sample") const {
-    std::printf("\n%s\n%-*s %10s %10s %5s  %s\n", title.c_str(), width, "case", unit_head, "p90", "n",
-                count_head);
+    std::printf("\n%s\n%-*s %10s %10s %5s  %s\n", title.c_str(), width, "case", unit_head, "p90",
+                "n", count_head);
   }
   void row(const std::string& label, Unit u, const std::string& key, const std::string& count) {
     const stats& s = st[key];
-    std::printf("%-*s %10s %10s %5zu  %s\n", width, label.c_str(), fmt(shown(u, s.median), 2).c_str(),
-                fmt(shown(u, s.p90), 2).c_str(), s.n, count.c_str());
+    std::printf("%-*s %10s %10s %5zu  %s\n", width, label.c_str(),
+                fmt(shown(u, s.median), 2).c_str(), fmt(shown(u, s.p90), 2).c_str(), s.n,
+                count.c_str());
   }
   /// The row of a C++ case, if it ran.
   void cpp_row(const std::string& k) {
@@ -391,7 +403,9 @@ class ratio_table {
   void ge(std::string label, double v, double target) {
     rows_.push_back({std::move(label), v, times_(v), ">= " + fmt(target, 1) + "x", v >= target});
   }
-  void info(std::string label, double v) { rows_.push_back({std::move(label), v, times_(v), "", true}); }
+  void info(std::string label, double v) {
+    rows_.push_back({std::move(label), v, times_(v), "", true});
+  }
   void figure(std::string label, double v, std::string shown, std::string target, bool pass) {
     rows_.push_back({std::move(label), v, std::move(shown), std::move(target), pass});
   }

@@ -263,8 +263,10 @@ void print_counter(const samples& cpp, const python_result& py) {
   double c = cpp.median("counter"), cr = cpp.median("counter_raw"), cp = py["counter_median"];
   std::printf("\nvalue<int> += 1 under its lock, 2 processes (M incr/s):\n");
   std::printf("  isola get_lock + load/store  %8s\n", fmt(c / 1e6, 2).c_str());
-  std::printf("  isola get_lock + get_obj     %8s   (information)\n", fmt(cpp.median("counter_obj") / 1e6, 2).c_str());
-  std::printf("  isola fetch_add, no lock     %8s   (information)\n", fmt(cpp.median("counter_atomic") / 1e6, 2).c_str());
+  std::printf("  isola get_lock + get_obj     %8s   (information)\n",
+              fmt(cpp.median("counter_obj") / 1e6, 2).c_str());
+  std::printf("  isola fetch_add, no lock     %8s   (information)\n",
+              fmt(cpp.median("counter_atomic") / 1e6, 2).c_str());
   std::printf("  raw pshared pthread mutex    %8s\n", fmt(cr / 1e6, 2).c_str());
   std::printf("  Python Value + get_lock()    %8s\n", fmt(cp / 1e6, 3).c_str());
   std::printf("  isola / Python: %sx (target >= 20x: %s); isola / raw: %s%% (target >= 30%%: %s)\n",

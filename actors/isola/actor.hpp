@@ -78,7 +78,8 @@ class actor {
     detail::encode_buffer buf;
     if (node_) {
       encode_for_node(msg, buf.get());
-      return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(), buf.get());
+      return detail::remote_post(node_, checked_id(), detail::env_kind::send, type_tag<T>(),
+                                 buf.get());
     }
     encode_into(msg, buf.get());
     return detail::post(checked_id(), detail::env_kind::send, 0, type_tag<T>(), buf.get());
@@ -94,8 +95,9 @@ class actor {
   template <class R, class T>
   future<R> request(const T& msg, duration t) const {
     if (!(t.count() >= 0)) throw value_error("timeout must be a non-negative number of seconds");
-    return request_impl<R>(msg, std::chrono::steady_clock::now() +
-                                    std::chrono::duration_cast<std::chrono::steady_clock::duration>(t));
+    return request_impl<R>(msg,
+                           std::chrono::steady_clock::now() +
+                               std::chrono::duration_cast<std::chrono::steady_clock::duration>(t));
   }
 
   /// A future completed with the actor's down notice when it ends (at once
@@ -194,24 +196,24 @@ class actor {
     else
       encode_into(msg, buf.get());
     detail::reply_fn on_reply = [w](std::uint64_t tag, std::span<const std::byte> payload) {
-                      auto s = w.lock();
-                      if (!s) return;
-                      try {
-                        if constexpr (std::is_void_v<R>) {
-                          if (tag != type_tag<unit>())
-                            detail::throw_reply_type(type_tag<unit>(), "void (isola.unit)", tag);
-                          s->succeed(stored{});
-                        } else {
-                          if (tag != type_tag<R>())
-                            detail::throw_reply_type(type_tag<R>(), type_name<R>(), tag);
-                          s->succeed(decode<R>(payload));
-                        }
-                      } catch (...) {
-                        s->fail(std::current_exception());
-                      }
-                    };
+      auto s = w.lock();
+      if (!s) return;
+      try {
+        if constexpr (std::is_void_v<R>) {
+          if (tag != type_tag<unit>())
+            detail::throw_reply_type(type_tag<unit>(), "void (isola.unit)", tag);
+          s->succeed(stored{});
+        } else {
+          if (tag != type_tag<R>()) detail::throw_reply_type(type_tag<R>(), type_name<R>(), tag);
+          s->succeed(decode<R>(payload));
+        }
+      } catch (...) {
+        s->fail(std::current_exception());
+      }
+    };
     if (node_)
-      detail::remote_request(node_, checked_id(), type_tag<T>(), buf.get(), deadline, st, std::move(on_reply));
+      detail::remote_request(node_, checked_id(), type_tag<T>(), buf.get(), deadline, st,
+                             std::move(on_reply));
     else
       detail::request(checked_id(), type_tag<T>(), buf.get(), deadline, st, std::move(on_reply));
     return future<R>(std::move(st));
@@ -332,10 +334,12 @@ make_process_fn make_actor_process(F make_behavior, A&&... args) {
 namespace detail {
 /// A spawn carried to another process (another node's root, or this root
 /// for an actor process): runs there, decodes the arguments, spawns.
-using remote_spawn_fn = actor (*)(const spawn_options&, function_address, std::span<const std::byte>);
+using remote_spawn_fn = actor (*)(const spawn_options&, function_address,
+                                  std::span<const std::byte>);
 
 template <class Fd, class... A>
-actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args);
+actor remote_spawn_entry(const spawn_options& o, function_address fa,
+                         std::span<const std::byte> args);
 
 /// Every entry point a spawn can carry is registered at start-up (the same
 /// program runs on both ends), and the process that spawns for another one
@@ -376,18 +380,20 @@ actor spawn(const spawn_options& opts, F make_behavior, A&&... args) {
     return detail::spawn_through_root(
         opts, fe, ff, encode(std::tuple<detail::stored_arg_t<A>...>(std::forward<A>(args)...)));
   }
-  return detail::spawn_actor(opts, detail::make_actor_process(make_behavior, std::forward<A>(args)...));
+  return detail::spawn_actor(opts,
+                             detail::make_actor_process(make_behavior, std::forward<A>(args)...));
 }
 
 template <class F, class... A>
-  requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>)
-actor spawn(F make_behavior, A&&... args) {
+requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>) actor
+    spawn(F make_behavior, A&&... args) {
   return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...);
 }
 
 namespace detail {
 template <class Fd, class... A>
-actor remote_spawn_entry(const spawn_options& o, function_address fa, std::span<const std::byte> args) {
+actor remote_spawn_entry(const spawn_options& o, function_address fa,
+                         std::span<const std::byte> args) {
   auto t = decode<std::tuple<A...>>(args);
   return std::apply(
       [&](A&... as) -> actor {

@@ -53,15 +53,16 @@ class behavior {
   struct handler {
     std::uint64_t tag = 0;  // 0: takes any message
     std::string type_name;
-    std::function<std::uint64_t(std::uint64_t tag, std::span<const std::byte> payload, bytes* reply)>
+    std::function<std::uint64_t(std::uint64_t tag, std::span<const std::byte> payload,
+                                bytes* reply)>
         call;
   };
 
   behavior() = default;
 
   template <class... Fs>
-    requires(sizeof...(Fs) > 0 && (!std::is_same_v<std::remove_cvref_t<Fs>, behavior> && ...))
-  behavior(Fs&&... fs) {  // NOLINT: implicit, so that `return {lambda, lambda};` works
+  requires(sizeof...(Fs) > 0 && (!std::is_same_v<std::remove_cvref_t<Fs>, behavior> && ...))
+      behavior(Fs&&... fs) {  // NOLINT: implicit, so that `return {lambda, lambda};` works
     (add(std::forward<Fs>(fs)), ...);
   }
 

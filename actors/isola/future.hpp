@@ -18,17 +18,17 @@
 
 #include <chrono>
 #include <condition_variable>
-#include <exception>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <iterator>
-#include <string>
-#include <vector>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <type_traits>
 #include <variant>
+#include <vector>
 
 #include "isola/error.hpp"
 
@@ -238,7 +238,8 @@ template <class T>
 wait_result<T> wait(const std::vector<future<T>>& fs, return_when when = return_when::all_completed,
                     std::optional<duration> timeout = std::nullopt) {
   std::optional<detail::clock::time_point> deadline;
-  if (timeout) deadline = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
+  if (timeout)
+    deadline = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
   for (;;) {
     wait_result<T> r;
     bool any_failed = false;
@@ -266,7 +267,8 @@ class as_completed_range {
   as_completed_range(std::vector<future<T>> fs, std::optional<duration> timeout)
       : pending_(std::move(fs)) {
     if (timeout)
-      deadline_ = detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
+      deadline_ =
+          detail::clock::now() + std::chrono::duration_cast<detail::clock::duration>(*timeout);
   }
 
   class iterator {
@@ -302,7 +304,8 @@ class as_completed_range {
           }
         }
         if (r_->deadline_ && detail::clock::now() >= *r_->deadline_)
-          throw timeout_error(std::to_string(r_->pending_.size()) + " futures unfinished at the timeout");
+          throw timeout_error(std::to_string(r_->pending_.size()) +
+                              " futures unfinished at the timeout");
         r_->pending_.front().wait(std::chrono::milliseconds(1));
       }
     }
@@ -319,7 +322,8 @@ class as_completed_range {
 };
 
 template <class T>
-as_completed_range<T> as_completed(std::vector<future<T>> fs, std::optional<duration> timeout = std::nullopt) {
+as_completed_range<T> as_completed(std::vector<future<T>> fs,
+                                   std::optional<duration> timeout = std::nullopt) {
   return as_completed_range<T>(std::move(fs), timeout);
 }
 

@@ -99,8 +99,9 @@ class node {
   template <class F, class... A>
   actor spawn(const spawn_options& opts, F make_behavior, A&&... args) const {
     using Fd = std::decay_t<F>;
-    static_assert(std::is_pointer_v<Fd> || (std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>),
-                  "isola::node::spawn: make_behavior must be a function pointer or a captureless lambda");
+    static_assert(
+        std::is_pointer_v<Fd> || (std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>),
+        "isola::node::spawn: make_behavior must be a function pointer or a captureless lambda");
     std::tuple<detail::stored_arg_t<A>...> t(std::forward<A>(args)...);
     auto [fe, ff] = detail::spawn_addresses<Fd, detail::stored_arg_t<A>...>(make_behavior);
     bytes encoded;
@@ -111,10 +112,9 @@ class node {
     return detail::remote_spawn(checked(), opts, fe, ff, std::move(encoded));
   }
   template <class F, class... A>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>)
-  actor spawn(F make_behavior, A&&... args) const {
-    return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...);
-  }
+  requires(!std::is_same_v<std::remove_cvref_t<F>, spawn_options>) actor
+      spawn(F make_behavior, A&&... args)
+  const { return spawn(spawn_options{}, make_behavior, std::forward<A>(args)...); }
 
   /// False once the connection is lost (the node died, hung or is unreachable).
   bool connected() const;

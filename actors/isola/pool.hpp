@@ -33,12 +33,12 @@
 #include <exception>
 #include <functional>
 #include <iterator>
-#include <mutex>
-#include <span>
-#include <thread>
 #include <memory>
+#include <mutex>
 #include <optional>
+#include <span>
 #include <string>
+#include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -278,7 +278,8 @@ class pool {
     using P = detail::params_tuple_t<Fp>;
     using R = decltype(std::apply(fp, std::declval<P>()));
     using V = detail::task_value_t<R>;
-    static_assert(std::is_same_v<CbR, V>, "isola::pool::apply_async: callbacks<R> must match f's result");
+    static_assert(std::is_same_v<CbR, V>,
+                  "isola::pool::apply_async: callbacks<R> must match f's result");
     static_assert(std::is_void_v<R> || is_serializable_v<R>,
                   "isola::pool: the function's result must be cereal-serializable");
     auto st = std::make_shared<detail::future_state<R>>();
@@ -325,11 +326,13 @@ class pool {
     auto fp = detail::to_function_pointer(f);
     using Fp = decltype(fp);
     using A = std::tuple_element_t<0, detail::params_tuple_t<Fp>>;
-    static_assert(detail::fn_traits<Fp>::arity == 1, "isola::pool::map: f takes one argument (starmap takes more)");
+    static_assert(detail::fn_traits<Fp>::arity == 1,
+                  "isola::pool::map: f takes one argument (starmap takes more)");
     using R0 = decltype(fp(std::declval<A>()));
     static_assert(std::is_void_v<R0> || is_serializable_v<R0>,
                   "isola::pool: the function's result must be cereal-serializable");
-    return chunked<detail::task_value_t<R0>, A>(fp, range, chunksize, &detail::map_trampoline<Fp, A>, "map");
+    return chunked<detail::task_value_t<R0>, A>(fp, range, chunksize,
+                                                &detail::map_trampoline<Fp, A>, "map");
   }
 
   /// f(args...) for every tuple of range (Python's starmap).
@@ -345,7 +348,8 @@ class pool {
     using R0 = decltype(std::apply(fp, std::declval<P>()));
     static_assert(std::is_void_v<R0> || is_serializable_v<R0>,
                   "isola::pool: the function's result must be cereal-serializable");
-    return chunked<detail::task_value_t<R0>, P>(fp, range, chunksize, &detail::starmap_trampoline<Fp, P>, "starmap");
+    return chunked<detail::task_value_t<R0>, P>(fp, range, chunksize,
+                                                &detail::starmap_trampoline<Fp, P>, "starmap");
   }
 
   /// A lazy range of f(x), in order (chunksize 1 by default, as Python's).
@@ -398,8 +402,7 @@ class pool {
   /// called for each, on the dispatcher thread.
   template <class R, class Fp>
   void submit_chunks(Fp fp, std::vector<bytes> chunks, detail::task_trampoline tramp,
-                     const char* what,
-                     std::function<void(std::size_t, std::vector<R>&&)> on_part,
+                     const char* what, std::function<void(std::size_t, std::vector<R>&&)> on_part,
                      std::function<void(std::size_t, std::exception_ptr)> on_fail) {
     std::vector<detail::pool_job> jobs;
     std::size_t n = chunks.size();

@@ -52,8 +52,7 @@ class process_pool_executor {
   ~process_pool_executor() {
     try {
       shutdown(true);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   process_pool_executor(const process_pool_executor&) = delete;
   process_pool_executor& operator=(const process_pool_executor&) = delete;

@@ -76,15 +76,13 @@ class response_promise {
 
   /// Answers the request with v. value_error if it was already answered.
   template <class V = R>
-    requires(!std::is_void_v<V>)
-  void deliver(const V& v) {
+  requires(!std::is_void_v<V>) void deliver(const V& v) {
     auto b = encode(static_cast<const R&>(v));
     detail::deliver_deferred(take(), ref_, type_tag<R>(), b);
   }
   /// Answers a request<void>.
   template <class V = R>
-    requires(std::is_void_v<V>)
-  void deliver() {
+  requires(std::is_void_v<V>) void deliver() {
     auto b = encode(unit{});
     detail::deliver_deferred(take(), ref_, type_tag<unit>(), b);
   }

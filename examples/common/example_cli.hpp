@@ -16,7 +16,9 @@ inline CLI::Option* add_start_method(CLI::App& app) {
   return app
       .add_option_function<std::string>(
           "method",
-          [](const std::string& name) { isola::set_start_method(*isola::start_method_from_string(name)); },
+          [](const std::string& name) {
+            isola::set_start_method(*isola::start_method_from_string(name));
+          },
           "start method: fork (the default), forkserver or spawn")
       ->check(CLI::IsMember({"fork", "forkserver", "spawn"}));
 }

@@ -41,7 +41,7 @@ int main(int argc, char** argv) {
   p.start();           // 启动进程
   show("started", p);  // exitcode is None while it runs, 0 if it has already ended
   p.join();
-  show("joined", p);   // 如果进程已终止,则可以查看其退出码
+  show("joined", p);  // 如果进程已终止,则可以查看其退出码
 
   auto self = isola::current_process();
   std::cout << "current_process(): name = '" << self.name << "', daemon = " << py(self.daemon)

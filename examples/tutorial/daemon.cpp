@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   CLI::App app{"a daemon process is terminated when main() ends; a non-daemon one is waited for"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  app.add_option("daemon_seconds", daemon_seconds, "seconds the daemon sleeps before its last line");
+  app.add_option("daemon_seconds", daemon_seconds,
+                 "seconds the daemon sleeps before its last line");
   CLI11_PARSE(app, argc, argv);
 
   isola::process d(isola::process_options{.name = "daemon"}, daemon_task);

@@ -23,8 +23,7 @@ struct order {
 
 int cook(order o, std::vector<std::string> helpers) {
   std::cout << "  [" << isola::current_process().name << " pid " << ::getpid() << "] cooking "
-            << o.count << " x " << o.dish << " with " << helpers.size() << " helpers"
-            << std::endl;
+            << o.count << " x " << o.dish << " with " << helpers.size() << " helpers" << std::endl;
   return o.count;
 }
 

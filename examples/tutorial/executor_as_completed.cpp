@@ -66,7 +66,8 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 10; ++i) futures.push_back(executor.submit(async_io_task, i, seconds));
     for (auto& future : isola::as_completed(futures)) {
       io_result result = future.get();
-      std::cout << "任务 " << result.i << " 完成 (pid " << result.pid << ")" << std::endl;  // 处理结果
+      std::cout << "任务 " << result.i << " 完成 (pid " << result.pid << ")"
+                << std::endl;  // 处理结果
       ++done;
     }
   }

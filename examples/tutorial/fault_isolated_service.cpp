@@ -54,11 +54,14 @@ int main(int argc, char** argv) {
   int poison_every = 7;
   CLI::App app{"a supervised parser that really segfaults; every request is answered"};
   app.add_option("requests", requests, "how many requests");
-  app.add_option("poison_every", poison_every, "every how many requests one is poisonous (0: none)");
+  app.add_option("poison_every", poison_every,
+                 "every how many requests one is poisonous (0: none)");
   CLI11_PARSE(app, argc, argv);
 
   isola::supervisor service({.strategy = isola::strategy::one_for_one,
-                             .intensity = requests, .period = 60s, .name = "service"},
+                             .intensity = requests,
+                             .period = 60s,
+                             .name = "service"},
                             {isola::child_spec::actor("parser", parser)});
 
   int ok = 0, wrong = 0, crashed = 0, threw = 0, crashes_sent = 0, throws_sent = 0;

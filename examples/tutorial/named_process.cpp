@@ -35,9 +35,9 @@ int main(int argc, char** argv) {
 
   std::cout << "main: " << isola::current_process().name << std::endl;
 
-  isola::process worker_1(work);                           // 默认的name
+  isola::process worker_1(work);                                 // 默认的name
   isola::process t(isola::process_options{.name = "t1"}, work);  // 实例化时传入name参数
-  isola::process worker_2(work);                           // 默认的name
+  isola::process worker_2(work);                                 // 默认的name
   std::cout << "worker_1.name() = " << worker_1.name() << std::endl;
   std::cout << "t.name() = " << t.name() << std::endl;
   std::cout << "worker_2.name() = " << worker_2.name() << std::endl;

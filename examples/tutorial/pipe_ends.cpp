@@ -34,7 +34,9 @@ namespace {
 void print(const isola::message& m) {
   m.match([](int v) { std::cout << v << std::endl; },
           [](const std::string& s) { std::cout << s << std::endl; },
-          [](const isola::message& other) { std::cout << "<" << other.type_name() << ">" << std::endl; });
+          [](const isola::message& other) {
+            std::cout << "<" << other.type_name() << ">" << std::endl;
+          });
 }
 
 std::string py(bool b) { return b ? "True" : "False"; }
@@ -89,10 +91,10 @@ int main(int argc, char** argv) {
   {
     // Pipe(duplex=False): conn1 只能用于接收, conn2 只能用于发送
     auto [conn1, conn2] = isola::pipe(false);
-    std::cout << "conn1: readable = " << py(conn1.readable()) << ", writable = " << py(conn1.writable())
-              << std::endl;
-    std::cout << "conn2: readable = " << py(conn2.readable()) << ", writable = " << py(conn2.writable())
-              << std::endl;
+    std::cout << "conn1: readable = " << py(conn1.readable())
+              << ", writable = " << py(conn1.writable()) << std::endl;
+    std::cout << "conn2: readable = " << py(conn2.readable())
+              << ", writable = " << py(conn2.writable()) << std::endl;
     conn2.send(std::string("单向"));
     auto m = conn1.recv();
     std::cout << "conn1.recv() = ";

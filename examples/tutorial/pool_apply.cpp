@@ -40,7 +40,8 @@ int main(int argc, char** argv) {
 
   isola::pool p(4);
   for (int i = 0; i < 10; ++i) {
-    int res = p.apply(func, i, seconds);  // 同步的方法多个进程完成任务 可以得到返回值也可以不提取返回值
+    int res =
+        p.apply(func, i, seconds);  // 同步的方法多个进程完成任务 可以得到返回值也可以不提取返回值
     std::cout << res << std::endl;
   }
 }

@@ -59,7 +59,8 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::string dir_arg;
   CLI::App app{"pages read by a pool of workers, checked against the main process's reading"};
-  app.add_option("directory", dir_arg, "read the files of this directory (default: three made in /tmp)");
+  app.add_option("directory", dir_arg,
+                 "read the files of this directory (default: three made in /tmp)");
   CLI11_PARSE(app, argc, argv);
 
   fs::path dir;
@@ -91,8 +92,8 @@ int main(int argc, char** argv) {
     int same = 0;
     for (std::size_t i = 0; i < results.size(); ++i) {  // 输出结果
       const std::string& result = results[i];
-      std::cout << urls[i] << " (" << result.size() << " 字节): "
-                << result.substr(0, result.find('\n')) << std::endl;
+      std::cout << urls[i] << " (" << result.size()
+                << " 字节): " << result.substr(0, result.find('\n')) << std::endl;
       if (result == read_file(files[i].string())) ++same;
     }
     std::cout << "共爬取 " << results.size() << " 个网页, 与主进程直接读取一致的: " << same << " 个"

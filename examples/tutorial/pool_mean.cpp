@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
     std::vector<std::vector<double>> sub_datas(5);
     for (std::size_t k = 0; k < data.size(); ++k) sub_datas[k % 5].push_back(data[k]);
     std::vector<double> results = pool.map(analyze, sub_datas);  // 使用进程池并行分析数据子集
-    std::cout << analyze(results) << std::endl;  // 输出结果
+    std::cout << analyze(results) << std::endl;                  // 输出结果
 
     std::cout << "子集均值个数: " << results.size() << std::endl;
     std::cout << "主进程直接计算: " << analyze(data) << std::endl;

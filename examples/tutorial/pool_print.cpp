@@ -30,7 +30,7 @@ void print(int i) { std::cout << i << std::endl; }
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
 
-  isola::pool pool(2);  // 创建一个 pool ,容量为 2
+  isola::pool pool(2);                                     // 创建一个 pool ,容量为 2
   for (int i = 0; i < 5; ++i) pool.apply_async(print, i);  // 往 pool 中添加进程
 
   try {

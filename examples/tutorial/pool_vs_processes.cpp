@@ -94,6 +94,7 @@ int main(int argc, char** argv) {
 
   std::set<int> pids;
   for (auto& p : p_list) pids.insert(p.pid());
-  std::cout << "进程池进程数 " << std::set<int>(pool_pids.begin(), pool_pids.end()).size() << std::endl;
+  std::cout << "进程池进程数 " << std::set<int>(pool_pids.begin(), pool_pids.end()).size()
+            << std::endl;
   std::cout << "多进程进程数 " << pids.size() << std::endl;
 }

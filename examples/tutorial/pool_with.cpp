@@ -74,7 +74,8 @@ int main(int argc, char** argv) {
   isola::future<int> late;
   {
     // with multiprocessing.Pool(processes=2) as pool:
-    isola::pool pool(isola::pool_options{.processes = 2}.initializer(set_download_seconds, seconds));
+    isola::pool pool(
+        isola::pool_options{.processes = 2}.initializer(set_download_seconds, seconds));
     pids = pool.map(worker, urls);
     for (std::size_t i = 0; i < urls.size(); ++i)
       std::cout << urls[i] << " 由进程 " << pids[i] << " 下载" << std::endl;
@@ -84,8 +85,10 @@ int main(int argc, char** argv) {
     late.get();
     std::cout << "http://www.late.org 下载完了" << std::endl;
   } catch (const isola::cancelled_error& e) {
-    std::cout << "with 块结束时还没下载完的 http://www.late.org: cancelled_error: " << e.what() << std::endl;
+    std::cout << "with 块结束时还没下载完的 http://www.late.org: cancelled_error: " << e.what()
+              << std::endl;
   }
   for (int pid : pids)
-    std::cout << "with 块之后, 进程 " << pid << " 存在: " << (exists(pid) ? "True" : "False") << std::endl;
+    std::cout << "with 块之后, 进程 " << pid << " 存在: " << (exists(pid) ? "True" : "False")
+              << std::endl;
 }

@@ -18,8 +18,8 @@ int main(int argc, char** argv) {
   auto out = p.communicate().out;
   std::cout << "extended environment:\n" << out;
 
-  isola::popen q("env", {.out = stdio::pipe,
-                         .env = std::map<std::string, std::string>{{"ONLY", "this"}}});
+  isola::popen q("env",
+                 {.out = stdio::pipe, .env = std::map<std::string, std::string>{{"ONLY", "this"}}});
   std::cout << "replaced environment:\n" << q.communicate().out;
   return 0;
 }

@@ -14,7 +14,8 @@ using isola::stdio;
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  std::cout << "popen(\"echo Hello\"): " << isola::popen("echo Hello", {.out = stdio::pipe}).communicate().out;
+  std::cout << "popen(\"echo Hello\"): "
+            << isola::popen("echo Hello", {.out = stdio::pipe}).communicate().out;
   std::cout << "popen({\"sh\", \"-c\", \"echo Hello\"}): "
             << isola::popen({"sh", "-c", "echo Hello"}, {.out = stdio::pipe}).communicate().out;
   std::cout << "popen(\"echo Hello\", shell): "
@@ -24,7 +25,9 @@ int main(int argc, char** argv) {
   std::cout << "without shell: "
             << isola::popen("echo $GREETING | tr a b", {.out = stdio::pipe}).communicate().out;
   std::cout << "with shell: "
-            << isola::popen("echo $GREETING | tr a b", {.out = stdio::pipe, .shell = true}).communicate().out;
+            << isola::popen("echo $GREETING | tr a b", {.out = stdio::pipe, .shell = true})
+                   .communicate()
+                   .out;
 
   try {
     isola::popen p("no-such-command --help");

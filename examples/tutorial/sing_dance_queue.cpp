@@ -89,9 +89,9 @@ int main(int argc, char** argv) {
 
   std::string singer = "Jam";
   std::string sing_name = "不露声色";
-  isola::queue<std::string> q;  // 创建队列
-  isola::process p1(sing, singer, sing_name, q, seconds);                      // 创建唱歌进程
+  isola::queue<std::string> q;                                             // 创建队列
+  isola::process p1(sing, singer, sing_name, q, seconds);                  // 创建唱歌进程
   isola::process p2(dance, dance_kwargs{.dancer = "杰克逊"}, q, seconds);  // 创建跳舞进程
-  p1.start();  // 开始运行进程sing
+  p1.start();                                                              // 开始运行进程sing
   p2.start();  // 开始运行进程dance
 }

@@ -54,13 +54,12 @@ namespace {
 void task(double seconds) { std::this_thread::sleep_for(std::chrono::duration<double>(seconds)); }
 
 // --- Semaphore(2): at most two workers inside at once.
-void semaphore_worker(isola::semaphore semaphore, isola::value<int> inside,
-                      isola::value<int> most, double seconds) {
+void semaphore_worker(isola::semaphore semaphore, isola::value<int> inside, isola::value<int> most,
+                      double seconds) {
   semaphore.acquire();
   int now = inside.fetch_add(1) + 1;  // how many are inside, this one included
   int m = most.load();
-  while (now > m && !most.compare_exchange(m, now)) {
-  }
+  while (now > m && !most.compare_exchange(m, now)) {}
   task(seconds);  // 执行任务
   inside.fetch_sub(1);
   semaphore.release();

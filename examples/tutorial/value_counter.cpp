@@ -90,7 +90,8 @@ int main(int argc, char** argv) {
   std::string mode = "lock";
   int increments = 1;
   CLI::App app{"a shared value counted by three processes, with and without its lock"};
-  app.add_option("mode", mode, "lock, nolock or atomic")->check(CLI::IsMember({"lock", "nolock", "atomic"}));
+  app.add_option("mode", mode, "lock, nolock or atomic")
+      ->check(CLI::IsMember({"lock", "nolock", "atomic"}));
   isola_example::add_start_method(app);
   app.add_option("increments", increments, "increments per process");
   CLI11_PARSE(app, argc, argv);
@@ -106,8 +107,9 @@ int main(int argc, char** argv) {
 
   // Shared: num = multiprocessing.Value('i', 0)
   isola::value<int> num(0);
-  void (*fun1)(isola::value<int>, int) =
-      mode == "lock" ? fun1_locked : mode == "nolock" ? fun1_unlocked : fun1_atomic;
+  void (*fun1)(isola::value<int>, int) = mode == "lock"     ? fun1_locked
+                                         : mode == "nolock" ? fun1_unlocked
+                                                            : fun1_atomic;
   isola::process ps[3] = {isola::process(fun1, num, increments),
                           isola::process(fun1, num, increments),
                           isola::process(fun1, num, increments)};

@@ -123,24 +123,16 @@ class array {
   /// get_lock(): reads and writes through the span take no lock.
   std::span<T> get_obj() const { return {ptr(), size_}; }
 
-  T fetch_add(std::size_t i, T d)
-    requires std::integral<T>
-  {
+  T fetch_add(std::size_t i, T d) requires std::integral<T> {
     return ref(i).fetch_add(d, std::memory_order_seq_cst);
   }
-  T fetch_sub(std::size_t i, T d)
-    requires std::integral<T>
-  {
+  T fetch_sub(std::size_t i, T d) requires std::integral<T> {
     return ref(i).fetch_sub(d, std::memory_order_seq_cst);
   }
-  T exchange(std::size_t i, T v)
-    requires std::integral<T>
-  {
+  T exchange(std::size_t i, T v) requires std::integral<T> {
     return ref(i).exchange(v, std::memory_order_seq_cst);
   }
-  bool compare_exchange(std::size_t i, T& expected, T desired)
-    requires std::integral<T>
-  {
+  bool compare_exchange(std::size_t i, T& expected, T desired) requires std::integral<T> {
     return ref(i).compare_exchange_strong(expected, desired, std::memory_order_seq_cst);
   }
 
@@ -165,7 +157,8 @@ class array {
     if constexpr (std::is_default_constructible_v<T>) {
       // The memory is zero-filled; T{} may be something else.
       const T zero{};
-      for (std::size_t i = 0; i < n; ++i) std::memcpy(static_cast<void*>(data_ + i), &zero, sizeof(T));
+      for (std::size_t i = 0; i < n; ++i)
+        std::memcpy(static_cast<void*>(data_ + i), &zero, sizeof(T));
     }
   }
   void copy_in(std::span<const T> init) {

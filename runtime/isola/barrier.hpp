@@ -73,8 +73,8 @@ class barrier {
   /// function pointer or captureless lambda works under every start method;
   /// another callable under fork only.
   template <class F>
-    requires(std::is_invocable_v<F&> && !std::is_convertible_v<F, std::optional<duration>>)
-  barrier(unsigned parties, F&& action, std::optional<duration> timeout = std::nullopt)
+  requires(std::is_invocable_v<F&> && !std::is_convertible_v<F, std::optional<duration>>)
+      barrier(unsigned parties, F&& action, std::optional<duration> timeout = std::nullopt)
       : barrier(parties, portable(action), callable(std::forward<F>(action)), timeout) {}
   /// A barrier for one party: only for decoding into.
   barrier() : barrier(1) {}
@@ -101,7 +101,8 @@ class barrier {
   template <class Archive>
   void save(Archive& ar) const {
     bool closure = !fn_ && action_;
-    ar(segment().export_fd(), detail::function_address{reinterpret_cast<const void*>(fn_)}, closure);
+    ar(segment().export_fd(), detail::function_address{reinterpret_cast<const void*>(fn_)},
+       closure);
   }
   template <class Archive>
   void load(Archive& ar) {
@@ -138,8 +139,8 @@ class barrier {
 
   std::shared_ptr<detail::sync_segment> seg_;
   detail::barrier_cell* cell_ = nullptr;
-  fn_t fn_ = nullptr;              // a portable action
-  std::function<void()> action_;   // any other action (fork only)
+  fn_t fn_ = nullptr;             // a portable action
+  std::function<void()> action_;  // any other action (fork only)
 };
 
 }  // namespace isola

@@ -127,7 +127,8 @@ class connection {
 
   template <class Archive>
   void save(Archive& ar) const {
-    ar(detail::export_fd(fd_), readable_, writable_, static_cast<std::uint64_t>(opts_.max_message_size));
+    ar(detail::export_fd(fd_), readable_, writable_,
+       static_cast<std::uint64_t>(opts_.max_message_size));
   }
   template <class Archive>
   void load(Archive& ar) {

@@ -74,8 +74,8 @@ inline int this_tid() noexcept {
 /// futex word (checked in lock.cpp), FUTEX_TID_MASK bits.
 inline constexpr std::size_t mutex_owner_word_offset = 16;
 inline bool cell_held_by_this_thread(const mutex_cell* c) noexcept {
-  const int* w = reinterpret_cast<const int*>(reinterpret_cast<const char*>(c) +
-                                              mutex_owner_word_offset);
+  const int* w =
+      reinterpret_cast<const int*>(reinterpret_cast<const char*>(c) + mutex_owner_word_offset);
   return (static_cast<unsigned>(__atomic_load_n(w, __ATOMIC_RELAXED)) & 0x3fffffffu) ==
          static_cast<unsigned>(this_tid());
 }

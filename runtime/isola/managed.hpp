@@ -140,8 +140,8 @@ class proxy {
   int manager_pid() const noexcept { return addr_ ? addr_->pid : 0; }
   bool empty() const noexcept { return !addr_; }
   friend bool operator==(const proxy& a, const proxy& b) noexcept {
-    return a.id_ == b.id_ && (a.addr_ == b.addr_ || (a.addr_ && b.addr_ &&
-                                                     a.addr_->cache_key() == b.addr_->cache_key()));
+    return a.id_ == b.id_ && (a.addr_ == b.addr_ ||
+                              (a.addr_ && b.addr_ && a.addr_->cache_key() == b.addr_->cache_key()));
   }
 
   template <class Archive>
@@ -235,7 +235,9 @@ class dict : public proxy {
   }
   /// Removes k; whether it was there.
   bool erase(const K& k) { return decode<bool>(call(detail::mgr_op::dict_erase, key(k))); }
-  bool contains(const K& k) const { return decode<bool>(call(detail::mgr_op::dict_contains, key(k))); }
+  bool contains(const K& k) const {
+    return decode<bool>(call(detail::mgr_op::dict_contains, key(k)));
+  }
   std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::dict_size)); }
   bool empty() const { return size() == 0; }
   void clear() { call(detail::mgr_op::dict_clear); }
@@ -258,21 +260,21 @@ class dict : public proxy {
   /// is a function pointer (or a captureless lambda with +): it travels as
   /// an address, so the caller and the manager must run the same program.
   template <class... P, class... A>
-    requires(sizeof...(P) == sizeof...(A))
-  V update(const K& k, V (*fn)(V, P...), A&&... args) {
+  requires(sizeof...(P) == sizeof...(A)) V update(const K& k, V (*fn)(V, P...), A&&... args) {
     using Fp = V (*)(V, P...);
-    return decode<V>(apply<V, Fp, P...>(
-        detail::mgr_op::dict_update, key(k),
-        &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
+    return decode<V>(
+        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k),
+                           &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn,
+                           std::forward<A>(args)...));
   }
   /// The same with fn(value&, args...) changing the value in place.
   template <class... P, class... A>
-    requires(sizeof...(P) == sizeof...(A))
-  V update(const K& k, void (*fn)(V&, P...), A&&... args) {
+  requires(sizeof...(P) == sizeof...(A)) V update(const K& k, void (*fn)(V&, P...), A&&... args) {
     using Fp = void (*)(V&, P...);
-    return decode<V>(apply<V, Fp, P...>(
-        detail::mgr_op::dict_update, key(k),
-        &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn, std::forward<A>(args)...));
+    return decode<V>(
+        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k),
+                           &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn,
+                           std::forward<A>(args)...));
   }
 
  private:
@@ -306,7 +308,9 @@ class list : public proxy {
     encode_into(v, b);
     call(detail::mgr_op::list_append, {}, b);
   }
-  T get(std::int64_t i) const { return decode<T>(call(detail::mgr_op::list_get, detail::raw_i64(i))); }
+  T get(std::int64_t i) const {
+    return decode<T>(call(detail::mgr_op::list_get, detail::raw_i64(i)));
+  }
   void set(std::int64_t i, const T& v) {
     auto& b = detail::scratch(1);
     encode_into(v, b);
@@ -315,7 +319,9 @@ class list : public proxy {
   std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::list_size)); }
   bool empty() const { return size() == 0; }
   /// Removes and returns the element at i (the last by default).
-  T pop(std::int64_t i = -1) { return decode<T>(call(detail::mgr_op::list_pop, detail::raw_i64(i))); }
+  T pop(std::int64_t i = -1) {
+    return decode<T>(call(detail::mgr_op::list_pop, detail::raw_i64(i)));
+  }
   std::vector<T> items() const {
     isola::detail::element_reader r(call(detail::mgr_op::list_items));
     std::vector<T> out;
@@ -415,7 +421,8 @@ class plain_lock : public proxy {
   template <class Clock, class Dur>
   bool try_lock_until(const std::chrono::time_point<Clock, Dur>& t) {
     auto left = t - Clock::now();
-    return acquire(left.count() > 0 ? std::chrono::duration_cast<duration>(left) : duration::zero());
+    return acquire(left.count() > 0 ? std::chrono::duration_cast<duration>(left)
+                                    : duration::zero());
   }
 
  private:
@@ -472,9 +479,7 @@ class value : public proxy {
     call(detail::mgr_op::value_store, {}, b);
   }
   /// Atomically adds d (in the manager); returns the previous value.
-  T fetch_add(T d)
-    requires std::is_integral_v<T> && (!std::is_same_v<T, bool>)
-  {
+  T fetch_add(T d) requires std::is_integral_v<T> &&(!std::is_same_v<T, bool>) {
     isola::detail::mgr_apply_spec spec;
     spec.trampoline.fn = reinterpret_cast<const void*>(&detail::add_trampoline<T>);
     encode_into(d, spec.args);
@@ -485,20 +490,20 @@ class value : public proxy {
   /// Atomically replaces the value with fn(value, args...), run in the
   /// manager; returns the new value (see dict::update).
   template <class... P, class... A>
-    requires(sizeof...(P) == sizeof...(A))
-  T update(T (*fn)(T, P...), A&&... args) {
+  requires(sizeof...(P) == sizeof...(A)) T update(T (*fn)(T, P...), A&&... args) {
     using Fp = T (*)(T, P...);
-    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::value_update, {},
-                                        &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
-                                        fn, std::forward<A>(args)...));
+    return decode<T>(
+        apply<T, Fp, P...>(detail::mgr_op::value_update, {},
+                           &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>, fn,
+                           std::forward<A>(args)...));
   }
   template <class... P, class... A>
-    requires(sizeof...(P) == sizeof...(A))
-  T update(void (*fn)(T&, P...), A&&... args) {
+  requires(sizeof...(P) == sizeof...(A)) T update(void (*fn)(T&, P...), A&&... args) {
     using Fp = void (*)(T&, P...);
-    return decode<T>(apply<T, Fp, P...>(detail::mgr_op::value_update, {},
-                                        &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>,
-                                        fn, std::forward<A>(args)...));
+    return decode<T>(
+        apply<T, Fp, P...>(detail::mgr_op::value_update, {},
+                           &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>, fn,
+                           std::forward<A>(args)...));
   }
 
  private:

@@ -54,12 +54,12 @@ struct manager_options {
 
 /// What a manager reports about itself (mostly for tests and monitoring).
 struct manager_stats {
-  std::uint64_t connections = 0;       ///< authenticated connections open now
-  std::uint64_t objects = 0;           ///< shared objects it holds
-  std::uint64_t waiters = 0;           ///< calls blocked in a lock, event or queue wait
-  std::uint64_t auth_failures = 0;     ///< peers that failed the handshake
-  std::uint64_t dropped_peers = 0;     ///< peers dropped for malformed or oversize input
-  std::uint64_t owner_deaths = 0;      ///< locks released because their holder's connection closed
+  std::uint64_t connections = 0;    ///< authenticated connections open now
+  std::uint64_t objects = 0;        ///< shared objects it holds
+  std::uint64_t waiters = 0;        ///< calls blocked in a lock, event or queue wait
+  std::uint64_t auth_failures = 0;  ///< peers that failed the handshake
+  std::uint64_t dropped_peers = 0;  ///< peers dropped for malformed or oversize input
+  std::uint64_t owner_deaths = 0;   ///< locks released because their holder's connection closed
 };
 
 class manager {
@@ -159,7 +159,7 @@ class manager {
 
   std::shared_ptr<const isola::detail::manager_address> addr_;
   std::unique_ptr<process> proc_;  // set when this handle started the manager
-  int owner_ = 0;                   // the process that started it (a fork child's copy does nothing)
+  int owner_ = 0;                  // the process that started it (a fork child's copy does nothing)
 };
 
 }  // namespace isola

@@ -187,7 +187,7 @@ class popen {
     std::optional<std::string> take_line(bool at_eof_too);
     int fd_ = -1;
     std::string buf_;
-    std::size_t head_ = 0;  // bytes of buf_ already handed out
+    std::size_t head_ = 0;     // bytes of buf_ already handed out
     std::size_t scanned_ = 0;  // bytes of buf_ known to hold no '\n'
     bool eof_ = false;
   };

@@ -62,8 +62,8 @@ class process {
   explicit process(process_options opts);
 
   template <class F, class... A>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, process_options>)
-  explicit process(F&& target, A&&... args)
+  requires(!std::is_same_v<std::remove_cvref_t<F>, process_options>) explicit process(F&& target,
+                                                                                      A&&... args)
       : process(process_options{}, std::forward<F>(target), std::forward<A>(args)...) {}
 
   template <class F, class... A>

@@ -177,7 +177,8 @@ class queue {
   /// not block), or the handle is closed.
   waitable wait_handle() const {
     std::shared_ptr<detail::shm_ring> r = ring_ptr();
-    return waitable(r->event_fd(), [r] { return r->ready_for_wait(); }, /*confirm=*/true);
+    return waitable(
+        r->event_fd(), [r] { return r->ready_for_wait(); }, /*confirm=*/true);
   }
 
   /// Only while process arguments are encoded/decoded (see handle_transfer.hpp).

@@ -11,9 +11,9 @@
 //             restrictions as forkserver.
 #pragma once
 
-#include <string_view>
 #include <iosfwd>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 namespace isola {

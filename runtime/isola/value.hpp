@@ -107,26 +107,16 @@ class value {
   T& get_obj() const { return *ptr(); }
 
   // Lock-free atomic operations for integral T (they do not take the lock).
-  T fetch_add(T d)
-    requires std::integral<T>
-  {
+  T fetch_add(T d) requires std::integral<T> {
     return ref().fetch_add(d, std::memory_order_seq_cst);
   }
-  T fetch_sub(T d)
-    requires std::integral<T>
-  {
+  T fetch_sub(T d) requires std::integral<T> {
     return ref().fetch_sub(d, std::memory_order_seq_cst);
   }
-  T exchange(T v)
-    requires std::integral<T>
-  {
-    return ref().exchange(v, std::memory_order_seq_cst);
-  }
+  T exchange(T v) requires std::integral<T> { return ref().exchange(v, std::memory_order_seq_cst); }
   /// If the object equals expected, replaces it with desired and returns
   /// true; otherwise loads it into expected and returns false.
-  bool compare_exchange(T& expected, T desired)
-    requires std::integral<T>
-  {
+  bool compare_exchange(T& expected, T desired) requires std::integral<T> {
     return ref().compare_exchange_strong(expected, desired, std::memory_order_seq_cst);
   }
 

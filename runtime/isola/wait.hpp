@@ -30,9 +30,9 @@ class waitable {
   waitable(const process& p);     // NOLINT
   /// Anything with a wait_handle() (queues).
   template <class T>
-    requires requires(const T& t) {
-      { t.wait_handle() } -> std::same_as<waitable>;
-    }
+  requires requires(const T& t) {
+    { t.wait_handle() } -> std::same_as<waitable>;
+  }
   waitable(const T& t) : waitable(t.wait_handle()) {}  // NOLINT
   /// A descriptor; ready_now, if given, is asked first and before every sleep.
   /// With confirm, the descriptor being readable counts only if ready_now()

@@ -37,9 +37,9 @@ using bytes = std::vector<std::byte>;
 /// default-constructible).
 template <class T>
 inline constexpr bool is_serializable_v =
-    cereal::traits::is_output_serializable<T, detail::output_archive>::value &&
-    cereal::traits::is_input_serializable<T, detail::bounded_input_archive>::value &&
-    std::is_default_constructible_v<T>;
+    cereal::traits::is_output_serializable<T, detail::output_archive>::value&&
+        cereal::traits::is_input_serializable<T, detail::bounded_input_archive>::value&&
+            std::is_default_constructible_v<T>;
 
 namespace detail {
 /// Called from a catch block: rethrows the in-flight exception as an

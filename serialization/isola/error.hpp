@@ -108,7 +108,8 @@ class value_error : public error {
 class remote_error : public error {
  public:
   remote_error(std::string type_name, const std::string& what, int pid, std::string process_name)
-      : error(process_name + " (pid " + std::to_string(pid) + ") raised " + type_name + ": " + what),
+      : error(process_name + " (pid " + std::to_string(pid) + ") raised " + type_name + ": " +
+              what),
         type_name_(std::move(type_name)),
         remote_what_(what),
         pid_(pid),

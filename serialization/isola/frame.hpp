@@ -70,7 +70,8 @@ void encode_frame_into(const T& v, bytes& out) {
   frame_header h;
   h.tag = type_tag<T>();
   h.size = out.size() - start - frame_header_size;
-  h.crc = detail::frame_crc(h.tag, std::span<const std::byte>(out).subspan(start + frame_header_size));
+  h.crc =
+      detail::frame_crc(h.tag, std::span<const std::byte>(out).subspan(start + frame_header_size));
   std::memcpy(out.data() + start, &h, sizeof h);
 }
 

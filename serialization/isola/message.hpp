@@ -28,8 +28,8 @@ class message {
 
   /// Wraps v. Implicit, so a queue<message> takes any serializable value.
   template <class T>
-    requires(!std::same_as<std::remove_cvref_t<T>, message>)
-  message(const T& v) : tag_(isola::type_tag<T>()), payload_(encode(v)) {}  // NOLINT
+  requires(!std::same_as<std::remove_cvref_t<T>, message>) message(const T& v)
+      : tag_(isola::type_tag<T>()), payload_(encode(v)) {}  // NOLINT
 
   /// From an already-validated tag and payload.
   message(std::uint64_t tag, bytes payload) : tag_(tag), payload_(std::move(payload)) {}

@@ -92,10 +92,10 @@ std::uint64_t type_tag() {
 
 /// Pins the wire name of T, making its tag portable across compilers. Use at
 /// global scope: ISOLA_TYPE_NAME(my::point, "my.point")
-#define ISOLA_TYPE_NAME(T, NAME)                     \
-  template <>                                        \
-  struct isola::type_name_of<T> {                    \
-    static std::string value() { return NAME; }      \
+#define ISOLA_TYPE_NAME(T, NAME)                \
+  template <>                                   \
+  struct isola::type_name_of<T> {               \
+    static std::string value() { return NAME; } \
   };
 
 ISOLA_TYPE_NAME(bool, "bool")

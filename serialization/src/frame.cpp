@@ -34,8 +34,7 @@ std::uint32_t crc32c_soft(const unsigned char* p, std::size_t n, std::uint32_t c
     std::memcpy(&w, p, 8);
     w ^= c;
     c = t[7][w & 0xff] ^ t[6][(w >> 8) & 0xff] ^ t[5][(w >> 16) & 0xff] ^ t[4][(w >> 24) & 0xff] ^
-        t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^ t[1][(w >> 48) & 0xff] ^
-        t[0][w >> 56];
+        t[3][(w >> 32) & 0xff] ^ t[2][(w >> 40) & 0xff] ^ t[1][(w >> 48) & 0xff] ^ t[0][w >> 56];
     p += 8;
     n -= 8;
   }
@@ -45,7 +44,7 @@ std::uint32_t crc32c_soft(const unsigned char* p, std::size_t n, std::uint32_t c
 
 #if defined(__x86_64__)
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_hw(const unsigned char* p, std::size_t n,
-                                                           std::uint32_t c) noexcept {
+                                                          std::uint32_t c) noexcept {
   std::uint64_t c64 = c;
   while (n >= 8) {
     std::uint64_t w;
@@ -85,7 +84,7 @@ struct zeros_shift {
 };
 
 __attribute__((target("sse4.2"))) std::uint32_t crc32c_hw3(const unsigned char* p, std::size_t n,
-                                                            std::uint32_t c) noexcept {
+                                                           std::uint32_t c) noexcept {
   if (n >= 3 * stripe) {
     static const zeros_shift shift;
     while (n >= 3 * stripe) {
@@ -149,8 +148,7 @@ std::uint64_t register_type_name(std::uint64_t tag, std::string_view name) {
 }
 
 void throw_type_mismatch(std::uint64_t, const std::string& expected_name, std::uint64_t got) {
-  throw type_error("type mismatch: expected " + expected_name + ", got " +
-                   type_name_for_tag(got));
+  throw type_error("type mismatch: expected " + expected_name + ", got " + type_name_for_tag(got));
 }
 
 }  // namespace detail

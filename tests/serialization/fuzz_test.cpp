@@ -382,14 +382,10 @@ enum class outcome { decoded, decode_error, type_error, other_error };
 
 const char* to_string(outcome o) {
   switch (o) {
-    case outcome::decoded:
-      return "decoded without error";
-    case outcome::decode_error:
-      return "decode_error";
-    case outcome::type_error:
-      return "type_error";
-    case outcome::other_error:
-      return "an exception other than decode_error";
+    case outcome::decoded: return "decoded without error";
+    case outcome::decode_error: return "decode_error";
+    case outcome::type_error: return "type_error";
+    case outcome::other_error: return "an exception other than decode_error";
   }
   return "?";
 }
@@ -730,20 +726,13 @@ enum child_exit : int {
 
 const char* describe_child_exit(int code) {
   switch (code) {
-    case child_ok:
-      return "every forgery gave decode_error and the limit stopped plain cereal";
-    case child_no_vm_size:
-      return "could not read VmSize from /proc/self/status";
-    case child_setrlimit_failed:
-      return "setrlimit(RLIMIT_AS) failed";
-    case child_limit_does_not_bite:
-      return "a 512 MiB allocation succeeded under the limit";
-    case child_forgery_not_rejected:
-      return "a forged frame did not give decode_error";
-    case child_plain_cereal_succeeded:
-      return "plain cereal decoded a 2^31-element claim";
-    case child_plain_cereal_wrong_error:
-      return "plain cereal failed with an unexpected exception";
+    case child_ok: return "every forgery gave decode_error and the limit stopped plain cereal";
+    case child_no_vm_size: return "could not read VmSize from /proc/self/status";
+    case child_setrlimit_failed: return "setrlimit(RLIMIT_AS) failed";
+    case child_limit_does_not_bite: return "a 512 MiB allocation succeeded under the limit";
+    case child_forgery_not_rejected: return "a forged frame did not give decode_error";
+    case child_plain_cereal_succeeded: return "plain cereal decoded a 2^31-element claim";
+    case child_plain_cereal_wrong_error: return "plain cereal failed with an unexpected exception";
     case child_oversize_request:
       return "decoding a forged frame asked for more memory than the bound (it failed only "
              "because the address-space limit refused it)";
@@ -767,8 +756,7 @@ int decode_under_address_space_limit(const std::vector<sample>& c,
     void* p = ::operator new (std::size_t{512} << 20);
     ::operator delete(p);
     return child_limit_does_not_bite;
-  } catch (const std::bad_alloc&) {
-  }
+  } catch (const std::bad_alloc&) {}
 
   // No cap here: what stops an oversize request is the address-space limit,
   // and the request is then seen in the counts and in the error.

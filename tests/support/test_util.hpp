@@ -107,9 +107,7 @@ inline bool pid_dead(int pid) {
 }
 
 /// True if pid no longer exists at all (not even as a zombie).
-inline bool pid_gone(int pid) {
-  return ::kill(pid, 0) != 0 && errno == ESRCH;
-}
+inline bool pid_gone(int pid) { return ::kill(pid, 0) != 0 && errno == ESRCH; }
 
 }  // namespace isola_test
 

@@ -199,8 +199,8 @@ void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
                     std::span<const std::byte> payload,
                     std::optional<std::chrono::steady_clock::time_point> deadline,
                     const std::shared_ptr<future_core>& st, reply_fn on_reply);
-void remote_monitor(std::uint64_t node, std::uint64_t target, const std::shared_ptr<future_core>& st,
-                    reply_fn on_down);
+void remote_monitor(std::uint64_t node, std::uint64_t target,
+                    const std::shared_ptr<future_core>& st, reply_fn on_down);
 bool remote_alive(std::uint64_t node, std::uint64_t target);
 
 }  // namespace isola::detail

@@ -68,10 +68,10 @@ class client {
 // coordinator).
 enum status : std::int32_t { ok = 0, not_now = 1, not_owner = 2, broken = 3, run_action = 4 };
 
-#define ISOLA_COORD_MSG0(name)  \
-  struct name {                 \
-    template <class A>          \
-    void serialize(A&) {}       \
+#define ISOLA_COORD_MSG0(name) \
+  struct name {                \
+    template <class A>         \
+    void serialize(A&) {}      \
   };
 
 // -- event

@@ -34,20 +34,20 @@ class barrier : public detail::coord::client {
 
   /// Starts a coordinator on this host (root only). parties >= 1; action
   /// may be null; timeout is the default for wait() (none: wait forever).
-  static barrier create(int parties, action_fn action = nullptr, std::optional<duration> timeout = {},
-                        spawn_options opts = {}) {
+  static barrier create(int parties, action_fn action = nullptr,
+                        std::optional<duration> timeout = {}, spawn_options opts = {}) {
     check_args(parties, timeout);
     if (opts.name.empty()) opts.name = "isola.barrier";
-    return barrier(spawn(opts, &detail::coord::barrier_coordinator, std::int32_t{parties}), parties, action,
-                   timeout);
+    return barrier(spawn(opts, &detail::coord::barrier_coordinator, std::int32_t{parties}), parties,
+                   action, timeout);
   }
   /// Starts the coordinator on node `where`.
   static barrier create(const node& where, int parties, action_fn action = nullptr,
                         std::optional<duration> timeout = {}, spawn_options opts = {}) {
     check_args(parties, timeout);
     if (opts.name.empty()) opts.name = "isola.barrier";
-    return barrier(where.spawn(opts, &detail::coord::barrier_coordinator, std::int32_t{parties}), parties,
-                   action, timeout);
+    return barrier(where.spawn(opts, &detail::coord::barrier_coordinator, std::int32_t{parties}),
+                   parties, action, timeout);
   }
 
   /// Waits for the other parties (at most the default timeout); returns this
@@ -64,8 +64,12 @@ class barrier : public detail::coord::client {
   /// Breaks it until reset().
   void abort() const { c().request<void>(detail::coord::br_abort{}).get(); }
   int parties() const noexcept { return parties_; }
-  int n_waiting() const { return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().n_waiting; }
-  bool broken() const { return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().broken; }
+  int n_waiting() const {
+    return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().n_waiting;
+  }
+  bool broken() const {
+    return c().request<detail::coord::br_state>(detail::coord::br_query{}).get().broken;
+  }
 
   template <class Archive>
   void save(Archive& ar) const {
@@ -88,14 +92,16 @@ class barrier : public detail::coord::client {
   static void check_args(int parties, std::optional<duration> timeout) {
     if (parties < 1) throw value_error("isola::distributed::barrier: parties must be at least 1");
     if (timeout && !(timeout->count() >= 0))
-      throw value_error("isola::distributed::barrier: timeout must be a non-negative number of seconds");
+      throw value_error(
+          "isola::distributed::barrier: timeout must be a non-negative number of seconds");
   }
   const actor& c() const { return checked("barrier"); }
   int wait_impl(std::optional<duration> t) const {
     namespace co = detail::coord;
     const auto ticket = co::new_ticket();
     const auto r = co::ask<co::br_result>(c(), co::br_wait{ticket}, t, co::br_timed_out{ticket});
-    if (r.st == co::broken) throw broken_barrier_error("isola::distributed::barrier: the barrier is broken");
+    if (r.st == co::broken)
+      throw broken_barrier_error("isola::distributed::barrier: the barrier is broken");
     if (r.st == co::run_action) {
       if (action_) {
         try {

@@ -54,7 +54,8 @@ class condition : public detail::coord::client {
   void release() const {
     if (c().request<std::int32_t>(detail::coord::cv_release{detail::coord::caller_token()}).get() !=
         detail::coord::ok)
-      throw value_error("isola::distributed::condition: release of a lock this thread does not hold");
+      throw value_error(
+          "isola::distributed::condition: release of a lock this thread does not hold");
   }
   void lock() const { acquire(); }
   void unlock() const { release(); }
@@ -66,8 +67,8 @@ class condition : public detail::coord::client {
 
   /// Releases the lock, waits for a notify, and holds the lock again.
   void wait() const {
-    check(c().request<std::int32_t>(detail::coord::cv_wait{detail::coord::caller_token(),
-                                                           detail::coord::new_ticket()})
+    check(c().request<std::int32_t>(
+                 detail::coord::cv_wait{detail::coord::caller_token(), detail::coord::new_ticket()})
               .get(),
           "wait");
   }
@@ -105,10 +106,13 @@ class condition : public detail::coord::client {
   /// Wakes up to n waiters (the longest waiting first).
   void notify(std::int64_t n = 1) const {
     if (n < 0) throw value_error("isola::distributed::condition::notify: n must not be negative");
-    check(c().request<std::int32_t>(detail::coord::cv_notify{detail::coord::caller_token(), n}).get(), "notify");
+    check(
+        c().request<std::int32_t>(detail::coord::cv_notify{detail::coord::caller_token(), n}).get(),
+        "notify");
   }
   void notify_all() const {
-    check(c().request<std::int32_t>(detail::coord::cv_notify{detail::coord::caller_token(), -1}).get(),
+    check(c().request<std::int32_t>(detail::coord::cv_notify{detail::coord::caller_token(), -1})
+              .get(),
           "notify_all");
   }
 
@@ -128,8 +132,8 @@ class condition : public detail::coord::client {
   bool acquire_impl(bool blocking, std::optional<duration> t) const {
     const auto ticket = detail::coord::new_ticket();
     detail::coord::cv_acquire m{detail::coord::caller_token(), ticket, blocking};
-    return detail::coord::ask<std::int32_t>(c(), m, t, detail::coord::cv_timed_out{ticket, false}) ==
-           detail::coord::ok;
+    return detail::coord::ask<std::int32_t>(
+               c(), m, t, detail::coord::cv_timed_out{ticket, false}) == detail::coord::ok;
   }
 };
 

@@ -50,11 +50,14 @@ class event : public detail::coord::client {
   bool is_set() const { return c().request<bool>(detail::coord::ev_is_set{}).get(); }
 
   /// Waits until the flag is set.
-  void wait() const { c().request<bool>(detail::coord::ev_wait{detail::coord::new_ticket()}).get(); }
+  void wait() const {
+    c().request<bool>(detail::coord::ev_wait{detail::coord::new_ticket()}).get();
+  }
   /// Waits at most t; returns the flag (true: it was set).
   bool wait(duration t) const {
     const auto ticket = detail::coord::new_ticket();
-    return detail::coord::ask<bool>(c(), detail::coord::ev_wait{ticket}, t, detail::coord::ev_forget{ticket});
+    return detail::coord::ask<bool>(c(), detail::coord::ev_wait{ticket}, t,
+                                    detail::coord::ev_forget{ticket});
   }
   /// is_set(), as the non-blocking form of wait().
   bool try_wait() const { return is_set(); }

@@ -32,7 +32,8 @@ namespace isola::distributed {
 
 template <class T>
 class queue : public detail::coord::client {
-  static_assert(is_serializable_v<T>, "isola::distributed::queue<T>: T must be cereal-serializable");
+  static_assert(is_serializable_v<T>,
+                "isola::distributed::queue<T>: T must be cereal-serializable");
 
  public:
   queue() = default;
@@ -75,7 +76,8 @@ class queue : public detail::coord::client {
   std::optional<T> try_get() const { return get_impl(false, std::nullopt); }
 
   std::size_t qsize() const {
-    return static_cast<std::size_t>(c().template request<std::int64_t>(detail::coord::q_size{}).get());
+    return static_cast<std::size_t>(
+        c().template request<std::int64_t>(detail::coord::q_size{}).get());
   }
   bool empty() const { return qsize() == 0; }
   bool full() const {
@@ -83,7 +85,8 @@ class queue : public detail::coord::client {
     return m > 0 && qsize() >= m;
   }
   std::size_t maxsize() const {
-    return static_cast<std::size_t>(c().template request<std::int64_t>(detail::coord::q_maxsize{}).get());
+    return static_cast<std::size_t>(
+        c().template request<std::int64_t>(detail::coord::q_maxsize{}).get());
   }
 
   template <class Archive>
@@ -109,7 +112,6 @@ class queue : public detail::coord::client {
     if (r.st != co::ok) return std::nullopt;
     return decode<T>(r.item);
   }
-
 };
 
 }  // namespace isola::distributed

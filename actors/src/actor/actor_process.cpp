@@ -11,19 +11,18 @@
 #include <unordered_map>
 
 #include "actor/control.hpp"
+#include "actor/seqpacket.hpp"
 #include "core/mailbox.hpp"
 #include "isola/behavior.hpp"
 #include "isola/logging.hpp"
 #include "isola/process.hpp"
 #include "sys/os.hpp"
-#include "actor/seqpacket.hpp"
 
 namespace isola::detail {
 
 namespace {
 
 context* child_ctx = nullptr;
-
 
 class child_context;
 
@@ -110,8 +109,9 @@ class child_context final : public context {
       // Erlang: linking to a dead process is an exit signal with noproc.
       // We apply the same rule the root applies to live links.
       if (!trapping_) {
-        say_exiting({exit_reason::kind::linked, 0,
-                     "actor " + std::to_string(a) + " had already exited: " + r.reason.to_string()});
+        say_exiting(
+            {exit_reason::kind::linked, 0,
+             "actor " + std::to_string(a) + " had already exited: " + r.reason.to_string()});
         std::_Exit(1);
       }
     }
@@ -148,8 +148,7 @@ class child_context final : public context {
       auto b = encode(rq);
       std::lock_guard lk(m_);
       send_with_fds(control_.get(), b, {});
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   /// Tells the root why we are about to exit (no reply).
@@ -161,8 +160,7 @@ class child_context final : public context {
       auto b = encode(rq);
       std::lock_guard lk(m_);
       send_with_fds(control_.get(), b, {});
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   /// One packet to the root, no reply: the answer comes to the mailbox.
@@ -171,7 +169,8 @@ class child_context final : public context {
     if (b.size() > max_control_packet)
       throw value_error("isola::actor: a message of " + std::to_string(rq.payload.size()) +
                         " bytes to an actor of another node is over what an actor process can "
-                        "pass through its root (" + std::to_string(max_control_packet / 1024) +
+                        "pass through its root (" +
+                        std::to_string(max_control_packet / 1024) +
                         " KiB in all); send it from the root process");
     std::lock_guard lk(m_);
     send_with_fds(control_.get(), b, {});
@@ -189,8 +188,10 @@ class child_context final : public context {
     ctl_reply r = call(rq);
     auto payload = std::span<const std::byte>(reinterpret_cast<const std::byte*>(r.payload.data()),
                                               r.payload.size());
-    if (r.st == ctl_reply::status::failed) std::rethrow_exception(to_exception(decode<error_info>(payload)));
-    if (r.st != ctl_reply::status::ok) throw decode_error("control channel: a spawn reply of the wrong kind");
+    if (r.st == ctl_reply::status::failed)
+      std::rethrow_exception(to_exception(decode<error_info>(payload)));
+    if (r.st != ctl_reply::status::ok)
+      throw decode_error("control channel: a spawn reply of the wrong kind");
     return decode<actor>(payload);
   }
 
@@ -279,7 +280,7 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
   const std::uint64_t down_tag = type_tag<down>();
   const std::uint64_t exit_tag = type_tag<exit_msg>();
   envelope env;  // reused: its payload buffer keeps its capacity
-  bytes reply;    // likewise
+  bytes reply;   // likewise
   auto* e = &env;
   // After answering a request, the requester's next message tends to follow
   // within microseconds: poll briefly before sleeping. A stream of sends is
@@ -296,12 +297,15 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
     if (k != env_kind::send && k != env_kind::request && k != env_kind::down &&
         k != env_kind::exit_signal)
       continue;
-    std::uint64_t tag = k == env_kind::down ? down_tag : k == env_kind::exit_signal ? exit_tag : e->h.tag;
+    std::uint64_t tag = k == env_kind::down          ? down_tag
+                        : k == env_kind::exit_signal ? exit_tag
+                                                     : e->h.tag;
     behavior::handler* h = b.find(tag);
     const bool is_request = k == env_kind::request;
     if (!h || (h->tag == 0 && (k == env_kind::down || k == env_kind::exit_signal))) {
       if (is_request) {
-        error_info ei{error_info::kind::no_handler, type_name_for_tag(tag), {}, ::getpid(), c.name()};
+        error_info ei{
+            error_info::kind::no_handler, type_name_for_tag(tag), {}, ::getpid(), c.name()};
         post(e->h.sender, env_kind::error_reply, e->h.ref, type_tag<error_info>(), encode(ei));
       } else if (k == env_kind::send) {
         log.warning(c.name() + ": no handler for a message of type " + type_name_for_tag(tag) +

@@ -23,7 +23,16 @@ namespace isola::detail {
 
 struct ctl_request {
   enum class op : std::uint8_t {
-    lookup = 1, reason, monitor, link, unlink, trap_exit, exiting, started, remote, spawn
+    lookup = 1,
+    reason,
+    monitor,
+    link,
+    unlink,
+    trap_exit,
+    exiting,
+    started,
+    remote,
+    spawn
   };
   /// op::remote: what to do with the actor of another node.
   enum class remote_op : std::uint8_t { send, stop, request, monitor, alive };
@@ -34,11 +43,11 @@ struct ctl_request {
   exit_reason said;       // exiting: why
   // op::remote
   remote_op rop = remote_op::send;
-  std::uint64_t node = 0;         // the root's number for the connection
-  std::uint64_t tag = 0;          // the message's type tag
-  std::int64_t timeout_ns = -1;   // a request's time left; -1: none
-  std::string payload;            // remote: encoded for that node (handles
-                                  // translated); spawn: a spawn_blob
+  std::uint64_t node = 0;        // the root's number for the connection
+  std::uint64_t tag = 0;         // the message's type tag
+  std::int64_t timeout_ns = -1;  // a request's time left; -1: none
+  std::string payload;           // remote: encoded for that node (handles
+                                 // translated); spawn: a spawn_blob
   template <class Archive>
   void serialize(Archive& ar) {
     ar(what, id, ref, flag, said, rop, node, tag, timeout_ns, payload);

@@ -18,8 +18,8 @@
 #include <unordered_set>
 
 #include "isola/error.hpp"
-#include "root/registry.hpp"
 #include "isola/logging.hpp"
+#include "root/registry.hpp"
 
 namespace isola {
 
@@ -41,7 +41,8 @@ std::string exit_reason::to_string() const {
 
 std::ostream& operator<<(std::ostream& os, const exit_reason& r) { return os << r.to_string(); }
 std::ostream& operator<<(std::ostream& os, exit_reason::kind k) {
-  static const char* names[] = {"normal", "exit_code", "signal", "exception", "linked", "shutdown", "unknown"};
+  static const char* names[] = {"normal", "exit_code", "signal", "exception",
+                                "linked", "shutdown",  "unknown"};
   auto i = static_cast<unsigned>(k);
   return os << (i < 7 ? names[i] : "?");
 }
@@ -206,7 +207,8 @@ class envelope_sink final : public ring_sink {
   explicit envelope_sink(envelope& out) : out_(out) {}
   void whole(std::span<const std::byte> a, std::span<const std::byte> b) override {
     const std::size_t total = a.size() + b.size();
-    if (total < sizeof(envelope_header)) throw decode_error("mailbox: a record shorter than its header");
+    if (total < sizeof(envelope_header))
+      throw decode_error("mailbox: a record shorter than its header");
     auto* h = reinterpret_cast<std::byte*>(&out_.h);
     std::size_t from_a = std::min(a.size(), sizeof(envelope_header));
     std::memcpy(h, a.data(), from_a);
@@ -216,13 +218,16 @@ class envelope_sink final : public ring_sink {
     out_.payload.reserve(total - sizeof(envelope_header));
     if (a.size() > sizeof(envelope_header))
       out_.payload.insert(out_.payload.end(), a.begin() + sizeof(envelope_header), a.end());
-    std::size_t skip_b = sizeof(envelope_header) > a.size() ? sizeof(envelope_header) - a.size() : 0;
-    out_.payload.insert(out_.payload.end(), b.begin() + static_cast<std::ptrdiff_t>(skip_b), b.end());
+    std::size_t skip_b =
+        sizeof(envelope_header) > a.size() ? sizeof(envelope_header) - a.size() : 0;
+    out_.payload.insert(out_.payload.end(), b.begin() + static_cast<std::ptrdiff_t>(skip_b),
+                        b.end());
   }
   // A message streamed in pieces: the header's bytes go to the header, the
   // rest straight into the payload (one copy).
   void begin(std::uint64_t total) override {
-    if (total < sizeof(envelope_header)) throw decode_error("mailbox: a record shorter than its header");
+    if (total < sizeof(envelope_header))
+      throw decode_error("mailbox: a record shorter than its header");
     have_header_ = 0;
     out_.payload.clear();
     out_.payload.reserve(total - sizeof(envelope_header));
@@ -313,9 +318,11 @@ error_info describe_failure(const std::exception_ptr& e) {
 current_request defer_current_request() {
   auto& r = this_request();
   if (!r.active)
-    throw value_error("isola::this_actor::make_response_promise: not inside a handler answering a request");
+    throw value_error(
+        "isola::this_actor::make_response_promise: not inside a handler answering a request");
   if (r.deferred)
-    throw value_error("isola::this_actor::make_response_promise: this request already has its promise");
+    throw value_error(
+        "isola::this_actor::make_response_promise: this request already has its promise");
   r.deferred = true;
   return r;
 }
@@ -349,8 +356,7 @@ bool put_envelope(peer& p, const envelope_header& h, std::span<const std::byte> 
   // Room at once (the common case): no deadline to compute.
   if (p.ring->put(header_bytes(h), payload, deadline::now())) return true;
   for (;;) {
-    if (p.ring->put(header_bytes(h), payload, deadline::at_time(clock::now() + slice)))
-      return true;
+    if (p.ring->put(header_bytes(h), payload, deadline::at_time(clock::now() + slice))) return true;
     if (p.dead()) return false;
   }
 }
@@ -426,8 +432,7 @@ bool inbox::route(envelope& e) {
       }
       break;
     }
-    default:
-      return keep_others_;  // the actor's loop takes it; a root inbox drops it
+    default: return keep_others_;  // the actor's loop takes it; a root inbox drops it
   }
   if (!found) return false;  // a late reply (cancelled, timed out) or a stray notice
   if (e.kind() == env_kind::error_reply) {
@@ -459,8 +464,7 @@ void inbox::check_pending(bool force) {
       if (p.target && !dead.count(p.target.get()) && p.target->dead()) dead.insert(p.target.get());
   }
   if (!dead.empty())
-    while (!ring_->empty() && read_one(clock::now())) {
-    }
+    while (!ring_->empty() && read_one(clock::now())) {}
   auto now = clock::now();
   struct failing {
     pending p;
@@ -536,7 +540,8 @@ std::chrono::nanoseconds inbox::reply_spin() const {
   if (base.count() == 0) return base;
   constexpr auto cap = std::chrono::microseconds(250);
   if (reply_gap_ > cap) return base;
-  return std::max<std::chrono::nanoseconds>(base, std::min<std::chrono::nanoseconds>(cap, 2 * reply_gap_));
+  return std::max<std::chrono::nanoseconds>(
+      base, std::min<std::chrono::nanoseconds>(cap, 2 * reply_gap_));
 }
 
 bool inbox::next_into(envelope& out, std::optional<time_point> deadline, bool spin) {
@@ -654,7 +659,7 @@ post_result try_post(std::uint64_t target, env_kind kind, std::uint64_t ref, std
   h.ref = ref;
   h.tag = tag;
   return p.ring->put(header_bytes(h), payload, deadline::now()) ? post_result::ok
-                                                                      : post_result::full;
+                                                                : post_result::full;
 }
 
 namespace {
@@ -784,8 +789,9 @@ void trap_exit(bool on) { detail::ctx().trap_exit(on); }
 void monitor(const actor& a) {
   auto& c = detail::ctx();
   if (a.remote() && !detail::in_actor_process())
-    throw value_error("isola::this_actor::monitor: not in an actor process (actor::monitor() "
-                      "returns a future of the down notice)");
+    throw value_error(
+        "isola::this_actor::monitor: not in an actor process (actor::monitor() "
+        "returns a future of the down notice)");
   auto ib = c.my_inbox();
   std::uint64_t ref = ib->new_ref();
   ib->expect_behavior_down(ref);

@@ -17,12 +17,12 @@
 #include <unordered_map>
 #include <vector>
 
+#include "actor/control.hpp"
 #include "isola/actor.hpp"
 #include "isola/codec.hpp"
 #include "isola/detail/actor_core.hpp"
 #include "isola/detail/shm_ring.hpp"
 #include "isola/exit_reason.hpp"
-#include "actor/control.hpp"
 
 namespace isola::detail {
 

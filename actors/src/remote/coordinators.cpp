@@ -248,7 +248,7 @@ behavior barrier_coordinator(std::int32_t parties) {
   struct state {
     std::int32_t parties = 0;
     bool broken = false;
-    bool in_action = false;      // the last party is running the action
+    bool in_action = false;       // the last party is running the action
     std::vector<waiter> waiting;  // this cycle's parties
     std::vector<waiter> next;     // arrived while the action ran: the next cycle's
     std::unordered_map<std::uint64_t, br_result> last;  // the last release, by ticket
@@ -298,7 +298,8 @@ behavior barrier_coordinator(std::int32_t parties) {
     }
     bool has(std::uint64_t ticket) const {
       auto t = [&](const waiter& x) { return x.ticket == ticket; };
-      return std::any_of(waiting.begin(), waiting.end(), t) || std::any_of(next.begin(), next.end(), t);
+      return std::any_of(waiting.begin(), waiting.end(), t) ||
+             std::any_of(next.begin(), next.end(), t);
     }
   };
   auto s = std::make_shared<state>();
@@ -334,9 +335,10 @@ behavior barrier_coordinator(std::int32_t parties) {
       },
       [s](const br_abort&) { s->brk(); },
       [s](const br_query&) {
-        return br_state{s->parties,
-                        static_cast<std::int32_t>(s->waiting.size() + s->next.size()) + (s->in_action ? 1 : 0),
-                        s->broken};
+        return br_state{
+            s->parties,
+            static_cast<std::int32_t>(s->waiting.size() + s->next.size()) + (s->in_action ? 1 : 0),
+            s->broken};
       },
       [s](const down& d) {
         const std::uint64_t who = d.who.id();
@@ -371,7 +373,7 @@ behavior queue_coordinator(std::int64_t maxsize) {
     // item was on its way gets it again instead of losing it. Likewise the
     // tickets of puts accepted after a wait or with a deadline.
     std::deque<std::pair<std::uint64_t, bytes>> handed;  // the last 1024
-    std::unordered_set<std::uint64_t> accepted;  // putters that had waited and got in
+    std::unordered_set<std::uint64_t> accepted;          // putters that had waited and got in
     std::deque<std::uint64_t> accepted_order;
     watcher w;
 

@@ -36,8 +36,8 @@
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
 #include "remote/node_internal.hpp"
-#include "sys/net.hpp"
 #include "root/registry.hpp"
+#include "sys/net.hpp"
 
 namespace isola {
 namespace detail {
@@ -104,7 +104,7 @@ class gatekeeper {
  private:
   struct hs {
     int fd = -1;
-    int stage = 0;  // 0: reading the response; 1: reading the confirmation
+    int stage = 0;              // 0: reading the response; 1: reading the confirmation
     std::uint8_t buf[64] = {};  // the response (no extra bytes), then the confirmation
     std::size_t have = 0;
     handshake::challenge challenge{};
@@ -114,8 +114,8 @@ class gatekeeper {
 
   static std::string describe(const sockaddr_storage& ss) {
     char host[NI_MAXHOST] = "?", serv[NI_MAXSERV] = "?";
-    ::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), sizeof ss, host, sizeof host, serv, sizeof serv,
-                  NI_NUMERICHOST | NI_NUMERICSERV);
+    ::getnameinfo(reinterpret_cast<const sockaddr*>(&ss), sizeof ss, host, sizeof host, serv,
+                  sizeof serv, NI_NUMERICHOST | NI_NUMERICSERV);
     return std::string(host) + ":" + serv;
   }
 
@@ -141,7 +141,8 @@ class gatekeeper {
     for (;;) {
       sockaddr_storage ss{};
       socklen_t len = sizeof ss;
-      int fd = ::accept4(lfd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      int fd =
+          ::accept4(lfd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd < 0) return;
       counters.accepted.fetch_add(1);
       hs h;
@@ -150,7 +151,8 @@ class gatekeeper {
       h.deadline = clock::now() + handshake_timeout;
       h.challenge = handshake::new_challenge();
       const auto hello = handshake::make_hello(node_handshake, h.challenge);
-      if (::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(hello.size())) {
+      if (::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) !=
+          static_cast<ssize_t>(hello.size())) {
         drop(h, "could not send the challenge", false);
         continue;
       }
@@ -166,7 +168,8 @@ class gatekeeper {
   /// dropped or handed over.
   bool step(hs& h) {
     static_assert(sizeof h.buf >= 64);
-    std::size_t want = h.stage == 0 ? handshake::response_size(node_handshake) : handshake::confirm_size;
+    std::size_t want =
+        h.stage == 0 ? handshake::response_size(node_handshake) : handshake::confirm_size;
     ssize_t r = ::recv(h.fd, h.buf + h.have, want - h.have, 0);
     if (r < 0) {
       if (errno == EAGAIN || errno == EINTR) return true;
@@ -174,8 +177,9 @@ class gatekeeper {
       return false;
     }
     if (r == 0) {
-      drop(h, h.stage == 0 ? "closed before answering the challenge"
-                           : "closed after our proof (it does not know the key, or gave up)",
+      drop(h,
+           h.stage == 0 ? "closed before answering the challenge"
+                        : "closed after our proof (it does not know the key, or gave up)",
            h.stage == 1);
       return false;
     }
@@ -185,7 +189,8 @@ class gatekeeper {
       auto verdict = handshake::make_verdict(node_handshake, key_, h.challenge,
                                              std::span<const std::uint8_t>(h.buf, want));
       if (!verdict) {
-        drop(h, "the peer's digest does not match the key (or the peer is not an isola node)", true, "FAIL");
+        drop(h, "the peer's digest does not match the key (or the peer is not an isola node)", true,
+             "FAIL");
         return false;
       }
       if (::send(h.fd, verdict->data(), verdict->size(), MSG_NOSIGNAL) !=
@@ -220,7 +225,8 @@ class gatekeeper {
       int timeout = -1;
       for (auto& h : pending_) {
         pfs.push_back({h.fd, POLLIN, 0});
-        auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(h.deadline - now).count() + 1;
+        auto ms =
+            std::chrono::duration_cast<std::chrono::milliseconds>(h.deadline - now).count() + 1;
         if (timeout < 0 || ms < timeout) timeout = static_cast<int>(std::max<long long>(0, ms));
       }
       int n = ::poll(pfs.data(), pfs.size(), timeout);
@@ -261,7 +267,8 @@ gatekeeper* the_gatekeeper = nullptr;  // lives until exit
 
 // ---------------------------------------------------------------- isola::node
 
-std::uint16_t node::listen(std::uint16_t port, std::string_view authkey, const listen_options& opts) {
+std::uint16_t node::listen(std::uint16_t port, std::string_view authkey,
+                           const listen_options& opts) {
   using namespace detail;
   if (in_actor_process()) throw value_error("isola::node::listen: only the root process listens");
   if (authkey.empty()) throw value_error("isola::node::listen: the authentication key is empty");
@@ -282,8 +289,8 @@ std::uint16_t node::listen(std::uint16_t port, std::string_view authkey, const l
   auto basp = sys.middleman().named_broker<caf::io::basp_broker>(caf::atom("BASP"));
   {
     caf::scoped_actor self{sys};
-    self->send(basp, caf::publish_atom::value, d, bound,
-               caf::actor_cast<caf::strong_actor_ptr>(gw), std::set<std::string>{});
+    self->send(basp, caf::publish_atom::value, d, bound, caf::actor_cast<caf::strong_actor_ptr>(gw),
+               std::set<std::string>{});
   }
   the_gatekeeper = new gatekeeper(fd, bound, std::string(authkey), d);
   the_gatekeeper->run();

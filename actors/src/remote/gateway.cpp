@@ -153,13 +153,15 @@ caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
           if (!gateway_put(*g, *p, k, 0, tag, as_bytes_of(payload)))
             root_context().dropped.fetch_add(1, std::memory_order_relaxed);
         } catch (const std::exception& ex) {
-          get_logger().warning(std::string("isola: a message from another node was dropped: ") + ex.what());
+          get_logger().warning(std::string("isola: a message from another node was dropped: ") +
+                               ex.what());
         }
         (void)self;
       },
       [self, g](is_req_atom, std::uint64_t ref, std::uint64_t id, std::uint64_t tag,
                 const std::string& payload) {
-        serve_request(g, caf::actor_cast<caf::actor>(self->current_sender()), ref, id, tag, payload);
+        serve_request(g, caf::actor_cast<caf::actor>(self->current_sender()), ref, id, tag,
+                      payload);
       },
       [self, g](is_mon_atom, std::uint64_t ref, std::uint64_t id) {
         auto who = caf::actor_cast<caf::actor>(self->current_sender());
@@ -181,11 +183,11 @@ caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
         bool alive = false;
         try {
           alive = !root_context().lookup(id)->dead();
-        } catch (...) {
-        }
+        } catch (...) {}
         caf::anon_send(who, is_ok_atom::value, ref, type_tag<bool>(), as_string(encode(alive)));
       },
-      [self](is_spawn_atom, std::uint64_t ref, const std::string& identity, const std::string& blob) {
+      [self](is_spawn_atom, std::uint64_t ref, const std::string& identity,
+             const std::string& blob) {
         auto who = caf::actor_cast<caf::actor>(self->current_sender());
         try {
           actor a = do_spawn(identity, blob);
@@ -197,7 +199,7 @@ caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
   };
 }
 
-gateway_core* the_gateway = nullptr;   // lives until exit
+gateway_core* the_gateway = nullptr;  // lives until exit
 caf::actor* the_gateway_actor = nullptr;
 
 /// The gateway and its relay thread (once per root).

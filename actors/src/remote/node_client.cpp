@@ -35,8 +35,8 @@
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
 #include "remote/node_internal.hpp"
-#include "sys/net.hpp"
 #include "root/registry.hpp"
+#include "sys/net.hpp"
 
 namespace isola {
 namespace detail {
@@ -45,8 +45,9 @@ using namespace node_internal;
 
 namespace {
 
-std::exception_ptr rebuild_error(std::int32_t k, const std::string& type_name, const std::string& text,
-                                 std::int32_t pid, const std::string& proc) {
+std::exception_ptr rebuild_error(std::int32_t k, const std::string& type_name,
+                                 const std::string& text, std::int32_t pid,
+                                 const std::string& proc) {
   error_info ei{error_info::kind::other, type_name, text, pid, proc};
   if (k >= 0 && k <= static_cast<std::int32_t>(error_info::kind::other))
     ei.what = static_cast<error_info::kind>(k);
@@ -132,7 +133,8 @@ struct remote_link : std::enable_shared_from_this<remote_link> {
 namespace {
 
 std::mutex links_m;
-std::unordered_map<std::uint64_t, std::shared_ptr<remote_link>> links;  // never shrinks: handles name them
+std::unordered_map<std::uint64_t, std::shared_ptr<remote_link>>
+    links;  // never shrinks: handles name them
 std::uint64_t next_link = 1;
 
 std::shared_ptr<remote_link> link_of(std::uint64_t index) {
@@ -143,7 +145,8 @@ std::shared_ptr<remote_link> link_of(std::uint64_t index) {
         "the rest belong to the root)");
   std::lock_guard lk(links_m);
   auto it = links.find(index);
-  if (it == links.end()) throw value_error("isola: no connection to another node numbered " + std::to_string(index));
+  if (it == links.end())
+    throw value_error("isola: no connection to another node numbered " + std::to_string(index));
   return it->second;
 }
 
@@ -177,7 +180,8 @@ caf::behavior client_fn(caf::event_based_actor* self, std::shared_ptr<remote_lin
       },
       [l](is_timeout_atom, std::uint64_t ref) {
         if (auto p = l->take(ref))
-          p->st->fail(std::make_exception_ptr(timeout_error("no reply within the request's timeout")));
+          p->st->fail(
+              std::make_exception_ptr(timeout_error("no reply within the request's timeout")));
       },
   };
 }
@@ -248,8 +252,8 @@ void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
   }
 }
 
-void remote_monitor(std::uint64_t node, std::uint64_t target, const std::shared_ptr<future_core>& st,
-                    reply_fn on_down) {
+void remote_monitor(std::uint64_t node, std::uint64_t target,
+                    const std::shared_ptr<future_core>& st, reply_fn on_down) {
   if (in_actor_process()) {
     forward_remote(rop::monitor, node, target, 0, {}, std::nullopt, st, std::move(on_down));
     return;
@@ -288,8 +292,7 @@ struct forward_state final : future_core {
   void failed(const std::exception_ptr& e) noexcept override {
     try {
       pass_on(e);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 };
 }  // namespace
@@ -332,8 +335,7 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
         return;
       case rop::request:
       case rop::monitor:
-      case rop::alive:
-        break;
+      case rop::alive: break;
     }
     auto st = std::make_shared<forward_state>();
     st->pass_on = fail_back;
@@ -341,7 +343,8 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
       // A monitor that cannot be set up still ends in a down notice (what
       // actor::monitor's future and a behavior's down handler both expect).
       st->pass_on = [who, ref, node = rq.node, target = rq.id](const std::exception_ptr& e) {
-        down d{actor(target, 0, {}, node), {exit_reason::kind::unknown, 0, describe_failure(e).text}};
+        down d{actor(target, 0, {}, node),
+               {exit_reason::kind::unknown, 0, describe_failure(e).text}};
         node_post_answer(who, env_kind::down, ref, type_tag<down>(), encode(d));
       };
     }
@@ -370,8 +373,8 @@ void forward_for_actor(std::uint64_t who, const ctl_request& rq) {
   }
 }
 
-actor remote_spawn(remote_link& lr, const spawn_options& o, function_address entry, function_address fn,
-                   bytes args) {
+actor remote_spawn(remote_link& lr, const spawn_options& o, function_address entry,
+                   function_address fn, bytes args) {
   auto l = lr.shared_from_this();
   bytes blob = spawn_blob(o, entry, fn, std::move(args));
   const auto& id = program_identity();
@@ -392,7 +395,8 @@ actor remote_spawn(remote_link& lr, const spawn_options& o, function_address ent
                               },
                               false,
                               {}});
-  if (ref) caf::send_as(l->client, l->gateway, is_spawn_atom::value, ref, identity, as_string(blob));
+  if (ref)
+    caf::send_as(l->client, l->gateway, is_spawn_atom::value, ref, identity, as_string(blob));
   return future<actor>(st).get(duration(60));
 }
 
@@ -403,7 +407,8 @@ int dial(const std::string& host, std::uint16_t port, const std::string& where,
          clock::time_point deadline) {
   auto c = detail::net::tcp_connect(host, port, detail::deadline::at_time(deadline), true);
   if (c) return c.fd.release();
-  if (c.err == ETIMEDOUT) throw timeout_error("isola::node::connect: " + where + " did not answer in time");
+  if (c.err == ETIMEDOUT)
+    throw timeout_error("isola::node::connect: " + where + " did not answer in time");
   if (c.err == EINVAL) throw os_error(EINVAL, "isola::node::connect: " + c.what);
   throw os_error(c.err, "isola::node::connect: " + where + ": " + std::strerror(c.err));
 }
@@ -414,23 +419,26 @@ int dial(const std::string& host, std::uint16_t port, const std::string& where,
 void prove_key(int fd, const std::string& where, std::string_view authkey,
                clock::time_point deadline) {
   const std::string pre = "isola::node::connect: " + where;
-  switch (handshake::run_client(fd, node_handshake, authkey, {}, detail::deadline::at_time(deadline))) {
-    case handshake::outcome::ok:
-      return;
+  switch (
+      handshake::run_client(fd, node_handshake, authkey, {}, detail::deadline::at_time(deadline))) {
+    case handshake::outcome::ok: return;
     case handshake::outcome::timed_out:
       throw timeout_error("isola::node::connect: the handshake did not finish in time");
     case handshake::outcome::closed:
       throw os_error(ECONNRESET, pre + " closed the connection during the handshake");
     case handshake::outcome::not_ours:
-      throw authentication_error("isola::node::connect: what answers at " + where + " is not an isola node");
+      throw authentication_error("isola::node::connect: what answers at " + where +
+                                 " is not an isola node");
     case handshake::outcome::refused:
-      throw authentication_error(pre +
-                                 " refused the authentication key (the digest did not match): use the "
-                                 "key the node listens with");
+      throw authentication_error(
+          pre +
+          " refused the authentication key (the digest did not match): use the "
+          "key the node listens with");
     case handshake::outcome::forged:
-      throw authentication_error(pre +
-                                 " did not prove it knows the authentication key: the connection was "
-                                 "dropped");
+      throw authentication_error(
+          pre +
+          " did not prove it knows the authentication key: the connection was "
+          "dropped");
   }
 }
 
@@ -449,11 +457,11 @@ caf::strong_actor_ptr join_basp(unique_fd guard, std::uint16_t port, const std::
     caf::scoped_actor self{sys};
     auto left = deadline - clock::now();
     if (left < std::chrono::seconds(1)) left = std::chrono::seconds(1);
-    self->request(basp, std::chrono::duration_cast<std::chrono::milliseconds>(left), caf::connect_atom::value,
-                  std::move(sp), port)
-        .receive(
-            [&](caf::node_id&, caf::strong_actor_ptr& ptr, std::set<std::string>&) { gw = std::move(ptr); },
-            [&](caf::error& e) { failure = sys.render(e); });
+    self->request(basp, std::chrono::duration_cast<std::chrono::milliseconds>(left),
+                  caf::connect_atom::value, std::move(sp), port)
+        .receive([&](caf::node_id&, caf::strong_actor_ptr& ptr,
+                     std::set<std::string>&) { gw = std::move(ptr); },
+                 [&](caf::error& e) { failure = sys.render(e); });
   }
   if (!gw)
     throw os_error(ECONNRESET, "isola::node::connect: " + where + ": the BASP handshake failed" +
@@ -466,7 +474,8 @@ caf::strong_actor_ptr join_basp(unique_fd guard, std::uint16_t port, const std::
 
 // ---------------------------------------------------------------- isola::node
 
-node node::connect(const std::string& host, std::uint16_t port, std::string_view authkey, duration timeout) {
+node node::connect(const std::string& host, std::uint16_t port, std::string_view authkey,
+                   duration timeout) {
   using namespace detail;
   if (in_actor_process()) throw value_error("isola::node::connect: only the root process connects");
   if (authkey.empty()) throw value_error("isola::node::connect: the authentication key is empty");

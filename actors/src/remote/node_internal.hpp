@@ -30,8 +30,8 @@
 #include <string>
 #include <string_view>
 
-#include "sys/os.hpp"
 #include "sys/handshake.hpp"
+#include "sys/os.hpp"
 
 namespace isola {
 namespace detail {

@@ -34,8 +34,7 @@ bool register_spawn_entry(remote_spawn_fn e) noexcept {
     auto& r = entries();
     std::lock_guard lk(r.m);
     r.known.insert(reinterpret_cast<const void*>(e));
-  } catch (...) {
-  }
+  } catch (...) {}
   return true;
 }
 
@@ -64,8 +63,9 @@ actor spawn_from_blob(std::span<const std::byte> blob) {
                              std::uint64_t, bytes>>(blob);
   std::tie(entry, fn, name, method, daemon, mailbox, args) = std::move(t);
   if (!entry.fn || !known_spawn_entry(entry.fn))
-    throw value_error("isola::spawn: the request names no spawn entry point of this program "
-                      "(corrupt, or from another build)");
+    throw value_error(
+        "isola::spawn: the request names no spawn entry point of this program "
+        "(corrupt, or from another build)");
   spawn_options o;
   o.name = std::move(name);
   if (method >= 0) o.method = static_cast<start_method>(method);

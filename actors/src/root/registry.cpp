@@ -21,10 +21,10 @@
 #include <unordered_map>
 
 #include "actor/control.hpp"
-#include "process/shutdown_hook.hpp"
-#include "isola/logging.hpp"
-#include "sys/os.hpp"
 #include "actor/seqpacket.hpp"
+#include "isola/logging.hpp"
+#include "process/shutdown_hook.hpp"
+#include "sys/os.hpp"
 
 namespace isola::detail {
 
@@ -42,8 +42,7 @@ class watch_set final : public net::event_handler {
  public:
   using callback = std::function<void(int fd)>;
 
-  explicit watch_set(net::default_multiplexer& dm)
-      : event_handler(dm, make_epoll()) {}
+  explicit watch_set(net::default_multiplexer& dm) : event_handler(dm, make_epoll()) {}
 
   void start() { activate(); }
 
@@ -231,7 +230,8 @@ class node final : public context {
         return;
       }
       auto d = dead_.find(target);
-      gone = d != dead_.end() ? d->second : dead_record{0, {exit_reason::kind::unknown, 0, "no such actor"}};
+      gone = d != dead_.end() ? d->second
+                              : dead_record{0, {exit_reason::kind::unknown, 0, "no such actor"}};
     }
     down dn{actor(target, gone->pid, {}), gone->why};
     notify(watcher, env_kind::down, ref, encode(dn));
@@ -370,7 +370,8 @@ class node final : public context {
         return exit_reason{exit_reason::kind::unknown, 0, "no such actor"};
       }
       if (it->second->started) return std::nullopt;
-      if (reaped_cv_.wait_until(lk, deadline) == std::cv_status::timeout && clock::now() >= deadline)
+      if (reaped_cv_.wait_until(lk, deadline) == std::cv_status::timeout &&
+          clock::now() >= deadline)
         return exit_reason{exit_reason::kind::unknown, 0, "did not start in time"};
     }
   }
@@ -419,8 +420,8 @@ class node final : public context {
   /// multiplexer thread: at once if there is room, else from a detached CAF
   /// actor that waits for room (or the target's end).
   void notify(std::uint64_t target, env_kind kind, std::uint64_t ref, bytes payload) {
-    notify(target, kind, ref,
-           kind == env_kind::down ? type_tag<down>() : type_tag<exit_msg>(), std::move(payload));
+    notify(target, kind, ref, kind == env_kind::down ? type_tag<down>() : type_tag<exit_msg>(),
+           std::move(payload));
   }
   void notify(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
               bytes payload) {
@@ -445,11 +446,11 @@ class node final : public context {
     // The arguments travel as spawn arguments: CAF 0.17 dereferences a null
     // argument tuple when there is none (UBSan reports it).
     sys_->spawn<caf::detached>(
-        [](caf::event_based_actor* self, std::shared_ptr<entry> t, envelope_header h, bytes payload) {
+        [](caf::event_based_actor* self, std::shared_ptr<entry> t, envelope_header h,
+           bytes payload) {
           try {
             put_envelope(*t, h, payload);
-          } catch (...) {
-          }
+          } catch (...) {}
           self->quit();
         },
         std::move(t), h, std::move(payload));
@@ -500,8 +501,10 @@ class node final : public context {
         {
           std::lock_guard lk(m_);
           auto it = entries_.find(rq.id);
-          if (it != entries_.end() && !it->second->dead()) t = it->second;
-          else fill_dead_locked(rq.id, r);
+          if (it != entries_.end() && !it->second->dead())
+            t = it->second;
+          else
+            fill_dead_locked(rq.id, r);
         }
         if (!t) return reply(fd, r);
         r.pid = t->pid;
@@ -529,9 +532,7 @@ class node final : public context {
           fill_dead_locked(rq.id, r);
         break;
       }
-      case op::monitor:
-        add_monitor(rq.id, e.id, rq.ref);
-        break;
+      case op::monitor: add_monitor(rq.id, e.id, rq.ref); break;
       case op::link:
       case op::unlink: {
         std::lock_guard lk(m_);
@@ -559,12 +560,8 @@ class node final : public context {
         e.said = rq.said;
         return;  // no reply
       }
-      case op::remote:
-        forward_for_actor(e.id, rq);
-        return;  // answered through the mailbox
-      case op::spawn:
-        spawn_for_actor(fd, rq);
-        return;  // answered from another thread
+      case op::remote: forward_for_actor(e.id, rq); return;  // answered through the mailbox
+      case op::spawn: spawn_for_actor(fd, rq); return;       // answered from another thread
       case op::started: {
         {
           std::lock_guard lk(m_);
@@ -586,7 +583,8 @@ class node final : public context {
     if (dup < 0) {
       ctl_reply r;
       r.st = ctl_reply::status::failed;
-      auto b = encode(describe_failure(std::make_exception_ptr(os_error(errno, "dup (control channel)"))));
+      auto b = encode(
+          describe_failure(std::make_exception_ptr(os_error(errno, "dup (control channel)"))));
       r.payload.assign(reinterpret_cast<const char*>(b.data()), b.size());
       return reply(fd, r);
     }
@@ -679,7 +677,8 @@ class node final : public context {
     }
     reaped_cv_.notify_all();
     watch_->remove(e->ctl_watch);
-    for (auto& [watcher, ref] : monitors) notify(watcher, env_kind::down, ref, encode(down{who, r}));
+    for (auto& [watcher, ref] : monitors)
+      notify(watcher, env_kind::down, ref, encode(down{who, r}));
     if (r.abnormal()) {
       for (auto& l : linked) {
         bool trap;
@@ -692,7 +691,8 @@ class node final : public context {
         } else {
           kill(l->id,
                {exit_reason::kind::linked, 0,
-                "linked actor " + e->name + " (id " + std::to_string(e->id) + ") exited: " + r.to_string()},
+                "linked actor " + e->name + " (id " + std::to_string(e->id) +
+                    ") exited: " + r.to_string()},
                SIGKILL);
         }
       }
@@ -711,8 +711,7 @@ class node final : public context {
     for (auto it = fns.rbegin(); it != fns.rend(); ++it) {
       try {
         (*it)();
-      } catch (...) {
-      }
+      } catch (...) {}
     }
     // Non-daemon actors are asked to stop, so that the runtime's join of its
     // children ends; daemon ones are terminated by the runtime.
@@ -729,8 +728,7 @@ class node final : public context {
       try {
         e->ring->put({reinterpret_cast<const std::byte*>(&h), sizeof h}, {},
                      deadline::at_time(clock::now() + std::chrono::seconds(1)));
-      } catch (...) {
-      }
+      } catch (...) {}
     }
   }
 
@@ -801,9 +799,7 @@ actor node_spawn(const spawn_options& opts, const make_process_fn& make, exit_ca
 caf::actor_system& node_system() { return get_node().system(); }
 
 void node_kill(std::uint64_t id, const exit_reason& why) { get_node().kill(id, why, SIGKILL); }
-void node_terminate(std::uint64_t id, const exit_reason& why) {
-  get_node().kill(id, why, SIGTERM);
-}
+void node_terminate(std::uint64_t id, const exit_reason& why) { get_node().kill(id, why, SIGTERM); }
 void node_signal(std::uint64_t id, int sig) { get_node().signal(id, sig); }
 bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline) {
   return get_node().join(id, deadline);

@@ -136,8 +136,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     if (id == 0) return;
     try {
       post(id, env_kind::send, 0, type_tag<unit>(), encode(unit{}));
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   actor start_worker() {
@@ -189,8 +188,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   void fail_job(job_rec& j, std::exception_ptr e) {
     try {
       j.job.on_error(e);
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 
   /// The worker died: its first task in flight was running.
@@ -203,7 +201,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     auto running = std::move(w.inflight.front().job);
     w.inflight.pop_front();
     std::lock_guard lk(m);
-    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it) queue.push_front(std::move(it->job));
+    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
+      queue.push_front(std::move(it->job));
     w.inflight.clear();
     w.batches = 0;
     if (running->tries < retries) {
@@ -213,7 +212,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     }
     std::string what = "worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
                        ") died while running " + running->job.description() + ": " + r.to_string();
-    auto e = std::make_exception_ptr(isola::worker_died(what, w.a.pid(), exitcode_of(r), running->job.description()));
+    auto e = std::make_exception_ptr(
+        isola::worker_died(what, w.a.pid(), exitcode_of(r), running->job.description()));
     m.unlock();
     fail_job(*running, e);
     m.lock();
@@ -241,15 +241,16 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     if (res.ok) {
       try {
         j->job.on_value(res.value);
-      } catch (...) {
-      }
+      } catch (...) {}
     } else {
-      fail_job(*j, std::make_exception_ptr(remote_error(res.type_name, res.what, w->a.pid(), w->a.name())));
+      fail_job(*j, std::make_exception_ptr(
+                       remote_error(res.type_name, res.what, w->a.pid(), w->a.name())));
     }
   }
 
   void handle(const envelope& e) {
-    if (e.kind() == env_kind::send && e.h.tag == type_tag<task_result>()) on_result(e.h.sender, e.payload);
+    if (e.kind() == env_kind::send && e.h.tag == type_tag<task_result>())
+      on_result(e.h.sender, e.payload);
     // Anything else (wake-ups) only ended a wait.
   }
 
@@ -311,7 +312,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
           std::size_t k = std::clamp<std::size_t>(queue.size() / (2 * live), 1, max_batch);
           if (maxtasks != 0) k = std::min(k, maxtasks - w.assigned);
           std::size_t bytes_in = 0;
-          while (taken.size() < k && !queue.empty() && (taken.empty() || bytes_in < max_batch_bytes)) {
+          while (taken.size() < k && !queue.empty() &&
+                 (taken.empty() || bytes_in < max_batch_bytes)) {
             bytes_in += queue.front()->job.args.size() + 64;
             taken.push_back(std::move(queue.front()));
             queue.pop_front();
@@ -327,7 +329,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         // be waiting for room in our inbox: never block on it.
         post_result r = post_result::ok;
         if (w.inflight.empty()) {
-          if (!post(w.a.id(), env_kind::send, 0, type_tag<task_batch>(), buf_)) r = post_result::dead;
+          if (!post(w.a.id(), env_kind::send, 0, type_tag<task_batch>(), buf_))
+            r = post_result::dead;
         } else {
           r = try_post(w.a.id(), env_kind::send, 0, type_tag<task_batch>(), buf_);
         }
@@ -335,7 +338,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
           std::lock_guard lk(m);
           for (auto it = taken.rbegin(); it != taken.rend(); ++it) queue.push_front(std::move(*it));
           if (r == post_result::full) return;  // tried again after the next results
-          continue;  // dead: its exit notice is on the way
+          continue;                            // dead: its exit notice is on the way
         }
         for (std::size_t i = 0; i < taken.size(); ++i)
           w.inflight.push_back({std::move(taken[i]), i + 1 == taken.size()});
@@ -375,7 +378,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         std::lock_guard lk(m);
         st = state::terminated;  // no more submissions
       }
-      finish_all(std::make_exception_ptr(isola::error(std::string("the pool failed: ") + ex.what())));
+      finish_all(
+          std::make_exception_ptr(isola::error(std::string("the pool failed: ") + ex.what())));
       for (auto& w : workers)
         if (!w.dead) node_kill(w.a.id(), {exit_reason::kind::shutdown, 0, "pool failed"});
     }
@@ -408,7 +412,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       }
       if (s == state::terminated) {
         for (auto& w : workers)
-          if (!w.dead && w.a) node_kill(w.a.id(), {exit_reason::kind::shutdown, 0, "pool terminated"});
+          if (!w.dead && w.a)
+            node_kill(w.a.id(), {exit_reason::kind::shutdown, 0, "pool terminated"});
         for (auto& w : workers)
           if (!w.dead && w.a) node_join(w.a.id(), clock::now() + std::chrono::seconds(5));
         finish_all(std::make_exception_ptr(cancelled_error("the pool was terminated")));
@@ -416,7 +421,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       }
       drain(*ib);
       apply_exits(*ib);
-      if (!broken.empty()) finish_all(std::make_exception_ptr(isola::error("the pool is broken: " + broken)));
+      if (!broken.empty())
+        finish_all(std::make_exception_ptr(isola::error("the pool is broken: " + broken)));
       retire();
       fill_workers();
       if (s == state::closed && all_idle()) {
@@ -458,7 +464,6 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       sleeping.store(false);
     }
   }
-
 };
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
@@ -476,7 +481,8 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
   c->retries = task_retries;
   c->init = std::move(init);
   c->break_on_death = break_on_worker_death;
-  c->dispatcher = node_system().spawn<caf::detached>(&pool_core::behavior_of, std::weak_ptr<pool_core>(c));
+  c->dispatcher =
+      node_system().spawn<caf::detached>(&pool_core::behavior_of, std::weak_ptr<pool_core>(c));
   caf::anon_send(c->dispatcher, pool_run_atom::value);
   // As Python's Pool(): the workers exist when the constructor returns.
   std::unique_lock lk(c->m);
@@ -505,7 +511,9 @@ void pool_cancel_pending(pool_core& p) {
     std::lock_guard lk(p.m);
     rest.swap(p.queue);
   }
-  for (auto& j : rest) p.fail_job(*j, std::make_exception_ptr(cancelled_error("cancelled by shutdown(cancel_futures=true)")));
+  for (auto& j : rest)
+    p.fail_job(
+        *j, std::make_exception_ptr(cancelled_error("cancelled by shutdown(cancel_futures=true)")));
 }
 
 void pool_close(pool_core& p) {
@@ -531,7 +539,8 @@ void pool_terminate(pool_core& p) noexcept {
 
 void pool_join(pool_core& p) {
   std::unique_lock lk(p.m);
-  if (p.st == pool_core::state::running) throw value_error("Pool is still running (close() or terminate() first)");
+  if (p.st == pool_core::state::running)
+    throw value_error("Pool is still running (close() or terminate() first)");
   p.cv.wait(lk, [&] { return p.done; });
 }
 

@@ -112,7 +112,8 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
     c->parent = std::move(parent);
     // The core travels as a spawn argument: CAF 0.17 dereferences a null
     // argument tuple when there is none (UBSan reports it).
-    c->self = node_system().spawn<caf::detached>(&sup_core::behavior_of, std::weak_ptr<sup_core>(c));
+    c->self =
+        node_system().spawn<caf::detached>(&sup_core::behavior_of, std::weak_ptr<sup_core>(c));
     return c;
   }
 
@@ -155,7 +156,8 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
     for (auto& s : specs) {
       {
         std::lock_guard lk(m);
-        if (find_locked(s.name())) throw value_error("supervisor " + opts.name + ": two children named '" + s.name() + "'");
+        if (find_locked(s.name()))
+          throw value_error("supervisor " + opts.name + ": two children named '" + s.name() + "'");
         children.push_back({std::move(s), false, {}, {}});
       }
       try {
@@ -215,7 +217,8 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
       try {
         stop_child(*it, root_ending);
       } catch (const std::exception& ex) {
-        get_logger().error("supervisor " + opts.name + ": stopping " + it->spec.name() + ": " + ex.what());
+        get_logger().error("supervisor " + opts.name + ": stopping " + it->spec.name() + ": " +
+                           ex.what());
       }
     }
   }
@@ -305,7 +308,8 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
       // temporary children stopped by the strategy are not restarted (OTP)
       std::lock_guard lk(m);
       for (std::size_t i = children.size(); i-- > first;)
-        if (i != index && children[i].spec.restart_type() == restart::temporary && !children[i].running) {
+        if (i != index && children[i].spec.restart_type() == restart::temporary &&
+            !children[i].running) {
           children.erase(children.begin() + static_cast<std::ptrdiff_t>(i));
           if (i < index) --index;
         }
@@ -325,7 +329,8 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
         auto me = shared_from_this();
         exit_reason fail{exit_reason::kind::exception, 0, ex.what()};
         post([me, i, fail] {
-          if (!me->ended && i < me->children.size() && !me->children[i].running) me->after_exit(i, fail);
+          if (!me->ended && i < me->children.size() && !me->children[i].running)
+            me->after_exit(i, fail);
         });
         return;
       }
@@ -361,8 +366,7 @@ void stop_roots_at_exit() {
     auto c = *it;
     try {
       c->call([c] { c->finish({exit_reason::kind::shutdown, 0, "the root is ending"}, true); });
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 }
 }  // namespace
@@ -373,7 +377,8 @@ child_spec child_spec::supervisor(std::string name, supervisor_options opts,
                                   std::vector<child_spec> children) {
   child_spec s;
   s.name_ = std::move(name);
-  s.nested_ = std::make_shared<detail::nested_spec>(detail::nested_spec{std::move(opts), std::move(children)});
+  s.nested_ = std::make_shared<detail::nested_spec>(
+      detail::nested_spec{std::move(opts), std::move(children)});
   s.shutdown_ = duration::max();
   return s;
 }
@@ -397,8 +402,7 @@ supervisor::~supervisor() {
   if (core_ && owns_) {
     try {
       stop();
-    } catch (...) {
-    }
+    } catch (...) {}
   }
 }
 
@@ -408,8 +412,7 @@ supervisor& supervisor::operator=(supervisor&& o) noexcept {
     if (core_ && owns_) {
       try {
         stop();
-      } catch (...) {
-      }
+      } catch (...) {}
     }
     core_ = std::move(o.core_);
     owns_ = o.owns_;
@@ -435,7 +438,8 @@ actor supervisor::start_child(child_spec spec) {
     {
       std::lock_guard lk(c.m);
       if (c.find_locked(spec.name()))
-        throw value_error("supervisor " + c.opts.name + " already has a child named '" + spec.name() + "'");
+        throw value_error("supervisor " + c.opts.name + " already has a child named '" +
+                          spec.name() + "'");
       c.children.push_back({std::move(spec), false, {}, {}});
     }
     try {
@@ -500,7 +504,9 @@ supervisor supervisor::child_supervisor(const std::string& name) const {
   auto& c = live(core_);
   std::lock_guard lk(c.m);
   auto* r = c.find_locked(name);
-  if (!r || !r->sub) throw value_error("supervisor " + c.opts.name + " has no running child supervisor '" + name + "'");
+  if (!r || !r->sub)
+    throw value_error("supervisor " + c.opts.name + " has no running child supervisor '" + name +
+                      "'");
   return supervisor(r->sub, false);
 }
 
@@ -510,7 +516,8 @@ std::vector<child_info> supervisor::which_children() const {
     std::lock_guard lk(c.m);
     std::vector<child_info> out;
     for (auto& r : c.children)
-      out.push_back({r.spec.name(), r.running, r.spec.is_supervisor(), r.current, r.spec.restart_type()});
+      out.push_back(
+          {r.spec.name(), r.running, r.spec.is_supervisor(), r.current, r.spec.restart_type()});
     return out;
   });
 }

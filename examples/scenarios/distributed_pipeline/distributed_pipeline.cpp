@@ -120,7 +120,8 @@ int consumer_node_main(const std::string& k) {
   }
   auto s = isola::node::stats();
   std::fprintf(stderr, "consumer node: %lu authenticated, %lu auth failures\n",
-               static_cast<unsigned long>(s.authenticated), static_cast<unsigned long>(s.auth_failures));
+               static_cast<unsigned long>(s.authenticated),
+               static_cast<unsigned long>(s.auth_failures));
   return 0;
 }
 
@@ -177,14 +178,16 @@ int main(int argc, char** argv) {
                 static_cast<long>(t.pid), static_cast<long>(t.count), static_cast<long>(t.id_sum),
                 static_cast<unsigned long long>(t.checksum));
     bool ok = t.count == n && t.id_sum == id_sum && t.checksum == checksum && t.pid != ::getpid();
-    std::printf("producer: expected %ld records, id sum %ld, checksum %016llx: %s\n", static_cast<long>(n),
-                static_cast<long>(id_sum), static_cast<unsigned long long>(checksum), ok ? "OK" : "MISMATCH");
+    std::printf("producer: expected %ld records, id sum %ld, checksum %016llx: %s\n",
+                static_cast<long>(n), static_cast<long>(id_sum),
+                static_cast<unsigned long long>(checksum), ok ? "OK" : "MISMATCH");
     if (!ok) rc = 1;
 
     consumer.stop();
     auto d = down.get(10s);
-    std::printf("producer: consumer actor stopped (%s)\n",
-                d.reason.what == isola::exit_reason::kind::shutdown ? "shutdown" : "unexpected reason");
+    std::printf(
+        "producer: consumer actor stopped (%s)\n",
+        d.reason.what == isola::exit_reason::kind::shutdown ? "shutdown" : "unexpected reason");
   }
 
   // Someone without the key.

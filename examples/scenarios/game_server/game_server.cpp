@@ -124,7 +124,8 @@ std::pair<int, int> open_listener() {
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(lfd, 4096) != 0) {
+  if (::bind(lfd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 ||
+      ::listen(lfd, 4096) != 0) {
     std::perror("listen");
     return {-1, 0};
   }
@@ -143,8 +144,9 @@ room_set start_rooms(int n) {
   room_set rooms;
   for (int r = 0; r < n; ++r) {
     auto [root_end, room_end] = isola::pipe();
-    rooms.actors.push_back(isola::spawn(isola::spawn_options{.name = "room-" + std::to_string(r)}, make_room,
-                                        shared_end{std::make_shared<isola::connection>(std::move(room_end))}));
+    rooms.actors.push_back(
+        isola::spawn(isola::spawn_options{.name = "room-" + std::to_string(r)}, make_room,
+                     shared_end{std::make_shared<isola::connection>(std::move(room_end))}));
     rooms.ctl.push_back(std::move(root_end));
   }
   return rooms;
@@ -204,7 +206,8 @@ class session_server {
     std::vector<pollfd> pfds;
     std::vector<std::size_t> who;  // slot of each ctl pollfd
     while (steady::now() < deadline) {
-      if (client_ended_ && finished_ == slots_.size() && static_cast<int>(slots_.size()) == cfg_.sessions)
+      if (client_ended_ && finished_ == slots_.size() &&
+          static_cast<int>(slots_.size()) == cfg_.sessions)
         break;
       pfds.clear();
       who.clear();
@@ -367,9 +370,10 @@ std::optional<client_report> play(session_server& server, const game_config& cfg
   auto [report_rx, report_tx] = isola::pipe(false);
   std::optional<client_report> report;
   {
-    isola::process client(isola::process_options{.name = "load-client", .method = isola::start_method::forkserver},
-                          run_client, client_config{port, cfg.sessions, cfg.moves, cfg.kills, cfg.deadline_s},
-                          std::move(report_tx));
+    isola::process client(
+        isola::process_options{.name = "load-client", .method = isola::start_method::forkserver},
+        run_client, client_config{port, cfg.sessions, cfg.moves, cfg.kills, cfg.deadline_s},
+        std::move(report_tx));
     client.start();
     std::cout << "game server on 127.0.0.1:" << port << ": " << cfg.sessions << " sessions ("
               << cfg.sessions / 2 << " tables in " << cfg.nrooms << " rooms), " << cfg.moves
@@ -380,7 +384,8 @@ std::optional<client_report> play(session_server& server, const game_config& cfg
       client.kill();
       client.join();
     }
-    if (client.exitcode() != 0) std::cout << "load client exit code " << *client.exitcode() << std::endl;
+    if (client.exitcode() != 0)
+      std::cout << "load client exit code " << *client.exitcode() << std::endl;
     if (report_rx.poll()) report = report_rx.recv<client_report>();
   }
   report_rx.close();
@@ -411,11 +416,12 @@ bool print_summary(const client_report& c, const game_config& cfg, const server_
               << k.at_move + 1 << " in flight; back as pid " << k.new_pid << " after "
               << fmt_ms(k.recover_ms) << std::endl;
   for (auto& p : c.problems) std::cout << "problem: " << p << std::endl;
-  const std::uint64_t total = static_cast<std::uint64_t>(cfg.sessions) * static_cast<std::uint64_t>(cfg.moves);
+  const std::uint64_t total =
+      static_cast<std::uint64_t>(cfg.sessions) * static_cast<std::uint64_t>(cfg.moves);
   std::cout << "sessions: " << cfg.sessions << " concurrent (connected and greeted in "
             << fmt_ms(c.connect_s * 1000) << ")\n"
-            << "finished: " << c.finished << " of " << cfg.sessions << " sessions played all " << cfg.moves
-            << " moves\n"
+            << "finished: " << c.finished << " of " << cfg.sessions << " sessions played all "
+            << cfg.moves << " moves\n"
             << "moves: " << c.acked << " of " << total << " acked, " << c.relayed
             << " relayed to opponents, " << v.rooms.duplicates << " duplicates dropped by rooms, "
             << c.resent << " re-sent after a restart\n"
@@ -432,25 +438,28 @@ bool print_summary(const client_report& c, const game_config& cfg, const server_
             << c.kills.size() << "\n"
             << "unaffected: " << c.unaffected << " of " << c.not_killed
             << " sessions not killed finished with no restart and no timeout\n"
-            << "timeouts: " << c.timeouts << ", out-of-order: " << c.bad_order + v.rooms.out_of_order
-            << "\n"
-            << "processes: " << v.procs_base << " idle, " << v.procs_peak << " with every session up, "
-            << v.procs_end << " at the end\n"
+            << "timeouts: " << c.timeouts
+            << ", out-of-order: " << c.bad_order + v.rooms.out_of_order << "\n"
+            << "processes: " << v.procs_base << " idle, " << v.procs_peak
+            << " with every session up, " << v.procs_end << " at the end\n"
             << "root fds: " << v.fds_base << " idle, " << v.fds_peak << " with every session up, "
             << v.fds_end << " at the end\n"
             << "leaks: " << (v.no_leak ? "none" : "YES") << std::endl;
-  return v.no_leak && c.problems.empty() && c.finished == cfg.sessions && c.unaffected == c.not_killed &&
-         c.acked == total && c.relayed == total && static_cast<int>(c.kills.size()) == cfg.kills &&
-         v.restarts == c.kills.size() && v.server_kills == cfg.kills && c.restarted_sessions == cfg.kills &&
-         c.timeouts == 0 && c.bad_order == 0 && v.rooms.out_of_order == 0;
+  return v.no_leak && c.problems.empty() && c.finished == cfg.sessions &&
+         c.unaffected == c.not_killed && c.acked == total && c.relayed == total &&
+         static_cast<int>(c.kills.size()) == cfg.kills && v.restarts == c.kills.size() &&
+         v.server_kills == cfg.kills && c.restarted_sessions == cfg.kills && c.timeouts == 0 &&
+         c.bad_order == 0 && v.rooms.out_of_order == 0;
 }
 
 // ---------------------------------------------------------------- the root
 // The sessions' supervisor, the game, the leak check and the summary: 0 if
 // everything went as it must.
 int run_server(const game_config& cfg, int lfd, int port, room_set& rooms) {
-  isola::supervisor sup(
-      {.strategy = isola::strategy::one_for_one, .intensity = cfg.kills + 10, .period = 60s, .name = "sessions"});
+  isola::supervisor sup({.strategy = isola::strategy::one_for_one,
+                         .intensity = cfg.kills + 10,
+                         .period = 60s,
+                         .name = "sessions"});
   // Every room is up (this also gives the root thread its reply inbox,
   // which it keeps: a fixed cost, not one per session).
   for (auto& room : rooms.actors) room.request<room_stats>(stats_request{}).get(10s);
@@ -489,8 +498,8 @@ int run(const game_config& cfg) {
   stop_rooms(rooms);
   ::close(lfd);
   const int procs_after = settle_to(procs_before, -1, 5s).first;
-  std::cout << "processes after shutdown: " << procs_after << " (before the server: " << procs_before
-            << ")" << std::endl;
+  std::cout << "processes after shutdown: " << procs_after
+            << " (before the server: " << procs_before << ")" << std::endl;
   if (procs_after != procs_before) result = 1;
   std::cout << "result: " << (result == 0 ? "ok" : "FAILED") << std::endl;
   return result;
@@ -503,8 +512,9 @@ int main(int argc, char** argv) {
   game_server::raise_fd_limit();  // before the runtime: see there
   isola::runtime rt{argc, argv};
   game_server::options o;
-  CLI::App app{"a TCP game server, one supervised session process per connection; sessions "
-               "SIGKILLed mid-game come back on the same connection"};
+  CLI::App app{
+      "a TCP game server, one supervised session process per connection; sessions "
+      "SIGKILLed mid-game come back on the same connection"};
   game_server::add_options(app, o);
   CLI11_PARSE(app, argc, argv);
   return game_server::run(game_server::to_config(o));

@@ -86,7 +86,8 @@ class load_client {
   // Which sessions die, and after how many acked moves: spread over the slots.
   void plan_kills() {
     for (int k = 0; k < cfg_.kills; ++k) {
-      int slot = static_cast<int>((static_cast<long>(k) * cfg_.sessions) / cfg_.kills + 1) % cfg_.sessions;
+      int slot =
+          static_cast<int>((static_cast<long>(k) * cfg_.sessions) / cfg_.kills + 1) % cfg_.sessions;
       s_[static_cast<std::size_t>(slot)].kill_index = k;
       rep_.kills.push_back({slot, 0, 0, std::max(1, cfg_.moves / 2), -1});
     }
@@ -100,7 +101,8 @@ class load_client {
     for (std::size_t i = 0; i < s_.size(); ++i) {
       int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
       if (fd < 0 || ::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-        throw std::runtime_error("client: connect " + std::to_string(i) + ": " + std::strerror(errno));
+        throw std::runtime_error("client: connect " + std::to_string(i) + ": " +
+                                 std::strerror(errno));
       int one = 1;
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
@@ -169,7 +171,8 @@ class load_client {
     if (c.acked >= static_cast<std::uint32_t>(cfg_.moves)) return;
     send_move(c, ++c.next, false);
     if (c.kill_index >= 0 && c.killed_at == 0 &&
-        c.acked == static_cast<std::uint32_t>(rep_.kills[static_cast<std::size_t>(c.kill_index)].at_move)) {
+        c.acked == static_cast<std::uint32_t>(
+                       rep_.kills[static_cast<std::size_t>(c.kill_index)].at_move)) {
       // Kill the session with this move in flight.
       auto& k = rep_.kills[static_cast<std::size_t>(c.kill_index)];
       k.old_pid = c.pid;
@@ -183,12 +186,8 @@ class load_client {
     csession& c = s_[i];
     std::int64_t t = now_ns();
     switch (r.type) {
-      case rec_welcome:
-        on_welcome(c, r, t);
-        break;
-      case rec_ack:
-        on_ack(c, r, t);
-        break;
+      case rec_welcome: on_welcome(c, r, t); break;
+      case rec_ack: on_ack(c, r, t); break;
       case rec_opponent:
         if (r.seq != c.opp + 1) {
           ++rep_.bad_order;
@@ -197,8 +196,7 @@ class load_client {
         ++c.opp;
         relay_lat_.push_back(t - static_cast<std::int64_t>(r.value));
         break;
-      default:
-        rep_.problems.push_back("unknown record type " + std::to_string(r.type));
+      default: rep_.problems.push_back("unknown record type " + std::to_string(r.type));
     }
     if (playing_ && !c.done && c.acked == static_cast<std::uint32_t>(cfg_.moves) &&
         c.opp == static_cast<std::uint32_t>(cfg_.moves)) {
@@ -218,7 +216,8 @@ class load_client {
       if (got < 0 && errno == EINTR) continue;
       if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
       if (got <= 0) {
-        rep_.problems.push_back("session " + std::to_string(i) + ": the server closed the connection");
+        rep_.problems.push_back("session " + std::to_string(i) +
+                                ": the server closed the connection");
         ::epoll_ctl(ep_, EPOLL_CTL_DEL, c.fd, nullptr);
         ::close(c.fd);
         c.fd = -1;

@@ -35,7 +35,8 @@ enum : std::uint32_t {
 };
 
 inline std::int64_t now_ns() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch()).count();
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(steady::now().time_since_epoch())
+      .count();
 }
 
 /// Writes the whole record (blocking socket). False if the peer is gone.

@@ -127,12 +127,12 @@ struct malformed : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-#define IRL_CHECK(cond)                                                    \
-  do {                                                                     \
-    if (!(cond)) {                                                         \
-      std::fprintf(stderr, "decoder: CHECK failed: %s\n", #cond);          \
-      std::abort();                                                        \
-    }                                                                      \
+#define IRL_CHECK(cond)                                           \
+  do {                                                            \
+    if (!(cond)) {                                                \
+      std::fprintf(stderr, "decoder: CHECK failed: %s\n", #cond); \
+      std::abort();                                               \
+    }                                                             \
   } while (0)
 
 const std::uint8_t dict0[] = "the quick brown fox jumps over the lazy dog; ";
@@ -191,7 +191,8 @@ std::vector<std::uint8_t> decode_irl(const std::vector<std::uint8_t>& blob) {
   auto u16 = [&](std::size_t at) { return static_cast<std::uint32_t>(in[at] | in[at + 1] << 8); };
   auto u32 = [&](std::size_t at) {
     return static_cast<std::uint32_t>(in[at]) | static_cast<std::uint32_t>(in[at + 1]) << 8 |
-           static_cast<std::uint32_t>(in[at + 2]) << 16 | static_cast<std::uint32_t>(in[at + 3]) << 24;
+           static_cast<std::uint32_t>(in[at + 2]) << 16 |
+           static_cast<std::uint32_t>(in[at + 3]) << 24;
   };
   if (n < 8 || in[0] != 'I' || in[1] != 'R' || in[2] != 'L' || in[3] != '1')
     throw malformed("not an IRL1 blob");
@@ -202,8 +203,9 @@ std::vector<std::uint8_t> decode_irl(const std::vector<std::uint8_t>& blob) {
     if (pos >= n) throw malformed("no end marker");
     switch (in[pos]) {
       case 0x00:
-        if (out.size() != size) throw malformed("the header says " + std::to_string(size) +
-                                                " bytes, the data made " + std::to_string(out.size()));
+        if (out.size() != size)
+          throw malformed("the header says " + std::to_string(size) + " bytes, the data made " +
+                          std::to_string(out.size()));
         return {out.data(), out.data() + out.size()};
       case 0x01: {
         if (pos + 2 > n) throw malformed("truncated literal");
@@ -233,7 +235,8 @@ std::vector<std::uint8_t> decode_irl(const std::vector<std::uint8_t>& blob) {
         pos += in[pos + 1];  // k = 0: stays here for ever
         break;
       default:
-        throw malformed("unknown opcode " + std::to_string(in[pos]) + " at offset " + std::to_string(pos));
+        throw malformed("unknown opcode " + std::to_string(in[pos]) + " at offset " +
+                        std::to_string(pos));
     }
   }
 }
@@ -246,7 +249,8 @@ void apply_limits(const worker_limits& lim) {
   if (lim.cpu_seconds) {
     // SIGXCPU at the soft limit, SIGKILL one second later.
     rlimit cpu{lim.cpu_seconds, lim.cpu_seconds + 1};
-    if (::setrlimit(RLIMIT_CPU, &cpu) != 0) throw std::runtime_error("setrlimit(RLIMIT_CPU) failed");
+    if (::setrlimit(RLIMIT_CPU, &cpu) != 0)
+      throw std::runtime_error("setrlimit(RLIMIT_CPU) failed");
   }
   if (lim.memory_bytes) {
     // What the process has mapped now (its code, the runtime's rings) plus
@@ -254,7 +258,8 @@ void apply_limits(const worker_limits& lim) {
     std::ifstream statm("/proc/self/statm");
     unsigned long long pages = 0;
     statm >> pages;
-    rlim_t as = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) + lim.memory_bytes;
+    rlim_t as = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) +
+                lim.memory_bytes;
     rlimit mem{as, as};
     if (::setrlimit(RLIMIT_AS, &mem) != 0) throw std::runtime_error("setrlimit(RLIMIT_AS) failed");
   }
@@ -281,7 +286,7 @@ isola::behavior decoder(worker_limits lim) {
 // ---------------------------------------------------------------- the service
 
 enum class outcome_kind { ok, malformed, out_of_memory, crashed, timed_out, cpu_limit, failed };
-const char* const kind_names[] = {"ok", "malformed", "out of memory", "crashed",
+const char* const kind_names[] = {"ok",        "malformed", "out of memory", "crashed",
                                   "timed out", "cpu limit", "failed"};
 
 struct outcome {
@@ -343,15 +348,17 @@ class decode_service {
       auto d = w.monitor().get(10s);
       current(i, w);
       char what[160];
-      std::snprintf(what, sizeof what, "no answer within %.1f s: %s (pid %d) killed (%s) and restarted",
+      std::snprintf(what, sizeof what,
+                    "no answer within %.1f s: %s (pid %d) killed (%s) and restarted",
                     deadline_.count(), w.name().c_str(), w.pid(), d.reason.to_string().c_str());
       return {outcome_kind::timed_out, {}, what};
     } catch (const isola::actor_exited& e) {
       current(i, w);
       bool cpu = e.reason().starts_with("signal " + std::to_string(SIGXCPU));
-      return {cpu ? outcome_kind::cpu_limit : outcome_kind::crashed, {},
-              w.name() + " (pid " + std::to_string(w.pid()) + ") died on this input: " + e.reason() +
-                  "; restarted"};
+      return {cpu ? outcome_kind::cpu_limit : outcome_kind::crashed,
+              {},
+              w.name() + " (pid " + std::to_string(w.pid()) +
+                  ") died on this input: " + e.reason() + "; restarted"};
     } catch (const isola::remote_error& e) {
       // The handler threw (it catches what the decoder throws, so this is a
       // bug of ours): the actor ends with it; wait for the next one.
@@ -545,7 +552,8 @@ void add_options(CLI::App& app, options& o) {
       ->delimiter(',');
   app.add_option("--workers", o.workers, "decoder workers")->check(CLI::PositiveNumber);
   app.add_option("--clients", o.clients, "client threads (default: 2 per worker)");
-  app.add_option("--deadline", o.deadline, "seconds a request may take")->check(CLI::PositiveNumber);
+  app.add_option("--deadline", o.deadline, "seconds a request may take")
+      ->check(CLI::PositiveNumber);
   app.add_option("--memory", o.memory_mib, "each worker's memory limit, MiB");
   app.add_option("--cpu", o.cpu, "each worker's CPU limit, seconds over its life");
 }
@@ -581,10 +589,11 @@ int run(const options& o) {
   std::size_t poisonous = 0;
   std::vector<test_case> cases = make_cases(o, poisonous);
   worker_limits lim{o.memory_mib << 20, o.cpu};
-  std::printf("isolated_service: %zu workers, %zu clients, %zu requests (%zu poisonous), deadline %.1f s, "
-              "limits per worker: %llu MiB more address space, %u s CPU\n",
-              o.workers, o.clients, o.requests, poisonous, o.deadline,
-              static_cast<unsigned long long>(o.memory_mib), o.cpu);
+  std::printf(
+      "isolated_service: %zu workers, %zu clients, %zu requests (%zu poisonous), deadline %.1f s, "
+      "limits per worker: %llu MiB more address space, %u s CPU\n",
+      o.workers, o.clients, o.requests, poisonous, o.deadline,
+      static_cast<unsigned long long>(o.memory_mib), o.cpu);
   std::fflush(stdout);
   decode_service service(o.workers, lim, isola::duration(o.deadline));
 
@@ -598,12 +607,15 @@ int run(const options& o) {
     for (std::size_t i; (i = next++) < o.requests;) {
       auto t0 = std::chrono::steady_clock::now();
       outcome r = service.call(cases[i].blob);
-      latency_ms[i] = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      latency_ms[i] =
+          std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
       got[i] = r.kind;
-      right[i] = r.kind == cases[i].expect && (r.kind != outcome_kind::ok || r.data == cases[i].expected);
+      right[i] =
+          r.kind == cases[i].expect && (r.kind != outcome_kind::ok || r.data == cases[i].expected);
       if (cases[i].kind != "good") {
         std::lock_guard lk(sample_m);
-        sample.emplace(cases[i].kind, std::string(kind_names[static_cast<int>(r.kind)]) + ": " + r.error);
+        sample.emplace(cases[i].kind,
+                       std::string(kind_names[static_cast<int>(r.kind)]) + ": " + r.error);
       }
     }
   };
@@ -639,7 +651,8 @@ int run(const options& o) {
   std::printf("restarts: %zu\n", service.restarts());
   // As the clients see it: waiting for a free worker (others may be stuck
   // until their deadline, or restarting) is included.
-  std::printf("latency ok: p50 %.2f ms, p99 %.2f ms\n", percentile(ok_lat, 0.5), percentile(ok_lat, 0.99));
+  std::printf("latency ok: p50 %.2f ms, p99 %.2f ms\n", percentile(ok_lat, 0.5),
+              percentile(ok_lat, 0.99));
   std::printf("latency all: p50 %.2f ms, p99 %.2f ms\n", percentile(latency_ms, 0.5),
               percentile(latency_ms, 0.99));
   std::printf("service running: %s\n", service.running() ? "yes" : "no");
@@ -652,8 +665,9 @@ int run(const options& o) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   options o;
-  CLI::App app{"a decoding service whose poisonous inputs crash, hang or blow the memory limit of "
-               "supervised workers; every request is answered"};
+  CLI::App app{
+      "a decoding service whose poisonous inputs crash, hang or blow the memory limit of "
+      "supervised workers; every request is answered"};
   add_options(app, o);
   CLI11_PARSE(app, argc, argv);
   if (o.clients == 0) o.clients = 2 * o.workers;

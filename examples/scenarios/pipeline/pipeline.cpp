@@ -144,8 +144,10 @@ std::uint64_t fnv1a(std::string_view s, std::uint64_t h = 1469598103934665603ULL
 std::string transform(const std::string& in, int work) {
   std::string out = in;
   for (char& c : out) {
-    if (c >= 'a' && c <= 'z') c = static_cast<char>('a' + (c - 'a' + 13) % 26);
-    else if (c >= 'A' && c <= 'Z') c = static_cast<char>('A' + (c - 'A' + 13) % 26);
+    if (c >= 'a' && c <= 'z')
+      c = static_cast<char>('a' + (c - 'a' + 13) % 26);
+    else if (c >= 'A' && c <= 'Z')
+      c = static_cast<char>('A' + (c - 'A' + 13) % 26);
   }
   std::uint64_t h = fnv1a(in);
   for (int r = 0; r < work; ++r) h = fnv1a(in, h);
@@ -209,7 +211,8 @@ int writer(isola::joinable_queue<result> in, isola::queue<std::uint32_t> acks, s
       return 1;
     }
     char line[64];
-    std::snprintf(line, sizeof line, "%u %016" PRIx64 " %016" PRIx64 " ", r.id, r.in_sum, r.out_sum);
+    std::snprintf(line, sizeof line, "%u %016" PRIx64 " %016" PRIx64 " ", r.id, r.in_sum,
+                  r.out_sum);
     manifest += line + r.name + "\n";
     seen[r.id] = true;
     ++written;
@@ -337,8 +340,8 @@ void add_options(CLI::App& app, options& o) {
 // count files of 64..2048 bytes of text, deterministic.
 void generate_inputs(const fs::path& dir, std::size_t count) {
   std::mt19937 rng(12345);
-  static const char* words[] = {"isola", "process", "queue", "pipe", "actor", "supervisor",
-                                "pool", "fork", "spawn", "join", "task_done", "back-pressure"};
+  static const char* words[] = {"isola", "process", "queue", "pipe", "actor",     "supervisor",
+                                "pool",  "fork",    "spawn", "join", "task_done", "back-pressure"};
   std::uniform_int_distribution<int> size(64, 2048), word(0, 11);
   for (std::size_t i = 0; i < count; ++i) {
     std::string text;
@@ -349,7 +352,8 @@ void generate_inputs(const fs::path& dir, std::size_t count) {
     }
     char name[32];
     std::snprintf(name, sizeof name, "f%06zu.txt", i);
-    if (!write_file(dir / name, text)) throw std::runtime_error("cannot write inputs in " + dir.string());
+    if (!write_file(dir / name, text))
+      throw std::runtime_error("cannot write inputs in " + dir.string());
   }
 }
 
@@ -407,8 +411,8 @@ class pipeline_root {
         results_(16 * o.workers),
         // Daemons: if the root gives up with an error, they are terminated
         // instead of joined (a worker waits in get() for ever).
-        writer_proc_(isola::process_options{.name = "writer", .daemon = true}, writer, results_, acks_,
-                     f.outdir.string()),
+        writer_proc_(isola::process_options{.name = "writer", .daemon = true}, writer, results_,
+                     acks_, f.outdir.string()),
         slots_(o.workers),
         bar_(total_, o.interval),
         acked_(total_, false),
@@ -499,7 +503,8 @@ class pipeline_root {
     std::size_t unfinished = s.q->unfinished_tasks(), queued = s.q->qsize();
     std::size_t held = unfinished - queued;  // 0 or 1: nobody else uses this queue now
     if (held > 1 || s.sent.size() < queued + held)
-      throw std::runtime_error("ledger out of step with the queue of transform-" + std::to_string(s.number));
+      throw std::runtime_error("ledger out of step with the queue of transform-" +
+                               std::to_string(s.number));
     std::string what = "holding nothing";
     bool held_stop = false;
     if (held == 1) {
@@ -510,10 +515,11 @@ class pipeline_root {
       held_stop = id == stop_id;
       what = held_stop ? "holding its stop item" : put_again(id);
     }
-    std::string line = "recovered: transform-" + std::to_string(s.number) + " (pid " + std::to_string(pid) +
-                       ") ended with " + std::to_string(code) + ", " + what;
+    std::string line = "recovered: transform-" + std::to_string(s.number) + " (pid " +
+                       std::to_string(pid) + ") ended with " + std::to_string(code) + ", " + what;
     if (restart) {
-      if (++restarts_ > max_restarts_) throw std::runtime_error("transform workers keep dying: giving up");
+      if (++restarts_ > max_restarts_)
+        throw std::runtime_error("transform workers keep dying: giving up");
       start_worker(s);
       line += "; restarted as transform-" + std::to_string(s.number) + " (pid " +
               std::to_string(s.proc->pid()) + ")";
@@ -565,7 +571,8 @@ class pipeline_root {
         std::size_t i = (rr_ + k) % slots_.size();
         order[k] = {slots_[i].q->qsize(), i};
       }
-      std::stable_sort(order.begin(), order.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+      std::stable_sort(order.begin(), order.end(),
+                       [](const auto& a, const auto& b) { return a.first < b.first; });
       bool put = false;
       for (auto [size, k] : order)
         if (put_to(slots_[k], pending_->id, *pending_)) {
@@ -657,9 +664,10 @@ bool check_manifest(const file_set& f, int work) {
 
 int run(const options& o) {
   file_set f = prepare_files(o);
-  std::cout << "pipeline: " << f.names.size() << " files in " << f.indir.string() << " -> " << o.workers
-            << " transform workers -> writer -> " << f.outdir.string() << " (queues: " << o.queue
-            << " per worker, " << 16 * o.workers << " to the writer)" << std::endl;
+  std::cout << "pipeline: " << f.names.size() << " files in " << f.indir.string() << " -> "
+            << o.workers << " transform workers -> writer -> " << f.outdir.string()
+            << " (queues: " << o.queue << " per worker, " << 16 * o.workers << " to the writer)"
+            << std::endl;
   pipeline_root root(o, f);
   root.run();
   root.stop();
@@ -667,8 +675,10 @@ int run(const options& o) {
   std::cout << "transform workers: " << o.workers << ", restarts: " << root.restarts()
             << ", items put again: " << root.requeued() << std::endl;
 
-  if (!f.base.empty() && !o.keep) fs::remove_all(f.base);
-  else if (!f.base.empty()) std::cout << "kept " << f.base.string() << std::endl;
+  if (!f.base.empty() && !o.keep)
+    fs::remove_all(f.base);
+  else if (!f.base.empty())
+    std::cout << "kept " << f.base.string() << std::endl;
   return ok ? 0 : 1;
 }
 
@@ -677,8 +687,9 @@ int run(const options& o) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   options o;
-  CLI::App app{"files through bounded queues and restartable workers; a manifest proves that "
-               "nothing was lost or duplicated"};
+  CLI::App app{
+      "files through bounded queues and restartable workers; a manifest proves that "
+      "nothing was lost or duplicated"};
   add_options(app, o);
   CLI11_PARSE(app, argc, argv);
   try {

@@ -36,9 +36,9 @@ struct portable_call {
 };
 
 struct launch_spec {
-  std::function<int()> run;                    // the call, for fork
+  std::function<int()> run;                      // the call, for fork
   std::function<std::vector<int>()> handle_fds;  // descriptors of handles in the arguments
-  std::function<portable_call()> portable;     // empty when not portable
+  std::function<portable_call()> portable;       // empty when not portable
   std::string not_portable_reason;
   bool empty() const { return !run; }
 };
@@ -54,9 +54,9 @@ constexpr int to_exit_code(R r) {
 // How an argument is stored: as the parameter type without references, and a
 // string literal as std::string so it can travel.
 template <class A>
-using stored_arg_t = std::conditional_t<
-    std::is_same_v<std::decay_t<A>, const char*> || std::is_same_v<std::decay_t<A>, char*>,
-    std::string, std::decay_t<A>>;
+using stored_arg_t = std::conditional_t<std::is_same_v<std::decay_t<A>, const char*> ||
+                                            std::is_same_v<std::decay_t<A>, char*>,
+                                        std::string, std::decay_t<A>>;
 
 template <class F, class Params, class... A>
 struct args_of;
@@ -132,10 +132,9 @@ launch_spec make_launch_spec(F&& f, A&&... a) {
   launch_spec spec;
   Fd fn(std::forward<F>(f));
 
-  constexpr bool is_fn_ptr =
-      std::is_pointer_v<Fd> && std::is_function_v<std::remove_pointer_t<Fd>>;
-  constexpr bool is_stateless = std::is_class_v<Fd> && std::is_empty_v<Fd> &&
-                                std::is_default_constructible_v<Fd>;
+  constexpr bool is_fn_ptr = std::is_pointer_v<Fd> && std::is_function_v<std::remove_pointer_t<Fd>>;
+  constexpr bool is_stateless =
+      std::is_class_v<Fd> && std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>;
   if constexpr (!is_fn_ptr && !is_stateless) {
     spec.not_portable_reason =
         "the target is a closure or functor that carries state, which forkserver and spawn "

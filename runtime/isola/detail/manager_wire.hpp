@@ -98,7 +98,9 @@ struct manager_address {
   /// "the manager (pid 123)" or "the manager at 127.0.0.1:5000".
   std::string describe() const;
   /// Identifies the connection this process opens to it.
-  std::string cache_key() const { return socket.empty() ? host + ":" + std::to_string(port) : "@" + socket; }
+  std::string cache_key() const {
+    return socket.empty() ? host + ":" + std::to_string(port) : "@" + socket;
+  }
 
   template <class Archive>
   void serialize(Archive& ar) {
@@ -113,14 +115,16 @@ struct manager_address {
 /// answers, authentication_error if it refuses the key; other statuses are
 /// returned in `status` for the caller to turn into its own answer (see
 /// check_reply).
-std::span<const std::byte> manager_call(const manager_address& addr, mgr_op op, std::uint64_t object,
-                                        std::int64_t timeout_ns, std::span<const std::byte> a,
-                                        std::span<const std::byte> b, mgr_status& status);
+std::span<const std::byte> manager_call(const manager_address& addr, mgr_op op,
+                                        std::uint64_t object, std::int64_t timeout_ns,
+                                        std::span<const std::byte> a, std::span<const std::byte> b,
+                                        mgr_status& status);
 
 /// Throws the exception for an error status (key_error, index_error,
 /// value_error, type_error, remote_error, manager_error); returns for ok,
 /// owner_died and timeout.
-void check_reply(const manager_address& addr, mgr_status status, std::span<const std::byte> payload);
+void check_reply(const manager_address& addr, mgr_status status,
+                 std::span<const std::byte> payload);
 
 /// Drops this thread's connection to addr (after a shutdown).
 void manager_forget(const manager_address& addr) noexcept;
@@ -150,7 +154,8 @@ struct mgr_apply_spec {
 
 struct mgr_create_spec {
   std::uint8_t kind = 0;
-  std::uint64_t type = 0;  // a hash of the element types: a named object opened with others is a type_error
+  std::uint64_t type =
+      0;  // a hash of the element types: a named object opened with others is a type_error
   std::uint64_t maxsize = 0;
   bytes init;
   std::string type_name;  // for the message of that type_error
@@ -163,9 +168,7 @@ struct mgr_create_spec {
 /// Reads the element list format: u64 count, then u32 length + bytes each.
 class element_reader {
  public:
-  explicit element_reader(std::span<const std::byte> p) : p_(p) {
-    count_ = take_u64();
-  }
+  explicit element_reader(std::span<const std::byte> p) : p_(p) { count_ = take_u64(); }
   std::uint64_t count() const noexcept { return count_; }
   std::span<const std::byte> next() {
     std::uint32_t n = 0;

@@ -32,9 +32,8 @@
 namespace isola::detail {
 
 template <class T>
-inline constexpr bool queue_raw_v =
-    ((std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) || std::is_enum_v<T>) &&
-    sizeof(T) <= 16;
+inline constexpr bool queue_raw_v = ((std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) ||
+                                     std::is_enum_v<T>)&&sizeof(T) <= 16;
 
 template <class T>
 struct queue_bulk : std::false_type {};

@@ -49,10 +49,10 @@ shared_data adopt_shared_data(std::uint32_t index, sync_kind kind, std::uint64_t
 /// the type allows it (so fetch_add never races with load/store), bytes
 /// otherwise.
 template <class T>
-inline constexpr bool atomic_capable_v =
-    std::is_trivially_copyable_v<T> && (sizeof(T) == 1 || sizeof(T) == 2 || sizeof(T) == 4 ||
-                                        sizeof(T) == 8) &&
-    std::atomic_ref<T>::is_always_lock_free;
+inline constexpr bool atomic_capable_v = std::is_trivially_copyable_v<T> &&
+                                         (sizeof(T) == 1 || sizeof(T) == 2 || sizeof(T) == 4 ||
+                                          sizeof(T) == 8) &&
+                                         std::atomic_ref<T>::is_always_lock_free;
 
 template <class T>
 T load_element(const T* p) noexcept {

@@ -168,8 +168,7 @@ bytes& connection::send_buffer() {
   return buf;
 }
 
-void connection::send_raw(std::span<const std::byte> a, std::span<const std::byte> b,
-                          int pass_fd) {
+void connection::send_raw(std::span<const std::byte> a, std::span<const std::byte> b, int pass_fd) {
   iovec iov[2] = {{const_cast<std::byte*>(a.data()), a.size()},
                   {const_cast<std::byte*>(b.data()), b.size()}};
   iovec* cur = iov;
@@ -213,8 +212,8 @@ void connection::send_frame(std::span<const std::byte> f) {
   require_writable();
   if (f.size() - frame_header_size > opts_.max_message_size)
     throw value_error("message of " + std::to_string(f.size() - frame_header_size) +
-                      " bytes exceeds max_message_size (" +
-                      std::to_string(opts_.max_message_size) + "); nothing was sent");
+                      " bytes exceeds max_message_size (" + std::to_string(opts_.max_message_size) +
+                      "); nothing was sent");
   send_raw(f, {});
 }
 
@@ -222,8 +221,8 @@ void connection::send_bytes(std::span<const std::byte> data) {
   require_writable();
   if (data.size() > opts_.max_message_size)
     throw value_error("message of " + std::to_string(data.size()) +
-                      " bytes exceeds max_message_size (" +
-                      std::to_string(opts_.max_message_size) + "); nothing was sent");
+                      " bytes exceeds max_message_size (" + std::to_string(opts_.max_message_size) +
+                      "); nothing was sent");
   frame_header h;
   h.tag = raw_tag();
   h.size = data.size();
@@ -313,7 +312,8 @@ bool connection::fill() {
     }
   }
   std::vector<int> fds;  // allocates only when descriptors came
-  ssize_t r = detail::recv_fds_once(fd_, std::span(rbuf_.data() + rend_, rbuf_.size() - rend_), fds);
+  ssize_t r =
+      detail::recv_fds_once(fd_, std::span(rbuf_.data() + rend_, rbuf_.size() - rend_), fds);
   received_fds_.insert(received_fds_.end(), fds.begin(), fds.end());
   if (r < 0) {
     if (r == -ECONNRESET) return false;

@@ -89,6 +89,7 @@
 // otherwise, so the fast path pays one load.
 #include "isola/detail/shm_ring.hpp"
 
+#include <fcntl.h>
 #include <linux/futex.h>
 #include <pthread.h>
 #include <sys/eventfd.h>
@@ -97,7 +98,6 @@
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
-#include <fcntl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -340,7 +340,8 @@ struct ring_ops {
 
   // Under put_lock, with tail.in_msg: end the open message. Never waits (I3).
   void append_abort(std::uint64_t tail) const {
-    if (!fits(tail, h->head.load(std::memory_order_acquire), 8, false)) return;  // cannot happen (I3)
+    if (!fits(tail, h->head.load(std::memory_order_acquire), 8, false))
+      return;  // cannot happen (I3)
     write_header(wpos(tail), 0, k_abort);
     commit_tail(make_word(wpos(tail) + 8, wcount(tail), false));
   }
@@ -519,13 +520,14 @@ struct ring_ops {
   // Under get_lock, which it releases.
   [[noreturn]] void corrupt(std::uint64_t pos, const record_header& r) const {
     unlock_get();
-    throw decode_error("queue: corrupt record at ring position " + std::to_string(pos) +
-                       " (kind 0x" + [&] {
-                         char buf[16];
-                         std::snprintf(buf, sizeof buf, "%x", r.kind);
-                         return std::string(buf);
-                       }() + ", length " + std::to_string(r.len) +
-                       "); the queue's shared memory was overwritten");
+    throw decode_error(
+        "queue: corrupt record at ring position " + std::to_string(pos) + " (kind 0x" +
+        [&] {
+          char buf[16];
+          std::snprintf(buf, sizeof buf, "%x", r.kind);
+          return std::string(buf);
+        }() +
+        ", length " + std::to_string(r.len) + "); the queue's shared memory was overwritten");
   }
 
   bool get(ring_sink& sink, deadline d) const {
@@ -557,7 +559,9 @@ struct ring_ops {
         if (!assembling) {
           unlock_get();
           if (d.mode == deadline::nowait) return false;
-          if (!wait_on(h->data_seq, [this] { return has_records(); }, d.until())) return false;
+          if (!wait_on(
+                  h->data_seq, [this] { return has_records(); }, d.until()))
+            return false;
           if (!lock_get(d)) return false;
           continue;
         }
@@ -578,8 +582,8 @@ struct ring_ops {
           if (wpos(hw) == wpos(tw)) drop_partial();  // abandoned and unrepairable
           continue;
         }
-        wait_on(h->data_seq, [this] { return has_records(); },
-                clock::now() + producer_check_slice);
+        wait_on(
+            h->data_seq, [this] { return has_records(); }, clock::now() + producer_check_slice);
         continue;
       }
 
@@ -646,8 +650,7 @@ struct ring_ops {
           drop_partial();
           commit_head(make_word(p + 8, wcount(hw), false));
           continue;
-        default:
-          corrupt(p, r);
+        default: corrupt(p, r);
       }
     }
   }
@@ -693,7 +696,8 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
     init_robust_mutex(m, PTHREAD_MUTEX_DEFAULT, "pthread_mutex_init(queue lock)");
   }
-  const std::uint64_t start = make_word(cfg.start_position & ~std::uint64_t{7}, cfg.start_count, false);
+  const std::uint64_t start =
+      make_word(cfg.start_position & ~std::uint64_t{7}, cfg.start_count, false);
   h->tail.store(start, std::memory_order_relaxed);
   h->head_cache.store(start, std::memory_order_relaxed);
   h->data_seq.store(0, std::memory_order_relaxed);
@@ -725,8 +729,9 @@ std::shared_ptr<shm_ring> shm_ring::adopt(std::uint32_t mem_index, std::uint32_t
       (size & (size - 1)) != 0 || h->max_record > size / 4 || h->max_record < 64)
     throw decode_error("queue: the descriptor received is not a queue's shared memory");
   if (h->type_tag != type_tag)
-    throw decode_error("queue: the queue received holds another type than the parameter it "
-                       "was passed to");
+    throw decode_error(
+        "queue: the queue received holds another type than the parameter it "
+        "was passed to");
   r->load_constants();
   return r;
 }
@@ -767,10 +772,10 @@ void shm_ring::check_open() const {
   if (!hdr_) throw value_error("queue is closed");
 }
 
-#define ISOLA_RING_OPS                                                                      \
-  ring_ops ops {                                                                            \
+#define ISOLA_RING_OPS                                                                           \
+  ring_ops ops {                                                                                 \
     hdr_, ring_, ring_bytes_, ring_bytes_ - 1, maxsize_, max_record_, max_message_, spin_, efd_, \
-        single_consumer_                                                                     \
+        single_consumer_                                                                         \
   }
 
 bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d) {
@@ -822,8 +827,7 @@ bool shm_ring::ready_for_wait() {
   ISOLA_RING_OPS;
   if (ops.has_records()) return true;
   std::uint64_t n;
-  while (::read(efd_, &n, sizeof n) > 0) {
-  }
+  while (::read(efd_, &n, sizeof n) > 0) {}
   hdr_->fd_armed.store(1, std::memory_order_seq_cst);
   if (ops.has_records()) {
     // We may have drained a wake-up meant for another waiter too: re-arm it.

@@ -31,8 +31,8 @@ std::vector<std::size_t> wait(std::span<const waitable> objects,
     if (any_now) {
       ms = 0;  // something is ready: only look whether the others are too
     } else if (deadline) {
-      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clock::now() +
-                                                                        std::chrono::microseconds(999));
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          *deadline - clock::now() + std::chrono::microseconds(999));
       ms = static_cast<int>(std::clamp<long long>(left.count(), 0, 1 << 30));
     }
     int r = ::poll(fds.data(), fds.size(), ms);

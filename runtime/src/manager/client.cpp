@@ -20,8 +20,8 @@
 
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/detail/manager_wire.hpp"
-#include "sys/crypto.hpp"
 #include "manager/protocol.hpp"
+#include "sys/crypto.hpp"
 
 namespace isola::detail {
 
@@ -124,16 +124,13 @@ void client_handshake(int fd, const manager_address& a) {
   const auto identity = program_identity();
   switch (handshake::run_client(fd, manager_handshake, a.authkey, identity,
                                 deadline::after(handshake_timeout))) {
-    case handshake::outcome::ok:
-      return;
-    case handshake::outcome::timed_out:
-      unreachable(a, "no answer to the handshake");
-    case handshake::outcome::closed:
-      unreachable(a, "the connection closed during the handshake");
-    case handshake::outcome::not_ours:
-      unreachable(a, "what answers there is not an isola manager");
+    case handshake::outcome::ok: return;
+    case handshake::outcome::timed_out: unreachable(a, "no answer to the handshake");
+    case handshake::outcome::closed: unreachable(a, "the connection closed during the handshake");
+    case handshake::outcome::not_ours: unreachable(a, "what answers there is not an isola manager");
     case handshake::outcome::refused:
-      throw authentication_error(a.describe() + " refused the authentication key (the digest did "
+      throw authentication_error(a.describe() +
+                                 " refused the authentication key (the digest did "
                                  "not match): use the key the manager was started or served with");
     case handshake::outcome::forged:
       throw authentication_error(a.describe() +
@@ -199,7 +196,8 @@ class channel {
     }
     // Timed waits are decided by the manager; we wait that long and a margin.
     std::optional<clk::time_point> deadline;
-    if (timeout_ns >= 0) deadline = clk::now() + std::chrono::nanoseconds(timeout_ns) + std::chrono::seconds(30);
+    if (timeout_ns >= 0)
+      deadline = clk::now() + std::chrono::nanoseconds(timeout_ns) + std::chrono::seconds(30);
     for (;;) {
       // Drop the previous reply's bytes.
       if (rpos_ > 0) {
@@ -210,9 +208,11 @@ class channel {
       while (rend_ < 4 || rend_ < 4 + frame_length()) {
         std::size_t need = rend_ < 4 ? 4 : 4 + frame_length();
         if (rend_ >= 4 && frame_length() > max_frame_payload + 64) gone(a, op, "a corrupt reply");
-        if (in_.size() < std::max<std::size_t>(need, 65536)) in_.resize(std::max<std::size_t>(need, 65536));
+        if (in_.size() < std::max<std::size_t>(need, 65536))
+          in_.resize(std::max<std::size_t>(need, 65536));
         if (deadline) {
-          auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clk::now()).count();
+          auto left =
+              std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clk::now()).count();
           if (left <= 0) gone(a, op, "no reply in time");
           pollfd pf{fd_, POLLIN, 0};
           int rc = ::poll(&pf, 1, static_cast<int>(std::min<long long>(left + 1, 1 << 30)));
@@ -247,8 +247,8 @@ class channel {
   [[noreturn]] void gone(const manager_address& a, mgr_op op, const char* why = nullptr) {
     close();
     std::string what = a.describe() + " is gone: " +
-                       (why ? std::string(why) : std::string("its connection closed")) + " during " +
-                       op_name(op) + " (it has shut down, died or was killed)";
+                       (why ? std::string(why) : std::string("its connection closed")) +
+                       " during " + op_name(op) + " (it has shut down, died or was killed)";
     throw manager_error(what, a.pid);
   }
 
@@ -281,9 +281,10 @@ channel_cache& cache() {
 
 }  // namespace
 
-std::span<const std::byte> manager_call(const manager_address& addr, mgr_op op, std::uint64_t object,
-                                        std::int64_t timeout_ns, std::span<const std::byte> a,
-                                        std::span<const std::byte> b, mgr_status& status) {
+std::span<const std::byte> manager_call(const manager_address& addr, mgr_op op,
+                                        std::uint64_t object, std::int64_t timeout_ns,
+                                        std::span<const std::byte> a, std::span<const std::byte> b,
+                                        mgr_status& status) {
   auto& c = cache();
   auto key = addr.cache_key();
   auto it = c.m.find(key);
@@ -302,8 +303,7 @@ std::span<const std::byte> manager_call(const manager_address& addr, mgr_op op, 
 void manager_forget(const manager_address& addr) noexcept {
   try {
     cache().m.erase(addr.cache_key());
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 void check_reply(const manager_address& addr, mgr_status status, std::span<const std::byte> p) {
@@ -311,16 +311,12 @@ void check_reply(const manager_address& addr, mgr_status status, std::span<const
   switch (status) {
     case mgr_status::ok:
     case mgr_status::owner_died:
-    case mgr_status::timeout:
-      return;
+    case mgr_status::timeout: return;
     case mgr_status::key_error:
       throw key_error(text.empty() ? "the key is not in the managed dict" : text);
-    case mgr_status::index_error:
-      throw index_error(text);
-    case mgr_status::value_error:
-      throw value_error(text);
-    case mgr_status::type_error:
-      throw type_error(text);
+    case mgr_status::index_error: throw index_error(text);
+    case mgr_status::value_error: throw value_error(text);
+    case mgr_status::type_error: throw type_error(text);
     case mgr_status::remote_error: {
       auto nl = text.find('\n');
       std::string type = nl == std::string::npos ? "std::exception" : text.substr(0, nl);
@@ -328,8 +324,7 @@ void check_reply(const manager_address& addr, mgr_status status, std::span<const
       throw remote_error(type, what, addr.pid, "manager");
     }
     case mgr_status::error:
-    default:
-      throw manager_error(addr.describe() + ": " + text, addr.pid);
+    default: throw manager_error(addr.describe() + ": " + text, addr.pid);
   }
 }
 

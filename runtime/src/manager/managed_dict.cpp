@@ -22,9 +22,7 @@ void managed_dict::handle(object_context& cx, const request& r) {
     case mgr_op::dict_erase: return cx.reply_value(r, entries_.erase(key(r.a)) > 0);
     case mgr_op::dict_contains: return cx.reply_value(r, entries_.count(key(r.a)) > 0);
     case mgr_op::dict_size: return cx.reply_value(r, std::uint64_t(entries_.size()));
-    case mgr_op::dict_clear:
-      entries_.clear();
-      return cx.reply(r, mgr_status::ok);
+    case mgr_op::dict_clear: entries_.clear(); return cx.reply(r, mgr_status::ok);
     case mgr_op::dict_keys:
     case mgr_op::dict_values:
     case mgr_op::dict_items: return reply_elements(cx, r);

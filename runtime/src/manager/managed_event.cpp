@@ -13,9 +13,7 @@ void managed_event::handle(object_context& cx, const request& r) {
         cx.reply(w.peer, w.req, mgr_status::ok);
       }
       return cx.reply(r, mgr_status::ok);
-    case mgr_op::event_clear:
-      flag_ = false;
-      return cx.reply(r, mgr_status::ok);
+    case mgr_op::event_clear: flag_ = false; return cx.reply(r, mgr_status::ok);
     case mgr_op::event_is_set: return cx.reply_value(r, flag_);
     case mgr_op::event_wait:
       if (flag_) return cx.reply(r, mgr_status::ok);

@@ -22,9 +22,7 @@ void managed_list::handle(object_context& cx, const request& r) {
       for (auto& e : items_) put_element(out, e);
       return cx.reply(r, mgr_status::ok, out);
     }
-    case mgr_op::list_clear:
-      items_.clear();
-      return cx.reply(r, mgr_status::ok);
+    case mgr_op::list_clear: items_.clear(); return cx.reply(r, mgr_status::ok);
     default: return cx.reply_unknown(r);
   }
 }

@@ -9,8 +9,7 @@ void managed_queue::handle(object_context& cx, const request& r) {
     case mgr_op::queue_put: return put(cx, r);
     case mgr_op::queue_get: return get(cx, r);
     case mgr_op::queue_size: return cx.reply_value(r, std::uint64_t(items_.size()));
-    case mgr_op::queue_full:
-      return cx.reply_value(r, maxsize_ != 0 && items_.size() >= maxsize_);
+    case mgr_op::queue_full: return cx.reply_value(r, maxsize_ != 0 && items_.size() >= maxsize_);
     default: return cx.reply_unknown(r);
   }
 }

@@ -80,7 +80,8 @@ manager::manager() : manager(manager_options{}) {}
 manager::manager(manager_options opts) {
   auto addr = std::make_shared<detail::manager_address>();
   addr->authkey = opts.authkey.empty() ? detail::random_string(32) : opts.authkey;
-  addr->socket = "isola-mgr-" + std::to_string(::getpid()) + "-" + detail::hex(detail::random_string(8));
+  addr->socket =
+      "isola-mgr-" + std::to_string(::getpid()) + "-" + detail::hex(detail::random_string(8));
   auto listener = detail::net::unix_listen(addr->socket);
   if (!listener) throw os_error(listener.err, "manager: " + listener.what);
   int fd = listener.fd.release();
@@ -92,7 +93,8 @@ manager::manager(manager_options opts) {
   po.method = opts.method;
   detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size};
   try {
-    proc_ = std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));
+    proc_ =
+        std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));
     proc_->start();
   } catch (...) {
     ::close(fd);
@@ -109,8 +111,7 @@ manager::manager(std::shared_ptr<const detail::manager_address> addr) : addr_(st
 manager::~manager() {
   try {
     shutdown();
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 manager::manager(manager&&) noexcept = default;
@@ -118,8 +119,7 @@ manager& manager::operator=(manager&& o) noexcept {
   if (this != &o) {
     try {
       shutdown();
-    } catch (...) {
-    }
+    } catch (...) {}
     addr_ = std::move(o.addr_);
     proc_ = std::move(o.proc_);
     owner_ = o.owner_;
@@ -142,7 +142,8 @@ manager manager::connect(const std::string& endpoint, std::string authkey) {
   if (colon == std::string::npos || colon + 1 == endpoint.size())
     throw value_error("manager::connect: '" + endpoint + "' is not host:port");
   std::string host = endpoint.substr(0, colon);
-  if (host.size() >= 2 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() >= 2 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   unsigned long port = 0;
   try {
     std::size_t used = 0;
@@ -162,7 +163,8 @@ std::uint16_t manager::serve(const std::string& host, std::uint16_t port, std::s
   auto p = detail::manager_call(*addr_, detail::mgr_op::serve, 0, -1,
                                 std::as_bytes(std::span(host.data(), host.size())), b, st);
   if (st == detail::mgr_status::value_error)
-    throw os_error(0, "manager::serve: " + std::string(reinterpret_cast<const char*>(p.data()), p.size()));
+    throw os_error(
+        0, "manager::serve: " + std::string(reinterpret_cast<const char*>(p.data()), p.size()));
   detail::check_reply(*addr_, st, p);
   return decode<std::uint16_t>(p);
 }
@@ -183,7 +185,9 @@ void manager::shutdown() {
   }
 }
 
-int manager::pid() const noexcept { return proc_ ? proc_->pid() : (addr_ && addr_->socket.size() ? addr_->pid : 0); }
+int manager::pid() const noexcept {
+  return proc_ ? proc_->pid() : (addr_ && addr_->socket.size() ? addr_->pid : 0);
+}
 
 bool manager::is_alive() const { return proc_ && proc_->is_alive(); }
 
@@ -200,7 +204,8 @@ manager_stats manager::stats() const {
   auto t = decode<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t,
                              std::uint64_t, std::uint64_t>>(p);
   manager_stats s;
-  std::tie(s.connections, s.objects, s.waiters, s.auth_failures, s.dropped_peers, s.owner_deaths) = t;
+  std::tie(s.connections, s.objects, s.waiters, s.auth_failures, s.dropped_peers, s.owner_deaths) =
+      t;
   return s;
 }
 

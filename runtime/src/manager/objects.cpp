@@ -33,12 +33,10 @@ mgr_kind kind_of(mgr_op op) {
 
 /// The state of kind k (1-based, mgr_kind's order), built from the spec.
 template <std::size_t... I>
-managed_object::state make_state(std::size_t k, mgr_create_spec& spec,
-                                 std::index_sequence<I...>) {
+managed_object::state make_state(std::size_t k, mgr_create_spec& spec, std::index_sequence<I...>) {
   using state = managed_object::state;
-  static constexpr state (*make[])(mgr_create_spec&) = {[](mgr_create_spec& s) {
-    return state(std::in_place_index<I>, s);
-  }...};
+  static constexpr state (*make[])(mgr_create_spec&) = {
+      [](mgr_create_spec& s) { return state(std::in_place_index<I>, s); }...};
   return make[k - 1](spec);
 }
 
@@ -55,15 +53,16 @@ void object_store::create(object_context& cx, const request& r) {
       auto& o = *objects_.at(it->second);
       if (o.kind() != kind || o.type != spec.type)
         return cx.reply_text(r, mgr_status::type_error,
-                             "the managed object '" + name + "' is a " + kind_name(o.kind()) +
-                                 "<" + o.type_name + ">, not a " + kind_name(kind) + "<" +
+                             "the managed object '" + name + "' is a " + kind_name(o.kind()) + "<" +
+                                 o.type_name + ">, not a " + kind_name(kind) + "<" +
                                  spec.type_name + ">");
       return cx.reply_value(r, o.id);
     }
   }
   auto o = std::make_unique<managed_object>(managed_object{
       next_object_++, spec.type, spec.type_name, name,
-      make_state(spec.kind, spec, std::make_index_sequence<std::variant_size_v<managed_object::state>>{})});
+      make_state(spec.kind, spec,
+                 std::make_index_sequence<std::variant_size_v<managed_object::state>>{})});
   auto id = o->id;
   objects_.emplace(id, std::move(o));
   if (!name.empty()) named_.emplace(name, id);
@@ -105,7 +104,8 @@ void object_store::expire(object_context& cx, std::uint64_t object, std::uint64_
 
 std::uint64_t object_store::waiting() const {
   std::uint64_t n = 0;
-  for (auto& [id, o] : objects_) n += std::visit([](auto& s) { return s.waiting(); }, o->kind_state);
+  for (auto& [id, o] : objects_)
+    n += std::visit([](auto& s) { return s.waiting(); }, o->kind_state);
   return n;
 }
 

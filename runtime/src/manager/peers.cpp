@@ -173,8 +173,9 @@ void peer_table::resize_input(peer& p) {
 
 bool peer_table::authenticate(peer& p) {
   auto& key = listeners_[p.listener].authkey;
-  const auto response = std::span<const std::uint8_t>(
-      reinterpret_cast<const std::uint8_t*>(p.in.data()), handshake::response_size(manager_handshake));
+  const auto response =
+      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(p.in.data()),
+                                    handshake::response_size(manager_handshake));
   auto verdict = handshake::make_verdict(manager_handshake, key, p.challenge, response);
   if (p.hs_timed) {
     timers_.cancel(p.hs_timer);

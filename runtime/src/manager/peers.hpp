@@ -16,9 +16,9 @@
 #include <vector>
 
 #include "isola/codec.hpp"
-#include "sys/handshake.hpp"
 #include "isola/detail/manager_wire.hpp"
 #include "manager/timers.hpp"
+#include "sys/handshake.hpp"
 
 namespace isola::detail {
 

@@ -47,8 +47,11 @@ static_assert(sizeof(request_header) == 36);
 static_assert(sizeof(reply_header) == 16);
 
 inline constexpr std::size_t max_frame_payload = (std::size_t{1} << 30) - 64;
-inline const handshake::spec manager_handshake{
-    {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'}, "isola-manager-client", "isola-manager-server", 32, false};
+inline const handshake::spec manager_handshake{{'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'},
+                                               "isola-manager-client",
+                                               "isola-manager-server",
+                                               32,
+                                               false};
 inline constexpr auto handshake_timeout = std::chrono::seconds(10);
 
 inline const char* op_name(mgr_op op) {

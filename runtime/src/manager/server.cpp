@@ -124,14 +124,12 @@ void server::on_frame(peer& p, std::span<const std::byte> f) {
 void server::dispatch(const request& r) {
   switch (r.op) {
     case mgr_op::create: return objects_.create(cx_, r);
-    case mgr_op::shutdown:
-      stop_ = true;
-      return cx_.reply(r, mgr_status::ok);
+    case mgr_op::shutdown: stop_ = true; return cx_.reply(r, mgr_status::ok);
     case mgr_op::serve: return serve(r);
     case mgr_op::stats:
-      return cx_.reply_value(r, std::make_tuple(peers_.connections(), objects_.size(),
-                                                objects_.waiting(), peers_.auth_failures(),
-                                                peers_.dropped(), cx_.owner_deaths));
+      return cx_.reply_value(
+          r, std::make_tuple(peers_.connections(), objects_.size(), objects_.waiting(),
+                             peers_.auth_failures(), peers_.dropped(), cx_.owner_deaths));
     default: return objects_.handle(cx_, r);
   }
 }

@@ -8,7 +8,8 @@ namespace isola::detail {
 int deadlines::wait_ms() const {
   if (map_.empty()) return -1;
   auto left =
-      std::chrono::duration_cast<std::chrono::milliseconds>(map_.begin()->first - clk::now()).count();
+      std::chrono::duration_cast<std::chrono::milliseconds>(map_.begin()->first - clk::now())
+          .count();
   return static_cast<int>(std::clamp<long long>(left + 1, 0, 1 << 30));
 }
 

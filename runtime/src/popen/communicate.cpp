@@ -23,7 +23,9 @@ namespace isola {
 using namespace popen_internal;
 using detail::throw_errno;
 
-popen::output popen::communicate(std::string_view input) { return *communicate_until(input, detail::deadline::forever()); }
+popen::output popen::communicate(std::string_view input) {
+  return *communicate_until(input, detail::deadline::forever());
+}
 
 popen::output popen::communicate(std::string_view input, duration timeout) {
   auto deadline = deadline_after(timeout);
@@ -31,7 +33,8 @@ popen::output popen::communicate(std::string_view input, duration timeout) {
   if (!r)
     throw timeout_error("popen: communicate() timed out after " + seconds_text(timeout) +
                         " (the program runs on; communicate() again goes on where this call "
-                        "stopped): " + st().command);
+                        "stopped): " +
+                        st().command);
   return std::move(*r);
 }
 
@@ -43,13 +46,16 @@ void popen::state::check_communicate(std::string_view input) const {
   require_owner();
   bool any_pipe = piped[0] || piped[1] || piped[2];
   if (communicated && any_pipe)
-    throw value_error("popen: communicate() already returned this program's output, which "
-                      "can be read only once: " + command);
+    throw value_error(
+        "popen: communicate() already returned this program's output, which "
+        "can be read only once: " +
+        command);
   if (!input.empty()) {
     if (!piped[0]) throw value_error("popen: communicate(input) needs .in = isola::stdio::pipe");
     if (communication_started)
-      throw value_error("popen: cannot send input after starting communication; call "
-                        "communicate() without input to go on");
+      throw value_error(
+          "popen: cannot send input after starting communication; call "
+          "communicate() without input to go on");
     if (in.closed()) throw value_error("popen: communicate(input) after stdin was closed");
   }
 }
@@ -97,7 +103,8 @@ std::optional<popen::output> popen::communicate_until(std::string_view input,
     for (nfds_t i = 0; i < n; ++i) {
       if (!fds[i].revents) continue;
       if (who[i] == 0) {
-        ssize_t w = ::write(s.in.fd_, todo.data() + off, std::min<std::size_t>(todo.size() - off, 1 << 20));
+        ssize_t w =
+            ::write(s.in.fd_, todo.data() + off, std::min<std::size_t>(todo.size() - off, 1 << 20));
         if (w > 0) {
           off += static_cast<std::size_t>(w);
         } else if (w < 0 && errno != EAGAIN && errno != EINTR) {

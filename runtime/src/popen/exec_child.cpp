@@ -78,8 +78,8 @@ struct child_error {
     if (s == SIGKILL || s == SIGSTOP) continue;
     struct sigaction old {};
     if (::sigaction(s, nullptr, &old) != 0) continue;
-    bool caught = (old.sa_flags & SA_SIGINFO) ||
-                  (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
+    bool caught =
+        (old.sa_flags & SA_SIGINFO) || (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
     if (caught || s == SIGPIPE || s == SIGXFSZ) {
       struct sigaction dfl {};
       dfl.sa_handler = SIG_DFL;
@@ -151,7 +151,8 @@ pid_t start_child(const child_plan& plan) {
 
 std::vector<std::string> build_env(const popen_options& o) {
   std::vector<std::string> env;
-  if (o.env) for (auto& [k, v] : *o.env) check_env_name(k);
+  if (o.env)
+    for (auto& [k, v] : *o.env) check_env_name(k);
   for (auto& [k, v] : o.env_update) check_env_name(k);
   if (o.env) {
     for (auto& [k, v] : *o.env) env.push_back(k + "=" + v);
@@ -182,7 +183,8 @@ std::vector<std::string> candidates_for(const std::string& program, const std::s
   std::size_t start = 0;
   for (;;) {
     auto end = path.find(':', start);
-    std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string dir =
+        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
     out.push_back((dir.empty() ? std::string(".") : dir) + "/" + program);
     if (end == std::string::npos) break;
     start = end + 1;
@@ -218,21 +220,14 @@ void check_exec(pid_t pid, int err_read, const std::string& program, const std::
   }
   if (got == 0) return;  // exec closed the pipe: the program runs
   int status;
-  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
   if (got < sizeof ce) ce = {step_exec, EIO};
   std::string why = std::strerror(ce.err);
   std::string msg = "popen: cannot run '" + program + "': ";
   switch (ce.step) {
-    case step_chdir:
-      msg += "cannot change to directory '" + cwd + "': " + why;
-      break;
-    case step_session:
-      msg += "setsid: " + why;
-      break;
-    case step_stdio:
-      msg += "setting up its standard streams: " + why;
-      break;
+    case step_chdir: msg += "cannot change to directory '" + cwd + "': " + why; break;
+    case step_session: msg += "setsid: " + why; break;
+    case step_stdio: msg += "setting up its standard streams: " + why; break;
     default:
       msg += why;
       if (ce.err == ENOENT && program.find('/') == std::string::npos)

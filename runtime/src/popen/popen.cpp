@@ -35,8 +35,8 @@
 #include "isola/error.hpp"
 #include "isola/wait.hpp"
 #include "popen/popen_internal.hpp"
-#include "sys/os.hpp"
 #include "process/registry.hpp"
+#include "sys/os.hpp"
 
 namespace isola {
 
@@ -66,7 +66,8 @@ int poll_until(pollfd* fds, nfds_t n, const detail::deadline& d) {
       const auto now = clock::now();
       ms = 0;
       if (*deadline > now)
-        ms = static_cast<int>(std::min<long long>(duration_cast<milliseconds>(*deadline - now + 999us).count(), 1 << 30));
+        ms = static_cast<int>(std::min<long long>(
+            duration_cast<milliseconds>(*deadline - now + 999us).count(), 1 << 30));
     }
     int r = ::poll(fds, n, ms);
     if (r > 0) return r;
@@ -77,7 +78,6 @@ int poll_until(pollfd* fds, nfds_t n, const detail::deadline& d) {
     if (errno != EINTR) throw_errno("poll");
   }
 }
-
 
 }  // namespace popen_internal
 
@@ -201,8 +201,7 @@ void popen::state::release() noexcept {
   try {
     if (proc && proc->owner == ::getpid() && proc->pidfd && !proc->try_reap())
       abandon(std::move(proc));
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 // ---------------------------------------------------------------------------
@@ -331,7 +330,8 @@ std::string popen::reader::read(duration timeout) {
 }
 
 std::string popen::reader::try_read() {
-  if (!eof_) fill(detail::deadline::now());  // one read: a fast writer must not keep this call going
+  if (!eof_)
+    fill(detail::deadline::now());  // one read: a fast writer must not keep this call going
   return take_all();
 }
 
@@ -383,8 +383,7 @@ void popen::state::open_streams(const popen_options& opts, child_plan& plan,
   const stdio* want[3] = {&opts.in, &opts.out, &opts.err};
   for (int i = 0; i < 3; ++i) {
     switch (want[i]->how()) {
-      case stdio::kind::inherit:
-        break;
+      case stdio::kind::inherit: break;
       case stdio::kind::pipe: {
         int p[2];
         if (::pipe2(p, O_CLOEXEC) != 0) throw_errno("popen: pipe2");
@@ -409,7 +408,9 @@ void popen::state::open_streams(const popen_options& opts, child_plan& plan,
         break;
       }
       case stdio::kind::to_stdout:
-        if (i != 2) throw value_error(std::string("popen: stdio::to_stdout is for stderr, not ") + stream_name(i));
+        if (i != 2)
+          throw value_error(std::string("popen: stdio::to_stdout is for stderr, not ") +
+                            stream_name(i));
         plan.err_to_out = true;
         break;
       case stdio::kind::fd: {
@@ -441,8 +442,9 @@ popen::popen(std::vector<std::string> args, popen_options opts) : st_(std::make_
   auto cand_c = c_strings(candidates);
 
   for (int fd : opts.pass_fds) {
-    if (fd < 3) throw value_error("popen: pass_fds cannot hold " + std::to_string(fd) +
-                                  "; set .in, .out or .err for the standard streams");
+    if (fd < 3)
+      throw value_error("popen: pass_fds cannot hold " + std::to_string(fd) +
+                        "; set .in, .out or .err for the standard streams");
     if (::fcntl(fd, F_GETFD) < 0) throw_errno("popen: pass_fds holds " + std::to_string(fd));
   }
 
@@ -478,8 +480,7 @@ popen::popen(std::vector<std::string> args, popen_options opts) : st_(std::make_
   } catch (...) {
     ::kill(pid, SIGKILL);
     int status;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     throw;
   }
   s.proc = std::move(proc);
@@ -552,13 +553,15 @@ popen::writer& popen::in() {
 
 popen::reader& popen::out() {
   auto& s = st();
-  if (!s.piped[1]) throw value_error("popen: stdout is not a pipe (pass .out = isola::stdio::pipe)");
+  if (!s.piped[1])
+    throw value_error("popen: stdout is not a pipe (pass .out = isola::stdio::pipe)");
   return s.out;
 }
 
 popen::reader& popen::err() {
   auto& s = st();
-  if (!s.piped[2]) throw value_error("popen: stderr is not a pipe (pass .err = isola::stdio::pipe)");
+  if (!s.piped[2])
+    throw value_error("popen: stderr is not a pipe (pass .err = isola::stdio::pipe)");
   return s.err;
 }
 

@@ -21,16 +21,14 @@ void flush_std_streams() noexcept {
   // the program said otherwise; cout is the one stream worth a flush.
   try {
     std::cout.flush();
-  } catch (...) {
-  }
+  } catch (...) {}
   std::fflush(nullptr);
 }
 
 void write_stderr(const std::string& s) noexcept {
   try {
     write_full(2, s.data(), s.size());
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 }  // namespace
 

@@ -61,8 +61,9 @@ code_ref to_code_ref(const void* address) {
   find_ctx ctx{reinterpret_cast<std::uintptr_t>(address)};
   ::dl_iterate_phdr(&find_containing, &ctx);
   if (!ctx.found)
-    throw start_method_error("the target function is not in any loaded object; it cannot be "
-                             "sent to a forkserver or spawn child");
+    throw start_method_error(
+        "the target function is not in any loaded object; it cannot be "
+        "sent to a forkserver or spawn child");
   return {ctx.name, ctx.addr - ctx.base};
 }
 

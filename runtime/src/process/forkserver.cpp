@@ -46,8 +46,7 @@ namespace {
       if (auto it = status_fds.find(p); it != status_fds.end()) {
         try {
           write_full(it->second, &st, sizeof st);
-        } catch (...) {
-        }
+        } catch (...) {}
         ::close(it->second);
         status_fds.erase(it);
       }
@@ -63,8 +62,7 @@ namespace {
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
-      while (::read(sfd, &si, sizeof si) > 0) {
-      }
+      while (::read(sfd, &si, sizeof si) > 0) {}
       reap(WNOHANG);
     }
     if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
@@ -158,8 +156,7 @@ forkserver::~forkserver() {
   sock_.reset();  // EOF: the zygote waits for its children, then exits
   if (pid_ > 0) {
     int st;
-    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {
-    }
+    while (::waitpid(pid_, &st, 0) < 0 && errno == EINTR) {}
   }
 }
 

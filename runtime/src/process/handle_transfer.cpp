@@ -3,9 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <map>
 #include <mutex>
 #include <new>
-#include <map>
 #include <string>
 
 #include "isola/error.hpp"
@@ -75,8 +75,7 @@ void register_handle_fd(int fd, void* owner, handle_release_fn release) noexcept
   std::lock_guard lk(r.m);
   try {
     r.fds[fd] = {owner, release};
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 void move_handle_fd(int fd, void* new_owner) noexcept {

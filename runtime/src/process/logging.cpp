@@ -34,8 +34,7 @@ void logger::log(log_level l, std::string_view msg) const {
   line += '\n';
   try {
     detail::write_full(2, line.data(), line.size());  // one write: lines never interleave
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 logger& get_logger() {

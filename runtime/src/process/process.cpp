@@ -1,8 +1,8 @@
 #include "isola/process.hpp"
 
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -32,7 +32,8 @@ void require_started_child(const process_state& s, const char* what) {
   require_open(s);
   if (s.ph != process_state::phase::started)
     throw process_error(std::string("can only ") + what + " a started process");
-  if (s.owner != ::getpid()) throw process_error(std::string("can only ") + what + " a child process");
+  if (s.owner != ::getpid())
+    throw process_error(std::string("can only ") + what + " a child process");
 }
 
 void flush_std_streams() {
@@ -81,8 +82,7 @@ process::~process() {
       std::lock_guard lk(gl.m);
       std::erase(gl.children, state_);
     }
-  } catch (...) {
-  }
+  } catch (...) {}
 }
 
 process::process(process&&) noexcept = default;
@@ -113,12 +113,12 @@ void process::start() {
       throw start_method_error(
           "a process subclass that overrides run() needs the fork start method: the child "
           "runs the object's memory, which forkserver and spawn do not copy; pass a function "
-          "target instead to use " + std::string(to_string(method)));
+          "target instead to use " +
+          std::string(to_string(method)));
     if (!spec_.empty()) {
       if (!spec_.portable)
         throw start_method_error("cannot start " + s.name + " with " +
-                                 std::string(to_string(method)) + ": " +
-                                 spec_.not_portable_reason);
+                                 std::string(to_string(method)) + ": " + spec_.not_portable_reason);
       auto call = spec_.portable();
       payload.has_call = true;
       payload.trampoline = detail::to_code_ref(reinterpret_cast<const void*>(call.trampoline));
@@ -166,12 +166,8 @@ void process::start() {
       s.pidfd.reset(detail::pidfd_open(pid));
       break;
     }
-    case start_method::spawn:
-      detail::launch_spawn(s, payload, handles.fds());
-      break;
-    case start_method::forkserver:
-      detail::launch_forkserver(s, payload, handles.fds());
-      break;
+    case start_method::spawn: detail::launch_spawn(s, payload, handles.fds()); break;
+    case start_method::forkserver: detail::launch_forkserver(s, payload, handles.fds()); break;
   }
   s.owner = ::getpid();
   s.ph = process_state::phase::started;

@@ -58,8 +58,9 @@ bool process_state::wait(const deadline& d) {
     // reaping, so that a concurrent is_alive() stays correct), then reap.
     siginfo_t si{};
     int r;
-    do r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &si,
-                    WEXITED | WNOWAIT);
+    do
+      r = ::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &si,
+                   WEXITED | WNOWAIT);
     while (r != 0 && errno == EINTR);
     if (try_reap()) return true;
   }

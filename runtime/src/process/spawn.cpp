@@ -113,7 +113,8 @@ void maybe_run_spawn_child() {
   // The parent died or sent garbage before we could run anything: say so,
   // and exit with the code documented for it.
   auto give_up = [](const char* why) {
-    std::string msg = std::string("isola: spawn child could not read its start request: ") + why + "\n";
+    std::string msg =
+        std::string("isola: spawn child could not read its start request: ") + why + "\n";
     (void)!::write(2, msg.data(), msg.size());
     ::_exit(72);
   };

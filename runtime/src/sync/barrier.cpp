@@ -118,8 +118,7 @@ void break_locked(barrier_cell& c) {
 class m_guard {
  public:
   explicit m_guard(barrier_cell& c) : c_(c) {
-    if (detail::take_mutex(&c_.m, detail::deadline::forever()) ==
-        detail::take_result::owner_died)
+    if (detail::take_mutex(&c_.m, detail::deadline::forever()) == detail::take_result::owner_died)
       break_locked(c_);
   }
   ~m_guard() { ::pthread_mutex_unlock(&c_.m); }
@@ -231,9 +230,7 @@ std::size_t barrier::wait() {
   return wait_impl(detail::deadline::after(std::chrono::nanoseconds(c.timeout_ns)));
 }
 
-std::size_t barrier::wait(duration timeout) {
-  return wait_impl(detail::deadline::after(timeout));
-}
+std::size_t barrier::wait(duration timeout) { return wait_impl(detail::deadline::after(timeout)); }
 
 std::size_t barrier::wait_impl(const detail::deadline& d) {
   auto& c = cell();
@@ -349,6 +346,8 @@ unsigned barrier::n_waiting() const {
   return c.count.load(std::memory_order_seq_cst);
 }
 
-bool barrier::broken() const { return cell().state.load(std::memory_order_seq_cst) == broken_state; }
+bool barrier::broken() const {
+  return cell().state.load(std::memory_order_seq_cst) == broken_state;
+}
 
 }  // namespace isola

@@ -97,7 +97,8 @@ condition::condition(detail::lock_base l) : lock_(std::move(l)) {
 
 void condition::adopt(std::uint32_t index, detail::lock_base l) {
   auto seg = detail::sync_segment::adopt(index, detail::kind_bit(detail::sync_kind::condition));
-  std::uint64_t at = seg->header().payload_offset + (seg->header().lock_offset ? detail::mutex_cell_bytes : 0);
+  std::uint64_t at =
+      seg->header().payload_offset + (seg->header().lock_offset ? detail::mutex_cell_bytes : 0);
   auto* c = reinterpret_cast<detail::condition_cell*>(seg->at(at, table_bytes, 64));
   if (c->tag != condition_tag || c->capacity != max_waiters)
     throw decode_error("condition: the descriptor received is not a condition");
@@ -146,8 +147,8 @@ bool condition::wait_impl(const detail::deadline& d) {
   c.waiting.fetch_add(1, std::memory_order_relaxed);
 
   const unsigned depth = lock_.release_all();
-  bool notified = detail::spin_until(
-      [s] { return s->state.load(std::memory_order_acquire) == slot_notified; });
+  bool notified =
+      detail::spin_until([s] { return s->state.load(std::memory_order_acquire) == slot_notified; });
   while (!notified) {
     if (d.expired()) break;
     auto until = d.capped(wake_slice);

@@ -57,7 +57,8 @@ void event::set() {
   std::uint32_t old = w.load(std::memory_order_relaxed);
   for (;;) {
     if ((old & set_bit) && !(old & sleep_bit)) return;  // already set, nobody asleep
-    std::uint32_t next = old & set_bit ? old & ~sleep_bit : ((old | set_bit) & ~sleep_bit) + one_set;
+    std::uint32_t next =
+        old & set_bit ? old & ~sleep_bit : ((old | set_bit) & ~sleep_bit) + one_set;
     if (w.compare_exchange_weak(old, next, std::memory_order_seq_cst)) break;
   }
   if (old & sleep_bit) detail::futex_wake_n(&w, INT_MAX);
@@ -71,9 +72,7 @@ bool event::wait_impl(const detail::deadline& d) {
   auto& w = cell().word;
   const std::uint32_t start = w.load(std::memory_order_seq_cst);
   if (start & set_bit) return true;
-  auto happened = [start](std::uint32_t v) {
-    return (v & set_bit) || (v >> 2) != (start >> 2);
-  };
+  auto happened = [start](std::uint32_t v) { return (v & set_bit) || (v >> 2) != (start >> 2); };
   if (d.mode == detail::deadline::nowait) return false;
   if (detail::spin_until([&] { return happened(w.load(std::memory_order_acquire)); })) return true;
   for (;;) {

@@ -18,8 +18,8 @@
 #include <string>
 
 #include "isola/error.hpp"
-#include "sys/os.hpp"
 #include "sync/sync_util.hpp"
+#include "sys/os.hpp"
 
 namespace isola {
 namespace detail {
@@ -82,8 +82,7 @@ lock_status lock_base::take(const deadline& d) {
     case take_result::owner_died:
       c.depth = 1;  // the dead holder's count means nothing now
       return lock_status::owner_died;
-    case take_result::timed_out:
-      return lock_status::timed_out;
+    case take_result::timed_out: return lock_status::timed_out;
     case take_result::deadlock:
       if (d.mode == deadline::nowait) return lock_status::timed_out;
       throw value_error(
@@ -116,9 +115,7 @@ bool lock_base::try_acquire() {
 }
 
 lock_status lock_base::acquire_status() { return take(deadline::forever()); }
-lock_status lock_base::acquire_status(duration timeout) {
-  return take(deadline::after(timeout));
-}
+lock_status lock_base::acquire_status(duration timeout) { return take(deadline::after(timeout)); }
 lock_status lock_base::try_acquire_status() { return take(deadline::now()); }
 
 void lock_base::release() {
@@ -131,8 +128,7 @@ void lock_base::release() {
         "already released, or is held by another thread or process)");
   if (c.recursive && c.depth > 0) --c.depth;
   int r = ::pthread_mutex_unlock(&c.m);
-  if (r == EPERM)
-    throw value_error("lock: release() of a lock this thread does not hold");
+  if (r == EPERM) throw value_error("lock: release() of a lock this thread does not hold");
   if (r != 0) throw_errno("pthread_mutex_unlock", r);
 }
 

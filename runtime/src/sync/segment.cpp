@@ -21,9 +21,9 @@
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/error.hpp"
 #include "isola/lock.hpp"
+#include "sync/sync_util.hpp"
 #include "sys/futex.hpp"
 #include "sys/os.hpp"
-#include "sync/sync_util.hpp"
 
 namespace isola::detail {
 
@@ -62,9 +62,7 @@ int spin_trylock(pthread_mutex_t* m) noexcept {
 take_result take_mutex(pthread_mutex_t* m, const deadline& d) {
   int r;
   switch (d.mode) {
-    case deadline::nowait:
-      r = ::pthread_mutex_trylock(m);
-      break;
+    case deadline::nowait: r = ::pthread_mutex_trylock(m); break;
     case deadline::block:
       r = spin_trylock(m);
       if (r == EBUSY) r = ::pthread_mutex_lock(m);
@@ -77,8 +75,7 @@ take_result take_mutex(pthread_mutex_t* m, const deadline& d) {
     }
   }
   switch (r) {
-    case 0:
-      return take_result::ok;
+    case 0: return take_result::ok;
     case EOWNERDEAD:
       // The lock is ours; make it usable again for everybody after us. The
       // caller is told (lock_owner_died): what the lock guards may be
@@ -86,18 +83,15 @@ take_result take_mutex(pthread_mutex_t* m, const deadline& d) {
       ::pthread_mutex_consistent(m);
       return take_result::owner_died;
     case EBUSY:
-    case ETIMEDOUT:
-      return take_result::timed_out;
-    case EDEADLK:
-      return take_result::deadlock;
+    case ETIMEDOUT: return take_result::timed_out;
+    case EDEADLK: return take_result::deadlock;
     case ENOTRECOVERABLE:
-      throw error("lock: the lock is unusable (ENOTRECOVERABLE): a process recovered it after "
-                  "its holder died and released it without making it consistent");
-    default:
-      throw_errno("pthread_mutex_lock", r);
+      throw error(
+          "lock: the lock is unusable (ENOTRECOVERABLE): a process recovered it after "
+          "its holder died and released it without making it consistent");
+    default: throw_errno("pthread_mutex_lock", r);
   }
 }
-
 
 __thread int cached_tid = 0;
 
@@ -120,7 +114,8 @@ std::shared_ptr<sync_segment> sync_segment::create(sync_kind kind, std::size_t p
   std::size_t bytes = payload_offset + payload;
   unique_fd fd(::memfd_create(memfd_name, MFD_CLOEXEC | MFD_ALLOW_SEALING));
   if (!fd) throw_errno("memfd_create");
-  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0) throw_errno("ftruncate(shared memory)");
+  if (::ftruncate(fd.get(), static_cast<off_t>(bytes)) != 0)
+    throw_errno("ftruncate(shared memory)");
   // Nobody can shrink it under a mapping (SIGBUS) or grow it.
   ::fcntl(fd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
   std::shared_ptr<sync_segment> s(new sync_segment());
@@ -175,8 +170,9 @@ void sync_segment::map(int fd, std::size_t bytes) {
 
 std::byte* sync_segment::at(std::uint64_t offset, std::size_t size, std::size_t align) const {
   if (!base_ || offset > bytes_ || size > bytes_ - offset || align == 0 || offset % align != 0)
-    throw decode_error("a shared-memory object's layout does not fit its segment "
-                       "(the descriptor received is not what its handle expects)");
+    throw decode_error(
+        "a shared-memory object's layout does not fit its segment "
+        "(the descriptor received is not what its handle expects)");
   return base() + offset;
 }
 

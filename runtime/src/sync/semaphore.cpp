@@ -94,8 +94,7 @@ bool semaphore::take(const detail::deadline& d) {
   for (;;) {
     std::uint64_t v = w.load(std::memory_order_seq_cst);
     if ((v & count_mask) != 0) {
-      if (w.compare_exchange_weak(v, v - 1 - one_sleeper, std::memory_order_seq_cst))
-        return true;
+      if (w.compare_exchange_weak(v, v - 1 - one_sleeper, std::memory_order_seq_cst)) return true;
       continue;
     }
     if (d.expired()) {

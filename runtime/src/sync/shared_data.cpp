@@ -31,9 +31,8 @@ shared_data make_shared_data(sync_kind kind, std::uint64_t type_tag, std::size_t
   // their own.
   static_assert(sizeof(mutex_cell) + 8 <= mutex_cell_bytes);
   const bool beside_lock = synchronized && count == 1 && elem_size <= 8 && align <= 8;
-  const std::size_t data_at = beside_lock
-                                  ? round_up(sizeof(mutex_cell), align)
-                                  : round_up(lock_bytes, std::max<std::size_t>(align, 64));
+  const std::size_t data_at = beside_lock ? round_up(sizeof(mutex_cell), align)
+                                          : round_up(lock_bytes, std::max<std::size_t>(align, 64));
   const std::size_t payload = std::max(data_at + elem_size * count, lock_bytes);
   // The payload starts at a 4 KiB boundary when the alignment asks for more
   // than a cache line.
@@ -66,7 +65,8 @@ shared_data adopt_shared_data(std::uint32_t index, sync_kind kind, std::uint64_t
                        "was passed to (elements of " +
                        std::to_string(h.elem_size) + " bytes, expected " +
                        std::to_string(elem_size) + ")");
-  if (elem_size != 0 && h.count > seg->total_bytes() / elem_size) throw decode_error("array: bad size");
+  if (elem_size != 0 && h.count > seg->total_bytes() / elem_size)
+    throw decode_error("array: bad size");
   shared_data d;
   d.data = seg->at(h.data_offset, elem_size * h.count, align);
   d.count = h.count;

@@ -15,9 +15,9 @@
 #include <string>
 
 #include "isola/error.hpp"
+#include "sync/sync_util.hpp"
 #include "sys/os.hpp"
 #include "sys/random.hpp"
-#include "sync/sync_util.hpp"
 
 namespace isola {
 
@@ -48,8 +48,8 @@ std::string make_name(const shm_cell& c) {
 }
 
 [[noreturn]] void no_such(std::string_view name, const char* why) {
-  throw os_error(ENOENT, "shared_memory: no shared memory named '" + std::string(name) + "' (" +
-                             why + ")");
+  throw os_error(ENOENT,
+                 "shared_memory: no shared memory named '" + std::string(name) + "' (" + why + ")");
 }
 
 template <class N>
@@ -72,7 +72,8 @@ struct shared_memory::state {
 
 shared_memory::shared_memory(std::size_t size) {
   if (size == 0) throw value_error("shared_memory: size must be a positive number of bytes");
-  auto seg = detail::sync_segment::create(detail::sync_kind::shared_memory, size, "isola-shm", page);
+  auto seg =
+      detail::sync_segment::create(detail::sync_kind::shared_memory, size, "isola-shm", page);
   auto& c = cell_of(*seg);
   const auto token = detail::random_value<std::uint64_t>();
   c.creator_pid = static_cast<std::uint32_t>(::getpid());
@@ -172,8 +173,7 @@ void shared_memory::unlink() {
   try {
     shared_memory again(std::string_view(st_->name));
     cell_of(*again.st_->seg).unlinked.store(1, std::memory_order_release);
-  } catch (const os_error&) {
-  }
+  } catch (const os_error&) {}
 }
 
 }  // namespace isola

@@ -26,7 +26,8 @@ struct sha256::context {
 
 sha256::sha256() : ctx_(std::make_unique<context>()) {
   ctx_->md = EVP_MD_CTX_new();
-  if (!ctx_->md || EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1) fail("EVP_DigestInit_ex");
+  if (!ctx_->md || EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1)
+    fail("EVP_DigestInit_ex");
 }
 
 sha256::~sha256() = default;
@@ -61,7 +62,8 @@ sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::b
   return d;
 }
 
-bool constant_time_equal(std::span<const std::uint8_t> a, std::span<const std::uint8_t> b) noexcept {
+bool constant_time_equal(std::span<const std::uint8_t> a,
+                         std::span<const std::uint8_t> b) noexcept {
   return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
 }
 

@@ -90,16 +90,16 @@ std::optional<std::array<std::uint8_t, verdict_size>> make_verdict(
   return v;
 }
 
-std::span<const std::uint8_t> response_extra(const spec& s, std::span<const std::uint8_t> response) {
+std::span<const std::uint8_t> response_extra(const spec& s,
+                                             std::span<const std::uint8_t> response) {
   if (response.size() != response_size(s)) return {};
   return response.subspan(64, s.extra_bytes);
 }
 
 bool read_exact(int fd, void* buf, std::size_t n, const deadline& d, bool* timed_out) {
   auto* p = static_cast<std::uint8_t*>(buf);
-  return exact(fd, n, POLLIN, d, timed_out, [&](std::size_t done) {
-    return ::recv(fd, p + done, n - done, MSG_DONTWAIT);
-  });
+  return exact(fd, n, POLLIN, d, timed_out,
+               [&](std::size_t done) { return ::recv(fd, p + done, n - done, MSG_DONTWAIT); });
 }
 
 bool write_exact(int fd, const void* buf, std::size_t n, const deadline& d, bool* timed_out) {

@@ -44,10 +44,10 @@ int finish_connect(int fd, const deadline& d) {
     int ms = -1;
     if (auto until = d.until()) {
       auto now = wait_clock::now();
-      ms = *until <= now ? 0
-                         : static_cast<int>(std::min<long long>(
-                               std::chrono::ceil<std::chrono::milliseconds>(*until - now).count(),
-                               1 << 30));
+      ms = *until <= now
+               ? 0
+               : static_cast<int>(std::min<long long>(
+                     std::chrono::ceil<std::chrono::milliseconds>(*until - now).count(), 1 << 30));
     }
     pollfd pf{fd, POLLOUT, 0};
     int pr = ::poll(&pf, 1, ms);
@@ -108,8 +108,8 @@ socket_result tcp_connect(const std::string& host, std::uint16_t port, const dea
     return failure(EINVAL, "cannot resolve " + host + ": " + ::gai_strerror(rc));
   int err = ECONNREFUSED;
   for (auto* ai = res.list; ai; ai = ai->ai_next) {
-    unique_fd fd(::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK,
-                          ai->ai_protocol));
+    unique_fd fd(
+        ::socket(ai->ai_family, ai->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, ai->ai_protocol));
     if (!fd) {
       err = errno;
       continue;
@@ -145,7 +145,8 @@ socket_result unix_listen(const std::string& name) {
   if (!fd) return failure(errno, std::string("socket: ") + std::strerror(errno));
   sockaddr_un sa{};
   socklen_t len = abstract_address(name, sa);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 || ::listen(fd.get(), 128) != 0) {
+  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 ||
+      ::listen(fd.get(), 128) != 0) {
     int e = errno;
     return failure(e, std::string("cannot listen on its socket: ") + std::strerror(e));
   }

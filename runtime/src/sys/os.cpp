@@ -187,8 +187,9 @@ void reset_signals_as_exec_would() {
     if (s == SIGKILL || s == SIGSTOP) continue;
     struct sigaction old {};
     if (::sigaction(s, nullptr, &old) != 0) continue;
-    bool caught = (old.sa_flags & SA_SIGINFO) ? true
-                                              : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
+    bool caught = (old.sa_flags & SA_SIGINFO)
+                      ? true
+                      : (old.sa_handler != SIG_DFL && old.sa_handler != SIG_IGN);
     if (caught) ::signal(s, SIG_DFL);
   }
   sigset_t none;

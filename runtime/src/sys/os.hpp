@@ -42,8 +42,8 @@ class unique_fd {
   int fd_ = -1;
 };
 
-int pidfd_open(pid_t pid);                  // throws
-bool pidfd_signal(int pidfd, int sig);      // false if the process has ended (ESRCH)
+int pidfd_open(pid_t pid);              // throws
+bool pidfd_signal(int pidfd, int sig);  // false if the process has ended (ESRCH)
 
 /// poll() one fd for readability; false on timeout. nullopt timeout = forever.
 bool wait_readable(int fd, std::optional<std::chrono::steady_clock::time_point> deadline);

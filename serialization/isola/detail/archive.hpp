@@ -114,8 +114,7 @@ std::enable_if_t<!std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_LO
   cereal::size_type n = 0;
   ar(cereal::make_size_tag(n));
   v.clear();
-  v.reserve(static_cast<std::size_t>(
-      std::min<std::uint64_t>(n, ar.remaining() / sizeof(T))));
+  v.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(n, ar.remaining() / sizeof(T))));
   for (cereal::size_type i = 0; i < n; ++i) {
     v.emplace_back();
     ar(v.back());

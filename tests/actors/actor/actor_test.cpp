@@ -130,7 +130,9 @@ isola::behavior worker() {
         return n.ms;
       },
       [](const introduce& i) { peer_b = i.who; },
-      [](const relay& r) { return peer_b.request<int>(add{r.x, 1000}).get(5s); },
+      [](const relay& r) {
+        return peer_b.request<int>(add{r.x, 1000}).get(5s);
+      },
       [](const link_to& l) {
         isola::this_actor::trap_exit(l.trap);
         isola::this_actor::link(l.who);
@@ -184,9 +186,11 @@ isola::behavior spawner() {
         return c;
       },
       [](const spawn_lambda_req&) {
-        return isola::spawn([](int k) -> isola::behavior {
-          return {[k](const add& x) { return (x.x + x.y) * k; }};
-        }, 7);
+        return isola::spawn(
+            [](int k) -> isola::behavior {
+              return {[k](const add& x) { return (x.x + x.y) * k; }};
+            },
+            7);
       },
       [](const spawn_bad_req&) -> std::string {
         std::string out;
@@ -199,9 +203,11 @@ isola::behavior spawner() {
           out += "fork=start_method_error;";
         }
         try {
-          isola::spawn([](std::string s) -> isola::behavior {
-            return {[n = s.size()](const total&) { return static_cast<int>(n); }};
-          }, std::string(100 * 1024, 'x'));
+          isola::spawn(
+              [](std::string s) -> isola::behavior {
+                return {[n = s.size()](const total&) { return static_cast<int>(n); }};
+              },
+              std::string(100 * 1024, 'x'));
           out += "big=spawned;";
         } catch (const isola::value_error&) {
           out += "big=value_error;";
@@ -223,8 +229,7 @@ const std::vector<start_method> actor_methods{start_method::forkserver, start_me
 
 BOOST_AUTO_TEST_SUITE(actor)
 
-BOOST_AUTO_TEST_CASE(a_request_is_answered_by_the_handler_in_another_process,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_request_is_answered_by_the_handler_in_another_process, *utf::timeout(60)) {
   for (auto m : actor_methods) {
     BOOST_TEST_CONTEXT("method " << m) {
       auto a = start(m);
@@ -289,9 +294,9 @@ BOOST_AUTO_TEST_CASE(spawn_passes_arguments_to_make_behavior, *utf::timeout(60))
     o.method = m;
     auto a = isola::spawn(o, with_offset, 100);
     BOOST_TEST(a.request<int>(add{1, 2}).get(10s) == 103);
-    auto lam = isola::spawn(o, [](int k) -> isola::behavior {
-      return {[k](const add& x) { return (x.x + x.y) * k; }};
-    }, 7);
+    auto lam = isola::spawn(
+        o, [](int k) -> isola::behavior { return {[k](const add& x) { return (x.x + x.y) * k; }}; },
+        7);
     BOOST_TEST(lam.request<int>(add{1, 2}).get(10s) == 21);
   }
 }

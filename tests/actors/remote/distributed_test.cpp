@@ -32,10 +32,10 @@ namespace dist = isola::distributed;
 
 namespace {
 
-#define MSG0(name)         \
-  struct name {            \
-    template <class A>     \
-    void serialize(A&) {}  \
+#define MSG0(name)        \
+  struct name {           \
+    template <class A>    \
+    void serialize(A&) {} \
   };
 MSG0(hold)
 MSG0(release_all)
@@ -164,7 +164,8 @@ BOOST_AUTO_TEST_CASE(waiters_in_other_processes_wake_when_the_event_is_set, *utf
   }
 }
 
-BOOST_AUTO_TEST_CASE(event_wait_with_a_timeout_returns_false_when_nobody_sets_it, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(event_wait_with_a_timeout_returns_false_when_nobody_sets_it,
+                     *utf::timeout(60)) {
   auto ev = dist::event::create();
   auto t0 = clk::now();
   BOOST_TEST(!ev.wait(200ms));
@@ -184,7 +185,8 @@ BOOST_AUTO_TEST_CASE(event_wait_with_a_timeout_returns_false_when_nobody_sets_it
   ev.coordinator().stop();
 }
 
-BOOST_AUTO_TEST_CASE(a_waiter_fails_with_actor_exited_when_the_coordinator_dies, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_waiter_fails_with_actor_exited_when_the_coordinator_dies,
+                     *utf::timeout(60)) {
   auto ev = dist::event::create();
   auto w = isola::spawn(event_waiter, ev);
   auto f = w.request<bool>(do_wait{});
@@ -271,7 +273,8 @@ BOOST_AUTO_TEST_CASE(notify_wakes_one_waiter_and_notify_all_wakes_the_rest, *utf
   cv.coordinator().stop();
 }
 
-BOOST_AUTO_TEST_CASE(condition_wait_with_a_timeout_returns_false_holding_the_lock, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(condition_wait_with_a_timeout_returns_false_holding_the_lock,
+                     *utf::timeout(60)) {
   auto cv = dist::condition::create();
   cv.acquire();
   auto t0 = clk::now();
@@ -417,7 +420,8 @@ BOOST_AUTO_TEST_CASE(a_party_that_dies_while_waiting_breaks_the_barrier, *utf::t
   b.coordinator().stop();
 }
 
-BOOST_AUTO_TEST_CASE(abort_breaks_waiters_and_a_throwing_action_breaks_the_others, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(abort_breaks_waiters_and_a_throwing_action_breaks_the_others,
+                     *utf::timeout(60)) {
   auto b = dist::barrier::create(2);
   auto p = isola::spawn(party, b);
   auto f = p.request<cycle_result>(do_wait{});

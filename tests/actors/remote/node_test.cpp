@@ -13,8 +13,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
@@ -187,8 +187,8 @@ isola::behavior go_between() {
         auto d = j.acc.monitor();
         j.acc.stop();
         auto dn = d.get(10s);
-        out << "down=" << (dn.who == j.acc) << (dn.reason.what == isola::exit_reason::kind::shutdown)
-            << ";";
+        out << "down=" << (dn.who == j.acc)
+            << (dn.reason.what == isola::exit_reason::kind::shutdown) << ";";
         out << "acc_alive=" << j.acc.alive() << ";";
         try {
           j.acc.request<int>(total{}).get(10s);
@@ -306,7 +306,8 @@ struct node_b {
     o.in = isola::stdio::pipe;
     o.out = isola::stdio::pipe;
     o.die_with_parent = true;
-    p = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", "listen", k}, o);
+    p = std::make_unique<isola::popen>(
+        std::vector<std::string>{self_exe(), "--node-b", "listen", k}, o);
     auto line = p->out().read_line(20s);
     BOOST_REQUIRE(line);
     BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
@@ -318,16 +319,15 @@ struct node_b {
         p->kill();
         p->wait();
       }
-    } catch (...) {
-    }
+    } catch (...) {}
   }
   isola::node_stats stats() {
     p->in().write("stats\n");
     auto line = p->out().read_line(10s);
     BOOST_REQUIRE(line);
     isola::node_stats s;
-    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "STATS %lu %lu %lu %lu", &s.accepted, &s.authenticated,
-                                    &s.auth_failures, &s.dropped),
+    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "STATS %lu %lu %lu %lu", &s.accepted,
+                                    &s.authenticated, &s.auth_failures, &s.dropped),
                         4);
     return s;
   }
@@ -338,7 +338,8 @@ std::string connect_from_b(std::uint16_t port, const std::string& k) {
   isola::popen_options o;
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
-  isola::popen p(std::vector<std::string>{self_exe(), "--node-b", "connect", std::to_string(port), k}, o);
+  isola::popen p(
+      std::vector<std::string>{self_exe(), "--node-b", "connect", std::to_string(port), k}, o);
   auto r = p.communicate(30s);
   return r.out;
 }
@@ -390,12 +391,14 @@ std::string cross_node_scenario(const isola::node& n) {
     auto ev = dist::event::create(n);
     auto bar = dist::barrier::create(n, 3, &count_action);
     auto q = dist::queue<int>::create(n, 8);
-    expect(ev.coordinator().remote() && bar.coordinator().remote(), "the coordinators are not on node B");
+    expect(ev.coordinator().remote() && bar.coordinator().remote(),
+           "the coordinators are not on node B");
     auto p1 = n.spawn(party_on_b, ev, bar, q);
     auto p2 = n.spawn(party_on_b, ev, bar, q);
 
     // Event: we wait in vain, then B's actor sets it and our wait returns.
-    expect(!ev.wait(std::chrono::milliseconds(100)), "event: a timed wait returned true before any set");
+    expect(!ev.wait(std::chrono::milliseconds(100)),
+           "event: a timed wait returned true before any set");
     auto waiter = p1.request<bool>(ev_wait_msg{20000});
     p2.request<void>(ev_set_msg{}).get(10s);
     expect(ev.wait(10s), "event: our wait missed B's set");
@@ -410,7 +413,8 @@ std::string cross_node_scenario(const isola::node& n) {
       auto f2 = p2.request<std::pair<int, int>>(bar_wait_msg{});
       int mine = bar.wait(10s);
       auto r1 = f1.get(10s), r2 = f2.get(10s);
-      expect(mine + r1.first + r2.first == 3 && mine != r1.first && mine != r2.first && r1.first != r2.first,
+      expect(mine + r1.first + r2.first == 3 && mine != r1.first && mine != r2.first &&
+                 r1.first != r2.first,
              "barrier: the indexes are not 0, 1, 2");
       theirs = r1.second + r2.second;
     }
@@ -431,8 +435,7 @@ std::string cross_node_scenario(const isola::node& n) {
     try {
       n.spawn(party_on_b, dist::event::create(), bar, q);
       return "a handle of this node's actor travelled to node B";
-    } catch (const isola::value_error&) {
-    }
+    } catch (const isola::value_error&) {}
     p1.stop();
     p2.stop();
     return "ok";
@@ -464,7 +467,6 @@ BOOST_AUTO_TEST_CASE(a_barrier_wait_fails_when_the_coordinators_node_dies, *utf:
   killer.join();
   BOOST_TEST(std::chrono::duration<double>(clk::now() - t0).count() < 3.0);
 }
-
 
 BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
   node_b b;
@@ -566,7 +568,8 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
 
 BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_we_connect, *utf::timeout(60)) {
   node_b b;
-  BOOST_CHECK_THROW(isola::node::connect("127.0.0.1", b.port, "not-the-key"), isola::authentication_error);
+  BOOST_CHECK_THROW(isola::node::connect("127.0.0.1", b.port, "not-the-key"),
+                    isola::authentication_error);
   auto s = b.stats();
   BOOST_TEST(s.auth_failures == 1u);
   BOOST_TEST(s.authenticated == 0u);
@@ -634,8 +637,8 @@ void node_lost_case(int sig) {
   double t_req = std::chrono::duration<double>(clk::now() - t0).count();
   auto dn = d.get(5s);
   double t_down = std::chrono::duration<double>(clk::now() - t0).count();
-  BOOST_TEST_MESSAGE("signal " << sig << ": request failed after " << t_req << " s, down after " << t_down
-                               << " s: " << dn.reason);
+  BOOST_TEST_MESSAGE("signal " << sig << ": request failed after " << t_req << " s, down after "
+                               << t_down << " s: " << dn.reason);
   BOOST_TEST(t_req < 2.0);
   BOOST_TEST(t_down < 2.0);
   BOOST_TEST(dn.who == w);
@@ -708,10 +711,12 @@ struct two_hosts {
   bool ok = false;
   std::string failed;
   explicit two_hosts(const std::string& tag)
-      : a("isola_" + tag + "a_" + std::to_string(::getpid())), b("isola_" + tag + "b_" + std::to_string(::getpid())) {
+      : a("isola_" + tag + "a_" + std::to_string(::getpid())),
+        b("isola_" + tag + "b_" + std::to_string(::getpid())) {
     // Interface names have at most 15 characters; these are made inside
     // their namespaces, so they only need to differ from each other.
-    std::string va = "isa" + std::to_string(::getpid() % 100000), vb = "isb" + std::to_string(::getpid() % 100000);
+    std::string va = "isa" + std::to_string(::getpid() % 100000),
+                vb = "isb" + std::to_string(::getpid() % 100000);
     if (!(failed = run_step({"ip", "netns", "add", a})).empty()) return;
     made_a = true;
     if (!(failed = run_step({"ip", "netns", "add", b})).empty()) return;
@@ -748,9 +753,10 @@ boost::test_tools::assertion_result can_make_two_hosts(utf::test_unit_id) {
   two_hosts probe("probe");
   if (probe.ok) return true;
   boost::test_tools::assertion_result r(false);
-  r.message() << "cannot build two network namespaces joined by a veth pair (needs iproute2, root or "
-                 "CAP_SYS_ADMIN and CAP_NET_ADMIN, and veth): "
-              << probe.failed << "; two-host test skipped";
+  r.message()
+      << "cannot build two network namespaces joined by a veth pair (needs iproute2, root or "
+         "CAP_SYS_ADMIN and CAP_NET_ADMIN, and veth): "
+      << probe.failed << "; two-host test skipped";
   return r;
 }
 
@@ -761,13 +767,14 @@ BOOST_AUTO_TEST_SUITE(two_hosts_suite)
 BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
                      *utf::timeout(180) * utf::precondition(can_make_two_hosts)) {
   two_hosts h("");
-  BOOST_REQUIRE_MESSAGE(h.ok, "could not build the two namespaces and their veth pair: " << h.failed);
+  BOOST_REQUIRE_MESSAGE(h.ok,
+                        "could not build the two namespaces and their veth pair: " << h.failed);
   isola::popen_options o;
   o.in = isola::stdio::pipe;
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
-  isola::popen b(std::vector<std::string>{"ip", "netns", "exec", h.b, self_exe(), "--node-b", "listen", key,
-                                          "10.77.0.2"},
+  isola::popen b(std::vector<std::string>{"ip", "netns", "exec", h.b, self_exe(), "--node-b",
+                                          "listen", key, "10.77.0.2"},
                  o);
   auto line = b.out().read_line(20s);
   BOOST_REQUIRE(line);
@@ -777,7 +784,8 @@ BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
   isola::popen_options oa;
   oa.out = isola::stdio::pipe;
   oa.die_with_parent = true;
-  isola::popen a(std::vector<std::string>{"ip", "netns", "exec", h.a, self_exe(), "--node-a", "10.77.0.2", port, key},
+  isola::popen a(std::vector<std::string>{"ip", "netns", "exec", h.a, self_exe(), "--node-a",
+                                          "10.77.0.2", port, key},
                  oa);
   auto r = a.communicate(120s);
   BOOST_TEST_MESSAGE("node A said:\n" << r.out);
@@ -819,20 +827,21 @@ int node_b_main(int argc, char** argv) {
       buf.append(c, static_cast<std::size_t>(r));
       std::size_t nl;
       while ((nl = buf.find('\n')) != std::string::npos) {
-      std::string line = buf.substr(0, nl);
-      buf.erase(0, nl + 1);
-      if (line == "stats") {
-        auto s = isola::node::stats();
-        std::cout << "STATS " << s.accepted << " " << s.authenticated << " " << s.auth_failures << " "
-                  << s.dropped << std::endl;
-      }
+        std::string line = buf.substr(0, nl);
+        buf.erase(0, nl + 1);
+        if (line == "stats") {
+          auto s = isola::node::stats();
+          std::cout << "STATS " << s.accepted << " " << s.authenticated << " " << s.auth_failures
+                    << " " << s.dropped << std::endl;
+        }
       }
     }
     return 0;
   }
   if (role == "connect" && argc > 4) {
     try {
-      auto n = isola::node::connect("127.0.0.1", static_cast<std::uint16_t>(std::stoi(argv[3])), argv[4]);
+      auto n = isola::node::connect("127.0.0.1", static_cast<std::uint16_t>(std::stoi(argv[3])),
+                                    argv[4]);
       auto w = n.spawn(worker, 10);
       int r = w.request<int>(add{1, 2}).get(10s);
       std::cout << "OK " << r << std::endl;

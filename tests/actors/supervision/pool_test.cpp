@@ -131,8 +131,10 @@ BOOST_AUTO_TEST_CASE(an_exception_in_a_task_arrives_as_remote_error, *utf::timeo
   auto f = p.apply_async(fails, 3);
   BOOST_CHECK_EXCEPTION(f.get(10s), isola::remote_error, [&](const isola::remote_error& e) {
     auto ws = p.workers();
-    bool from_worker = std::any_of(ws.begin(), ws.end(), [&](auto& w) { return w.pid() == e.pid(); });
-    return e.type_name() == "std::domain_error" && e.remote_what() == "three is not allowed" && from_worker;
+    bool from_worker =
+        std::any_of(ws.begin(), ws.end(), [&](auto& w) { return w.pid() == e.pid(); });
+    return e.type_name() == "std::domain_error" && e.remote_what() == "three is not allowed" &&
+           from_worker;
   });
   BOOST_TEST(!f.successful());
   BOOST_CHECK_THROW(p.map(fails, std::vector<int>{1, 2, 3, 4}), isola::remote_error);
@@ -185,7 +187,8 @@ BOOST_AUTO_TEST_CASE(close_join_and_terminate_behave_as_in_python, *utf::timeout
     p.terminate();
     BOOST_CHECK_THROW(f.get(5s), isola::cancelled_error);
     p.join();
-    for (auto& w : workers) BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(w.pid()); }));
+    for (auto& w : workers)
+      BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(w.pid()); }));
   }
   std::vector<int> pids;
   {
@@ -194,7 +197,8 @@ BOOST_AUTO_TEST_CASE(close_join_and_terminate_behave_as_in_python, *utf::timeout
     BOOST_TEST(pids.size() == 2u);
     auto f = p.apply_async(slow, 10'000);
   }  // ~pool terminates
-  for (int pid : pids) BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(pid); }));
+  for (int pid : pids)
+    BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(pid); }));
 }
 
 BOOST_AUTO_TEST_CASE(get_with_a_timeout_loses_nothing, *utf::timeout(60)) {
@@ -271,7 +275,8 @@ BOOST_AUTO_TEST_CASE(ten_thousand_tasks_while_workers_are_killed_at_random, *utf
       }
       done = true;
       killer.join();
-      BOOST_TEST_MESSAGE(values << " values, " << died << " worker_died, " << kills.load() << " kills");
+      BOOST_TEST_MESSAGE(values << " values, " << died << " worker_died, " << kills.load()
+                                << " kills");
       BOOST_TEST(values + died == n);
       BOOST_TEST(other == 0);
       BOOST_TEST(kills.load() > 0);
@@ -340,7 +345,8 @@ BOOST_AUTO_TEST_CASE(submit_map_as_completed_and_wait_work_as_in_concurrent_futu
       BOOST_CHECK_THROW(exc.done[0].get(), isola::remote_error);
       BOOST_CHECK_THROW(
           [&] {
-            for (auto& f : isola::as_completed(std::vector<isola::future<int>>{ex.submit(slow, 800)}, 10ms))
+            for (auto& f :
+                 isola::as_completed(std::vector<isola::future<int>>{ex.submit(slow, 800)}, 10ms))
               (void)f;
           }(),
           isola::timeout_error);
@@ -359,7 +365,8 @@ BOOST_AUTO_TEST_CASE(shutdown_waits_and_can_cancel_what_has_not_started, *utf::t
   int cancelled = 0;
   for (int i = 0; i < 5; ++i) {
     try {
-      BOOST_TEST(queued[static_cast<std::size_t>(i)].get(1s) == i * i);  // it had been handed out: it ran
+      BOOST_TEST(queued[static_cast<std::size_t>(i)].get(1s) ==
+                 i * i);  // it had been handed out: it ran
     } catch (const isola::cancelled_error&) {
       ++cancelled;
     }

@@ -117,10 +117,12 @@ BOOST_AUTO_TEST_CASE(every_strategy_restart_type_and_exit_kind_behaves_as_in_otp
   for (auto strat : {strategy::one_for_one, strategy::one_for_all, strategy::rest_for_one}) {
     for (auto type : {restart::permanent, restart::transient, restart::temporary}) {
       for (int how : {0, 1, 2}) {  // normal, exit code, killed
-        BOOST_TEST_CONTEXT("strategy " << int(strat) << " restart " << int(type) << " exit " << how) {
-          isola::supervisor sup({.strategy = strat, .intensity = 10, .period = 10s},
-                                {child_spec::actor("a", worker), child_spec::actor("b", worker).restart_type(type),
-                                 child_spec::actor("c", worker)});
+        BOOST_TEST_CONTEXT("strategy " << int(strat) << " restart " << int(type) << " exit "
+                                       << how) {
+          isola::supervisor sup(
+              {.strategy = strat, .intensity = 10, .period = 10s},
+              {child_spec::actor("a", worker), child_spec::actor("b", worker).restart_type(type),
+               child_spec::actor("c", worker)});
           auto before = pids(sup);
           kill_child(*sup.find("b"), how);
           bool abnormal = how != 0;
@@ -163,8 +165,9 @@ BOOST_AUTO_TEST_CASE(children_started_by_spawn_are_supervised_alike, *utf::timeo
 }
 
 BOOST_AUTO_TEST_CASE(exceeding_the_intensity_shuts_the_supervisor_down, *utf::timeout(120)) {
-  isola::supervisor sup({.strategy = strategy::one_for_one, .intensity = 2, .period = 30s, .name = "top"},
-                        {child_spec::actor("w", worker)});
+  isola::supervisor sup(
+      {.strategy = strategy::one_for_one, .intensity = 2, .period = 30s, .name = "top"},
+      {child_spec::actor("w", worker)});
   std::vector<int> seen;
   for (int i = 0; i < 3; ++i) {
     std::optional<isola::actor> w;
@@ -188,8 +191,9 @@ BOOST_AUTO_TEST_CASE(a_nested_supervisor_that_gives_up_escalates_to_its_parent,
                      *utf::timeout(120)) {
   isola::supervisor top(
       {.strategy = strategy::one_for_one, .intensity = 1, .period = 30s, .name = "top"},
-      {child_spec::supervisor("mid", {.strategy = strategy::one_for_one, .intensity = 1, .period = 30s, .name = "mid"},
-                              {child_spec::actor("leaf", worker)}),
+      {child_spec::supervisor(
+           "mid", {.strategy = strategy::one_for_one, .intensity = 1, .period = 30s, .name = "mid"},
+           {child_spec::actor("leaf", worker)}),
        child_spec::actor("sibling", worker)});
   int sibling = top.find("sibling")->pid();
   // Each round: the leaf crashes twice, "mid" gives up, "top" restarts it
@@ -267,7 +271,8 @@ BOOST_AUTO_TEST_CASE(children_are_added_found_and_removed_at_run_time, *utf::tim
   // A child whose start function throws: an error from start_child, the tree unharmed.
   BOOST_CHECK_EXCEPTION(sup.start_child(child_spec::actor("broken", broken_start)),
                         isola::process_error, [](const isola::process_error& e) {
-                          return std::string(e.what()).find("cannot initialise") != std::string::npos;
+                          return std::string(e.what()).find("cannot initialise") !=
+                                 std::string::npos;
                         });
   BOOST_TEST(sup.which_children().size() == 1u);
   BOOST_TEST(a.request<int>(ping{1}).get(10s) == 2);
@@ -277,15 +282,15 @@ BOOST_AUTO_TEST_CASE(children_are_added_found_and_removed_at_run_time, *utf::tim
   BOOST_CHECK_THROW(sup.terminate_child("a"), isola::value_error);
 }
 
-BOOST_AUTO_TEST_CASE(a_supervisor_that_cannot_start_its_children_is_an_error,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_supervisor_that_cannot_start_its_children_is_an_error, *utf::timeout(60)) {
   BOOST_CHECK_THROW(isola::supervisor({}, {child_spec::actor("ok", worker),
                                            child_spec::actor("broken", broken_start)}),
                     isola::process_error);
 }
 
 BOOST_AUTO_TEST_CASE(stop_ends_every_child_before_it_returns, *utf::timeout(60)) {
-  isola::supervisor sup({}, {child_spec::actor("first", worker), child_spec::actor("second", worker)});
+  isola::supervisor sup({},
+                        {child_spec::actor("first", worker), child_spec::actor("second", worker)});
   auto first = *sup.find("first");
   auto second = *sup.find("second");
   auto m1 = first.monitor();
@@ -356,7 +361,8 @@ BOOST_AUTO_TEST_CASE(ten_thousand_requests_while_children_are_killed_at_random,
   BOOST_TEST(other == 0);
   BOOST_TEST(kills.load() > 0);
   BOOST_TEST(answered > n / 2);
-  BOOST_TEST_MESSAGE(answered << " answered, " << exited << " actor_exited, " << kills.load() << " kills");
+  BOOST_TEST_MESSAGE(answered << " answered, " << exited << " actor_exited, " << kills.load()
+                              << " kills");
   BOOST_TEST(sup.running());
 }
 

@@ -67,8 +67,7 @@ int count_until_eof(isola::connection r) {
       r.recv<int>();
       ++n;
     }
-  } catch (const isola::eof_error&) {
-  }
+  } catch (const isola::eof_error&) {}
   return n;
 }
 
@@ -175,8 +174,7 @@ BOOST_AUTO_TEST_CASE(typed_messages_arrive_whole_and_in_order, *utf::timeout(30)
   BOOST_TEST(m.get<int>() == 42);
 }
 
-BOOST_AUTO_TEST_CASE(a_wrong_type_is_a_type_error_and_the_message_is_not_lost,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(a_wrong_type_is_a_type_error_and_the_message_is_not_lost, *utf::timeout(30)) {
   auto [a, b] = isola::pipe();
   a.send(std::string("not an int"));
   try {
@@ -252,8 +250,7 @@ BOOST_AUTO_TEST_CASE(recv_throws_eof_error_once_the_peer_is_closed, *utf::timeou
   BOOST_CHECK_THROW(b.recv<int>(), isola::eof_error);
 }
 
-BOOST_AUTO_TEST_CASE(sending_to_a_closed_peer_is_an_error_not_a_sigpipe_death,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(sending_to_a_closed_peer_is_an_error_not_a_sigpipe_death, *utf::timeout(30)) {
   auto [a, b] = isola::pipe();
   b.close();
   try {
@@ -322,8 +319,8 @@ BOOST_AUTO_TEST_CASE(sigpipe_never_kills_a_sender_on_a_simplex_pipe_whose_reader
       // Under fork the child has only the parent's disposition: a parent that
       // sets SIGPIPE back to its default after making the pipe asked for it.
       if (default_in_parent && m == start_method::fork) continue;
-      BOOST_TEST_CONTEXT("start method " << m << ", SIGPIPE default in the parent: "
-                                         << default_in_parent) {
+      BOOST_TEST_CONTEXT("start method "
+                         << m << ", SIGPIPE default in the parent: " << default_in_parent) {
         auto [r, w] = isola::pipe(false);
         BOOST_TEST(sigpipe_disposition_is_ignore() == 0);  // making a write end did it
         if (default_in_parent) ::signal(SIGPIPE, SIG_DFL);
@@ -359,8 +356,7 @@ BOOST_AUTO_TEST_CASE(a_process_without_isola_children_ignores_sigpipe_once_it_ma
       auto [r, w] = isola::pipe(false);
       r.close();
       rc = send_until_epipe(std::move(w));
-    } catch (...) {
-    }
+    } catch (...) {}
     ::_exit(rc);
   }
   int st = 0;
@@ -373,8 +369,8 @@ BOOST_AUTO_TEST_CASE(large_messages_stream_whole_into_every_kind_of_receive, *ut
   for (bool duplex : {true, false}) {
     BOOST_TEST_CONTEXT("duplex " << duplex) {
       auto [r, w] = isola::pipe(duplex);
-      isola::process p(isola::process_options{.method = start_method::fork},
-                       send_large_then_small, std::move(w));
+      isola::process p(isola::process_options{.method = start_method::fork}, send_large_then_small,
+                       std::move(w));
       p.start();
       for (std::size_t i = 0; i < large_sizes.size(); ++i) {
         BOOST_TEST_CONTEXT("size " << large_sizes[i]) {
@@ -486,8 +482,7 @@ BOOST_AUTO_TEST_CASE(maxlength_too_small_is_an_error_and_the_message_stays, *utf
   BOOST_TEST((b.recv_bytes(10) == as_bytes("0123456789")));
 }
 
-BOOST_AUTO_TEST_CASE(recv_bytes_into_a_short_buffer_carries_the_whole_message,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(recv_bytes_into_a_short_buffer_carries_the_whole_message, *utf::timeout(30)) {
   auto [a, b] = isola::pipe();
   a.send_bytes("0123456789");
   a.send_bytes("abc");
@@ -516,8 +511,7 @@ BOOST_AUTO_TEST_CASE(an_oversize_message_is_refused_on_both_sides, *utf::timeout
   BOOST_TEST(!small_reader.readable());  // closed for reading, as documented
 }
 
-BOOST_AUTO_TEST_CASE(corrupt_bytes_are_a_decode_error_and_close_the_connection,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(corrupt_bytes_are_a_decode_error_and_close_the_connection, *utf::timeout(30)) {
   {
     auto [a, b] = isola::pipe();
     const char junk[] = "this is not a frame at all, just bytes";
@@ -607,8 +601,9 @@ BOOST_AUTO_TEST_CASE(a_large_message_crosses_in_one_piece, *utf::timeout(60)) {
   auto [a, b] = isola::pipe();
   std::vector<std::uint32_t> big(16 << 20);  // 64 MiB
   std::iota(big.begin(), big.end(), 0u);
-  isola::process p(isola::process_options{.method = start_method::fork},
-                   [&big](isola::connection c) { c.send(big); }, std::move(a));
+  isola::process p(
+      isola::process_options{.method = start_method::fork},
+      [&big](isola::connection c) { c.send(big); }, std::move(a));
   p.start();
   auto got = b.recv<std::vector<std::uint32_t>>();
   p.join();
@@ -616,8 +611,7 @@ BOOST_AUTO_TEST_CASE(a_large_message_crosses_in_one_piece, *utf::timeout(60)) {
   BOOST_TEST((got == big));
 }
 
-BOOST_AUTO_TEST_CASE(wait_returns_the_ready_connections_and_ended_processes,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(wait_returns_the_ready_connections_and_ended_processes, *utf::timeout(60)) {
   auto [a1, b1] = isola::pipe();
   auto [a2, b2] = isola::pipe();
   isola::process p(block_forever);

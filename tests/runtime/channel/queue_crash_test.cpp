@@ -85,8 +85,8 @@ bool intact(const words& v) {
 // --- what children report -------------------------------------------------------
 
 struct shared_state {
-  std::atomic<std::uint64_t> ops;     // puts or gets completed by the child
-  std::atomic<std::uint32_t> in_op;   // 1 while the child is inside put or get
+  std::atomic<std::uint64_t> ops;       // puts or gets completed by the child
+  std::atomic<std::uint32_t> in_op;     // 1 while the child is inside put or get
   std::atomic<std::uint64_t> op_words;  // size of the message being put
 };
 
@@ -179,8 +179,7 @@ BOOST_AUTO_TEST_SUITE(queue_crash_suite)
 // A producer is killed anywhere in its loop, often inside put (sometimes in
 // the middle of a message larger than the ring). Whatever it committed
 // arrives, intact and in order; nothing of a message it did not finish does.
-BOOST_AUTO_TEST_CASE(a_producer_killed_inside_put_leaves_only_whole_messages,
-                     *utf::timeout(120)) {
+BOOST_AUTO_TEST_CASE(a_producer_killed_inside_put_leaves_only_whole_messages, *utf::timeout(120)) {
   const std::size_t ring = 256 * 1024;
   isola::joinable_queue<words> q(0, {.ring_bytes = ring});
   auto* st = make_shared_state();
@@ -371,8 +370,7 @@ void consumer_kill_rounds(bool into) {
 
 }  // namespace
 
-BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message,
-                     *utf::timeout(120)) {
+BOOST_AUTO_TEST_CASE(a_consumer_killed_inside_get_loses_at_most_that_message, *utf::timeout(120)) {
   consumer_kill_rounds(false);
 }
 
@@ -530,7 +528,8 @@ void large_message_kill_rounds(bool into) {
   auto expect = [&](std::uint64_t kind) {
     auto deadline = clk::now() + 20s;
     while (clk::now() < deadline) {
-      auto r = rp.read_one(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clk::now()));
+      auto r =
+          rp.read_one(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clk::now()));
       if (!r) break;
       if (r->kind == 1) {
         if (!r->ok) intact_all = false;

@@ -362,8 +362,7 @@ BOOST_AUTO_TEST_CASE(close_ends_the_handle_in_this_process_only, *utf::timeout(6
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::queue<int> q, out;
       isola::queue<int> copy = q;
-      isola::process p(isola::process_options{.method = m}, get_one_after_closed_in_parent, q,
-                       out);
+      isola::process p(isola::process_options{.method = m}, get_one_after_closed_in_parent, q, out);
       p.start();
       q.put(41);
       q.close();
@@ -396,9 +395,8 @@ BOOST_AUTO_TEST_CASE(close_ends_the_handle_in_this_process_only, *utf::timeout(6
 BOOST_AUTO_TEST_CASE(messages_from_one_byte_to_far_larger_than_the_ring_arrive_whole,
                      *utf::timeout(240)) {
   const std::size_t ring = 64 * 1024;
-  const std::vector<std::size_t> sizes = {1,        7,        ring / 4 - 16, ring / 4,
-                                          ring - 1, ring,     ring + 1,      3 * ring + 5,
-                                          5 << 20,  256 << 20};
+  const std::vector<std::size_t> sizes = {1,    7,        ring / 4 - 16, ring / 4, ring - 1,
+                                          ring, ring + 1, 3 * ring + 5,  5 << 20,  256 << 20};
   isola::queue<std::vector<char>> q(0, {.ring_bytes = ring});
   isola::queue<std::vector<std::uint64_t>> out;
   isola::process p(report_sizes_and_checksums, q, out, static_cast<int>(sizes.size()));
@@ -752,8 +750,7 @@ BOOST_AUTO_TEST_CASE(joinable_queue_counts_tasks_until_each_is_done, *utf::timeo
   }
 }
 
-BOOST_AUTO_TEST_CASE(wait_reports_a_queue_ready_only_when_it_holds_a_message,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(wait_reports_a_queue_ready_only_when_it_holds_a_message, *utf::timeout(60)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::queue<int> q, go;

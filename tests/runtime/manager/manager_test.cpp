@@ -14,10 +14,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "sys/crypto.hpp"
 #include <isola/manager.hpp>
 #include <isola/process.hpp>
 #include <isola/queue.hpp>
+#include "sys/crypto.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -151,7 +151,8 @@ bool closed_by_peer(int fd, std::chrono::milliseconds timeout) {
   char buf[4096];
   while (clk::now() < deadline) {
     pollfd pf{fd, POLLIN, 0};
-    int left = static_cast<int>(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clk::now()).count());
+    int left = static_cast<int>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clk::now()).count());
     if (::poll(&pf, 1, std::max(left, 1)) <= 0) continue;
     ssize_t r = ::recv(fd, buf, sizeof buf, 0);
     if (r == 0 || (r < 0 && errno == ECONNRESET)) return true;
@@ -187,7 +188,8 @@ bool raw_handshake(int fd, const std::string& key) {
 
 // ----------------------------------------------------------------------------------
 
-BOOST_AUTO_TEST_CASE(a_dict_gets_sets_erases_counts_and_lists_in_insertion_order, *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(a_dict_gets_sets_erases_counts_and_lists_in_insertion_order,
+                     *utf::timeout(30)) {
   isola::manager m;
   auto d = m.dict<std::string, int>();
   BOOST_TEST(d.size() == 0u);
@@ -217,7 +219,8 @@ BOOST_AUTO_TEST_CASE(a_dict_gets_sets_erases_counts_and_lists_in_insertion_order
   // update() runs in the manager: absent keys start from V{}.
   BOOST_TEST(d.update("n", &add, 5) == 5);
   BOOST_TEST(d.update("n", &decrement) == 4);
-  BOOST_TEST(d.update("n", +[](int v) { return v * 10; }) == 40);
+  BOOST_TEST(d.update(
+                 "n", +[](int v) { return v * 10; }) == 40);
   BOOST_TEST(d.get("n") == 40);
   d.clear();
   BOOST_TEST(d.size() == 0u);
@@ -230,7 +233,8 @@ BOOST_AUTO_TEST_CASE(a_dict_gets_sets_erases_counts_and_lists_in_insertion_order
   BOOST_TEST(w.get({3, 4}) == "z");
 }
 
-BOOST_AUTO_TEST_CASE(an_update_that_throws_is_a_remote_error_and_changes_nothing, *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(an_update_that_throws_is_a_remote_error_and_changes_nothing,
+                     *utf::timeout(30)) {
   isola::manager m;
   auto d = m.dict<int, int>();
   d.set(1, -5);
@@ -363,10 +367,11 @@ BOOST_AUTO_TEST_CASE(an_event_wakes_every_waiter_and_times_out, *utf::timeout(30
   BOOST_TEST(seconds_since(t0) >= 0.09);
   std::vector<std::thread> ts;
   std::atomic<int> woke{0};
-  for (int i = 0; i < 3; ++i) ts.emplace_back([e, &woke]() mutable {
-    e.wait();
-    ++woke;
-  });
+  for (int i = 0; i < 3; ++i)
+    ts.emplace_back([e, &woke]() mutable {
+      e.wait();
+      ++woke;
+    });
   BOOST_TEST(isola_test::wait_until([&] { return m.stats().waiters == 3; }));
   e.set();
   for (auto& t : ts) t.join();
@@ -393,7 +398,8 @@ BOOST_AUTO_TEST_CASE(a_value_loads_stores_adds_and_updates, *utf::timeout(30)) {
   BOOST_TEST(s2.load() == "start end");
 }
 
-BOOST_AUTO_TEST_CASE(named_objects_are_made_once_and_reopened_only_with_their_types, *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(named_objects_are_made_once_and_reopened_only_with_their_types,
+                     *utf::timeout(30)) {
   isola::manager m;
   auto a = m.dict<std::string, int>("shared");
   a.set("x", 1);
@@ -417,7 +423,8 @@ BOOST_AUTO_TEST_CASE(eight_processes_updating_one_key_a_thousand_times_each_lose
       isola::manager m({.method = method});
       auto d = m.dict<std::string, int>();
       std::vector<isola::process> ps;
-      for (int i = 0; i < 8; ++i) ps.emplace_back(isola::process_options{.method = method}, update_many, d, 1000);
+      for (int i = 0; i < 8; ++i)
+        ps.emplace_back(isola::process_options{.method = method}, update_many, d, 1000);
       for (auto& p : ps) p.start();
       for (auto& p : ps) {
         p.join();
@@ -449,11 +456,16 @@ BOOST_AUTO_TEST_CASE(proxies_pass_to_children_under_every_start_method_and_insid
   for (auto method : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << method) {
       isola::manager m;  // the default method; the children use `method`
-      all_proxies p{m.dict<std::string, int>(), m.list<std::string>(), m.queue<int>(), m.lock(),
-                    m.event(), m.value<long>(0)};
+      all_proxies p{m.dict<std::string, int>(),
+                    m.list<std::string>(),
+                    m.queue<int>(),
+                    m.lock(),
+                    m.event(),
+                    m.value<long>(0)};
       std::vector<isola::process> ps;
       for (int i = 0; i < 3; ++i)
-        ps.emplace_back(isola::process_options{.method = method}, use_every_proxy, p, "child-" + std::to_string(i));
+        ps.emplace_back(isola::process_options{.method = method}, use_every_proxy, p,
+                        "child-" + std::to_string(i));
       for (auto& c : ps) c.start();
       BOOST_TEST(isola_test::wait_until([&] { return p.l.size() == 3u; }, 60s));
       p.e.set();
@@ -477,8 +489,9 @@ BOOST_AUTO_TEST_CASE(proxies_pass_to_children_under_every_start_method_and_insid
   }
 }
 
-BOOST_AUTO_TEST_CASE(the_manager_killed_fails_children_blocked_in_lock_event_and_queue_waits_at_once,
-                     *utf::timeout(240)) {
+BOOST_AUTO_TEST_CASE(
+    the_manager_killed_fails_children_blocked_in_lock_event_and_queue_waits_at_once,
+    *utf::timeout(240)) {
   const char* names[] = {"lock acquire", "event wait", "queue get"};
   for (auto method : isola::all_start_methods()) {
     for (int what = 0; what < 3; ++what) {
@@ -489,7 +502,8 @@ BOOST_AUTO_TEST_CASE(the_manager_killed_fails_children_blocked_in_lock_event_and
         auto q = m.queue<int>();
         if (what == 0) l.acquire();  // the child will wait for it
         isola::queue<std::string> out;
-        isola::process c(isola::process_options{.method = method}, blocked_child, l, e, q, what, out);
+        isola::process c(isola::process_options{.method = method}, blocked_child, l, e, q, what,
+                         out);
         c.start();
         BOOST_TEST(isola_test::wait_until([&] { return m.stats().waiters == 1; }, 60s));
         int mpid = m.pid();
@@ -509,7 +523,8 @@ BOOST_AUTO_TEST_CASE(the_manager_killed_fails_children_blocked_in_lock_event_and
   }
 }
 
-BOOST_AUTO_TEST_CASE(calls_after_shutdown_are_a_manager_error_and_no_process_is_left, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(calls_after_shutdown_are_a_manager_error_and_no_process_is_left,
+                     *utf::timeout(60)) {
   isola::manager m;
   auto d = m.dict<int, int>();
   d.set(1, 1);
@@ -598,7 +613,8 @@ BOOST_AUTO_TEST_CASE(a_served_manager_is_reachable_over_tcp_with_its_key, *utf::
 BOOST_AUTO_TEST_CASE(a_wrong_key_is_an_authentication_error_on_both_sides, *utf::timeout(60)) {
   isola::manager m;
   std::uint16_t port = m.serve(0, "right");
-  BOOST_CHECK_THROW(isola::manager::connect("127.0.0.1", port, "wrong"), isola::authentication_error);
+  BOOST_CHECK_THROW(isola::manager::connect("127.0.0.1", port, "wrong"),
+                    isola::authentication_error);
   BOOST_TEST(m.stats().auth_failures == 1u);
   // A server that does not know the key: the client refuses it.
   int ls = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -629,7 +645,8 @@ BOOST_AUTO_TEST_CASE(a_wrong_key_is_an_authentication_error_on_both_sides, *utf:
   BOOST_TEST(r.stats().auth_failures == 1u);
 }
 
-BOOST_AUTO_TEST_CASE(junk_and_oversize_frames_are_dropped_and_the_server_goes_on, *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(junk_and_oversize_frames_are_dropped_and_the_server_goes_on,
+                     *utf::timeout(60)) {
   isola::manager m;
   std::uint16_t port = m.serve(0, "k");
   // Junk instead of a handshake: dropped at once.

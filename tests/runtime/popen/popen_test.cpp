@@ -132,7 +132,8 @@ BOOST_AUTO_TEST_CASE(shell_true_runs_the_string_through_sh, *utf::timeout(20)) {
   isola::popen p("echo $((1 + 2)) | tr 3 x; exit 4", {.out = stdio::pipe, .shell = true});
   BOOST_TEST(p.communicate().out == "x\n");
   BOOST_TEST(p.returncode() == std::optional<int>(4));
-  BOOST_TEST(p.args() == (std::vector<std::string>{"/bin/sh", "-c", "echo $((1 + 2)) | tr 3 x; exit 4"}));
+  BOOST_TEST(p.args() ==
+             (std::vector<std::string>{"/bin/sh", "-c", "echo $((1 + 2)) | tr 3 x; exit 4"}));
   // A vector: the script, then $0, $1...
   isola::popen q({"echo \"$0:$1\"", "zero", "one"}, {.out = stdio::pipe, .shell = true});
   BOOST_TEST(q.communicate().out == "zero:one\n");
@@ -202,7 +203,8 @@ BOOST_AUTO_TEST_CASE(failed_starts_leave_no_zombie_and_no_descriptor, *utf::time
   int before = open_fd_count();
   for (int i = 0; i < 20; ++i) {
     BOOST_CHECK_THROW(isola::popen({"isola-no-such-program"}, piped_all), isola::os_error);
-    BOOST_CHECK_THROW(isola::popen({"true"}, {.out = stdio::pipe, .cwd = "/isola/none"}), isola::os_error);
+    BOOST_CHECK_THROW(isola::popen({"true"}, {.out = stdio::pipe, .cwd = "/isola/none"}),
+                      isola::os_error);
   }
   BOOST_TEST(open_fd_count() == before);
   // Each failed child was reaped by the constructor: no zombie is left.
@@ -242,7 +244,8 @@ BOOST_AUTO_TEST_CASE(cwd_sets_the_working_directory_and_relative_programs_resolv
 
 BOOST_AUTO_TEST_CASE(env_replaces_the_whole_environment, *utf::timeout(20)) {
   // No PATH in it: the program is looked up in Python's default /bin:/usr/bin.
-  isola::popen p({"env"}, {.out = stdio::pipe, .env = std::map<std::string, std::string>{{"ONLY", "1"}}});
+  isola::popen p({"env"},
+                 {.out = stdio::pipe, .env = std::map<std::string, std::string>{{"ONLY", "1"}}});
   BOOST_TEST(p.communicate().out == "ONLY=1\n");
   isola::popen q({"env"}, {.out = stdio::pipe, .env = std::map<std::string, std::string>{}});
   BOOST_TEST(q.communicate().out == "");
@@ -251,13 +254,14 @@ BOOST_AUTO_TEST_CASE(env_replaces_the_whole_environment, *utf::timeout(20)) {
 BOOST_AUTO_TEST_CASE(env_update_extends_or_overrides_the_callers_environment, *utf::timeout(20)) {
   ::setenv("ISOLA_POPEN_KEEP", "kept", 1);
   ::setenv("ISOLA_POPEN_OVER", "old", 1);
-  isola::popen p({"sh", "-c", "echo $ISOLA_POPEN_KEEP $ISOLA_POPEN_OVER $test_id"},
-          {.out = stdio::pipe, .env_update = {{"ISOLA_POPEN_OVER", "new"}, {"test_id", "1"}}});
+  isola::popen p(
+      {"sh", "-c", "echo $ISOLA_POPEN_KEEP $ISOLA_POPEN_OVER $test_id"},
+      {.out = stdio::pipe, .env_update = {{"ISOLA_POPEN_OVER", "new"}, {"test_id", "1"}}});
   BOOST_TEST(p.communicate().out == "kept new 1\n");
   // On top of a replaced environment, too.
   isola::popen q({"env"}, {.out = stdio::pipe,
-                    .env = std::map<std::string, std::string>{{"A", "1"}},
-                    .env_update = {{"B", "2"}}});
+                           .env = std::map<std::string, std::string>{{"A", "1"}},
+                           .env_update = {{"B", "2"}}});
   BOOST_TEST(q.communicate().out == "A=1\nB=2\n");
   ::unsetenv("ISOLA_POPEN_KEEP");
   ::unsetenv("ISOLA_POPEN_OVER");
@@ -267,7 +271,8 @@ BOOST_AUTO_TEST_CASE(the_program_is_looked_up_in_the_childs_path, *utf::timeout(
   temp_dir d;
   isola_test::write_file(d.path + "/isola-only-here", "#!/bin/sh\necho found me\n");
   ::chmod((d.path + "/isola-only-here").c_str(), 0755);
-  isola::popen p({"isola-only-here"}, {.out = stdio::pipe, .env_update = {{"PATH", d.path + ":/usr/bin:/bin"}}});
+  isola::popen p({"isola-only-here"},
+                 {.out = stdio::pipe, .env_update = {{"PATH", d.path + ":/usr/bin:/bin"}}});
   BOOST_TEST(p.communicate().out == "found me\n");
   BOOST_CHECK_THROW(isola::popen({"isola-only-here"}), isola::os_error);
 }
@@ -283,7 +288,8 @@ BOOST_AUTO_TEST_CASE(stdin_devnull_reads_end_of_file_at_once, *utf::timeout(20))
 }
 
 BOOST_AUTO_TEST_CASE(stderr_to_stdout_merges_both_into_one_pipe, *utf::timeout(20)) {
-  isola::popen p({"sh", "-c", "echo out; echo err >&2; echo out2"}, {.out = stdio::pipe, .err = stdio::to_stdout});
+  isola::popen p({"sh", "-c", "echo out; echo err >&2; echo out2"},
+                 {.out = stdio::pipe, .err = stdio::to_stdout});
   auto [out, err] = p.communicate();
   BOOST_TEST(out == "out\nerr\nout2\n");
   BOOST_TEST(err == "");
@@ -295,7 +301,8 @@ BOOST_AUTO_TEST_CASE(stdout_and_stderr_go_to_separate_pipes_or_devnull, *utf::ti
   auto [out, err] = p.communicate();
   BOOST_TEST(out == "out\n");
   BOOST_TEST(err == "err\n");
-  isola::popen q({"sh", "-c", "echo out; echo err >&2"}, {.out = stdio::devnull, .err = stdio::pipe});
+  isola::popen q({"sh", "-c", "echo out; echo err >&2"},
+                 {.out = stdio::devnull, .err = stdio::pipe});
   auto r = q.communicate();
   BOOST_TEST(r.out == "");
   BOOST_TEST(r.err == "err\n");
@@ -323,8 +330,9 @@ BOOST_AUTO_TEST_CASE(only_pass_fds_are_inherited, *utf::timeout(20)) {
   int passed = ::fcntl(p[1], F_DUPFD_CLOEXEC, 40);
   int leaky = ::fcntl(p[1], F_DUPFD, 50);  // not close-on-exec: the child must still not get it
   // (dash redirects only descriptors 0-9 with >&N: go through /proc instead)
-  std::string script = "echo passed > /proc/self/fd/" + std::to_string(passed) + "; test -e /proc/self/fd/" +
-                       std::to_string(leaky) + " && echo leaked || echo closed";
+  std::string script = "echo passed > /proc/self/fd/" + std::to_string(passed) +
+                       "; test -e /proc/self/fd/" + std::to_string(leaky) +
+                       " && echo leaked || echo closed";
   {
     isola::popen c({"sh", "-c", script}, {.out = stdio::pipe, .pass_fds = {passed}});
     BOOST_TEST(c.communicate().out == "closed\n");
@@ -339,7 +347,8 @@ BOOST_AUTO_TEST_CASE(only_pass_fds_are_inherited, *utf::timeout(20)) {
 }
 
 BOOST_AUTO_TEST_CASE(start_new_session_makes_the_child_a_session_leader, *utf::timeout(20)) {
-  isola::popen p({"sh", "-c", "exec cut -d' ' -f6 /proc/self/stat"}, {.out = stdio::pipe, .start_new_session = true});
+  isola::popen p({"sh", "-c", "exec cut -d' ' -f6 /proc/self/stat"},
+                 {.out = stdio::pipe, .start_new_session = true});
   BOOST_TEST(p.communicate().out == std::to_string(p.pid()) + "\n");
 }
 
@@ -359,8 +368,9 @@ BOOST_AUTO_TEST_CASE(sixty_four_mib_go_through_cat_and_back, *utf::timeout(120))
 BOOST_AUTO_TEST_CASE(large_stdout_and_stderr_at_once_do_not_deadlock, *utf::timeout(120)) {
   // Both streams far beyond a pipe's 64 KiB, written concurrently.
   isola::popen p({"sh", "-c",
-           "head -c 16777216 /dev/zero | tr '\\0' a & head -c 12582912 /dev/zero | tr '\\0' b >&2; wait"},
-          {.out = stdio::pipe, .err = stdio::pipe});
+                  "head -c 16777216 /dev/zero | tr '\\0' a & head -c 12582912 /dev/zero | tr '\\0' "
+                  "b >&2; wait"},
+                 {.out = stdio::pipe, .err = stdio::pipe});
   auto [out, err] = p.communicate({}, 60s);
   BOOST_TEST(out.size() == 16777216u);
   BOOST_TEST(err.size() == 12582912u);
@@ -387,7 +397,8 @@ BOOST_AUTO_TEST_CASE(input_to_a_program_that_stops_reading_is_dropped_quietly, *
 }
 
 BOOST_AUTO_TEST_CASE(communicate_times_out_and_a_later_call_goes_on, *utf::timeout(30)) {
-  isola::popen p({"sh", "-c", "echo first; read line; echo \"got $line\"; echo err >&2"}, piped_all);
+  isola::popen p({"sh", "-c", "echo first; read line; echo \"got $line\"; echo err >&2"},
+                 piped_all);
   BOOST_TEST(p.out().read_line(10s) == std::optional<std::string>("first\n"));
   p.in().write("hello\n");
   // A program that waits for something that does not come.
@@ -400,7 +411,7 @@ BOOST_AUTO_TEST_CASE(communicate_times_out_and_a_later_call_goes_on, *utf::timeo
   BOOST_TEST(!q.poll());
   q.kill();
   auto [out, err] = q.communicate({}, 10s);  // Python's kill(); communicate() idiom
-  BOOST_TEST(out == "before\n");  // read before the timeout, kept for this call
+  BOOST_TEST(out == "before\n");             // read before the timeout, kept for this call
   BOOST_TEST(q.returncode() == std::optional<int>(-SIGKILL));
   // The first program: its output already has the line we read.
   auto r = p.communicate({}, 10s);
@@ -418,8 +429,7 @@ BOOST_AUTO_TEST_CASE(input_left_by_a_timed_out_communicate_is_sent_by_the_next, 
   std::optional<isola::popen::output> got;
   try {
     got = p.communicate(with_go, 1ms);
-  } catch (const isola::timeout_error&) {
-  }
+  } catch (const isola::timeout_error&) {}
   if (!got) {
     BOOST_CHECK_THROW(p.communicate("more"), isola::value_error);  // Python: no new input
     got = p.communicate({}, 30s);
@@ -517,7 +527,8 @@ BOOST_AUTO_TEST_CASE(a_full_pipe_makes_a_timed_write_time_out, *utf::timeout(20)
 }
 
 BOOST_AUTO_TEST_CASE(popen_and_its_pipes_work_with_isola_wait, *utf::timeout(20)) {
-  isola::popen p({"sh", "-c", "echo line; read x || true"}, {.in = stdio::pipe, .out = stdio::pipe});
+  isola::popen p({"sh", "-c", "echo line; read x || true"},
+                 {.in = stdio::pipe, .out = stdio::pipe});
   auto ready = isola::wait({p.out()}, 10s);
   BOOST_TEST(ready == std::vector<std::size_t>{0});
   BOOST_TEST(isola::wait({p}, 50ms).empty());
@@ -661,11 +672,13 @@ BOOST_AUTO_TEST_CASE(many_popens_leave_no_descriptor_open, *utf::timeout(60)) {
     isola::popen p({"sleep", "0.1"}, piped_all);  // dropped while running
     pids.push_back(p.pid());
   }
-  BOOST_TEST(isola_test::wait_until([&] {
-    for (int pid : pids)
-      if (!isola_test::pid_gone(pid)) return false;
-    return true;
-  }, 10s));
+  BOOST_TEST(isola_test::wait_until(
+      [&] {
+        for (int pid : pids)
+          if (!isola_test::pid_gone(pid)) return false;
+        return true;
+      },
+      10s));
   BOOST_TEST(isola_test::wait_until([&] { return open_fd_count() == before; }, 5s));
 }
 

@@ -141,9 +141,9 @@ BOOST_AUTO_TEST_CASE(a_process_that_ends_terminates_daemon_children_and_joins_th
       auto log = err.text();
       BOOST_TEST(p.exitcode() == 0, log);
       BOOST_TEST(log.find("[INFO/parent] process shutting down") != std::string::npos, log);
-      BOOST_TEST(log.find("[INFO/parent] calling terminate() for daemon the-daemon") !=
-                     std::string::npos,
-                 log);
+      BOOST_TEST(
+          log.find("[INFO/parent] calling terminate() for daemon the-daemon") != std::string::npos,
+          log);
       // Joined: the worker, which outlives the daemon, ended before its parent.
       auto worker_end = log.find("[INFO/the-worker] process exiting with exitcode 0");
       auto parent_end = log.find("[INFO/parent] process exiting with exitcode 0");
@@ -196,8 +196,7 @@ BOOST_AUTO_TEST_CASE(a_child_inherits_no_descriptor_of_isolas, *utf::timeout(120
   }
 }
 
-BOOST_AUTO_TEST_CASE(a_fork_from_a_multithreaded_process_is_warned_about_once,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_fork_from_a_multithreaded_process_is_warned_about_once, *utf::timeout(60)) {
   isola::log_to_stderr(isola::log_level::warning);
   std::mutex mu;
   std::condition_variable cv;

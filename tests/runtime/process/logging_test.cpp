@@ -33,8 +33,7 @@ BOOST_AUTO_TEST_CASE(without_log_to_stderr_nothing_is_printed, *utf::timeout(30)
   BOOST_TEST(err.text().empty());
 }
 
-BOOST_AUTO_TEST_CASE(lines_carry_level_and_process_name_as_python_prints_them,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(lines_carry_level_and_process_name_as_python_prints_them, *utf::timeout(30)) {
   logger_reset reset;
   isola_test::capture_fd err(2);
   auto& log = isola::log_to_stderr(log_level::debug);

@@ -54,10 +54,10 @@ int check_arguments(std::string s, int n, const payload& p) {
 void write_identity(std::string path) {
   auto self = isola::current_process();
   auto parent = isola::parent_process();
-  isola_test::write_file(path, self.name + "|" + std::to_string(self.pid) + "|" +
-                                   (parent ? parent->name + "|" + std::to_string(parent->pid)
-                                           : std::string("none")) +
-                                   "|" + (self.daemon ? "daemon" : "normal") + "\n");
+  isola_test::write_file(
+      path, self.name + "|" + std::to_string(self.pid) + "|" +
+                (parent ? parent->name + "|" + std::to_string(parent->pid) : std::string("none")) +
+                "|" + (self.daemon ? "daemon" : "normal") + "\n");
 }
 
 void start_grandchild_and_write_identity(std::string path) {
@@ -271,7 +271,8 @@ BOOST_AUTO_TEST_CASE(arguments_of_every_kind_travel_under_every_method, *utf::ti
       p.join();
       BOOST_TEST(p.exitcode() == 0);
       // A captureless lambda is code too, so it works everywhere.
-      auto q = make(m, [](int a, int b) { return a * b; }, 6, 7);
+      auto q = make(
+          m, [](int a, int b) { return a * b; }, 6, 7);
       q.start();
       q.join();
       BOOST_TEST(q.exitcode() == 42);
@@ -338,9 +339,9 @@ BOOST_AUTO_TEST_CASE(names_default_to_process_n_and_nest_in_children, *utf::time
       auto expect = name + ":1|";
       auto text = out.read();
       BOOST_TEST(text.rfind(expect, 0) == 0, text);
-      BOOST_TEST(text.find("|" + name + "|" + std::to_string(p.pid()) + "|normal") !=
-                     std::string::npos,
-                 text);
+      BOOST_TEST(
+          text.find("|" + name + "|" + std::to_string(p.pid()) + "|normal") != std::string::npos,
+          text);
     }
   }
   isola::process named(isola::process_options{.name = "t1"}, empty_target);
@@ -432,8 +433,7 @@ BOOST_AUTO_TEST_CASE(start_methods_are_listed_and_settable, *utf::timeout(30)) {
   BOOST_TEST(p.exitcode() == 7);
   isola::set_start_method(start_method::fork);
   BOOST_TEST(isola::cpu_count() >= 1u);
-  for (auto m : all)
-    BOOST_TEST((isola::start_method_from_string(isola::to_string(m)) == m));
+  for (auto m : all) BOOST_TEST((isola::start_method_from_string(isola::to_string(m)) == m));
   BOOST_TEST(!isola::start_method_from_string("Fork").has_value());
   BOOST_TEST(!isola::start_method_from_string("").has_value());
 }

@@ -127,7 +127,8 @@ BOOST_AUTO_TEST_CASE(the_first_arrival_gets_index_0_and_a_closure_action_works_u
   BOOST_TEST(one.wait() == 0u);
 }
 
-BOOST_AUTO_TEST_CASE(a_wait_that_times_out_breaks_the_barrier_for_every_waiter, *utf::timeout(120)) {
+BOOST_AUTO_TEST_CASE(a_wait_that_times_out_breaks_the_barrier_for_every_waiter,
+                     *utf::timeout(120)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::barrier b(3);

@@ -183,7 +183,8 @@ BOOST_AUTO_TEST_CASE(a_notify_is_never_spent_on_a_waiter_that_was_killed, *utf::
   BOOST_TEST(doomed.join(30s));
   isola::process p(wait_for_notify, cv, woken);
   p.start();
-  BOOST_TEST_REQUIRE(wait_until([&] { return cv.n_waiting() == 2; }, 30s));  // the dead one still counts
+  BOOST_TEST_REQUIRE(
+      wait_until([&] { return cv.n_waiting() == 2; }, 30s));  // the dead one still counts
   {
     std::scoped_lock g(cv);
     cv.notify();  // the dead waiter is older, but skipped

@@ -277,8 +277,8 @@ BOOST_AUTO_TEST_CASE(a_lock_survives_its_holders_being_killed_at_random_moments,
   for (int r = 0; r < rounds && ok; ++r) {
     x = x * 1664525u + 1013904223u;
     long target = done.load() + 1 + (x >> 8) % 2000;
-    isola::process p(isola::process_options{.method = isola::start_method::fork},
-                     increment_forever, l, counter, done);
+    isola::process p(isola::process_options{.method = isola::start_method::fork}, increment_forever,
+                     l, counter, done);
     p.start();
     ok = wait_until([&] { return done.load() >= target; }, 30s);
     p.kill();

@@ -35,8 +35,7 @@ void inside_semaphore(isola::semaphore s, isola::value<int> inside, isola::value
     std::scoped_lock g(s);
     int now = inside.fetch_add(1) + 1;
     int m = most.load();
-    while (now > m && !most.compare_exchange(m, now)) {
-    }
+    while (now > m && !most.compare_exchange(m, now)) {}
     std::this_thread::sleep_for(200us);
     inside.fetch_sub(1);
   }
@@ -52,8 +51,7 @@ void take_one_permit(isola::semaphore s, isola::event took) {
 
 BOOST_AUTO_TEST_SUITE(semaphore_suite)
 
-BOOST_AUTO_TEST_CASE(a_semaphore_of_two_lets_at_most_two_processes_in_at_once,
-                     *utf::timeout(240)) {
+BOOST_AUTO_TEST_CASE(a_semaphore_of_two_lets_at_most_two_processes_in_at_once, *utf::timeout(240)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::semaphore s(2);
@@ -71,8 +69,7 @@ BOOST_AUTO_TEST_CASE(a_semaphore_of_two_lets_at_most_two_processes_in_at_once,
   }
 }
 
-BOOST_AUTO_TEST_CASE(semaphore_acquire_times_out_and_try_acquire_never_waits,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(semaphore_acquire_times_out_and_try_acquire_never_waits, *utf::timeout(30)) {
   isola::semaphore s(1);
   BOOST_TEST(s.try_acquire());
   BOOST_TEST(s.get_value() == 0u);

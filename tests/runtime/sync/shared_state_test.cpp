@@ -227,8 +227,7 @@ BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(array_suite)
 
-BOOST_AUTO_TEST_CASE(children_fill_parts_of_an_array_and_the_parent_sees_them,
-                     *utf::timeout(120)) {
+BOOST_AUTO_TEST_CASE(children_fill_parts_of_an_array_and_the_parent_sees_them, *utf::timeout(120)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::array<int> a(100);
@@ -357,8 +356,7 @@ BOOST_AUTO_TEST_CASE(unlink_ends_the_name_and_open_handles_keep_working, *utf::t
   a.unlink();  // nothing left to end: no error
 }
 
-BOOST_AUTO_TEST_CASE(a_closed_block_refuses_access_and_bad_names_are_not_found,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(a_closed_block_refuses_access_and_bad_names_are_not_found, *utf::timeout(30)) {
   isola::shared_memory shm(64);
   std::string name = shm.name();
   shm.close();

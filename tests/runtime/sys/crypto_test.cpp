@@ -23,7 +23,8 @@ std::string hex(const isola::detail::sha256_digest& d) {
 
 std::string unhex(const std::string& h) {
   std::string s;
-  for (std::size_t i = 0; i + 1 < h.size(); i += 2) s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
+  for (std::size_t i = 0; i + 1 < h.size(); i += 2)
+    s += static_cast<char>(std::stoi(h.substr(i, 2), nullptr, 16));
   return s;
 }
 
@@ -31,10 +32,13 @@ std::string unhex(const std::string& h) {
 
 BOOST_AUTO_TEST_SUITE(crypto)
 
-BOOST_AUTO_TEST_CASE(sha256_and_hmac_sha256_match_the_fips_and_rfc_4231_vectors, *utf::timeout(10)) {
+BOOST_AUTO_TEST_CASE(sha256_and_hmac_sha256_match_the_fips_and_rfc_4231_vectors,
+                     *utf::timeout(10)) {
   using isola::detail::hmac_sha256;
   using isola::detail::sha256_of;
-  auto sha = [](const std::string& s) { return hex(sha256_of(std::as_bytes(std::span(s.data(), s.size())))); };
+  auto sha = [](const std::string& s) {
+    return hex(sha256_of(std::as_bytes(std::span(s.data(), s.size()))));
+  };
   BOOST_TEST(sha("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
   BOOST_TEST(sha("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
   BOOST_TEST(sha("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq") ==

@@ -29,13 +29,14 @@ struct shared_page {
   void* p = ::mmap(nullptr, 4096, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
   ~shared_page() { ::munmap(p, 4096); }
   template <class T>
-  T* as() { return static_cast<T*>(p); }
+  T* as() {
+    return static_cast<T*>(p);
+  }
 };
 
 int wait_child(pid_t pid) {
   int st = 0;
-  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {
-  }
+  while (::waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
   return st;
 }
 
@@ -45,7 +46,8 @@ BOOST_AUTO_TEST_SUITE(deadlines)
 
 BOOST_AUTO_TEST_CASE(a_negative_or_nan_timeout_is_a_value_error, *utf::timeout(10)) {
   BOOST_CHECK_THROW(deadline::after(-1s), isola::value_error);
-  BOOST_CHECK_THROW(deadline::after(std::chrono::duration<double>(std::nan(""))), isola::value_error);
+  BOOST_CHECK_THROW(deadline::after(std::chrono::duration<double>(std::nan(""))),
+                    isola::value_error);
 }
 
 BOOST_AUTO_TEST_CASE(a_timeout_too_long_for_the_clock_waits_forever, *utf::timeout(10)) {
@@ -138,12 +140,14 @@ BOOST_AUTO_TEST_CASE(a_lock_held_by_another_process_times_out_at_the_deadline, *
     go->store(1);
     isola::detail::futex_wake_all(go);
     const auto until = wait_clock::now() + 10s;
-    while (go->load() != 2 && wait_clock::now() < until) isola::detail::futex_wait_until(go, 1, &until);
+    while (go->load() != 2 && wait_clock::now() < until)
+      isola::detail::futex_wait_until(go, 1, &until);
     ::pthread_mutex_unlock(m);
     ::_exit(0);
   }
   const auto until = wait_clock::now() + 10s;
-  while (go->load() == 0 && wait_clock::now() < until) isola::detail::futex_wait_until(go, 0, &until);
+  while (go->load() == 0 && wait_clock::now() < until)
+    isola::detail::futex_wait_until(go, 0, &until);
   const auto start = wait_clock::now();
   BOOST_TEST(isola::detail::lock_mutex_until(m, start + 50ms) == ETIMEDOUT);
   BOOST_TEST((wait_clock::now() - start >= 50ms));
@@ -168,7 +172,8 @@ BOOST_AUTO_TEST_CASE(a_lock_whose_holder_was_killed_goes_to_the_next_taker, *utf
     for (;;) ::pause();
   }
   const auto until = wait_clock::now() + 10s;
-  while (go->load() == 0 && wait_clock::now() < until) isola::detail::futex_wait_until(go, 0, &until);
+  while (go->load() == 0 && wait_clock::now() < until)
+    isola::detail::futex_wait_until(go, 0, &until);
   ::kill(pid, SIGKILL);
   wait_child(pid);
   BOOST_TEST(isola::detail::lock_mutex_until(m, wait_clock::now() + 5s) == EOWNERDEAD);

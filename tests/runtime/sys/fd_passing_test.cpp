@@ -82,7 +82,8 @@ BOOST_AUTO_TEST_CASE(hundreds_of_descriptors_travel_when_the_receiver_has_room, 
   BOOST_TEST(send_fds_once(s.a.get(), one(v), fds) == 1);
   std::vector<int> got;
   char in = 0;
-  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(&in, 1)), got, 0, nullptr, 253) == 1);
+  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(&in, 1)), got, 0, nullptr,
+                           253) == 1);
   BOOST_TEST(got.size() == 200u);
   for (int fd : got) ::close(fd);
 }
@@ -91,7 +92,8 @@ BOOST_AUTO_TEST_CASE(a_closed_peer_reads_as_zero_and_no_data_as_eagain, *utf::ti
   pair_of_sockets s;
   std::vector<int> got;
   char buf[4];
-  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(buf)), got, MSG_DONTWAIT) == -EAGAIN);
+  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(buf)), got, MSG_DONTWAIT) ==
+             -EAGAIN);
   s.a.reset();
   BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(buf)), got) == 0);
   BOOST_TEST(got.empty());
@@ -105,7 +107,8 @@ BOOST_AUTO_TEST_CASE(an_oversize_datagram_is_reported_truncated, *utf::timeout(1
   std::vector<int> got;
   char buf[10];
   bool truncated = false;
-  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(buf)), got, 0, &truncated) == 10);
+  BOOST_TEST(recv_fds_once(s.b.get(), std::as_writable_bytes(std::span(buf)), got, 0, &truncated) ==
+             10);
   BOOST_TEST(truncated);
 }
 

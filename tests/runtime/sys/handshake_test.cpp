@@ -23,9 +23,13 @@ using isola::detail::deadline;
 
 namespace {
 
-const hs::spec node_like{{'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}, "isola-node-client", "isola-node-server", 0, true};
-const hs::spec manager_like{{'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'}, "isola-manager-client",
-                            "isola-manager-server", 32, false};
+const hs::spec node_like{
+    {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}, "isola-node-client", "isola-node-server", 0, true};
+const hs::spec manager_like{{'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'},
+                            "isola-manager-client",
+                            "isola-manager-server",
+                            32,
+                            false};
 const std::string key = "correct horse battery staple";
 
 std::string hex(std::span<const std::uint8_t> d) {
@@ -55,7 +59,8 @@ struct pair_of_sockets {
 };
 
 /// A server that runs the real server side with `server_key` on fd.
-void serve(int fd, const hs::spec& s, const std::string& server_key, std::string* extra_seen = nullptr) {
+void serve(int fd, const hs::spec& s, const std::string& server_key,
+           std::string* extra_seen = nullptr) {
   auto c = hs::new_challenge();
   auto hello = hs::make_hello(s, c);
   auto dl = deadline::after(5s);
@@ -96,7 +101,8 @@ BOOST_AUTO_TEST_CASE(proofs_match_known_answers, *utf::timeout(10)) {
              "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
 }
 
-BOOST_AUTO_TEST_CASE(a_client_with_the_key_is_accepted_and_proves_the_server_too, *utf::timeout(20)) {
+BOOST_AUTO_TEST_CASE(a_client_with_the_key_is_accepted_and_proves_the_server_too,
+                     *utf::timeout(20)) {
   for (const auto* s : {&node_like, &manager_like}) {
     pair_of_sockets p;
     std::string extra_seen;
@@ -111,7 +117,8 @@ BOOST_AUTO_TEST_CASE(a_client_with_the_key_is_accepted_and_proves_the_server_too
 BOOST_AUTO_TEST_CASE(a_client_with_another_key_is_refused, *utf::timeout(20)) {
   pair_of_sockets p;
   std::thread t([&] { serve(p.b.get(), node_like, key); });
-  BOOST_TEST((hs::run_client(p.a.get(), node_like, "wrong key", {}, deadline::after(5s)) == hs::outcome::refused));
+  BOOST_TEST((hs::run_client(p.a.get(), node_like, "wrong key", {}, deadline::after(5s)) ==
+              hs::outcome::refused));
   t.join();
 }
 
@@ -125,14 +132,16 @@ BOOST_AUTO_TEST_CASE(a_server_that_says_okay_without_the_key_is_caught, *utf::ti
     hs::read_exact(p.b.get(), resp.data(), resp.size(), dl);
     // An impostor answers OKAY with a proof made with another key.
     std::uint8_t forged[hs::verdict_size] = {'O', 'K', 'A', 'Y'};
-    auto bogus = hs::proof("impostor", node_like.server_label, std::span<const std::uint8_t, 32>(resp.data() + 32, 32));
+    auto bogus = hs::proof("impostor", node_like.server_label,
+                           std::span<const std::uint8_t, 32>(resp.data() + 32, 32));
     std::memcpy(forged + 4, bogus.data(), 32);
     hs::write_exact(p.b.get(), forged, sizeof forged, dl);
     char confirm[4] = {};
     hs::read_exact(p.b.get(), confirm, 4, dl);
     BOOST_TEST(std::string(confirm, 4) == "FAIL");
   });
-  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(5s)) == hs::outcome::forged));
+  BOOST_TEST(
+      (hs::run_client(p.a.get(), node_like, key, {}, deadline::after(5s)) == hs::outcome::forged));
   t.join();
 }
 
@@ -168,7 +177,8 @@ BOOST_AUTO_TEST_CASE(a_short_or_long_response_is_refused, *utf::timeout(10)) {
 BOOST_AUTO_TEST_CASE(a_silent_server_fails_the_client_at_its_deadline, *utf::timeout(10)) {
   pair_of_sockets p;
   const auto start = std::chrono::steady_clock::now();
-  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(200ms)) == hs::outcome::timed_out));
+  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(200ms)) ==
+              hs::outcome::timed_out));
   const auto took = std::chrono::steady_clock::now() - start;
   BOOST_TEST((took >= 200ms));
   BOOST_TEST((took < 3s));
@@ -177,7 +187,8 @@ BOOST_AUTO_TEST_CASE(a_silent_server_fails_the_client_at_its_deadline, *utf::tim
 BOOST_AUTO_TEST_CASE(a_peer_that_speaks_another_protocol_is_not_ours, *utf::timeout(10)) {
   pair_of_sockets p;
   BOOST_REQUIRE(::write(p.b.get(), "HTTP/1.1 400 Bad Request\r\n\r\n1234567890", 40) == 40);
-  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) == hs::outcome::not_ours));
+  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) ==
+              hs::outcome::not_ours));
 }
 
 BOOST_AUTO_TEST_CASE(a_peer_that_closes_mid_handshake_is_closed, *utf::timeout(10)) {
@@ -185,7 +196,8 @@ BOOST_AUTO_TEST_CASE(a_peer_that_closes_mid_handshake_is_closed, *utf::timeout(1
   auto hello = hs::make_hello(node_like, hs::new_challenge());
   BOOST_REQUIRE(::write(p.b.get(), hello.data(), 20) == 20);
   p.b.reset();
-  BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) == hs::outcome::closed));
+  BOOST_TEST(
+      (hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) == hs::outcome::closed));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -25,7 +25,8 @@ BOOST_AUTO_TEST_CASE(a_buffer_larger_than_one_getrandom_call_is_filled_whole, *u
   std::vector<std::byte> buf(1 << 20, std::byte{0});
   isola::detail::random_bytes(buf);
   // The last 4 KiB are not all zero (probability 2^-32768 of a false failure).
-  BOOST_TEST(std::any_of(buf.end() - 4096, buf.end(), [](std::byte b) { return b != std::byte{0}; }));
+  BOOST_TEST(
+      std::any_of(buf.end() - 4096, buf.end(), [](std::byte b) { return b != std::byte{0}; }));
   std::array<std::uint8_t, 256> counts{};
   for (std::size_t i = 0; i < 4096; ++i) ++counts[static_cast<std::uint8_t>(buf[i])];
   // Every byte value appears in 4 KiB of random bytes with overwhelming odds
