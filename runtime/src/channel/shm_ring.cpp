@@ -597,8 +597,10 @@ struct ring_ops {
       switch (r.kind) {
         case k_whole: {
           drop_partial();
-          auto [x, y] = view(p + 8, r.len);
-          deliver([&] { sink.whole(x, y); });
+          // A pair, not a structured binding: lambdas may capture bindings
+          // only from C++20 compilers newer than clang-tidy 14.
+          const auto xy = view(p + 8, r.len);
+          deliver([&] { sink.whole(xy.first, xy.second); });
           commit_head(make_word(p + rec, wcount(hw) + 1, false));
           unlock_get();
           if (failed) std::rethrow_exception(failed);
