@@ -67,14 +67,15 @@ BOOST_AUTO_TEST_CASE(a_clamped_timeout_of_zero_or_less_is_a_try, *utf::timeout(1
 }
 
 BOOST_AUTO_TEST_CASE(a_deadline_is_computed_once_and_expires, *utf::timeout(10)) {
+  // A sleep is capped by the slice or by the deadline, whichever is first.
+  auto far = deadline::after(1h);
+  BOOST_TEST((far.capped(2h) == far.at));
+  BOOST_TEST((far.capped(1ms) < far.at));
   auto d = deadline::after(30ms);
   const auto at = d.at;
-  BOOST_TEST(!d.expired());
-  BOOST_TEST((d.capped(1h) == at));  // the deadline is earlier than the cap
-  BOOST_TEST((d.capped(1ms) < at));
   while (!d.expired()) std::this_thread::yield();
   BOOST_TEST((wait_clock::now() >= at));
-  BOOST_TEST((d.at == at));
+  BOOST_TEST((d.at == at));  // expiring does not move it
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -119,8 +120,11 @@ BOOST_AUTO_TEST_CASE(another_process_wakes_a_futex_sleeper, *utf::timeout(20)) {
 }
 
 BOOST_AUTO_TEST_CASE(spin_until_returns_the_conditions_last_value, *utf::timeout(10)) {
+  // However short the budget (a loaded machine may spend it in one
+  // sched_yield), the condition is asked again after the last pause.
   int calls = 0;
-  BOOST_TEST(isola::detail::spin_until([&] { return ++calls == 3; }));
+  BOOST_TEST(isola::detail::spin_until([&] { return ++calls == 2; }));
+  BOOST_TEST(calls == 2);
   BOOST_TEST(!isola::detail::spin_until([] { return false; }));
 }
 
