@@ -12,6 +12,7 @@
 #include <boost/test/unit_test.hpp>
 
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include <isola/connection.hpp>
@@ -21,6 +22,7 @@
 #include <isola/wait.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -418,6 +420,50 @@ BOOST_AUTO_TEST_CASE(a_queue_is_ready_exactly_when_it_holds_a_message, *utf::tim
   q.put(2);
   BOOST_TEST((isola::wait({q}, 5s) == indices{0}));
   BOOST_TEST(q.get(1s) == 2);
+}
+
+// What a queue's waitable relies on, with a descriptor of our own: with
+// confirm, a descriptor that fires while ready_now() says no (a notification
+// for an item another consumer took) does not count, and the wait goes on to
+// its deadline; without confirm, the same descriptor counts.
+BOOST_AUTO_TEST_CASE(a_notification_that_ready_now_does_not_confirm_is_not_ready,
+                     *utf::timeout(30)) {
+  int efd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  BOOST_REQUIRE(efd >= 0);
+  std::atomic<int> asked{0};
+  auto not_ready = [&] {  // drains, as a confirm check must when it says no
+    ++asked;
+    std::uint64_t n;
+    while (::read(efd, &n, sizeof n) > 0) {}
+    return false;
+  };
+  auto notify = [efd] {
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto w = ::write(efd, &one, sizeof one);
+  };
+  {
+    // The notification comes while wait() sleeps in poll.
+    std::thread t([&] {
+      isola_test::wait_until([&] { return asked.load() > 0; }, 10s);
+      notify();
+    });
+    auto t0 = clk::now();
+    isola::waitable w(efd, not_ready, /*confirm=*/true);
+    auto res = isola::wait(std::span<const isola::waitable>(&w, 1), 400ms);
+    double el = ms_since(t0);
+    t.join();
+    BOOST_TEST(res.empty());
+    BOOST_TEST(el >= 400.0);
+    BOOST_TEST(el < 1400.0);
+    BOOST_TEST(asked.load() >= 2);  // asked again when the descriptor fired
+  }
+  {
+    // Without confirm, the descriptor alone makes it ready.
+    notify();
+    isola::waitable w(efd, [] { return false; }, /*confirm=*/false);
+    BOOST_TEST((isola::wait(std::span<const isola::waitable>(&w, 1), 5s) == indices{0}));
+  }
+  ::close(efd);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
