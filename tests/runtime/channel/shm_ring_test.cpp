@@ -261,8 +261,9 @@ BOOST_AUTO_TEST_CASE(a_message_larger_than_one_record_streams_in_chunks_and_arri
   BOOST_TEST(r->empty());
 }
 
-BOOST_AUTO_TEST_CASE(put_blocks_when_the_ring_is_full_nonblocking_fails_at_once_timed_at_its_deadline,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(
+    put_blocks_when_the_ring_is_full_nonblocking_fails_at_once_timed_at_its_deadline,
+    *utf::timeout(60)) {
   auto r = make_ring(4096);
   const bytes m = make_bytes(7, 56);  // 64-byte records: 64 fill the ring
   int n = 0;
@@ -521,7 +522,7 @@ BOOST_AUTO_TEST_CASE(a_producer_killed_inside_a_multi_record_message_leaves_it_d
   // Stuck mid-message: the large put has begun and sleeps, waiting for room.
   // (full() stays false: a chunked put leaves room for its ABORT.)
   BOOST_REQUIRE(isola_test::wait_until([&] { return st->w[0] == 1 && asleep(p.pid()); }, 20s));
-  BOOST_TEST(r->qsize() == 1u);  // only the complete message counts
+  BOOST_TEST(r->qsize() == 1u);                        // only the complete message counts
   BOOST_TEST(!put_bytes(*r, after, deadline::now()));  // its put_lock is held
   p.kill();
   BOOST_REQUIRE(p.join(30s));

@@ -105,7 +105,8 @@ void test_wait(bool slow) {
   std::vector<std::unique_ptr<isola::process>> procs;
   for (int i = 0; i < 4; ++i) {
     auto [r, w] = isola::pipe(false);
-    procs.push_back(std::make_unique<isola::process>(forked(), child_test_wait, std::move(w), slow));
+    procs.push_back(
+        std::make_unique<isola::process>(forked(), child_test_wait, std::move(w), slow));
     procs.back()->daemon(true);
     procs.back()->start();  // drops the parent's copy of w
     readers.push_back(std::move(r));
@@ -147,7 +148,8 @@ BOOST_AUTO_TEST_CASE(wait_works_on_socket_connections_with_raw_bytes, *utf::time
   std::vector<std::unique_ptr<isola::process>> procs;
   for (int i = 0; i < 4; ++i) {
     auto [r, w] = isola::pipe(true);
-    procs.push_back(std::make_unique<isola::process>(forked(), child_test_wait_socket, std::move(w)));
+    procs.push_back(
+        std::make_unique<isola::process>(forked(), child_test_wait_socket, std::move(w)));
     procs.back()->start();
     readers.push_back(std::move(r));
   }
@@ -158,7 +160,8 @@ BOOST_AUTO_TEST_CASE(wait_works_on_socket_connections_with_raw_bytes, *utf::time
   });
   for (auto& p : procs) {
     BOOST_REQUIRE(p->join(30s));
-    for (int i = 0; i < 10; ++i) expected.push_back(std::to_string(i) + ":" + std::to_string(p->pid()));
+    for (int i = 0; i < 10; ++i)
+      expected.push_back(std::to_string(i) + ":" + std::to_string(p->pid()));
   }
   std::sort(messages.begin(), messages.end());
   std::sort(expected.begin(), expected.end());
@@ -460,7 +463,8 @@ BOOST_AUTO_TEST_CASE(a_notification_that_ready_now_does_not_confirm_is_not_ready
   {
     // Without confirm, the descriptor alone makes it ready.
     notify();
-    isola::waitable w(efd, [] { return false; }, /*confirm=*/false);
+    isola::waitable w(
+        efd, [] { return false; }, /*confirm=*/false);
     BOOST_TEST((isola::wait(std::span<const isola::waitable>(&w, 1), 5s) == indices{0}));
   }
   ::close(efd);
