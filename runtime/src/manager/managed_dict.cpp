@@ -4,7 +4,9 @@
 
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_dict::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -61,4 +63,4 @@ void managed_dict::update(object_context& cx, const request& r) {
   cx.reply(r, mgr_status::ok, *result);
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -2,7 +2,9 @@
 // (blocking, with a deadline, or not at all).
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_event::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -23,4 +25,4 @@ void managed_event::handle(object_context& cx, const request& r) {
   }
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

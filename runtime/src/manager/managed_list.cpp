@@ -4,7 +4,9 @@
 
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_list::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -50,4 +52,4 @@ void managed_list::at_index(object_context& cx, const request& r) {
   cx.reply(r, mgr_status::ok, v);
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

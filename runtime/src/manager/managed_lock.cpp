@@ -5,7 +5,9 @@
 
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_lock::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -55,4 +57,4 @@ void managed_lock::peer_lost(object_context& cx, std::uint64_t peer) {
   grant(cx);
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

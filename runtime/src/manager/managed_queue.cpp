@@ -2,7 +2,9 @@
 // all), qsize, full.
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_queue::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -50,4 +52,4 @@ bool managed_queue::expire(object_context& cx, std::uint64_t wid) {
   return cx.expire(getters_, wid) || cx.expire(putters_, wid);
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

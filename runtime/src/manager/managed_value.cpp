@@ -1,7 +1,9 @@
 // The managed value's ops: load, store, update.
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 void managed_value::handle(object_context& cx, const request& r) {
   switch (r.op) {
@@ -20,4 +22,4 @@ void managed_value::handle(object_context& cx, const request& r) {
   }
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -7,7 +7,9 @@
 #include <exception>
 #include <typeinfo>
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 namespace {
 
@@ -100,4 +102,4 @@ std::optional<bytes> object_context::apply(const request& r, const bytes* curren
   return std::nullopt;
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

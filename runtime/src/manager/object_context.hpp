@@ -14,7 +14,9 @@
 #include "manager/peers.hpp"
 #include "manager/timers.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 /// One decoded request frame.
 struct request {
@@ -87,4 +89,4 @@ class object_context {
   bytes scratch_;
 };
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -17,7 +17,9 @@
 #include "isola/detail/manager_wire.hpp"
 #include "manager/object_context.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 /// For the kinds whose calls never block.
 struct never_waits {
@@ -106,4 +108,4 @@ struct managed_value : never_waits {
   bytes value_;
 };
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

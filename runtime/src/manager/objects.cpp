@@ -4,7 +4,9 @@
 
 #include <utility>
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 namespace {
 
@@ -109,4 +111,4 @@ std::uint64_t object_store::waiting() const {
   return n;
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -12,7 +12,9 @@
 
 #include "manager/object_kinds.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 struct managed_object {
   // In mgr_kind's order: the kind is the index + 1.
@@ -51,4 +53,4 @@ class object_store {
   std::uint64_t next_object_ = 1;
 };
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -16,7 +16,9 @@
 #include "isola/logging.hpp"
 #include "manager/protocol.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 peer_table::peer_table(int epoll_fd, std::size_t max_message, deadlines& timers,
                        frame_handler on_frame, lost_handler on_lost)
@@ -297,4 +299,4 @@ std::uint64_t peer_table::connections() const {
   return n;
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -20,7 +20,9 @@
 #include "manager/timers.hpp"
 #include "sys/handshake.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 /// epoll keys below this are listeners (index + 1); peers' ids start here.
 inline constexpr std::uint64_t peer_base = std::uint64_t{1} << 32;
@@ -106,4 +108,4 @@ class peer_table {
   std::uint64_t auth_failures_ = 0, dropped_ = 0;
 };
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -32,6 +32,8 @@ namespace isola::detail {
 
 namespace {
 
+using namespace mgr;
+
 /// Owns the epoll descriptor; declared first in server, so closed last.
 struct epoll_handle {
   int fd;

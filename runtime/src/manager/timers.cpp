@@ -3,7 +3,9 @@
 
 #include <algorithm>
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 int deadlines::wait_ms() const {
   if (map_.empty()) return -1;
@@ -20,4 +22,4 @@ std::optional<deadline_target> deadlines::pop_due(clk::time_point now) {
   return t;
 }
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

@@ -11,7 +11,9 @@
 
 #include "isola/codec.hpp"
 
-namespace isola::detail {
+// The manager server's internals live in their own namespace: names such
+// as peer and waiter are taken in isola::detail by the actor layer.
+namespace isola::detail::mgr {
 
 using clk = std::chrono::steady_clock;
 
@@ -53,4 +55,4 @@ struct waiter {
 
 using waiter_queue = std::deque<waiter>;
 
-}  // namespace isola::detail
+}  // namespace isola::detail::mgr

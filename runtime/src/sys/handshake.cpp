@@ -122,7 +122,9 @@ outcome run_client(int fd, const spec& s, std::string_view key, std::span<const 
   const challenge mine = new_challenge();
   std::memcpy(response.data(), mac.data(), 32);
   std::memcpy(response.data() + 32, mine.data(), 32);
-  std::memcpy(response.data() + 64, extra.data(), std::min(extra.size(), s.extra_bytes));
+  // (memcpy from an empty span's null pointer is undefined, even for 0 bytes)
+  if (!extra.empty())
+    std::memcpy(response.data() + 64, extra.data(), std::min(extra.size(), s.extra_bytes));
   if (!write_exact(fd, response.data(), response.size(), d, &late)) return cut();
 
   std::uint8_t verdict[verdict_size];

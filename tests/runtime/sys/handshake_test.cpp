@@ -186,7 +186,9 @@ BOOST_AUTO_TEST_CASE(a_silent_server_fails_the_client_at_its_deadline, *utf::tim
 
 BOOST_AUTO_TEST_CASE(a_peer_that_speaks_another_protocol_is_not_ours, *utf::timeout(10)) {
   pair_of_sockets p;
-  BOOST_REQUIRE(::write(p.b.get(), "HTTP/1.1 400 Bad Request\r\n\r\n1234567890", 40) == 40);
+  std::string reply = "HTTP/1.1 400 Bad Request\r\n\r\n";
+  reply.resize(hs::hello_size, 'x');  // as long as a hello
+  BOOST_REQUIRE(::write(p.b.get(), reply.data(), reply.size()) == static_cast<ssize_t>(reply.size()));
   BOOST_TEST((hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) ==
               hs::outcome::not_ours));
 }
