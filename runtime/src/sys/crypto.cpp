@@ -1,13 +1,21 @@
 // SHA-256 and HMAC-SHA256 over libcrypto (crypto.hpp). A failure inside
-// libcrypto (out of memory) is an isola::error naming the call; it is
-// translated here and nowhere else.
+// libcrypto (out of memory, or the library missing) is an isola::error naming
+// the call; it is translated here and nowhere else.
+//
+// libcrypto is loaded with dlopen on the first digest, not linked: only
+// handshakes need it, and a linked libcrypto (with -z now, see
+// runtime/CMakeLists.txt) made every process of every isola program map and
+// relocate it: an idle actor's VmRSS went from 2.68 to 3.53 MB (bench/actors).
 #include "sys/crypto.hpp"
 
+#include <dlfcn.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include <mutex>
 #include <string>
+#include <type_traits>
 
 #include "isola/error.hpp"
 
@@ -17,29 +25,70 @@ namespace {
 [[noreturn]] void fail(const char* what) {
   throw error(std::string("libcrypto: ") + what + " failed");
 }
+
+/// The few libcrypto functions isola calls, resolved once.
+struct libcrypto {
+  decltype(&EVP_MD_CTX_new) md_ctx_new = nullptr;
+  decltype(&EVP_MD_CTX_free) md_ctx_free = nullptr;
+  decltype(&EVP_sha256) sha256 = nullptr;
+  decltype(&EVP_DigestInit_ex) digest_init = nullptr;
+  decltype(&EVP_DigestUpdate) digest_update = nullptr;
+  decltype(&EVP_DigestFinal_ex) digest_final = nullptr;
+  decltype(&HMAC) hmac = nullptr;
+  decltype(&CRYPTO_memcmp) memcmp = nullptr;
+};
+
+const libcrypto& crypto() {
+  static libcrypto lib;
+  static std::once_flag once;
+  static std::string failure;
+  std::call_once(once, [] {
+    // The soname of the libcrypto the headers come from (OpenSSL 3 on bookworm).
+    void* h = ::dlopen("libcrypto.so.3", RTLD_NOW | RTLD_LOCAL);
+    if (!h) {
+      const char* e = ::dlerror();
+      failure = std::string("cannot load libcrypto.so.3: ") + (e ? e : "unknown error");
+      return;
+    }
+    auto get = [h](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(h, name));
+      return fn != nullptr;
+    };
+    if (!get(lib.md_ctx_new, "EVP_MD_CTX_new") || !get(lib.md_ctx_free, "EVP_MD_CTX_free") ||
+        !get(lib.sha256, "EVP_sha256") || !get(lib.digest_init, "EVP_DigestInit_ex") ||
+        !get(lib.digest_update, "EVP_DigestUpdate") ||
+        !get(lib.digest_final, "EVP_DigestFinal_ex") || !get(lib.hmac, "HMAC") ||
+        !get(lib.memcmp, "CRYPTO_memcmp"))
+      failure = "libcrypto.so.3 lacks a function isola needs";
+  });
+  if (!failure.empty()) throw error("libcrypto: " + failure);
+  return lib;
+}
 }  // namespace
 
 struct sha256::context {
   EVP_MD_CTX* md = nullptr;
-  ~context() { EVP_MD_CTX_free(md); }
+  ~context() {
+    if (md) crypto().md_ctx_free(md);
+  }
 };
 
 sha256::sha256() : ctx_(std::make_unique<context>()) {
-  ctx_->md = EVP_MD_CTX_new();
-  if (!ctx_->md || EVP_DigestInit_ex(ctx_->md, EVP_sha256(), nullptr) != 1)
-    fail("EVP_DigestInit_ex");
+  const auto& c = crypto();
+  ctx_->md = c.md_ctx_new();
+  if (!ctx_->md || c.digest_init(ctx_->md, c.sha256(), nullptr) != 1) fail("EVP_DigestInit_ex");
 }
 
 sha256::~sha256() = default;
 
 void sha256::update(std::span<const std::byte> data) {
-  if (EVP_DigestUpdate(ctx_->md, data.data(), data.size()) != 1) fail("EVP_DigestUpdate");
+  if (crypto().digest_update(ctx_->md, data.data(), data.size()) != 1) fail("EVP_DigestUpdate");
 }
 
 sha256_digest sha256::finish() {
   sha256_digest d{};
   unsigned n = 0;
-  if (EVP_DigestFinal_ex(ctx_->md, d.data(), &n) != 1 || n != d.size()) fail("EVP_DigestFinal_ex");
+  if (crypto().digest_final(ctx_->md, d.data(), &n) != 1 || n != d.size()) fail("EVP_DigestFinal_ex");
   return d;
 }
 
@@ -55,7 +104,8 @@ sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::b
   // An empty key is a valid HMAC key; libcrypto wants a non-null pointer.
   static const unsigned char empty = 0;
   const void* k = key.empty() ? &empty : static_cast<const void*>(key.data());
-  if (!HMAC(EVP_sha256(), k, static_cast<int>(key.size()),
+  const auto& c = crypto();
+  if (!c.hmac(c.sha256(), k, static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(message.data()), message.size(), d.data(), &n) ||
       n != d.size())
     fail("HMAC(SHA-256)");
@@ -64,7 +114,12 @@ sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::b
 
 bool constant_time_equal(std::span<const std::uint8_t> a,
                          std::span<const std::uint8_t> b) noexcept {
-  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+  if (a.size() != b.size()) return false;
+  try {
+    return crypto().memcmp(a.data(), b.data(), a.size()) == 0;
+  } catch (...) {
+    return false;  // no libcrypto: nothing was proved equal
+  }
 }
 
 }  // namespace isola::detail
