@@ -312,7 +312,8 @@ make_process_fn make_actor_process(F make_behavior, A&&... args) {
   if constexpr (std::is_pointer_v<Fd>) {
     using entry = int (*)(actor_boot, function_address, shared_arg<stored_arg_t<A>>...);
     entry e = &actor_entry_fn<Fd, stored_arg_t<A>...>;
-    function_address fa{reinterpret_cast<const void*>(make_behavior)};
+    (void)static_function_registered<&actor_entry_fn<Fd, stored_arg_t<A>...>>;
+    auto fa = function_address::of(make_behavior);
     return [e, fa, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
                const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, fa, as...);
@@ -323,6 +324,7 @@ make_process_fn make_actor_process(F make_behavior, A&&... args) {
                   "lambda (it is run in another process)");
     using entry = int (*)(actor_boot, shared_arg<stored_arg_t<A>>...);
     entry e = &actor_entry_functor<Fd, stored_arg_t<A>...>;
+    (void)static_function_registered<&actor_entry_functor<Fd, stored_arg_t<A>...>>;
     return [e, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
                const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, as...);
@@ -341,22 +343,16 @@ template <class Fd, class... A>
 actor remote_spawn_entry(const spawn_options& o, function_address fa,
                          std::span<const std::byte> args);
 
-/// Every entry point a spawn can carry is registered at start-up (the same
-/// program runs on both ends), and the process that spawns for another one
-/// calls only a registered entry: a corrupt or forged spawn request is a
+/// The entry point and make_behavior of a carried spawn, as references.
+/// Every entry point is registered at start-up (the same program runs on
+/// both ends) and make_behavior must be registered where the spawn runs
+/// (function_registry.hpp): a corrupt or forged spawn request is a
 /// value_error there, not a jump to an arbitrary address.
-bool register_spawn_entry(remote_spawn_fn e) noexcept;
-bool known_spawn_entry(const void* e) noexcept;
-template <class Fd, class... A>
-inline const bool spawn_entry_registered = register_spawn_entry(&remote_spawn_entry<Fd, A...>);
-
-/// The entry point and make_behavior of a carried spawn, as addresses.
 template <class Fd, class... A, class F>
 std::pair<function_address, function_address> spawn_addresses(F make_behavior) {
-  (void)spawn_entry_registered<Fd, A...>;
-  remote_spawn_fn e = &remote_spawn_entry<Fd, A...>;
-  function_address fe{reinterpret_cast<const void*>(e)}, ff{};
-  if constexpr (std::is_pointer_v<Fd>) ff.fn = reinterpret_cast<const void*>(make_behavior);
+  auto fe = function_address::of_static<&remote_spawn_entry<Fd, A...>>();
+  function_address ff{};
+  if constexpr (std::is_pointer_v<Fd>) ff = function_address::of(make_behavior);
   return {fe, ff};
 }
 
@@ -398,7 +394,7 @@ actor remote_spawn_entry(const spawn_options& o, function_address fa,
   return std::apply(
       [&](A&... as) -> actor {
         if constexpr (std::is_pointer_v<Fd>)
-          return spawn(o, reinterpret_cast<Fd>(const_cast<void*>(fa.fn)), std::move(as)...);
+          return spawn(o, fa.as<Fd>("a spawn's make_behavior"), std::move(as)...);
         else
           return spawn(o, Fd{}, std::move(as)...);
       },
@@ -428,7 +424,7 @@ std::uint64_t dropped_messages() noexcept;
 namespace detail {
 template <class Fp, class... A>
 int actor_entry_fn(actor_boot boot, function_address fa, shared_arg<A>... args) {
-  auto fn = reinterpret_cast<Fp>(const_cast<void*>(fa.fn));
+  auto fn = fa.as<Fp>("an actor's make_behavior");
   return run_actor(boot, [&]() -> behavior { return behavior(fn(args.pass()...)); });
 }
 template <class L, class... A>

@@ -16,6 +16,7 @@
 #include "isola/event.hpp"
 #include "isola/exit_reason.hpp"
 #include "isola/frame.hpp"
+#include "isola/function_registry.hpp"
 #include "isola/future.hpp"
 #include "isola/joinable_queue.hpp"
 #include "isola/lock.hpp"

@@ -152,8 +152,8 @@ struct pool_options {
     using Fp = decltype(fp);
     using P = detail::params_tuple_t<Fp>;
     init.has = true;
-    init.trampoline.fn = reinterpret_cast<const void*>(detail::call_trampoline_for<Fp, P>::value);
-    init.fn.fn = reinterpret_cast<const void*>(fp);
+    init.trampoline = detail::function_address::of_static<detail::call_trampoline_for<Fp, P>::value>();
+    init.fn = detail::function_address::of(fp);
     init.args = encode(P(std::forward<A>(args)...));
     return *this;
   }
@@ -284,8 +284,8 @@ class pool {
                   "isola::pool: the function's result must be cereal-serializable");
     auto st = std::make_shared<detail::future_state<R>>();
     detail::pool_job job;
-    job.trampoline.fn = reinterpret_cast<const void*>(detail::call_trampoline_for<Fp, P>::value);
-    job.fn.fn = reinterpret_cast<const void*>(fp);
+    job.trampoline = detail::function_address::of_static<detail::call_trampoline_for<Fp, P>::value>();
+    job.fn = detail::function_address::of(fp);
     job.args = encode(P(std::forward<A>(args)...));
     job.what = "apply";
     job.on_value = [st, cb = cbs.on_result](std::span<const std::byte> b) {
@@ -331,8 +331,8 @@ class pool {
     using R0 = decltype(fp(std::declval<A>()));
     static_assert(std::is_void_v<R0> || is_serializable_v<R0>,
                   "isola::pool: the function's result must be cereal-serializable");
-    return chunked<detail::task_value_t<R0>, A>(fp, range, chunksize,
-                                                &detail::map_trampoline<Fp, A>, "map");
+    return chunked<detail::task_value_t<R0>, A, &detail::map_trampoline<Fp, A>>(fp, range,
+                                                                              chunksize, "map");
   }
 
   /// f(args...) for every tuple of range (Python's starmap).
@@ -348,8 +348,8 @@ class pool {
     using R0 = decltype(std::apply(fp, std::declval<P>()));
     static_assert(std::is_void_v<R0> || is_serializable_v<R0>,
                   "isola::pool: the function's result must be cereal-serializable");
-    return chunked<detail::task_value_t<R0>, P>(fp, range, chunksize,
-                                                &detail::starmap_trampoline<Fp, P>, "starmap");
+    return chunked<detail::task_value_t<R0>, P, &detail::starmap_trampoline<Fp, P>>(
+        fp, range, chunksize, "starmap");
   }
 
   /// A lazy range of f(x), in order (chunksize 1 by default, as Python's).
@@ -400,9 +400,8 @@ class pool {
 
   /// Submits one job per chunk; on_part(i, results) or on_fail(i, error) is
   /// called for each, on the dispatcher thread.
-  template <class R, class Fp>
-  void submit_chunks(Fp fp, std::vector<bytes> chunks, detail::task_trampoline tramp,
-                     const char* what, std::function<void(std::size_t, std::vector<R>&&)> on_part,
+  template <class R, detail::task_trampoline Tramp, class Fp>
+  void submit_chunks(Fp fp, std::vector<bytes> chunks, const char* what, std::function<void(std::size_t, std::vector<R>&&)> on_part,
                      std::function<void(std::size_t, std::exception_ptr)> on_fail) {
     std::vector<detail::pool_job> jobs;
     std::size_t n = chunks.size();
@@ -416,8 +415,8 @@ class pool {
     const sinks* cb = keep.get();
     for (std::size_t i = 0; i < n; ++i) {
       detail::pool_job job;
-      job.trampoline.fn = reinterpret_cast<const void*>(tramp);
-      job.fn.fn = reinterpret_cast<const void*>(fp);
+      job.trampoline = detail::function_address::of_static<Tramp>();
+      job.fn = detail::function_address::of(fp);
       job.args = std::move(chunks[i]);
       job.what = what;
       job.chunk = i + 1;
@@ -439,9 +438,9 @@ class pool {
     detail::pool_submit(*core_, std::move(jobs));
   }
 
-  template <class R, class Item, class Fp, class Range>
+  template <class R, class Item, detail::task_trampoline Tramp, class Fp, class Range>
   future<std::vector<R>> chunked(Fp fp, const Range& range, std::size_t chunksize,
-                                 detail::task_trampoline tramp, const char* what) {
+                                 const char* what) {
     auto chunks = encode_chunks<Item>(range, chunksize);
     auto st = std::make_shared<detail::future_state<std::vector<R>>>();
     if (chunks.empty()) {
@@ -452,8 +451,8 @@ class pool {
     col->st = st;
     col->parts.resize(chunks.size());
     col->remaining = chunks.size();
-    submit_chunks<R>(
-        fp, std::move(chunks), tramp, what,
+    submit_chunks<R, Tramp>(
+        fp, std::move(chunks), what,
         [col](std::size_t i, std::vector<R>&& v) {
           std::vector<R> all;
           {
@@ -483,8 +482,8 @@ class pool {
       states.push_back(std::make_shared<detail::future_state<std::vector<R>>>());
       futures.emplace_back(states.back());
     }
-    submit_chunks<R>(
-        fp, std::move(chunks), &detail::map_trampoline<Fp, A>, ordered ? "imap" : "imap_unordered",
+    submit_chunks<R, &detail::map_trampoline<Fp, A>>(
+        fp, std::move(chunks), ordered ? "imap" : "imap_unordered",
         [states](std::size_t i, std::vector<R>&& v) { states[i]->succeed(std::move(v)); },
         [states](std::size_t i, std::exception_ptr e) { states[i]->fail(e); });
     return imap_results<R>(std::move(futures), ordered);

@@ -45,6 +45,9 @@ void work(shared_dict d, isola::managed::lock lock) {
 }
 
 int decrement(int v) { return v - 1; }
+// update() runs it in the manager process, which runs only functions the
+// program registered at start-up (a client names one; it sends no code).
+ISOLA_REGISTER_FUNCTION(decrement);
 
 void work_atomically(shared_dict d) { d.update("count", &decrement); }
 

@@ -101,7 +101,7 @@ class barrier {
   template <class Archive>
   void save(Archive& ar) const {
     bool closure = !fn_ && action_;
-    ar(segment().export_fd(), detail::function_address{reinterpret_cast<const void*>(fn_)},
+    ar(segment().export_fd(), fn_ ? detail::function_address::of(fn_) : detail::function_address{},
        closure);
   }
   template <class Archive>
@@ -110,7 +110,8 @@ class barrier {
     detail::function_address f;
     bool closure = false;
     ar(index, f, closure);
-    adopt(index, reinterpret_cast<void (*)()>(const_cast<void*>(f.fn)), closure);
+    // The action runs in this process: only a registered function will do.
+    adopt(index, f.fn ? f.as<fn_t>("a barrier's action") : nullptr, closure);
   }
 
  private:

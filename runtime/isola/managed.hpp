@@ -88,8 +88,10 @@ struct fn_result<R (*)(A...)> {
 
 template <class V, class Fp, class Tuple>
 bytes apply_trampoline(const void* fn, bytes& slot, std::span<const std::byte> args) {
+  auto f = reinterpret_cast<Fp>(
+      const_cast<void*>(isola::detail::require_registered(fn, isola::detail::fn_type_of<Fp>(),
+                                                          "a manager update")));
   V v = decode<V>(slot);
-  auto f = reinterpret_cast<Fp>(const_cast<void*>(fn));
   auto t = decode<Tuple>(args);
   if constexpr (std::is_void_v<typename fn_result<Fp>::type>) {
     std::apply([&](auto&... a) { f(v, a...); }, t);
@@ -184,11 +186,12 @@ class proxy {
   }
 
   template <class V, class Fp, class... P, class... A>
-  std::span<const std::byte> apply(detail::mgr_op op, std::span<const std::byte> key,
-                                   isola::detail::mgr_apply_fn tr, Fp fn, A&&... args) const {
+  std::span<const std::byte> apply(detail::mgr_op op, std::span<const std::byte> key, Fp fn,
+                                   A&&... args) const {
     isola::detail::mgr_apply_spec spec;
-    spec.trampoline.fn = reinterpret_cast<const void*>(tr);
-    spec.fn.fn = reinterpret_cast<const void*>(fn);
+    spec.trampoline = isola::detail::function_address::of_static<
+        &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>>();
+    spec.fn = isola::detail::function_address::of(fn);
     encode_into(V{}, spec.initial);
     encode_into(std::tuple<std::decay_t<P>...>(std::forward<A>(args)...), spec.args);
     auto& b = detail::scratch(1);
@@ -263,8 +266,7 @@ class dict : public proxy {
   requires(sizeof...(P) == sizeof...(A)) V update(const K& k, V (*fn)(V, P...), A&&... args) {
     using Fp = V (*)(V, P...);
     return decode<V>(
-        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k),
-                           &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn,
+        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k), fn,
                            std::forward<A>(args)...));
   }
   /// The same with fn(value&, args...) changing the value in place.
@@ -272,8 +274,7 @@ class dict : public proxy {
   requires(sizeof...(P) == sizeof...(A)) V update(const K& k, void (*fn)(V&, P...), A&&... args) {
     using Fp = void (*)(V&, P...);
     return decode<V>(
-        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k),
-                           &detail::apply_trampoline<V, Fp, std::tuple<std::decay_t<P>...>>, fn,
+        apply<V, Fp, P...>(detail::mgr_op::dict_update, key(k), fn,
                            std::forward<A>(args)...));
   }
 
@@ -481,7 +482,7 @@ class value : public proxy {
   /// Atomically adds d (in the manager); returns the previous value.
   T fetch_add(T d) requires std::is_integral_v<T> &&(!std::is_same_v<T, bool>) {
     isola::detail::mgr_apply_spec spec;
-    spec.trampoline.fn = reinterpret_cast<const void*>(&detail::add_trampoline<T>);
+    spec.trampoline = isola::detail::function_address::of_static<&detail::add_trampoline<T>>();
     encode_into(d, spec.args);
     auto& b = detail::scratch(1);
     encode_into(spec, b);
@@ -493,16 +494,14 @@ class value : public proxy {
   requires(sizeof...(P) == sizeof...(A)) T update(T (*fn)(T, P...), A&&... args) {
     using Fp = T (*)(T, P...);
     return decode<T>(
-        apply<T, Fp, P...>(detail::mgr_op::value_update, {},
-                           &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>, fn,
+        apply<T, Fp, P...>(detail::mgr_op::value_update, {}, fn,
                            std::forward<A>(args)...));
   }
   template <class... P, class... A>
   requires(sizeof...(P) == sizeof...(A)) T update(void (*fn)(T&, P...), A&&... args) {
     using Fp = void (*)(T&, P...);
     return decode<T>(
-        apply<T, Fp, P...>(detail::mgr_op::value_update, {},
-                           &detail::apply_trampoline<T, Fp, std::tuple<std::decay_t<P>...>>, fn,
+        apply<T, Fp, P...>(detail::mgr_op::value_update, {}, fn,
                            std::forward<A>(args)...));
   }
 

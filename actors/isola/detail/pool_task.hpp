@@ -75,8 +75,9 @@ using task_value_t = std::conditional_t<std::is_void_v<R>, unit, R>;
 /// f(args...) for one task.
 template <class Fp, class... A>
 bytes call_trampoline(const void* fn, std::span<const std::byte> in) {
+  auto f = reinterpret_cast<Fp>(
+      const_cast<void*>(require_registered(fn, fn_type_of<Fp>(), "a pool task")));
   auto args = decode<std::tuple<A...>>(in);
-  auto f = reinterpret_cast<Fp>(const_cast<void*>(fn));
   using R = decltype(std::apply(f, std::move(args)));
   if constexpr (std::is_void_v<R>) {
     std::apply(f, std::move(args));
@@ -89,8 +90,9 @@ bytes call_trampoline(const void* fn, std::span<const std::byte> in) {
 /// f(x) for every x of a chunk (map).
 template <class Fp, class A>
 bytes map_trampoline(const void* fn, std::span<const std::byte> in) {
+  auto f = reinterpret_cast<Fp>(
+      const_cast<void*>(require_registered(fn, fn_type_of<Fp>(), "a pool task")));
   auto items = decode<std::vector<A>>(in);
-  auto f = reinterpret_cast<Fp>(const_cast<void*>(fn));
   using R = task_value_t<decltype(f(std::move(items[0])))>;
   std::vector<R> out;
   out.reserve(items.size());
@@ -108,8 +110,9 @@ bytes map_trampoline(const void* fn, std::span<const std::byte> in) {
 /// f(args...) for every tuple of a chunk (starmap).
 template <class Fp, class Tuple>
 bytes starmap_trampoline(const void* fn, std::span<const std::byte> in) {
+  auto f = reinterpret_cast<Fp>(
+      const_cast<void*>(require_registered(fn, fn_type_of<Fp>(), "a pool task")));
   auto items = decode<std::vector<Tuple>>(in);
-  auto f = reinterpret_cast<Fp>(const_cast<void*>(fn));
   using R0 = decltype(std::apply(f, std::move(items[0])));
   std::vector<task_value_t<R0>> out;
   out.reserve(items.size());

@@ -73,7 +73,8 @@ class barrier : public detail::coord::client {
 
   template <class Archive>
   void save(Archive& ar) const {
-    ar(coord_, parties_, detail::function_address{reinterpret_cast<const void*>(action_)},
+    ar(coord_, parties_,
+       action_ ? detail::function_address::of(action_) : detail::function_address{},
        timeout_ ? timeout_->count() : -1.0);
   }
   template <class Archive>
@@ -81,7 +82,8 @@ class barrier : public detail::coord::client {
     detail::function_address fa;
     double t = -1;
     ar(coord_, parties_, fa, t);
-    action_ = reinterpret_cast<action_fn>(const_cast<void*>(fa.fn));
+    // The action runs in this process: only a registered function will do.
+    action_ = fa.fn ? fa.as<action_fn>("a barrier's action") : nullptr;
     timeout_.reset();
     if (t >= 0) timeout_ = duration(t);
   }

@@ -8,12 +8,14 @@
 #include <mutex>
 #include <thread>
 #include <typeinfo>
+#include <tuple>
 #include <unordered_map>
 
 #include "actor/control.hpp"
 #include "actor/seqpacket.hpp"
 #include "core/mailbox.hpp"
 #include "isola/behavior.hpp"
+#include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
 #include "isola/process.hpp"
 #include "sys/os.hpp"
@@ -197,6 +199,18 @@ class child_context final : public context {
 
   const std::string& name() const { return name_; }
 
+  /// Whether the root registered the function at (module, offset): its type,
+  /// or 0 (function_registry.hpp).
+  std::uint64_t root_function_type(const std::string& module, std::uint64_t offset) {
+    ctl_request rq;
+    rq.what = ctl_request::op::function;
+    auto b = encode(std::make_tuple(module, offset));
+    rq.payload.assign(reinterpret_cast<const char*>(b.data()), b.size());
+    ctl_reply r = call(rq);
+    if (r.st != ctl_reply::status::ok) return 0;
+    return decode<std::uint64_t>(std::as_bytes(std::span(r.payload.data(), r.payload.size())));
+  }
+
  private:
   ctl_reply call(const ctl_request& rq) {
     std::lock_guard lk(m_);
@@ -246,6 +260,10 @@ exit_reason child_peer::reason() {
   return reason_;
 }
 
+fn_type ask_root_registry(const std::string& module, std::uint64_t offset) {
+  return child_ctx ? static_cast<child_context*>(child_ctx)->root_function_type(module, offset) : 0;
+}
+
 }  // namespace
 
 actor spawn_through_root(const spawn_options& o, function_address entry, function_address fn,
@@ -267,6 +285,7 @@ bool in_actor_process() noexcept { return child_ctx != nullptr; }
 int run_actor(const actor_boot& boot, const std::function<behavior()>& make_behavior) {
   static child_context c(boot);  // lives until the process exits
   set_child_context(&c);
+  set_registry_query(&ask_root_registry);
   auto& log = get_logger();
   auto ib = c.my_inbox();
   behavior b;

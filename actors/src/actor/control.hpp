@@ -11,6 +11,10 @@
 //
 // op::spawn: an actor process starts an actor (as the root's own): the root
 // spawns it on another thread and replies with its handle.
+//
+// op::function: an actor process asks whether the root registered a function
+// (isola/detail/function_registry.hpp), for a reference that came in a
+// message (a pool task); the root answers from its own registry.
 #pragma once
 
 #include <cstdint>
@@ -32,7 +36,8 @@ struct ctl_request {
     exiting,
     started,
     remote,
-    spawn
+    spawn,
+    function  // payload: (module, offset); reply payload: the root's registered type or 0
   };
   /// op::remote: what to do with the actor of another node.
   enum class remote_op : std::uint8_t { send, stop, request, monitor, alive };

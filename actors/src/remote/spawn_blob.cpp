@@ -1,16 +1,16 @@
-// Spawning on another node: the wire form of a spawn request (a spawn_blob:
-// the entry point, the function, the options and the encoded arguments), and
-// the set of entry points this program registered at start-up.
+// Spawning on another node or for an actor process: the wire form of a spawn
+// request (a spawn_blob: the entry point, the function, the options and the
+// encoded arguments).
 //
 // What another process sees: a spawn request it sends runs only an entry
-// point this program registered (a corrupt or forged request is a
-// value_error, never a jump to an arbitrary address); fork is refused as a
-// start method for actors.
+// point and a make_behavior registered in this process
+// (isola/detail/function_registry.hpp), with options checked one by one (a
+// corrupt or forged request is a value_error, never a jump to an arbitrary
+// address, never a child without a pidfd); fork is refused as a start method
+// for actors.
 #include <cstdint>
-#include <mutex>
 #include <string>
 #include <tuple>
-#include <unordered_set>
 
 #include "core/mailbox.hpp"
 #include "isola/node.hpp"
@@ -19,30 +19,21 @@ namespace isola {
 namespace detail {
 
 namespace {
-struct spawn_entries {
-  std::mutex m;
-  std::unordered_set<const void*> known;
-};
-spawn_entries& entries() {
-  static spawn_entries e;  // registered into during static initialisation
-  return e;
+// What a spawn request may ask for: a mailbox is a shared-memory ring of at
+// least one page; more than this is a request to exhaust /dev/shm.
+constexpr std::uint64_t min_mailbox = 4096;
+constexpr std::uint64_t max_mailbox = std::uint64_t{1} << 30;
+constexpr std::size_t max_name = 256;
+
+void check_name(const std::string& name) {
+  if (name.size() > max_name)
+    throw value_error("isola::spawn: the request's actor name is " + std::to_string(name.size()) +
+                      " bytes long (at most " + std::to_string(max_name) + ")");
+  for (unsigned char c : name)
+    if (c < 0x20 || c == 0x7f)
+      throw value_error("isola::spawn: the request's actor name has a control character");
 }
 }  // namespace
-
-bool register_spawn_entry(remote_spawn_fn e) noexcept {
-  try {
-    auto& r = entries();
-    std::lock_guard lk(r.m);
-    r.known.insert(reinterpret_cast<const void*>(e));
-  } catch (...) {}
-  return true;
-}
-
-bool known_spawn_entry(const void* e) noexcept {
-  auto& r = entries();
-  std::lock_guard lk(r.m);
-  return r.known.count(e) != 0;
-}
 
 bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args) {
   if (o.method && *o.method == start_method::fork)
@@ -62,16 +53,22 @@ actor spawn_from_blob(std::span<const std::byte> blob) {
   auto t = decode<std::tuple<function_address, function_address, std::string, std::int32_t, bool,
                              std::uint64_t, bytes>>(blob);
   std::tie(entry, fn, name, method, daemon, mailbox, args) = std::move(t);
-  if (!entry.fn || !known_spawn_entry(entry.fn))
-    throw value_error(
-        "isola::spawn: the request names no spawn entry point of this program "
-        "(corrupt, or from another build)");
+  // Field by field, before anything runs: the request comes from another
+  // node or from an actor process, and either may be hostile or broken.
+  auto e = entry.as<remote_spawn_fn>("isola::spawn: the request's entry point");
+  if (method != -1 && method != static_cast<std::int32_t>(start_method::forkserver) &&
+      method != static_cast<std::int32_t>(start_method::spawn))
+    throw value_error("isola::spawn: the request's start method (" + std::to_string(method) +
+                      ") is not forkserver or spawn");
+  if (mailbox != 0 && (mailbox < min_mailbox || mailbox > max_mailbox))
+    throw value_error("isola::spawn: the request's mailbox size (" + std::to_string(mailbox) +
+                      " bytes) is outside 4 KiB .. 1 GiB");
+  check_name(name);
   spawn_options o;
   o.name = std::move(name);
   if (method >= 0) o.method = static_cast<start_method>(method);
   o.daemon = daemon;
   if (mailbox) o.mailbox_bytes = static_cast<std::size_t>(mailbox);
-  auto e = reinterpret_cast<remote_spawn_fn>(const_cast<void*>(entry.fn));
   return e(o, fn, args);
 }
 

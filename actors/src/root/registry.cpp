@@ -18,10 +18,12 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 #include <unordered_map>
 
 #include "actor/control.hpp"
 #include "actor/seqpacket.hpp"
+#include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
 #include "process/shutdown_hook.hpp"
 #include "sys/os.hpp"
@@ -562,6 +564,13 @@ class node final : public context {
       }
       case op::remote: forward_for_actor(e.id, rq); return;  // answered through the mailbox
       case op::spawn: spawn_for_actor(fd, rq); return;       // answered from another thread
+      case op::function: {
+        auto [module, offset] = decode<std::tuple<std::string, std::uint64_t>>(
+            std::as_bytes(std::span(rq.payload.data(), rq.payload.size())));
+        auto b = encode(static_cast<std::uint64_t>(registered_type_for_root(module, offset)));
+        r.payload.assign(reinterpret_cast<const char*>(b.data()), b.size());
+        break;
+      }
       case op::started: {
         {
           std::lock_guard lk(m_);

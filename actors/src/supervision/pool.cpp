@@ -53,7 +53,7 @@ task_result run_task(const task_msg& t) {
   task_result r;
   r.id = t.id;
   try {
-    auto tr = reinterpret_cast<task_trampoline>(const_cast<void*>(t.trampoline.fn));
+    auto tr = t.trampoline.as<task_trampoline>("a pool task's trampoline");
     r.value = tr(t.fn.fn, t.args);
     r.ok = true;
   } catch (const std::exception& e) {
@@ -68,7 +68,7 @@ task_result run_task(const task_msg& t) {
 
 behavior pool_worker(worker_init init) {
   if (init.has) {
-    auto t = reinterpret_cast<task_trampoline>(const_cast<void*>(init.trampoline.fn));
+    auto t = init.trampoline.as<task_trampoline>("a pool initializer's trampoline");
     t(init.fn.fn, init.args);  // throws: the worker fails to start, and the pool is told
   }
   return {[](const task_batch& b) {

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "isola/detail/function_registry.hpp"
+
 #include "isola/codec.hpp"
 #include "isola/detail/callable_traits.hpp"
 #include "isola/detail/handle_transfer.hpp"
@@ -111,7 +113,8 @@ template <class Fp, class... A>
 int function_trampoline(const void* target, std::span<const std::byte> in) {
   using S = stored_args<Fp, A...>;
   auto args = decode<typename S::type>(in);
-  auto f = reinterpret_cast<Fp>(const_cast<void*>(target));
+  auto f = reinterpret_cast<Fp>(
+      const_cast<void*>(require_registered(target, fn_type_of<Fp>(), "a process target")));
   return S::invoke(f, args);
 }
 
@@ -149,9 +152,14 @@ launch_spec make_launch_spec(F&& f, A&&... a) {
     trampoline_fn tr;
     const void* target = nullptr;
     if constexpr (is_fn_ptr) {
+      (void)static_function_registered<&function_trampoline<Fd, A...>>;
       tr = &function_trampoline<Fd, A...>;
+      // Registered in this process: the child this spec starts inherits it.
+      register_function_address(reinterpret_cast<const void*>(fn), fn_type_of<Fd>(), nullptr,
+                                true);
       target = reinterpret_cast<const void*>(fn);
     } else {
+      (void)static_function_registered<&functor_trampoline<Fd, A...>>;
       tr = &functor_trampoline<Fd, A...>;
     }
     spec.portable = [tr, target, args] { return portable_call{tr, target, encode(*args)}; };

@@ -1,6 +1,8 @@
 // The services an object kind's op handlers use (see object_context.hpp).
 #include "manager/object_context.hpp"
 
+#include "isola/logging.hpp"
+
 #include <cxxabi.h>
 
 #include <cstdlib>
@@ -88,12 +90,28 @@ std::optional<bytes> object_context::apply(const request& r, const bytes* curren
                "program (the same executable) as the manager may do");
     return std::nullopt;
   }
-  auto spec = decode<mgr_apply_spec>(r.b);
-  if (!spec.trampoline.fn) throw decode_error("an update without a trampoline");
+  // The references are checked against this process's registry while they
+  // are decoded and again for their types: a client naming anything else
+  // gets a value_error, and the manager goes on.
+  mgr_apply_spec spec;
+  mgr_apply_fn tr = nullptr;
+  try {
+    spec = decode<mgr_apply_spec>(r.b);
+    if (!spec.trampoline.fn) throw decode_error("an update without a trampoline");
+    tr = spec.trampoline.as<mgr_apply_fn>("a manager update's trampoline");
+    // fetch_add's trampoline takes no function; the others check its type
+    if (spec.fn.fn) require_registered_any(spec.fn.fn, "a manager update");
+  } catch (const value_error& e) {
+    get_logger().warning(std::string("manager: refused an update: ") + e.what());
+    reply_text(r, mgr_status::value_error, e.what());
+    return std::nullopt;
+  }
   slot = current ? *current : spec.initial;
-  auto tr = reinterpret_cast<mgr_apply_fn>(const_cast<void*>(spec.trampoline.fn));
   try {
     return tr(spec.fn.fn, slot, spec.args);
+  } catch (const value_error& e) {
+    // the trampoline's check of the function's type, or the function's own
+    reply_text(r, mgr_status::value_error, e.what());
   } catch (const std::exception& e) {
     reply_text(r, mgr_status::remote_error, demangle(typeid(e).name()) + "\n" + e.what());
   } catch (...) {

@@ -9,6 +9,7 @@
 
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/detail/launch.hpp"
+#include "process/function_registry.hpp"
 #include "process/registry.hpp"
 
 namespace isola::detail {
@@ -82,8 +83,12 @@ void write_stderr(const std::string& s) noexcept {
 [[noreturn]] void run_payload_child(const child_payload& p, std::vector<int> fds) {
   child_main(p.who, [&p, &fds]() -> int {
     fd_import_scope handles(std::move(fds));  // the arguments' handles resolve here
+    // The parent's registrations first: the target may be one of them. The
+    // trampoline checks the target's registration against its own type.
+    adopt_inherited_functions(p.functions);
     if (!p.has_call) return 0;
-    auto tr = reinterpret_cast<trampoline_fn>(const_cast<void*>(resolve(p.trampoline)));
+    auto tr = reinterpret_cast<trampoline_fn>(const_cast<void*>(require_registered(
+        resolve(p.trampoline), fn_type_of<trampoline_fn>(), "a process's start request")));
     const void* target = p.has_target ? resolve(p.target) : nullptr;
     return tr(target, p.args);
   });

@@ -109,7 +109,7 @@ void describe_function(const void* fn, std::string& module, std::uint64_t& offse
   describe_cache().emplace(fn, std::move(ref));
 }
 
-const void* resolve_function(const std::string& module, std::uint64_t offset) {
+const void* resolve_address(const std::string& module, std::uint64_t offset) {
   {
     std::lock_guard lk(fn_cache_m);
     auto& c = resolve_cache();

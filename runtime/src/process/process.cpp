@@ -10,6 +10,8 @@
 #include <typeinfo>
 
 #include "isola/detail/handle_transfer.hpp"
+#include "process/function_registry.hpp"
+#include "process/launcher.hpp"
 #include "process/registry.hpp"
 
 namespace isola {
@@ -105,6 +107,10 @@ void process::start() {
     throw process_error("daemonic processes are not allowed to have children");
   auto& gl = g();
   auto method = s.method.value_or(get_start_method());
+  if (method != start_method::fork && method != start_method::forkserver &&
+      method != start_method::spawn)  // e.g. a number decoded from another process
+    throw value_error("isola::process::start: unknown start method " +
+                      std::to_string(static_cast<int>(method)));
 
   detail::child_payload payload;
   detail::fd_export_scope handles;  // descriptors of handles among the arguments
@@ -129,6 +135,7 @@ void process::start() {
       payload.args = std::move(call.args);
     }
     payload.who = detail::identity_for_child(s);
+    payload.functions = detail::inheritable_functions();
   }
 
   detail::ensure_atexit();
@@ -166,8 +173,14 @@ void process::start() {
       s.pidfd.reset(detail::pidfd_open(pid));
       break;
     }
-    case start_method::spawn: detail::launch_spawn(s, payload, handles.fds()); break;
-    case start_method::forkserver: detail::launch_forkserver(s, payload, handles.fds()); break;
+    // From a thread that lives as long as the process (launcher.hpp): the
+    // child's PDEATHSIG (the zygote's, for forkserver) follows that thread.
+    case start_method::spawn:
+      detail::run_on_launcher([&] { detail::launch_spawn(s, payload, handles.fds()); });
+      break;
+    case start_method::forkserver:
+      detail::run_on_launcher([&] { detail::launch_forkserver(s, payload, handles.fds()); });
+      break;
   }
   s.owner = ::getpid();
   s.ph = process_state::phase::started;

@@ -79,9 +79,20 @@ struct code_ref {
 code_ref to_code_ref(const void* address);
 const void* resolve(const code_ref& ref);  // throws start_method_error
 
+/// A registration the parent hands down (function_registry.hpp).
+struct inherited_function {
+  code_ref ref;
+  std::uint64_t type = 0;
+  template <class Archive>
+  void serialize(Archive& ar) {
+    ar(ref, type);
+  }
+};
+
 /// What spawn and forkserver send to the child.
 struct child_payload {
   child_identity who;
+  std::vector<inherited_function> functions;  // the parent's registrations
   bool has_call = false;
   code_ref trampoline;
   bool has_target = false;
@@ -90,7 +101,7 @@ struct child_payload {
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(who, has_call, trampoline, has_target, target, args);
+    ar(who, functions, has_call, trampoline, has_target, target, args);
   }
 };
 

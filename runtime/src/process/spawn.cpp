@@ -1,6 +1,8 @@
 // spawn: a fresh exec of this very program (/proc/self/exe, the same argv).
 // The child's `isola::runtime` constructor finds ISOLA_SPAWN=<fd>,<parent pid>
-// in its environment, reads the payload from that socket and runs it.
+// in its environment, checks that the descriptor is the socket its parent
+// made for it (the secret a forged environment lacks), reads the payload
+// from that socket and runs it.
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -22,6 +24,21 @@ namespace isola::detail {
 namespace {
 constexpr const char* spawn_env = "ISOLA_SPAWN";
 constexpr int spawn_fd = 3;
+constexpr std::uint64_t max_start_request = std::uint64_t{1} << 30;
+
+bool is_parent_socket(int fd, pid_t parent) {
+  if (fd != spawn_fd || parent <= 0 || ::getppid() != parent) return false;
+  int type = 0, domain = 0;
+  socklen_t len = sizeof type;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM) return false;
+  len = sizeof domain;
+  if (::getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &domain, &len) != 0 || domain != AF_UNIX)
+    return false;
+  ucred peer{};
+  len = sizeof peer;
+  if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &len) != 0) return false;
+  return peer.pid == parent && peer.uid == ::getuid();
+}
 
 struct spawn_attrs {
   posix_spawn_file_actions_t fa;
@@ -106,6 +123,18 @@ void maybe_run_spawn_child() {
     return;
   }
   ::unsetenv(spawn_env);
+  // The environment alone must not make this program run a start request:
+  // the descriptor it names has to be the socket our parent made for us
+  // (its other end held by that very process, our parent, as our user).
+  // Anything else (a forged environment, or a parent that died before we
+  // got here) ends this process at once with the code for a failed start,
+  // running nothing of the program.
+  if (!is_parent_socket(fd, static_cast<pid_t>(parent))) {
+    const char msg[] =
+        "isola: ISOLA_SPAWN names no socket from this process's parent; not starting\n";
+    (void)!::write(2, msg, sizeof msg - 1);
+    ::_exit(72);
+  }
   die_with_parent(static_cast<pid_t>(parent));
   std::uint64_t len = 0;
   child_payload p;
@@ -121,6 +150,7 @@ void maybe_run_spawn_child() {
   try {
     if (recv_with_fds(fd, std::as_writable_bytes(std::span(&len, 1)), fds, 253) != sizeof len)
       give_up("the parent closed the socket");
+    if (len > max_start_request) give_up("a start request over 1 GiB");
     bytes data(len);
     if (read_full(fd, data.data(), len) != len) give_up("truncated request");
     ::close(fd);

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/function_registry.hpp>
 #include <isola/connection.hpp>
 #include <isola/error.hpp>
 #include <isola/process.hpp>
@@ -146,6 +147,9 @@ isola::behavior worker() {
 isola::behavior with_offset(int offset) {
   return {[offset](const add& a) { return a.x + a.y + offset; }};
 }
+// Actor processes spawn it through the root, which runs only what it
+// registered at start-up.
+ISOLA_REGISTER_FUNCTION(with_offset);
 
 // A connection end is move-only: the actor keeps the one it was given.
 isola::connection g_conn;
@@ -282,10 +286,15 @@ BOOST_AUTO_TEST_CASE(spawn_entry_points_are_registered_and_other_functions_are_n
   // spawn tests go through that check; this one checks the registry).
   using Fd = decltype(&with_offset);
   auto [fe, ff] = isola::detail::spawn_addresses<Fd, int>(&with_offset);
-  BOOST_TEST(isola::detail::known_spawn_entry(fe.fn));
+  using isola::detail::remote_spawn_fn;
+  remote_spawn_fn want = &isola::detail::remote_spawn_entry<Fd, int>;
+  BOOST_TEST((fe.as<remote_spawn_fn>("test") == want));
   BOOST_TEST(ff.fn == reinterpret_cast<const void*>(&with_offset));
-  BOOST_TEST(!isola::detail::known_spawn_entry(ff.fn));  // a function, but no entry point
-  BOOST_TEST(!isola::detail::known_spawn_entry(nullptr));
+  BOOST_TEST((ff.as<Fd>("test") == &with_offset));  // registered as make_behavior, with its type
+  // a function, but no entry point: registered with another type
+  BOOST_CHECK_THROW(ff.as<remote_spawn_fn>("test"), isola::value_error);
+  BOOST_CHECK_THROW(isola::detail::function_address{}.as<remote_spawn_fn>("test"),
+                    isola::value_error);
 }
 
 BOOST_AUTO_TEST_CASE(spawn_passes_arguments_to_make_behavior, *utf::timeout(60)) {
