@@ -167,21 +167,41 @@ void serve_request(caf::event_based_actor* self, gateway_core* g, const caf::act
     // ends, whether the envelope is in the mailbox or still parked: then it
     // is freed, and the requester told.
     std::uint64_t r = g->relay->add_pending({p, st, std::move(on_reply), until, false});
-    parking::result put;
+    // Listed before the put, as the reply may come at once (and the relay
+    // would then have to wait for the list).
+    std::list<gateway_core::inflight>::iterator flight;
+    {
+      std::lock_guard lk(g->m);
+      flight = g->flights.insert(g->flights.end(), {st, who, ref});
+      g->in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
+    parking::result put = parking::result::dropped;
+    std::exception_ptr failed;
     try {
       put = gateway_put(self, *g, p, env_kind::request, r, tag, as_bytes_of(payload), until, {});
     } catch (...) {
-      g->relay->drop_pending(r);
-      throw;
+      failed = std::current_exception();
     }
-    if (put == parking::result::dropped) {
+    if (put == parking::result::dropped && !failed)
+      failed = std::make_exception_ptr(
+          queue_full("the mailbox of actor " + std::to_string(id) +
+                     " is full, and so are the messages waiting for room in it"));
+    if (failed) {
+      // Not delivered: no reply can come, so the record goes now and the
+      // requester hears at once (unless the relay already answered it).
       g->relay->drop_pending(r);
-      throw queue_full("the mailbox of actor " + std::to_string(id) +
-                       " is full, and so are the messages waiting for room in it");
+      bool mine = false;
+      {
+        std::lock_guard lk(g->m);
+        std::lock_guard sl(st->m);
+        if (!st->done) {
+          g->flights.erase(flight);
+          g->in_flight.fetch_sub(1, std::memory_order_relaxed);
+          mine = true;
+        }
+      }
+      if (mine) send_error(who, ref, failed);
     }
-    std::lock_guard lk(g->m);
-    g->flights.push_back({st, who, ref});
-    g->in_flight.fetch_add(1, std::memory_order_relaxed);
   } catch (...) {
     send_error(who, ref, std::current_exception());
   }
