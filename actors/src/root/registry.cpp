@@ -432,6 +432,10 @@ class node final : public context {
       auto p = entries_.find(l);
       if (p != entries_.end()) p->second->links.erase(id);
     }
+    it->second->links.clear();
+    // Nobody reads its inbox any more: what still holds the entry (a cached
+    // peer, parked notices) sees it ended.
+    it->second->ended.store(true, std::memory_order_release);
     entries_.erase(it);
   }
 

@@ -14,6 +14,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -193,6 +194,7 @@ void stuck_actor_case(stuck how) {
   auto victim = n.spawn(small, worker);
   auto other = n.spawn(worker);
   BOOST_TEST(victim.request<int>(add{1, 2}).get(10s) == 3);
+  BOOST_TEST(other.request<int>(add{3, 4}).get(10s) == 7);
   if (how == stuck::stopped)
     BOOST_REQUIRE_EQUAL(::kill(victim.pid(), SIGSTOP), 0);
   else
@@ -208,6 +210,7 @@ void stuck_actor_case(stuck how) {
   BOOST_TEST(seconds_since(t0) < 4.0);
 
   // The victim's neighbour is served on time, every time.
+  double slowest = 0;
   for (int i = 0; i < 20; ++i) {
     auto t = clk::now();
     int r = -1;
@@ -218,8 +221,10 @@ void stuck_actor_case(stuck how) {
       break;
     }
     BOOST_TEST(r == i + 1);
-    BOOST_TEST(seconds_since(t) < 2.0);
+    slowest = std::max(slowest, seconds_since(t));
   }
+  BOOST_TEST_MESSAGE("the slowest of 20 requests to the other actor took " << slowest << " s");
+  BOOST_TEST(slowest < 2.0);
   BOOST_TEST(n.connected());
 
   BOOST_TEST(b.tables().parked == isola::detail::gateway_parking_per_target);
@@ -314,7 +319,9 @@ BOOST_AUTO_TEST_CASE(down_notices_to_a_full_mailbox_take_no_thread_each_and_arri
   BOOST_TEST_MESSAGE("threads: " << before << " before, " << after << " after " << count
                                  << " notices to a full mailbox");
   BOOST_TEST(after <= before + 1);  // at most the one worker for all notices
-  BOOST_TEST(isola::detail::node_tables().parked_notices == static_cast<std::size_t>(count));
+  // The watcher's 40 are parked (ours may be too, for a moment: a put that
+  // does not wait also fails while another producer holds the ring's lock).
+  BOOST_TEST(isola::detail::node_tables().parked_notices >= static_cast<std::size_t>(count));
 
   // Resumed, it gets every one of them.
   BOOST_REQUIRE_EQUAL(::kill(w.pid(), SIGCONT), 0);
