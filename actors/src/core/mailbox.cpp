@@ -282,6 +282,7 @@ std::exception_ptr to_exception(const error_info& e) {
     case k::value: return std::make_exception_ptr(value_error(e.text));
     case k::timeout: return std::make_exception_ptr(timeout_error(e.text));
     case k::type: return std::make_exception_ptr(type_error(e.text));
+    case k::full: return std::make_exception_ptr(queue_full(e.text));
     case k::other: break;
   }
   return std::make_exception_ptr(error(e.text));
@@ -306,6 +307,9 @@ error_info describe_failure(const std::exception_ptr& e) {
     ei.text = x.what();
   } catch (const timeout_error& x) {
     ei.what = k::timeout;
+    ei.text = x.what();
+  } catch (const queue_full& x) {
+    ei.what = k::full;
     ei.text = x.what();
   } catch (const std::exception& x) {
     ei.text = x.what();

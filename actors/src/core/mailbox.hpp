@@ -54,8 +54,9 @@ struct envelope {
 struct error_info {
   /// no_handler and exception come from the replier; the others are a
   /// failure seen on the way (the root forwarding a request to another node
-  /// for an actor process) and become the same exception type again.
-  enum class kind : std::uint8_t { no_handler, exception, exited, value, timeout, type, other };
+  /// for an actor process) and become the same exception type again. full:
+  /// the gateway could not deliver it (queue_full). other stays last.
+  enum class kind : std::uint8_t { no_handler, exception, exited, value, timeout, type, full, other };
   kind what = kind::exception;
   std::string type_name;  // of the exception, or of the unhandled message
   std::string text;

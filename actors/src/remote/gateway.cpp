@@ -9,6 +9,17 @@
 // one answer (a reply, an error with the failure's type and text, or a down
 // notice), unless the connection is lost first, which its client reports; a
 // send to an actor that has ended is dropped and counted, as locally.
+//
+// The gateway is one thread for every actor of this node, so it never waits
+// for room in a mailbox: an envelope for a full one is parked (core/
+// parking.hpp; at most gateway_parking_per_target per mailbox, in order) and
+// retried on a timer while any are parked. A request that finds the parking
+// full fails with queue_full; one whose deadline (it travels with the
+// request) passes fails with timeout_error, and its record here is freed
+// then; a send that cannot be parked is dropped and counted. So a stopped or
+// stuck actor costs its own senders, never the traffic to the others.
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <cstring>
 #include <list>
@@ -17,9 +28,11 @@
 #include <unordered_map>
 
 #include "core/mailbox.hpp"
+#include "core/parking.hpp"
 #include "isola/detail/manager_wire.hpp"
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
+#include "remote/gateway.hpp"
 #include "remote/node_internal.hpp"
 #include "root/registry.hpp"
 
@@ -30,6 +43,8 @@ using namespace node_internal;
 
 namespace {
 
+using is_retry_atom = caf::atom_constant<caf::atom("isola_rtr")>;
+
 struct gateway_core {
   std::shared_ptr<inbox> relay;  // the relay thread's inbox
   struct inflight {
@@ -39,7 +54,13 @@ struct gateway_core {
   };
   std::mutex m;
   std::list<inflight> flights;
+  std::atomic<std::size_t> in_flight{0};  // flights.size(), readable without m
   std::unordered_map<std::uint64_t, std::shared_ptr<peer>> peers;  // gateway thread only
+  parking parked{{gateway_parking_per_target, std::size_t{64} << 20}};
+  // Gateway thread only: whether a retry is scheduled, and its interval
+  // (short while parked envelopes get in, longer while nothing moves).
+  bool retry_scheduled = false;
+  std::chrono::milliseconds retry_every{1};
 };
 
 // A failure crosses to the other node as error_info's fields (core/mailbox.cpp
@@ -66,6 +87,7 @@ void relay_loop(gateway_core* g) {
           if (it->st->done) {
             if (it->st->error) failed.push_back(*it);
             it = g->flights.erase(it);
+            g->in_flight.fetch_sub(1, std::memory_order_relaxed);
           } else {
             ++it;
           }
@@ -92,14 +114,27 @@ std::shared_ptr<peer> gateway_peer(gateway_core& g, std::uint64_t id) {
   return p;
 }
 
-bool gateway_put(gateway_core& g, peer& p, env_kind kind, std::uint64_t ref, std::uint64_t tag,
-                 std::span<const std::byte> payload) {
+void schedule_retry(caf::event_based_actor* self, gateway_core& g) {
+  if (g.retry_scheduled) return;
+  g.retry_scheduled = true;
+  g.retry_every = std::chrono::milliseconds(1);
+  self->delayed_send(self, g.retry_every, is_retry_atom::value);
+}
+
+/// Puts an envelope into p's mailbox, or parks it (never waits for room).
+/// dropped: the parking for p is full (on_drop was told).
+parking::result gateway_put(caf::event_based_actor* self, gateway_core& g,
+                            const std::shared_ptr<peer>& p, env_kind kind, std::uint64_t ref,
+                            std::uint64_t tag, std::span<const std::byte> payload,
+                            std::optional<time_point> until, parking::on_drop_fn on_drop) {
   envelope_header h;
   h.kind = static_cast<std::uint8_t>(kind);
   h.sender = g.relay->id();
   h.ref = ref;
   h.tag = tag;
-  return put_envelope(p, h, payload);
+  auto r = g.parked.offer(p, h, payload, until, std::move(on_drop));
+  if (r == parking::result::parked) schedule_retry(self, g);
+  return r;
 }
 
 actor do_spawn(const std::string& identity, const std::string& blob) {
@@ -112,30 +147,68 @@ actor do_spawn(const std::string& identity, const std::string& blob) {
 }
 
 /// A request from another node: its reply (or failure) goes back to who,
-/// tagged with the requester's ref.
-void serve_request(gateway_core* g, const caf::actor& who, std::uint64_t ref, std::uint64_t id,
-                   std::uint64_t tag, const std::string& payload) {
+/// tagged with the requester's ref. timeout_ns: the time the requester
+/// still waits (-1: no deadline).
+void serve_request(caf::event_based_actor* self, gateway_core* g, const caf::actor& who,
+                   std::uint64_t ref, std::uint64_t id, std::uint64_t tag,
+                   const std::string& payload, std::int64_t timeout_ns) {
   try {
     auto p = gateway_peer(*g, id);
     if (p->dead()) throw actor_exited(p->reason().to_string());
+    std::optional<time_point> until;
+    if (timeout_ns >= 0) until = clock::now() + std::chrono::nanoseconds(timeout_ns);
     auto st = std::make_shared<future_state<void>>();
     std::weak_ptr<future_state<void>> w = st;
     reply_fn on_reply = [who, ref, w](std::uint64_t tag, std::span<const std::byte> b) {
       caf::anon_send(who, is_ok_atom::value, ref, tag, as_string(b));
       if (auto s = w.lock()) s->succeed(std::monostate{});
     };
+    // The relay fails the record when the deadline passes or the target
+    // ends, whether the envelope is in the mailbox or still parked: then it
+    // is freed, and the requester told.
+    std::uint64_t r = g->relay->add_pending({p, st, std::move(on_reply), until, false});
+    // Listed before the put, as the reply may come at once (and the relay
+    // would then have to wait for the list).
+    std::list<gateway_core::inflight>::iterator flight;
     {
       std::lock_guard lk(g->m);
-      g->flights.push_back({st, who, ref});
+      flight = g->flights.insert(g->flights.end(), {st, who, ref});
+      g->in_flight.fetch_add(1, std::memory_order_relaxed);
     }
-    std::uint64_t r = g->relay->add_pending({p, st, std::move(on_reply), std::nullopt, false});
-    if (!gateway_put(*g, *p, env_kind::request, r, tag, as_bytes_of(payload))) {
+    parking::result put = parking::result::dropped;
+    std::exception_ptr failed;
+    try {
+      put = gateway_put(self, *g, p, env_kind::request, r, tag, as_bytes_of(payload), until, {});
+    } catch (...) {
+      failed = std::current_exception();
+    }
+    if (put == parking::result::dropped && !failed)
+      failed = std::make_exception_ptr(
+          queue_full("the mailbox of actor " + std::to_string(id) +
+                     " is full, and so are the messages waiting for room in it"));
+    if (failed) {
+      // Not delivered: no reply can come, so the record goes now and the
+      // requester hears at once (unless the relay already answered it).
       g->relay->drop_pending(r);
-      st->fail(std::make_exception_ptr(actor_exited(p->reason().to_string())));
+      bool mine = false;
+      {
+        std::lock_guard lk(g->m);
+        std::lock_guard sl(st->m);
+        if (!st->done) {
+          g->flights.erase(flight);
+          g->in_flight.fetch_sub(1, std::memory_order_relaxed);
+          mine = true;
+        }
+      }
+      if (mine) send_error(who, ref, failed);
     }
   } catch (...) {
     send_error(who, ref, std::current_exception());
   }
+}
+
+void count_dropped(parking::drop_reason) noexcept {
+  root_context().dropped.fetch_add(1, std::memory_order_relaxed);
 }
 
 caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
@@ -150,18 +223,30 @@ caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
           }
           auto k = static_cast<env_kind>(kind);
           if (k != env_kind::send && k != env_kind::stop) return;
-          if (!gateway_put(*g, *p, k, 0, tag, as_bytes_of(payload)))
-            root_context().dropped.fetch_add(1, std::memory_order_relaxed);
+          gateway_put(self, *g, p, k, 0, tag, as_bytes_of(payload), std::nullopt, &count_dropped);
         } catch (const std::exception& ex) {
           get_logger().warning(std::string("isola: a message from another node was dropped: ") +
                                ex.what());
         }
-        (void)self;
       },
       [self, g](is_req_atom, std::uint64_t ref, std::uint64_t id, std::uint64_t tag,
-                const std::string& payload) {
-        serve_request(g, caf::actor_cast<caf::actor>(self->current_sender()), ref, id, tag,
-                      payload);
+                const std::string& payload, std::int64_t timeout_ns) {
+        serve_request(self, g, caf::actor_cast<caf::actor>(self->current_sender()), ref, id, tag,
+                      payload, timeout_ns);
+      },
+      [self, g](is_retry_atom) {
+        std::size_t before = g->parked.parked();
+        if (!g->parked.retry()) {
+          g->retry_scheduled = false;
+          return;
+        }
+        // Something still waits: soon again if some got in, else back off
+        // (a stopped actor's mailbox may stay full for long).
+        if (g->parked.parked() < before)
+          g->retry_every = std::chrono::milliseconds(1);
+        else
+          g->retry_every = std::min(g->retry_every * 2, std::chrono::milliseconds(16));
+        self->delayed_send(self, g->retry_every, is_retry_atom::value);
       },
       [self, g](is_mon_atom, std::uint64_t ref, std::uint64_t id) {
         auto who = caf::actor_cast<caf::actor>(self->current_sender());
@@ -201,6 +286,7 @@ caf::behavior gateway_fn(caf::event_based_actor* self, gateway_core* g) {
 
 gateway_core* the_gateway = nullptr;  // lives until exit
 caf::actor* the_gateway_actor = nullptr;
+std::atomic<gateway_core*> the_gateway_ready{nullptr};  // for gateway_table_sizes
 
 /// The gateway and its relay thread (once per root).
 gateway_core& gateway() {
@@ -223,10 +309,21 @@ gateway_core& gateway() {
   }
   the_gateway_actor = new caf::actor(node_system().spawn<caf::detached>(gateway_fn, g));
   the_gateway = g;
+  the_gateway_ready.store(g, std::memory_order_release);
   return *g;
 }
 
 }  // namespace
+
+gateway_tables gateway_table_sizes() {
+  gateway_tables t;
+  if (gateway_core* g = the_gateway_ready.load(std::memory_order_acquire)) {
+    t.in_flight = g->in_flight.load(std::memory_order_relaxed);
+    t.parked = g->parked.parked();
+    t.parked_bytes = g->parked.parked_bytes();
+  }
+  return t;
+}
 
 const caf::actor& node_internal::gateway_actor() {
   gateway();

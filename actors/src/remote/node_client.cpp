@@ -243,13 +243,20 @@ void remote_request(std::uint64_t node, std::uint64_t target, std::uint64_t tag,
   std::uint64_t ref = l->add({st, std::move(on_reply), false, {}});
   if (!ref) return;
   wire_cancel(st, l, ref);
-  caf::send_as(l->client, l->gateway, is_req_atom::value, ref, target, tag, as_string(payload));
+  // The deadline travels too (as the time left; -1: none), so that the
+  // other node stops waiting for the reply, and frees what it holds for the
+  // request, when we do.
+  std::int64_t left_ns = -1;
   if (deadline) {
     auto dt = *deadline - clock::now();
     if (dt < clock::duration::zero()) dt = clock::duration::zero();
-    caf::delayed_anon_send(l->client, std::chrono::duration_cast<std::chrono::nanoseconds>(dt),
-                           is_timeout_atom::value, ref);
+    left_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(dt).count();
   }
+  caf::send_as(l->client, l->gateway, is_req_atom::value, ref, target, tag, as_string(payload),
+               left_ns);
+  if (deadline)
+    caf::delayed_anon_send(l->client, std::chrono::nanoseconds(left_ns), is_timeout_atom::value,
+                           ref);
 }
 
 void remote_monitor(std::uint64_t node, std::uint64_t target,

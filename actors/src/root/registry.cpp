@@ -15,6 +15,7 @@
 #include <climits>
 #include <condition_variable>
 #include <cstdlib>
+#include <deque>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -23,6 +24,7 @@
 
 #include "actor/control.hpp"
 #include "actor/seqpacket.hpp"
+#include "core/parking.hpp"
 #include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
 #include "process/shutdown_hook.hpp"
@@ -199,6 +201,13 @@ class node final : public context {
       e->ended = true;
       return e;
     }
+    if (forgotten_locked(id)) {
+      auto e = std::make_shared<entry>();
+      e->id = id;
+      e->why = forgotten_reason();
+      e->ended = true;
+      return e;
+    }
     throw value_error("isola::actor: no actor with id " + std::to_string(id));
   }
 
@@ -232,8 +241,9 @@ class node final : public context {
         return;
       }
       auto d = dead_.find(target);
-      gone = d != dead_.end() ? d->second
-                              : dead_record{0, {exit_reason::kind::unknown, 0, "no such actor"}};
+      gone = d != dead_.end()         ? d->second
+             : forgotten_locked(target) ? dead_record{0, forgotten_reason()}
+                                        : dead_record{0, {exit_reason::kind::unknown, 0, "no such actor"}};
     }
     down dn{actor(target, gone->pid, {}), gone->why};
     notify(watcher, env_kind::down, ref, encode(dn));
@@ -369,6 +379,7 @@ class node final : public context {
           if (d->second.started) return std::nullopt;  // started, then ended: its exit tells
           return d->second.why;
         }
+        if (forgotten_locked(id)) return forgotten_reason();
         return exit_reason{exit_reason::kind::unknown, 0, "no such actor"};
       }
       if (it->second->started) return std::nullopt;
@@ -415,12 +426,27 @@ class node final : public context {
 
   void forget(std::uint64_t id) {
     std::lock_guard lk(m_);
-    entries_.erase(id);
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return;
+    // A root thread's inbox ends without an exit to handle: its partners
+    // drop their links to it here (they would keep the id forever).
+    for (auto l : it->second->links) {
+      auto p = entries_.find(l);
+      if (p != entries_.end()) p->second->links.erase(id);
+    }
+    it->second->links.clear();
+    // Nobody reads its inbox any more: what still holds the entry (a cached
+    // peer, parked notices) sees it ended.
+    it->second->ended.store(true, std::memory_order_release);
+    entries_.erase(it);
   }
 
   /// Posts a notice from the root into a mailbox without blocking the
-  /// multiplexer thread: at once if there is room, else from a detached CAF
-  /// actor that waits for room (or the target's end).
+  /// caller (often the multiplexer thread): at once if there is room and
+  /// nothing is parked for it, else it is parked (core/parking.hpp) and one
+  /// worker thread, the notices' for all mailboxes, retries it until it gets
+  /// in or the target ends. The parking is bounded (notice_parking): beyond
+  /// it a notice is dropped, and logged, rather than the root's memory grown.
   void notify(std::uint64_t target, env_kind kind, std::uint64_t ref, bytes payload) {
     notify(target, kind, ref, kind == env_kind::down ? type_tag<down>() : type_tag<exit_msg>(),
            std::move(payload));
@@ -438,24 +464,72 @@ class node final : public context {
     h.kind = static_cast<std::uint8_t>(kind);
     h.ref = ref;
     h.tag = tag;
-    std::span<const std::byte> hb(reinterpret_cast<const std::byte*>(&h), sizeof h);
     try {
-      if (t->ring->put(hb, payload, deadline::now())) return;
+      auto r = notices_.offer(t, h, payload, std::nullopt, &notice_dropped);
+      if (r == parking::result::parked) wake_notice_worker();
     } catch (const std::exception& ex) {
       get_logger().warning(std::string("isola: could not post a notice: ") + ex.what());
-      return;
     }
-    // The arguments travel as spawn arguments: CAF 0.17 dereferences a null
-    // argument tuple when there is none (UBSan reports it).
-    sys_->spawn<caf::detached>(
-        [](caf::event_based_actor* self, std::shared_ptr<entry> t, envelope_header h,
-           bytes payload) {
-          try {
-            put_envelope(*t, h, payload);
-          } catch (...) {}
-          self->quit();
-        },
-        std::move(t), h, std::move(payload));
+  }
+
+  static void notice_dropped(parking::drop_reason why) noexcept {
+    if (why == parking::drop_reason::full)
+      get_logger().warning(
+          "isola: a notice (down, exit or answer) was dropped: the mailbox is full, and so are "
+          "the notices waiting for room in it");
+  }
+
+  void wake_notice_worker() {
+    {
+      std::lock_guard lk(notice_m_);
+      notice_wake_ = true;
+      if (!notice_worker_) {
+        notice_worker_ = true;
+        // One thread for all parked notices, for the life of the process
+        // (the node is never destroyed).
+        std::thread([this] { notice_loop(); }).detach();
+      }
+    }
+    notice_cv_.notify_one();
+  }
+
+  void notice_loop() {
+    auto every = std::chrono::milliseconds(1);
+    for (;;) {
+      {
+        std::unique_lock lk(notice_m_);
+        notice_cv_.wait(lk, [&] { return notice_wake_; });
+        notice_wake_ = false;
+      }
+      for (;;) {
+        std::size_t before = notices_.parked();
+        if (!notices_.retry()) break;
+        // Soon again while notices get in; back off while nothing moves.
+        every = notices_.parked() < before ? std::chrono::milliseconds(1)
+                                            : std::min(every * 2, std::chrono::milliseconds(16));
+        std::unique_lock lk(notice_m_);
+        notice_cv_.wait_for(lk, every);
+        notice_wake_ = false;
+      }
+    }
+  }
+
+  /// dead_ is bounded: past dead_cap_ records the oldest is forgotten. An id
+  /// below next_id_ that is in neither table has ended (ids are never
+  /// reused), so it still reads as ended, with an unknown reason.
+  void remember_dead_locked(std::uint64_t id, dead_record rec) {
+    if (dead_.insert_or_assign(id, std::move(rec)).second) dead_order_.push_back(id);
+    while (dead_.size() > dead_cap_ && !dead_order_.empty()) {
+      dead_.erase(dead_order_.front());
+      dead_order_.pop_front();
+    }
+  }
+  bool forgotten_locked(std::uint64_t id) const {
+    return id != 0 && id < next_id_.load(std::memory_order_relaxed) && !entries_.count(id) &&
+           !dead_.count(id);
+  }
+  static exit_reason forgotten_reason() {
+    return {exit_reason::kind::unknown, 0, "exited (the record of how was forgotten)"};
   }
 
   void on_control(entry& e, int fd) {
@@ -636,6 +710,11 @@ class node final : public context {
       r.reason = it->second->why;
       return;
     }
+    if (forgotten_locked(id)) {
+      r.st = ctl_reply::status::dead;
+      r.reason = forgotten_reason();
+      return;
+    }
     r.st = ctl_reply::status::unknown;
   }
 
@@ -681,7 +760,7 @@ class node final : public context {
         }
       }
       e->links.clear();
-      dead_[e->id] = dead_record{e->pid, r, e->started};
+      remember_dead_locked(e->id, dead_record{e->pid, r, e->started});
       entries_.erase(e->id);
     }
     reaped_cv_.notify_all();
@@ -749,7 +828,38 @@ class node final : public context {
   std::condition_variable reaped_cv_;
   std::unordered_map<std::uint64_t, std::shared_ptr<entry>> entries_;
   std::unordered_map<std::uint64_t, dead_record> dead_;
+  std::deque<std::uint64_t> dead_order_;  // dead_'s ids, oldest first
+  std::size_t dead_cap_ = default_dead_records;
   std::vector<std::function<void()>> shutdown_fns_;
+  parking notices_{{notice_parking, std::size_t{64} << 20}};
+  std::mutex notice_m_;
+  std::condition_variable notice_cv_;
+  bool notice_wake_ = false, notice_worker_ = false;  // under notice_m_
+
+ public:
+  registry_tables tables() {
+    registry_tables t;
+    {
+      std::lock_guard lk(m_);
+      t.entries = entries_.size();
+      t.dead = dead_.size();
+      for (auto& [id, e] : entries_) t.links += e->links.size();
+    }
+    t.parked_notices = notices_.parked();
+    {
+      std::lock_guard lk(notice_m_);
+      t.notice_threads = notice_worker_ ? 1 : 0;
+    }
+    return t;
+  }
+  void set_dead_cap(std::size_t n) {
+    std::lock_guard lk(m_);
+    dead_cap_ = std::max<std::size_t>(n, 1);
+    while (dead_.size() > dead_cap_ && !dead_order_.empty()) {
+      dead_.erase(dead_order_.front());
+      dead_order_.pop_front();
+    }
+  }
   std::atomic<std::uint64_t> next_id_{1};
 };
 
@@ -822,5 +932,7 @@ void node_post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, st
                       bytes payload) {
   get_node().post_answer(target, kind, ref, tag, std::move(payload));
 }
+registry_tables node_tables() { return get_node().tables(); }
+void node_set_dead_records_cap(std::size_t n) { get_node().set_dead_cap(n); }
 
 }  // namespace isola::detail

@@ -47,4 +47,23 @@ void node_on_shutdown(std::function<void()> fn);
 void node_post_answer(std::uint64_t target, env_kind kind, std::uint64_t ref, std::uint64_t tag,
                       bytes payload);
 
+/// The sizes of the registry's tables (for the tests): none grows without
+/// bound. dead is capped (the oldest records are forgotten; such an actor
+/// still reads as ended, with an unknown reason); links go when either side
+/// ends; notices for a full mailbox wait in a bounded parking, retried by one
+/// thread for all of them.
+struct registry_tables {
+  std::size_t entries = 0;         // running actors and root threads' inboxes
+  std::size_t dead = 0;            // exit records of ended actors
+  std::size_t links = 0;           // link ends, over all entries
+  std::size_t parked_notices = 0;  // notices waiting for room in a mailbox
+  std::size_t notice_threads = 0;  // threads that deliver them (0 or 1)
+};
+registry_tables node_tables();
+/// Exit records kept for ended actors (default_dead_records); for tests.
+void node_set_dead_records_cap(std::size_t n);
+constexpr std::size_t default_dead_records = 65536;
+/// Notices parked for one mailbox at most.
+constexpr std::size_t notice_parking = 4096;
+
 }  // namespace isola::detail
