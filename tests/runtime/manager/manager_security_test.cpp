@@ -213,7 +213,10 @@ BOOST_AUTO_TEST_CASE(twenty_clients_get_in_while_flooders_hold_silent_and_slow_h
   BOOST_TEST(failures.empty(), failures.size() << " of 20 failed, e.g. "
                                                 << (failures.empty() ? "" : failures.front()));
   BOOST_TEST(took.size() == 20u);
-  for (double t : took) BOOST_TEST(t < 10.0);  // each within its connect deadline
+  double slowest = 0;
+  for (double t : took) slowest = std::max(slowest, t);
+  BOOST_TEST_MESSAGE("the slowest of the 20 clients took " << slowest << " s");
+  BOOST_TEST(slowest < 10.0);  // each within its connect deadline
   auto s = m.stats();
   BOOST_TEST_MESSAGE("refused busy: " << s.refused_busy << ", auth failures: " << s.auth_failures);
   BOOST_TEST(s.refused_busy > 0u);  // the caps were hit, and the clients still got in
@@ -239,7 +242,7 @@ BOOST_AUTO_TEST_CASE(out_of_descriptors_the_manager_sheds_connections_and_does_n
   const double cpu = cpu_seconds(m.pid()) - cpu0;
   const double wall = std::chrono::duration<double>(clk::now() - t0).count();
   BOOST_TEST_MESSAGE("manager CPU during the flood: " << cpu << " s in " << wall << " s");
-  BOOST_TEST(cpu < 0.3);
+  BOOST_TEST(cpu < 0.1);  // a spinning loop: 0.2 to 1.5 s here, however loaded the machine
   // A newcomer meanwhile is told busy (the 8-byte notice), not left hanging.
   int fd = flood::connect_from("127.0.0.1", port);
   BOOST_REQUIRE(fd >= 0);
