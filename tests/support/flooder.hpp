@@ -85,14 +85,15 @@ inline int connect_from(const std::string& source, std::uint16_t port) {
       fds[i] = -1;
     }
     std::erase(fds, -1);
-    // Up to 20 new connections per round (some thousands a second): a flood,
-    // paced so that the test's two cores are not all the flooders'.
+    // Up to 20 new connections per round (up to 2000 a second): a flood,
+    // paced so that the test's two cores (under ASan too) are not all the
+    // flooders' and the server's refusing.
     for (int n = 0; n < 20 && static_cast<int>(fds.size()) < count; ++n) {
       int fd = connect_from(source, port);
       if (fd < 0) break;
       fds.push_back(fd);
     }
-    ::usleep(2000);
+    ::usleep(10000);
     if (m == mode::slow && std::chrono::steady_clock::now() >= next_byte) {
       for (int fd : fds) (void)::send(fd, "x", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
       next_byte += std::chrono::seconds(1);

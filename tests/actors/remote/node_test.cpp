@@ -716,7 +716,7 @@ BOOST_AUTO_TEST_CASE(twenty_connects_succeed_while_flooders_hold_silent_and_slow
     clients.emplace_back([&] {
       for (int i = 0; i < 5; ++i) {
         try {
-          auto n = isola::node::connect("127.0.0.1", b.port, key, 10s);
+          auto n = isola::node::connect("127.0.0.1", b.port, key, 20s);
           std::lock_guard lk(mu);
           ok += n.connected();
         } catch (const std::exception& e) {
