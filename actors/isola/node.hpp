@@ -16,6 +16,12 @@
 // fresh 32-byte challenge of the other side. A wrong key is an
 // authentication_error for the connecting side and a logged, counted failure
 // (stats().auth_failures) for the listening one; the connection is dropped.
+// A key shorter than 16 bytes is stretched with PBKDF2 first (see
+// runtime/src/sys/handshake.hpp); use 16 random bytes or more across hosts.
+// A node listens on the loopback unless listen_options names an address.
+// A listening node lets at most 128 handshakes wait, 16 per source address;
+// over that a connection is told busy, and connect tries again until its
+// timeout (then timeout_error, never authentication_error).
 // Only then is the socket handed to CAF's BASP broker, which carries the
 // actor messages (see docs/decisions.md, "Nodes").
 //
@@ -60,11 +66,13 @@ struct node_stats {
   std::uint64_t authenticated = 0;  ///< handed to CAF after a good handshake
   std::uint64_t auth_failures = 0;  ///< wrong key, either way round
   std::uint64_t dropped = 0;        ///< junk, cut short or too slow (5 s) before authenticating
+  std::uint64_t refused_busy = 0;   ///< told busy: over a cap of pending handshakes (or out of fds)
 };
 
 struct listen_options {
-  /// The address to bind: "0.0.0.0" (every interface, the default), "127.0.0.1", ...
-  std::string host = "0.0.0.0";
+  /// The address to bind: the loopback by default (reachable from this host
+  /// only); "0.0.0.0" (or "::") for every interface, or one address of one.
+  std::string host = "127.0.0.1";
 };
 
 namespace detail {
@@ -89,7 +97,8 @@ class node {
 
   /// Connects to the node listening at host:port, authenticates and returns
   /// its handle. authentication_error for a wrong key (either side's);
-  /// os_error if nothing answers; timeout_error after `timeout`.
+  /// os_error if nothing answers; timeout_error after `timeout` (also when
+  /// the node stayed busy, at its cap of pending handshakes, until then).
   static node connect(const std::string& host, std::uint16_t port, std::string_view authkey,
                       duration timeout = duration(10));
 

@@ -19,6 +19,20 @@
 // on TCP. Every connection, local or TCP, first passes an HMAC-SHA256
 // challenge in both directions over the authentication key, before any byte
 // of it is decoded; a wrong key is an authentication_error on both sides.
+// A key shorter than 16 bytes is stretched with PBKDF2 first (see
+// runtime/src/sys/handshake.hpp); use 16 random bytes or more for a key that
+// travels over a network.
+//
+// What the key grants: the shared objects (make, open, read, change, wait).
+// Only the process that started the manager, over its local socket, may
+// serve() it on TCP or shut it down; any other client (TCP, or another local
+// process) asking is refused with value_error, and the manager goes on.
+//
+// Floods: at most 256 connections wait in the handshake at once, 32 from one
+// source address; beyond that a connection is told "busy" and closed (its
+// client tries again until its 10 s deadline, then manager_error), and each
+// waits at most 10 s. Out of descriptors, the manager sheds connections
+// instead of spinning.
 //
 // Lifetime: ~manager() (and shutdown()) stops the manager process, like
 // leaving Python's `with Manager() as m:` block; proxies used afterwards fail
@@ -60,6 +74,7 @@ struct manager_stats {
   std::uint64_t auth_failures = 0;  ///< peers that failed the handshake
   std::uint64_t dropped_peers = 0;  ///< peers dropped for malformed or oversize input
   std::uint64_t owner_deaths = 0;   ///< locks released because their holder's connection closed
+  std::uint64_t refused_busy = 0;   ///< connections refused at a cap of pending handshakes
 };
 
 class manager {
@@ -76,8 +91,9 @@ class manager {
 
   /// A handle on a manager that serves on host:port (serve()), authenticated
   /// with authkey: authentication_error if the key is wrong, manager_error if
-  /// nothing answers. Its proxies talk TCP. Its destructor leaves the manager
-  /// running.
+  /// nothing answers (or it stays busy) within 10 s. Its proxies talk TCP.
+  /// Its destructor leaves the manager running; it cannot serve or shut the
+  /// manager down.
   static manager connect(const std::string& host, std::uint16_t port, std::string authkey);
   /// The same with "host:port".
   static manager connect(const std::string& endpoint, std::string authkey);
@@ -85,7 +101,8 @@ class manager {
   /// Makes the manager also listen on TCP host:port (port 0: any free one),
   /// where connections must prove authkey; returns the port. "0.0.0.0" listens
   /// on every address; the default host is the loopback. os_error if the
-  /// address cannot be bound.
+  /// address cannot be bound; value_error from any handle but the one that
+  /// started the manager (in the process that started it).
   std::uint16_t serve(std::uint16_t port, std::string authkey) {
     return serve("127.0.0.1", port, std::move(authkey));
   }

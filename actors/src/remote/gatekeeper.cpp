@@ -11,7 +11,14 @@
 // What another process sees: a peer that connects reads the magic and a
 // challenge; one that does not prove it knows the key within 5 s is told
 // FAIL (where it answered wrong) and dropped, and never reaches BASP or the
-// gateway. At most 64 handshakes wait at once (the oldest is dropped).
+// gateway. At most 128 handshakes wait at once, 16 from one source address
+// (node_internal.hpp); a connection over either cap is told busy and closed
+// at once (its node::connect tries again until its deadline), and a pending
+// handshake is never evicted, so a flood cannot push out a real node half
+// way through. A pending handshake holds its descriptor and a fixed 64-byte
+// buffer. Out of descriptors (EMFILE), the gatekeeper sheds connections
+// through a reserve descriptor instead of spinning on a readable listener;
+// on another accept error it stops accepting for 100 ms.
 // node::stats counts what happened.
 #include <netdb.h>
 #include <netinet/in.h>
@@ -29,8 +36,10 @@
 #include <cerrno>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <thread>
+#include <unordered_map>
 #include <vector>
 
 #include "isola/logging.hpp"
@@ -87,7 +96,8 @@ class auth_doorman final : public cio::doorman {
 // ---------------------------------------------------------------- the gatekeeper
 
 struct stats_counters {
-  std::atomic<std::uint64_t> accepted{0}, authenticated{0}, auth_failures{0}, dropped{0};
+  std::atomic<std::uint64_t> accepted{0}, authenticated{0}, auth_failures{0}, dropped{0},
+      refused{0};
 };
 
 class gatekeeper {
@@ -110,6 +120,7 @@ class gatekeeper {
     handshake::challenge challenge{};
     clock::time_point deadline;
     std::string peer;
+    std::string source;  // net::source_of its address: the per-source cap
   };
 
   static std::string describe(const sockaddr_storage& ss) {
@@ -138,16 +149,42 @@ class gatekeeper {
   }
 
   void accept_all() {
+    // Pending handshakes per source, counted afresh (there are at most 128).
+    std::unordered_map<std::string, std::size_t> by_source;
+    for (auto& h : pending_) ++by_source[h.source];
     for (;;) {
       sockaddr_storage ss{};
-      socklen_t len = sizeof ss;
-      int fd =
-          ::accept4(lfd_, reinterpret_cast<sockaddr*>(&ss), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;
+      int fd = -1;
+      switch (reserve_.accept(lfd_, fd, ss, handshake::busy_notice)) {
+        case net::accept_reserve::result::accepted: break;
+        case net::accept_reserve::result::shed:
+          counters.accepted.fetch_add(1);
+          counters.refused.fetch_add(1);
+          continue;
+        case net::accept_reserve::result::empty: return;
+        case net::accept_reserve::result::failed: {
+          const int e = errno;
+          get_logger().warning(std::string("isola::node: accept: ") + std::strerror(e) +
+                               "; not accepting for 100 ms");
+          paused_until_ = clock::now() + std::chrono::milliseconds(100);
+          return;
+        }
+      }
       counters.accepted.fetch_add(1);
+      std::string source = net::source_of(ss);
+      auto& from_source = by_source[source];
+      if (pending_.size() >= max_pending_handshakes || from_source >= max_pending_per_source) {
+        // Refused, not queued, and nobody evicted: the handshakes under way
+        // go on; the client is told busy and tries again.
+        counters.refused.fetch_add(1);
+        handshake::send_busy(fd);
+        ::close(fd);
+        continue;
+      }
       hs h;
       h.fd = fd;
       h.peer = describe(ss);
+      h.source = std::move(source);
       h.deadline = clock::now() + handshake_timeout;
       h.challenge = handshake::new_challenge();
       const auto hello = handshake::make_hello(node_handshake, h.challenge);
@@ -156,10 +193,7 @@ class gatekeeper {
         drop(h, "could not send the challenge", false);
         continue;
       }
-      if (pending_.size() >= max_pending_handshakes) {
-        drop(pending_.front(), "too many handshakes at once", false);
-        pending_.erase(pending_.begin());
-      }
+      ++from_source;
       pending_.push_back(std::move(h));
     }
   }
@@ -220,9 +254,16 @@ class gatekeeper {
   void loop() {
     for (;;) {
       std::vector<pollfd> pfs;
-      pfs.push_back({lfd_, POLLIN, 0});
       auto now = clock::now();
       int timeout = -1;
+      // A paused listener is left out of the poll (a negative fd is skipped).
+      const bool paused = paused_until_ && now < *paused_until_;
+      if (paused)
+        timeout = static_cast<int>(
+            std::chrono::ceil<std::chrono::milliseconds>(*paused_until_ - now).count());
+      else
+        paused_until_.reset();
+      pfs.push_back({paused ? -1 : lfd_, POLLIN, 0});
       for (auto& h : pending_) {
         pfs.push_back({h.fd, POLLIN, 0});
         auto ms =
@@ -257,6 +298,8 @@ class gatekeeper {
   std::string key_;
   cio::doorman_ptr door_;
   std::vector<hs> pending_;
+  net::accept_reserve reserve_;
+  std::optional<clock::time_point> paused_until_;
 };
 
 std::mutex listen_m;
@@ -310,6 +353,7 @@ node_stats node::stats() {
     s.authenticated = g->counters.authenticated;
     s.auth_failures = g->counters.auth_failures;
     s.dropped = g->counters.dropped;
+    s.refused_busy = g->counters.refused;
   }
   return s;
 }

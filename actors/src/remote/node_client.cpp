@@ -28,6 +28,7 @@
 #include <cstring>
 #include <mutex>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "core/mailbox.hpp"
@@ -421,14 +422,16 @@ int dial(const std::string& host, std::uint16_t port, const std::string& where,
 }
 
 /// The handshake (sys/handshake.hpp): their challenge, our proof and
-/// challenge, their verdict and proof, our confirmation. Throws where the
-/// peer is no isola node, or holds another key.
-void prove_key(int fd, const std::string& where, std::string_view authkey,
-               clock::time_point deadline) {
+/// challenge, their verdict and proof, our confirmation. Returns ok, or busy
+/// (the node is at its cap of pending handshakes: try again). Throws where
+/// the peer is no isola node, or holds another key.
+handshake::outcome prove_key(int fd, const std::string& where, std::string_view authkey,
+                             clock::time_point deadline) {
   const std::string pre = "isola::node::connect: " + where;
-  switch (
-      handshake::run_client(fd, node_handshake, authkey, {}, detail::deadline::at_time(deadline))) {
-    case handshake::outcome::ok: return;
+  switch (auto o = handshake::run_client(fd, node_handshake, authkey, {},
+                                         detail::deadline::at_time(deadline))) {
+    case handshake::outcome::ok:
+    case handshake::outcome::busy: return o;
     case handshake::outcome::timed_out:
       throw timeout_error("isola::node::connect: the handshake did not finish in time");
     case handshake::outcome::closed:
@@ -447,6 +450,7 @@ void prove_key(int fd, const std::string& where, std::string_view authkey,
           " did not prove it knows the authentication key: the connection was "
           "dropped");
   }
+  throw os_error(EPROTO, pre + ": the handshake ended oddly");
 }
 
 /// Authenticated: the socket becomes a BASP connection; the gateway's proxy.
@@ -488,9 +492,21 @@ node node::connect(const std::string& host, std::uint16_t port, std::string_view
   if (authkey.empty()) throw value_error("isola::node::connect: the authentication key is empty");
   auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
   std::string where = host + ":" + std::to_string(port);
-  int fd = dial(host, port, where, deadline);
-  unique_fd guard(fd);
-  prove_key(fd, where, authkey, deadline);
+  unique_fd guard;
+  // A node at its cap of pending handshakes says busy: try again, backing
+  // off, until the deadline (a flood delays a real node, never fails it as a
+  // wrong key).
+  for (auto pause = std::chrono::milliseconds(5);; pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
+    guard.reset(dial(host, port, where, deadline));
+    if (prove_key(guard.get(), where, authkey, deadline) == handshake::outcome::ok) break;
+    guard.reset();
+    const auto left = deadline - clock::now();
+    if (left <= clock::duration::zero())
+      throw timeout_error("isola::node::connect: " + where +
+                          " stayed busy until the deadline (too many connections wait to "
+                          "authenticate there; it refused this one each time)");
+    std::this_thread::sleep_for(std::min<clock::duration>(pause, left));
+  }
   auto gw = join_basp(std::move(guard), port, where, deadline);
   auto& sys = node_system();
   auto l = std::make_shared<remote_link>();

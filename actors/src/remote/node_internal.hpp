@@ -55,7 +55,10 @@ using is_timeout_atom = caf::atom_constant<caf::atom("isola_tmo")>;
 inline const handshake::spec node_handshake{
     {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}, "isola-node-client", "isola-node-server", 0, true};
 constexpr auto handshake_timeout = std::chrono::seconds(5);
-constexpr std::size_t max_pending_handshakes = 64;
+/// Handshakes a listening node lets wait at once, in all and from one source
+/// address; beyond either a connection is told busy (gatekeeper.cpp).
+constexpr std::size_t max_pending_handshakes = 128;
+constexpr std::size_t max_pending_per_source = 16;
 
 inline void set_nodelay_cloexec(int fd) {
   int one = 1;

@@ -16,6 +16,7 @@
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <unordered_map>
 
 #include "isola/detail/handle_transfer.hpp"
@@ -99,16 +100,19 @@ using clk = std::chrono::steady_clock;
                       a.pid);
 }
 
-int connect_socket(const manager_address& a) {
+int connect_socket(const manager_address& a, const deadline& d) {
   if (!a.socket.empty()) {
     auto c = net::unix_connect(a.socket);
     if (!c) unreachable(a, c.what);
     return c.fd.release();
   }
-  // No deadline of its own (yet): a TCP connect waits as long as the kernel
-  // tries, as before; the handshake after it has one.
-  auto c = net::tcp_connect(a.host, a.port, deadline::forever(), false);
-  if (!c) unreachable(a, c.err == EINVAL ? c.what : std::string(std::strerror(c.err)));
+  // The same deadline as the handshake after it: a host that drops SYNs
+  // fails the call within handshake_timeout, not the kernel's ~2 minutes.
+  auto c = net::tcp_connect(a.host, a.port, d, false);
+  if (!c)
+    unreachable(a, c.err == EINVAL      ? c.what
+                   : c.err == ETIMEDOUT ? std::string("no answer to the connect in time")
+                                        : std::string(std::strerror(c.err)));
   const int fd = c.fd.release();
   int one = 1;
   // A host that vanishes without a reset: fail blocked calls within ~10 s.
@@ -120,11 +124,12 @@ int connect_socket(const manager_address& a) {
   return fd;
 }
 
-void client_handshake(int fd, const manager_address& a) {
+/// ok or busy (the caller tries again); anything else throws.
+handshake::outcome client_handshake(int fd, const manager_address& a, const deadline& d) {
   const auto identity = program_identity();
-  switch (handshake::run_client(fd, manager_handshake, a.authkey, identity,
-                                deadline::after(handshake_timeout))) {
-    case handshake::outcome::ok: return;
+  switch (auto o = handshake::run_client(fd, manager_handshake, a.authkey, identity, d)) {
+    case handshake::outcome::ok:
+    case handshake::outcome::busy: return o;
     case handshake::outcome::timed_out: unreachable(a, "no answer to the handshake");
     case handshake::outcome::closed: unreachable(a, "the connection closed during the handshake");
     case handshake::outcome::not_ours: unreachable(a, "what answers there is not an isola manager");
@@ -137,6 +142,7 @@ void client_handshake(int fd, const manager_address& a) {
                                  " did not prove it knows the authentication key: the connection "
                                  "was dropped");
   }
+  unreachable(a, "the handshake ended oddly");
 }
 
 // --- the connection cache -----------------------------------------------------
@@ -144,13 +150,32 @@ void client_handshake(int fd, const manager_address& a) {
 class channel {
  public:
   explicit channel(const manager_address& a) {
-    fd_ = connect_socket(a);
-    try {
-      client_handshake(fd_, a);
-    } catch (...) {
+    // Connect and handshake within one deadline. A manager at its cap of
+    // pending handshakes says busy: we try again, backing off, until then.
+    const auto d = deadline::after(handshake_timeout);
+    auto pause = std::chrono::milliseconds(5);
+    for (;;) {
+      fd_ = connect_socket(a, d);
+      handshake::outcome o{};
+      try {
+        o = client_handshake(fd_, a, d);
+      } catch (...) {
+        ::close(fd_);
+        fd_ = -1;
+        throw;
+      }
+      if (o == handshake::outcome::ok) break;
       ::close(fd_);
       fd_ = -1;
-      throw;
+      const auto left = *d.until() - clk::now();
+      if (left <= clk::duration::zero())
+        throw manager_error("cannot reach " + a.describe() +
+                                ": it is busy (too many connections wait to authenticate; "
+                                "it refused this one each time for " +
+                                std::to_string(handshake_timeout.count()) + " s)",
+                            a.pid);
+      std::this_thread::sleep_for(std::min<clk::duration>(pause, left));
+      pause = std::min(pause * 2, std::chrono::milliseconds(200));
     }
     // A fork child of this process closes it (isola::process under fork).
     register_handle_fd(fd_, this, &channel::released);

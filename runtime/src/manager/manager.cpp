@@ -41,9 +41,10 @@ struct manager_boot {
   manager_listen_fd listen;
   std::string authkey;
   std::uint64_t max_message_size = 0;
+  std::int32_t owner_pid = 0;  // may serve and shut down (its local connections only)
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(listen, authkey, max_message_size);
+    ar(listen, authkey, max_message_size, owner_pid);
   }
 };
 
@@ -52,7 +53,7 @@ int manager_process_main(manager_boot boot) {
   // program that owns it says so (Python's manager ignores SIGINT too).
   ::signal(SIGINT, SIG_IGN);
   return run_manager_server(boot.listen.fd, std::move(boot.authkey),
-                            static_cast<std::size_t>(boot.max_message_size));
+                            static_cast<std::size_t>(boot.max_message_size), boot.owner_pid);
 }
 
 namespace {
@@ -91,7 +92,7 @@ manager::manager(manager_options opts) {
   po.name = opts.name.empty() ? "manager-" + std::to_string(++detail::manager_counter) : opts.name;
   po.daemon = true;
   po.method = opts.method;
-  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size};
+  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid()};
   try {
     proc_ =
         std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));
@@ -157,6 +158,10 @@ manager manager::connect(const std::string& endpoint, std::string authkey) {
 
 std::uint16_t manager::serve(const std::string& host, std::uint16_t port, std::string authkey) {
   if (!addr_) throw value_error("manager::serve on a moved-from manager");
+  if (!proc_ || owner_ != ::getpid())
+    throw value_error(
+        "manager::serve: permission denied: only the process that started the manager may serve "
+        "it (a connected handle, or a copy in a child process, may not)");
   if (authkey.empty()) throw value_error("manager::serve needs a non-empty authentication key");
   bytes b = encode(std::make_pair(port, std::move(authkey)));
   detail::mgr_status st{};
@@ -202,10 +207,10 @@ manager_stats manager::stats() const {
   auto p = detail::manager_call(*addr_, detail::mgr_op::stats, 0, -1, {}, {}, st);
   detail::check_reply(*addr_, st, p);
   auto t = decode<std::tuple<std::uint64_t, std::uint64_t, std::uint64_t, std::uint64_t,
-                             std::uint64_t, std::uint64_t>>(p);
+                             std::uint64_t, std::uint64_t, std::uint64_t>>(p);
   manager_stats s;
-  std::tie(s.connections, s.objects, s.waiters, s.auth_failures, s.dropped_peers, s.owner_deaths) =
-      t;
+  std::tie(s.connections, s.objects, s.waiters, s.auth_failures, s.dropped_peers, s.owner_deaths,
+           s.refused_busy) = t;
   return s;
 }
 

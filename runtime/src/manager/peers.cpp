@@ -21,12 +21,16 @@
 namespace isola::detail::mgr {
 
 peer_table::peer_table(int epoll_fd, std::size_t max_message, deadlines& timers,
-                       frame_handler on_frame, lost_handler on_lost)
+                       frame_handler on_frame, lost_handler on_lost, int owner_pid)
     : ep_(epoll_fd),
       max_message_(max_message),
       timers_(timers),
       on_frame_(std::move(on_frame)),
-      on_lost_(std::move(on_lost)) {}
+      on_lost_(std::move(on_lost)),
+      owner_pid_(owner_pid) {
+  if (handshake::response_size(manager_handshake) > peer{}.response.size())
+    throw error("manager: the handshake's response does not fit a peer's buffer");
+}
 
 peer_table::~peer_table() {
   for (auto& [id, p] : peers_)
@@ -63,40 +67,90 @@ void peer_table::on_event(std::uint64_t key, std::uint32_t events) {
 void peer_table::accept_all(std::size_t li) {
   for (;;) {
     sockaddr_storage ss{};
-    socklen_t sl = sizeof ss;
-    int fd = ::accept4(listeners_[li].fd, reinterpret_cast<sockaddr*>(&ss), &sl,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd < 0) {
-      if (errno == EINTR || errno == ECONNABORTED) continue;
-      return;  // EAGAIN, or out of descriptors: try again on the next wake-up
+    int fd = -1;
+    switch (reserve_.accept(listeners_[li].fd, fd, ss, handshake::busy_notice)) {
+      case net::accept_reserve::result::accepted: admit(li, fd, ss); continue;
+      case net::accept_reserve::result::shed:
+        ++refused_;
+        continue;
+      case net::accept_reserve::result::empty: return;
+      case net::accept_reserve::result::failed: {
+        const int e = errno;
+        get_logger().warning(std::string("manager: accept on the ") + listeners_[li].where +
+                             ": " + std::strerror(e) + "; not accepting for 100 ms");
+        pause_listener(li);
+        return;
+      }
     }
-    auto p = std::make_unique<peer>();
-    p->id = next_peer_++;
-    p->fd = fd;
-    p->listener = li;
-    p->desc = describe_peer(ss);
-    if (ss.ss_family != AF_UNIX) {
-      int one = 1;
-      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    p->challenge = handshake::new_challenge();
-    p->hs_timer = timers_.add(clk::now() + handshake_timeout, {0, p->id});
-    p->hs_timed = true;
-    epoll_event ev{};
-    ev.events = EPOLLIN;
-    ev.data.u64 = p->id;
-    if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
-      timers_.cancel(p->hs_timer);
-      ::close(fd);
-      continue;
-    }
-    peer& ref = *p;
-    peers_.emplace(p->id, std::move(p));
-    const auto hello = handshake::make_hello(manager_handshake, ref.challenge);
-    ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello.data()),
-                   reinterpret_cast<const std::byte*>(hello.data()) + hello.size());
-    flush(ref);
   }
+}
+
+void peer_table::pause_listener(std::size_t li) {
+  // Level-triggered: a listener whose accept keeps failing stays readable;
+  // out of epoll for a moment, so the loop sleeps instead of spinning.
+  auto& l = listeners_[li];
+  if (l.paused) return;
+  l.paused = true;
+  ::epoll_ctl(ep_, EPOLL_CTL_DEL, l.fd, nullptr);
+  timers_.add(clk::now() + std::chrono::milliseconds(100), {0, li + 1});
+}
+
+void peer_table::admit(std::size_t li, int fd, const sockaddr_storage& ss) {
+  std::string source = net::source_of(ss);
+  auto& from_source = pending_by_source_[source];
+  if (pending_ >= max_pending_handshakes || from_source >= max_pending_per_source) {
+    // Refused, not queued and not evicting anyone: the client is told busy
+    // and tries again; the handshakes under way go on.
+    if (from_source == 0) pending_by_source_.erase(source);
+    ++refused_;
+    handshake::send_busy(fd);
+    ::close(fd);
+    return;
+  }
+  auto p = std::make_unique<peer>();
+  p->id = next_peer_++;
+  p->fd = fd;
+  p->listener = li;
+  p->desc = describe_peer(ss);
+  if (ss.ss_family == AF_UNIX) {
+    ucred cred{};
+    socklen_t cl = sizeof cred;
+    // The kernel's word on who connected, not the peer's.
+    p->owner = owner_pid_ > 0 && ::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl) == 0 &&
+               cred.pid == owner_pid_;
+  } else {
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  }
+  p->challenge = handshake::new_challenge();
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.u64 = p->id;
+  if (::epoll_ctl(ep_, EPOLL_CTL_ADD, fd, &ev) != 0) {
+    if (from_source == 0) pending_by_source_.erase(source);
+    ::close(fd);
+    return;
+  }
+  p->hs_timer = timers_.add(clk::now() + handshake_timeout, {0, p->id});
+  p->hs_timed = true;
+  p->pending = true;
+  p->source = std::move(source);
+  ++from_source;
+  ++pending_;
+  peer& ref = *p;
+  peers_.emplace(p->id, std::move(p));
+  const auto hello = handshake::make_hello(manager_handshake, ref.challenge);
+  ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello.data()),
+                 reinterpret_cast<const std::byte*>(hello.data()) + hello.size());
+  flush(ref);
+}
+
+void peer_table::leave_pending(peer& p) {
+  if (!p.pending) return;
+  p.pending = false;
+  --pending_;
+  auto it = pending_by_source_.find(p.source);
+  if (it != pending_by_source_.end() && --it->second == 0) pending_by_source_.erase(it);
 }
 
 std::string peer_table::describe_peer(const sockaddr_storage& ss) {
@@ -115,6 +169,24 @@ std::string peer_table::describe_peer(const sockaddr_storage& ss) {
 }
 
 void peer_table::on_readable(peer& p) {
+  if (!p.ready) {
+    // Exactly the response's bytes, into the peer's fixed buffer; whatever
+    // follows stays in the kernel until the peer has proved the key.
+    const std::size_t want = handshake::response_size(manager_handshake);
+    ssize_t r = ::recv(p.fd, p.response.data() + p.response_have, want - p.response_have, 0);
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) return;
+      drop(p);
+      return;
+    }
+    if (r == 0) {
+      drop(p);
+      return;
+    }
+    p.response_have += static_cast<std::size_t>(r);
+    if (p.response_have == want) authenticate(p);
+    return;  // frames, if any came, wake the loop again (level-triggered)
+  }
   if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
   ssize_t r = ::recv(p.fd, p.in.data() + p.used, p.in.size() - p.used, 0);
   if (r < 0) {
@@ -127,13 +199,7 @@ void peer_table::on_readable(peer& p) {
     return;
   }
   p.used += static_cast<std::size_t>(r);
-  std::size_t pos = 0;
-  if (!p.ready) {
-    if (p.used < handshake::response_size(manager_handshake)) return;
-    if (!authenticate(p)) return;
-    pos = handshake::response_size(manager_handshake);
-  }
-  pos = take_frames(p, pos);
+  std::size_t pos = take_frames(p, 0);
   if (p.dead) return;
   if (pos > 0) {
     std::memmove(p.in.data(), p.in.data() + pos, p.used - pos);
@@ -175,14 +241,14 @@ void peer_table::resize_input(peer& p) {
 
 bool peer_table::authenticate(peer& p) {
   auto& key = listeners_[p.listener].authkey;
-  const auto response =
-      std::span<const std::uint8_t>(reinterpret_cast<const std::uint8_t*>(p.in.data()),
-                                    handshake::response_size(manager_handshake));
+  const auto response = std::span<const std::uint8_t>(
+      p.response.data(), handshake::response_size(manager_handshake));
   auto verdict = handshake::make_verdict(manager_handshake, key, p.challenge, response);
   if (p.hs_timed) {
     timers_.cancel(p.hs_timer);
     p.hs_timed = false;
   }
+  leave_pending(p);
   if (!verdict) {
     ++auth_failures_;
     get_logger().warning("manager: authentication_error: " + p.desc + " on the " +
@@ -235,6 +301,7 @@ void peer_table::drop(peer& p) {
     timers_.cancel(p.hs_timer);
     p.hs_timed = false;
   }
+  leave_pending(p);
   ::epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd, nullptr);
   ::close(p.fd);
   p.fd = -1;
@@ -248,7 +315,17 @@ void peer_table::reject(peer& p, const std::string& why) {
   drop(p);
 }
 
-void peer_table::handshake_expired(std::uint64_t peer_id) {
+void peer_table::timer_fired(std::uint64_t peer_id) {
+  if (peer_id < peer_base) {  // a paused listener's pause is over
+    auto& l = listeners_.at(static_cast<std::size_t>(peer_id - 1));
+    if (!l.paused) return;
+    l.paused = false;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.u64 = peer_id;
+    if (::epoll_ctl(ep_, EPOLL_CTL_ADD, l.fd, &ev) != 0) throw_errno("manager: epoll_ctl");
+    return;
+  }
   auto it = peers_.find(peer_id);
   if (it == peers_.end() || it->second->dead) return;
   it->second->hs_timed = false;

@@ -1,6 +1,14 @@
 // The manager's connections: its listening sockets, and the peers it accepts
 // on them — the challenge exchange that authenticates each, its framing
 // buffers, and the replies queued on it.
+//
+// Before it authenticates, a peer holds a descriptor and a fixed 128-byte
+// buffer, nothing else, and counts against two caps of pending handshakes
+// (per source address, and in all: protocol.hpp); a connection over either
+// is told busy and closed at once, and pending ones are never evicted. At
+// EMFILE the listener sheds connections through a reserve descriptor
+// (net::accept_reserve) instead of spinning; on another accept error it
+// sleeps for 100 ms.
 #pragma once
 
 #include <sys/socket.h>
@@ -19,6 +27,7 @@
 #include "isola/detail/manager_wire.hpp"
 #include "manager/timers.hpp"
 #include "sys/handshake.hpp"
+#include "sys/net.hpp"
 
 // The manager server's internals live in their own namespace: names such
 // as peer and waiter are taken in isola::detail by the actor layer.
@@ -31,6 +40,7 @@ struct listener {
   int fd = -1;
   std::string authkey;
   std::string where;
+  bool paused = false;  // out of epoll for a moment after an accept error
 };
 
 struct peer {
@@ -41,10 +51,15 @@ struct peer {
   bool dead = false;
   bool same_program = false;
   bool want_out = false;
+  bool owner = false;    // the local connection of the process that started the manager
+  bool pending = false;  // counted in the caps of pending handshakes
+  std::string source;    // net::source_of its address
   handshake::challenge challenge{};
   deadlines::handle hs_timer;
   bool hs_timed = false;
-  bytes in;
+  std::array<std::uint8_t, 128> response{};  // the handshake's response, read in place
+  std::size_t response_have = 0;
+  bytes in;  // frames: allocated only once authenticated
   std::size_t used = 0;
   bytes out;
   std::size_t out_pos = 0;
@@ -58,8 +73,9 @@ class peer_table {
   /// An authenticated peer is gone: its waits end, its locks are released.
   using lost_handler = std::function<void(std::uint64_t peer_id)>;
 
+  /// owner_pid: the process whose local connections may serve and shut down.
   peer_table(int epoll_fd, std::size_t max_message, deadlines& timers, frame_handler on_frame,
-             lost_handler on_lost);
+             lost_handler on_lost, int owner_pid);
   ~peer_table();
   peer_table(const peer_table&) = delete;
   peer_table& operator=(const peer_table&) = delete;
@@ -70,8 +86,9 @@ class peer_table {
   /// Queues a reply to peer_id's request req (nothing if the peer is gone).
   void reply(std::uint64_t peer_id, std::uint64_t req, mgr_status st,
              std::span<const std::byte> payload = {});
-  /// A peer's handshake deadline passed.
-  void handshake_expired(std::uint64_t peer_id);
+  /// A deadline of the table's passed: a peer's handshake (peer_id), or a
+  /// paused listener's pause (a key below peer_base).
+  void timer_fired(std::uint64_t id);
   /// Drops p for breaking the protocol, with the reason in the log.
   void reject(peer& p, const std::string& why);
   /// After a wake-up: sends what was queued, forgets the peers that died.
@@ -83,9 +100,13 @@ class peer_table {
   std::uint64_t connections() const;
   std::uint64_t auth_failures() const noexcept { return auth_failures_; }
   std::uint64_t dropped() const noexcept { return dropped_; }
+  std::uint64_t refused() const noexcept { return refused_; }
 
  private:
   void accept_all(std::size_t li);
+  void admit(std::size_t li, int fd, const sockaddr_storage& ss);
+  void pause_listener(std::size_t li);
+  void leave_pending(peer& p);
   void on_readable(peer& p);
   std::size_t take_frames(peer& p, std::size_t pos);
   void resize_input(peer& p);
@@ -105,7 +126,11 @@ class peer_table {
   std::uint64_t next_peer_ = peer_base;
   std::vector<std::uint64_t> dirty_;
   std::vector<std::uint64_t> dead_;
-  std::uint64_t auth_failures_ = 0, dropped_ = 0;
+  std::uint64_t auth_failures_ = 0, dropped_ = 0, refused_ = 0;
+  int owner_pid_;
+  net::accept_reserve reserve_;
+  std::size_t pending_ = 0;
+  std::unordered_map<std::string, std::size_t> pending_by_source_;
 };
 
 }  // namespace isola::detail::mgr

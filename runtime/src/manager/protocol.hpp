@@ -53,6 +53,11 @@ inline const handshake::spec manager_handshake{{'I', 'S', 'O', 'L', 'A', 'M', 'G
                                                32,
                                                false};
 inline constexpr auto handshake_timeout = std::chrono::seconds(10);
+/// Handshakes the manager lets wait at once: in all, and from one source
+/// address (all local processes are one source). Beyond either, a new
+/// connection is told busy and closed; its client tries again.
+inline constexpr std::size_t max_pending_handshakes = 256;
+inline constexpr std::size_t max_pending_per_source = 32;
 
 inline const char* op_name(mgr_op op) {
   switch (op) {
@@ -95,6 +100,9 @@ inline const char* op_name(mgr_op op) {
 }
 
 /// The manager process's entry point (runtime/src/manager/server.cpp).
-int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size);
+/// owner_pid: the process that started it; only its local connections may
+/// serve or shut the manager down.
+int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size,
+                       int owner_pid);
 
 }  // namespace isola::detail

@@ -47,11 +47,11 @@ struct epoll_handle {
 
 class server {
  public:
-  server(int listen_fd, std::string authkey, std::size_t max_message)
+  server(int listen_fd, std::string authkey, std::size_t max_message, int owner_pid)
       : peers_(
             ep_.fd, std::min(max_message, max_frame_payload), timers_,
             [this](peer& p, std::span<const std::byte> f) { on_frame(p, f); },
-            [this](std::uint64_t id) { objects_.peer_lost(cx_, id); }),
+            [this](std::uint64_t id) { objects_.peer_lost(cx_, id); }, owner_pid),
         cx_(peers_, timers_) {
     peers_.add_listener(listen_fd, std::move(authkey), "local socket");
   }
@@ -93,8 +93,8 @@ int server::run() {
 void server::fire_timers() {
   auto now = clk::now();
   while (auto t = timers_.pop_due(now)) {
-    if (t->object == 0)  // a handshake that did not come
-      peers_.handshake_expired(t->id);
+    if (t->object == 0)  // a handshake that did not come, or a listener's pause
+      peers_.timer_fired(t->id);
     else
       objects_.expire(cx_, t->object, t->id);
   }
@@ -115,6 +115,17 @@ void server::on_frame(peer& p, std::span<const std::byte> f) {
   r.a = f.subspan(sizeof h, h.alen);
   r.b = f.subspan(sizeof h + h.alen);
   r.same_program = p.same_program;
+  if ((r.op == mgr_op::serve || r.op == mgr_op::shutdown) && !p.owner) {
+    // What a key grants: the objects. Opening the manager to the network or
+    // ending it is for the process that started it, on its local socket;
+    // a TCP client or any other process is refused and the manager goes on.
+    get_logger().warning(std::string("manager: refused ") + op_name(r.op) + " from " + p.desc +
+                         ": only the process that started the manager may");
+    return cx_.reply_text(r, mgr_status::value_error,
+                          std::string("permission denied: only the process that started the "
+                                      "manager may ") +
+                              op_name(r.op) + " it (this connection is " + p.desc + ")");
+  }
   try {
     dispatch(r);
   } catch (const std::exception& e) {
@@ -131,7 +142,8 @@ void server::dispatch(const request& r) {
     case mgr_op::stats:
       return cx_.reply_value(
           r, std::make_tuple(peers_.connections(), objects_.size(), objects_.waiting(),
-                             peers_.auth_failures(), peers_.dropped(), cx_.owner_deaths));
+                             peers_.auth_failures(), peers_.dropped(), cx_.owner_deaths,
+                             peers_.refused()));
     default: return objects_.handle(cx_, r);
   }
 }
@@ -150,8 +162,9 @@ void server::serve(const request& r) {
 
 }  // namespace
 
-int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size) {
-  server s(listen_fd, std::move(authkey), max_message_size);
+int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size,
+                       int owner_pid) {
+  server s(listen_fd, std::move(authkey), max_message_size, owner_pid);
   return s.run();
 }
 

@@ -1,4 +1,4 @@
-// SHA-256 and HMAC-SHA256 over libcrypto (crypto.hpp). A failure inside
+// SHA-256, HMAC-SHA256 and PBKDF2 over libcrypto (crypto.hpp). A failure inside
 // libcrypto (out of memory, or the library missing) is an isola::error naming
 // the call; it is translated here and nowhere else.
 //
@@ -36,6 +36,7 @@ struct libcrypto {
   decltype(&EVP_DigestFinal_ex) digest_final = nullptr;
   decltype(&HMAC) hmac = nullptr;
   decltype(&CRYPTO_memcmp) memcmp = nullptr;
+  decltype(&PKCS5_PBKDF2_HMAC) pbkdf2 = nullptr;
 };
 
 const libcrypto& crypto() {
@@ -58,7 +59,7 @@ const libcrypto& crypto() {
         !get(lib.sha256, "EVP_sha256") || !get(lib.digest_init, "EVP_DigestInit_ex") ||
         !get(lib.digest_update, "EVP_DigestUpdate") ||
         !get(lib.digest_final, "EVP_DigestFinal_ex") || !get(lib.hmac, "HMAC") ||
-        !get(lib.memcmp, "CRYPTO_memcmp"))
+        !get(lib.memcmp, "CRYPTO_memcmp") || !get(lib.pbkdf2, "PKCS5_PBKDF2_HMAC"))
       failure = "libcrypto.so.3 lacks a function isola needs";
   });
   if (!failure.empty()) throw error("libcrypto: " + failure);
@@ -109,6 +110,19 @@ sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::b
             reinterpret_cast<const unsigned char*>(message.data()), message.size(), d.data(), &n) ||
       n != d.size())
     fail("HMAC(SHA-256)");
+  return d;
+}
+
+sha256_digest pbkdf2_hmac_sha256(std::string_view password, std::string_view salt,
+                                 unsigned iterations) {
+  sha256_digest d{};
+  static const char empty = 0;
+  const auto& c = crypto();
+  if (c.pbkdf2(password.empty() ? &empty : password.data(), static_cast<int>(password.size()),
+               reinterpret_cast<const unsigned char*>(salt.empty() ? &empty : salt.data()),
+               static_cast<int>(salt.size()), static_cast<int>(iterations), c.sha256(),
+               static_cast<int>(d.size()), d.data()) != 1)
+    fail("PKCS5_PBKDF2_HMAC");
   return d;
 }
 

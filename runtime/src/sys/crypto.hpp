@@ -1,4 +1,4 @@
-// SHA-256 and HMAC-SHA256 from OpenSSL's libcrypto, and a comparison whose
+// SHA-256, HMAC-SHA256 and PBKDF2 from OpenSSL's libcrypto, and a comparison whose
 // time does not depend on where two digests differ: what the handshakes
 // (sys/handshake.hpp) and the program identity are built on. isola writes no
 // cryptography of its own; the digests are the FIPS 180-4 / RFC 2104 ones,
@@ -40,6 +40,11 @@ inline sha256_digest hmac_sha256(std::string_view key, std::string_view message)
   return hmac_sha256(std::as_bytes(std::span(key.data(), key.size())),
                      std::as_bytes(std::span(message.data(), message.size())));
 }
+
+/// PBKDF2-HMAC-SHA256(password, salt, iterations), 32 bytes (RFC 8018):
+/// what stretches a short authentication key (sys/handshake.hpp).
+sha256_digest pbkdf2_hmac_sha256(std::string_view password, std::string_view salt,
+                                 unsigned iterations);
 
 /// Compares in time independent of where the first difference is (different
 /// sizes compare unequal at once: sizes are not secret here).

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -63,11 +64,47 @@ bool exact(int fd, std::size_t n, short events, const deadline& d, bool* timed_o
 
 challenge new_challenge() { return random_value<challenge>(); }
 
+namespace {
+// Stretched keys, newest first: an append-only list published with one
+// atomic pointer, never freed (a process has a handful of keys). Lookups
+// take no lock, so a fork child of a thread-busy parent can never find one
+// held; at most max_cached keys are kept, later ones are stretched each time.
+struct stretched {
+  std::string key, derived;
+  const stretched* next;
+  std::size_t depth;
+};
+std::atomic<const stretched*> stretched_keys{nullptr};
+constexpr std::size_t max_cached = 32;
+}  // namespace
+
+std::string effective_key(std::string_view key) {
+  if (key.size() >= min_key_size) return std::string(key);
+  const stretched* head = stretched_keys.load(std::memory_order_acquire);
+  for (auto* e = head; e; e = e->next)
+    if (e->key == key) return e->derived;
+  const auto d = pbkdf2_hmac_sha256(key, stretch_salt, stretch_iterations);
+  std::string derived(reinterpret_cast<const char*>(d.data()), d.size());
+  if (head && head->depth >= max_cached) return derived;
+  auto* e = new stretched{std::string(key), derived, head, head ? head->depth + 1 : 1};
+  // Another thread may have pushed meanwhile: retry on top of its entry (a
+  // duplicate is harmless; both hold the same derivation).
+  while (!stretched_keys.compare_exchange_weak(head, e, std::memory_order_acq_rel)) {
+    e->next = head;
+    e->depth = head ? head->depth + 1 : 1;
+  }
+  return derived;
+}
+
 sha256_digest proof(std::string_view key, std::string_view label,
                     std::span<const std::uint8_t, 32> challenge) {
   std::string msg(label);
   msg.append(reinterpret_cast<const char*>(challenge.data()), challenge.size());
-  return hmac_sha256(key, msg);
+  return hmac_sha256(effective_key(key), msg);
+}
+
+void send_busy(int fd) noexcept {
+  (void)::send(fd, busy_notice.data(), busy_notice.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
 }
 
 std::array<std::uint8_t, hello_size> make_hello(const spec& s, const challenge& server_challenge) {
@@ -114,8 +151,12 @@ outcome run_client(int fd, const spec& s, std::string_view key, std::span<const 
   bool late = false;
   auto cut = [&] { return late ? outcome::timed_out : outcome::closed; };
   std::uint8_t hello[hello_size];
-  if (!read_exact(fd, hello, sizeof hello, d, &late)) return cut();
+  // The first 8 bytes alone: a busy server sends only its notice, then closes.
+  if (!read_exact(fd, hello, s.magic.size(), d, &late)) return cut();
+  if (std::memcmp(hello, busy_notice.data(), busy_notice.size()) == 0) return outcome::busy;
   if (std::memcmp(hello, s.magic.data(), s.magic.size()) != 0) return outcome::not_ours;
+  if (!read_exact(fd, hello + s.magic.size(), sizeof hello - s.magic.size(), d, &late))
+    return cut();
 
   std::string response(response_size(s), '\0');
   auto mac = proof(key, s.client_label, std::span<const std::uint8_t, 32>(hello + 8, 32));

@@ -16,6 +16,21 @@
 // and nothing a peer sends before the end is ever decoded. The pieces are
 // pure functions over buffers: an event loop (the manager's, a node's
 // gatekeeper) and a blocking client drive the same code.
+//
+// A server at its cap of pending handshakes (per source address, or in all)
+// sends the 8-byte busy notice instead of a hello and closes: the client
+// sees outcome::busy, never a wrong key, and may try again (both isola
+// clients do, until their deadline). Pending handshakes are refused, never
+// evicted: a flood cannot push out a real client already half way through.
+//
+// Keys: a key of at least min_key_size (16) bytes is used as it is; a
+// shorter one (a password a person chose) is first stretched with
+// PBKDF2-HMAC-SHA256 (stretch_iterations, a fixed salt), so that each guess
+// of an offline dictionary attack on a sniffed exchange costs as much as
+// 100 000 HMACs instead of one. Both sides stretch the same way, once per
+// process and key (effective_key caches). A key of 16 bytes or more is
+// assumed to be random (the manager's own is 32 random bytes) and proofs over
+// it are what they always were.
 #pragma once
 
 #include <array>
@@ -43,6 +58,8 @@ struct spec {
 };
 
 inline constexpr std::size_t hello_size = 8 + 32;
+/// What a server at its cap sends instead of a hello (then it closes).
+inline constexpr std::array<char, 8> busy_notice{'I', 'S', 'O', 'L', 'A', 'B', 'S', 'Y'};
 inline constexpr std::size_t verdict_size = 4 + 32;
 inline constexpr std::size_t confirm_size = 4;
 inline std::size_t response_size(const spec& s) { return 32 + 32 + s.extra_bytes; }
@@ -50,7 +67,16 @@ inline std::size_t response_size(const spec& s) { return 32 + 32 + s.extra_bytes
 /// A fresh challenge (kernel randomness; throws if there is none).
 challenge new_challenge();
 
-/// HMAC(key, label + challenge): one side's proof.
+inline constexpr std::size_t min_key_size = 16;
+inline constexpr unsigned stretch_iterations = 100000;
+inline constexpr std::string_view stretch_salt = "isola-key-stretch-v1";
+
+/// The key proofs are made with: `key` itself when it has min_key_size bytes
+/// or more, else PBKDF2-HMAC-SHA256(key, stretch_salt, stretch_iterations)
+/// (computed once per process and key, ~30 ms; lock-free, fork-safe cache).
+std::string effective_key(std::string_view key);
+
+/// HMAC(effective_key(key), label + challenge): one side's proof.
 sha256_digest proof(std::string_view key, std::string_view label,
                     std::span<const std::uint8_t, 32> challenge);
 
@@ -67,6 +93,10 @@ std::optional<std::array<std::uint8_t, verdict_size>> make_verdict(
 /// The client's extra bytes in a response (empty for spec.extra_bytes 0).
 std::span<const std::uint8_t> response_extra(const spec& s, std::span<const std::uint8_t> response);
 
+/// Tells a freshly accepted peer that the server is at its cap (best effort,
+/// never blocks: a new socket's send buffer is empty). The caller closes fd.
+void send_busy(int fd) noexcept;
+
 // --- the client's side ------------------------------------------------------
 
 /// What went wrong, for the caller to turn into its own error message.
@@ -77,6 +107,7 @@ enum class outcome {
   not_ours,   // the hello's magic is not this protocol's
   refused,    // the server said FAIL: it holds another key
   forged,     // the server said OKAY without proving the key
+  busy,       // the server is at its cap of pending handshakes: try again later
 };
 
 /// Runs the client's side on a blocking or non-blocking socket until the

@@ -132,6 +132,53 @@ socket_result tcp_connect(const std::string& host, std::uint16_t port, const dea
                                        : host + ":" + ps + ": " + std::strerror(err));
 }
 
+std::string source_of(const sockaddr_storage& ss) {
+  if (ss.ss_family == AF_INET) {
+    const auto& a = reinterpret_cast<const sockaddr_in&>(ss).sin_addr;
+    return std::string("4:") + std::string(reinterpret_cast<const char*>(&a), 4);
+  }
+  if (ss.ss_family == AF_INET6) {
+    const auto& a = reinterpret_cast<const sockaddr_in6&>(ss).sin6_addr;
+    if (IN6_IS_ADDR_V4MAPPED(&a))
+      return std::string("4:") + std::string(reinterpret_cast<const char*>(a.s6_addr) + 12, 4);
+    return std::string("6:") + std::string(reinterpret_cast<const char*>(a.s6_addr), 8);
+  }
+  return "local";
+}
+
+accept_reserve::accept_reserve() : spare_(::open("/dev/null", O_RDONLY | O_CLOEXEC)) {}
+
+accept_reserve::~accept_reserve() {
+  if (spare_ >= 0) ::close(spare_);
+}
+
+accept_reserve::result accept_reserve::accept(int lfd, int& fd, sockaddr_storage& peer,
+                                              std::span<const char> notice) {
+  if (spare_ < 0) spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);  // taken back last time?
+  for (;;) {
+    socklen_t sl = sizeof peer;
+    fd = ::accept4(lfd, reinterpret_cast<sockaddr*>(&peer), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) return result::accepted;
+    if (errno == EINTR || errno == ECONNABORTED) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return result::empty;
+    if ((errno != EMFILE && errno != ENFILE) || spare_ < 0) return result::failed;
+    ::close(spare_);
+    spare_ = -1;
+    int shed = ::accept4(lfd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    const int e = errno;
+    if (shed >= 0) {
+      if (!notice.empty())
+        (void)::send(shed, notice.data(), notice.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      ::close(shed);
+    }
+    spare_ = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    if (shed >= 0) return result::shed;
+    if (e == EAGAIN || e == EWOULDBLOCK) return result::empty;
+    errno = e;
+    return result::failed;
+  }
+}
+
 socklen_t abstract_address(const std::string& name, sockaddr_un& sa) {
   std::memset(&sa, 0, sizeof sa);
   sa.sun_family = AF_UNIX;

@@ -9,6 +9,7 @@
 #include <sys/un.h>
 
 #include <cstdint>
+#include <span>
 #include <string>
 
 #include "isola/detail/deadline.hpp"
@@ -35,6 +36,36 @@ socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonbl
 /// TCP_NODELAY (every message of isola is a request or a reply).
 socket_result tcp_connect(const std::string& host, std::uint16_t port, const deadline& d,
                           bool nonblocking);
+
+/// Where a connection comes from, for the per-source caps of pending
+/// handshakes: the IPv4 address (also when IPv4-mapped), the /64 of an IPv6
+/// one (a host owns a whole /64), "local" for AF_UNIX peers.
+std::string source_of(const sockaddr_storage& ss);
+
+/// A reserve descriptor (/dev/null) for accepting at EMFILE/ENFILE. With a
+/// level-triggered listener, a process out of descriptors cannot accept, the
+/// listener stays readable, and the loop spins; with the reserve closed for
+/// a moment it accepts the waiting connection and sheds it at once, so the
+/// backlog drains and the listener goes quiet.
+class accept_reserve {
+ public:
+  accept_reserve();
+  ~accept_reserve();
+  accept_reserve(const accept_reserve&) = delete;
+  accept_reserve& operator=(const accept_reserve&) = delete;
+
+  enum class result {
+    accepted,  // fd is a new connection
+    shed,      // out of descriptors: one connection was accepted, told `notice`, closed
+    empty,     // nothing waiting (EAGAIN)
+    failed,    // another error (errno), or no reserve to shed with: pause the listener
+  };
+  /// One accept4 (non-blocking, close-on-exec) on the listener `lfd`.
+  result accept(int lfd, int& fd, sockaddr_storage& peer, std::span<const char> notice);
+
+ private:
+  int spare_ = -1;
+};
 
 /// The sockaddr of an abstract AF_UNIX name (no file; gone with its last
 /// descriptor); returns its length.

@@ -19,6 +19,7 @@
 #include <isola/process.hpp>
 #include <isola/queue.hpp>
 #include "sys/crypto.hpp"
+#include "sys/handshake.hpp"
 
 #include <chrono>
 #include <cstdint>
@@ -184,8 +185,10 @@ bool recv_exact(int fd, void* p, std::size_t n) {
 bool raw_handshake(int fd, const std::string& key) {
   char hello[40];
   if (!recv_exact(fd, hello, sizeof hello)) return false;
-  std::string msg = "isola-manager-client" + std::string(hello + 8, 32);
-  auto mac = isola::detail::hmac_sha256(key, msg);
+  // The proof over the key as the handshake uses it (a short key stretched).
+  auto mac = isola::detail::handshake::proof(
+      key, "isola-manager-client",
+      std::span<const std::uint8_t, 32>(reinterpret_cast<const std::uint8_t*>(hello) + 8, 32));
   char resp[96] = {};
   std::memcpy(resp, mac.data(), 32);
   if (::send(fd, resp, sizeof resp, MSG_NOSIGNAL) != 96) return false;

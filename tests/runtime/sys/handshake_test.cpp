@@ -202,4 +202,37 @@ BOOST_AUTO_TEST_CASE(a_peer_that_closes_mid_handshake_is_closed, *utf::timeout(1
       (hs::run_client(p.a.get(), node_like, key, {}, deadline::after(2s)) == hs::outcome::closed));
 }
 
+BOOST_AUTO_TEST_CASE(a_busy_server_is_reported_busy_not_as_a_wrong_key, *utf::timeout(10)) {
+  for (const auto* s : {&node_like, &manager_like}) {
+    pair_of_sockets p;
+    hs::send_busy(p.b.get());
+    p.b.reset();
+    BOOST_TEST((hs::run_client(p.a.get(), *s, key, {}, deadline::after(2s)) == hs::outcome::busy));
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_short_key_is_stretched_with_pbkdf2_and_a_long_one_is_used_as_it_is,
+                     *utf::timeout(30)) {
+  // Computed independently: Python's
+  // hashlib.pbkdf2_hmac('sha256', b'secret', b'isola-key-stretch-v1', 100000).
+  const std::string stretched = hs::effective_key("secret");
+  BOOST_TEST(hex(std::span<const std::uint8_t>(
+                 reinterpret_cast<const std::uint8_t*>(stretched.data()), stretched.size())) ==
+             "4cef6c4f520b29cedf479d1cd21616a5f62023bea511a172bdca1fd0585df72e");
+  BOOST_TEST(hs::effective_key("secret") == stretched);  // the cached answer is the same
+  const std::string sixteen = "0123456789abcdef";
+  BOOST_TEST(hs::effective_key(sixteen) == sixteen);
+  BOOST_TEST(hs::effective_key(key) == key);
+  // Proofs are over the stretched key, on both sides alike.
+  auto c = counting();
+  BOOST_TEST(hex(hs::proof("secret", "isola-node-client", c)) ==
+             hex(isola::detail::hmac_sha256(
+                 stretched, "isola-node-client" + std::string(reinterpret_cast<const char*>(c.data()), 32))));
+  pair_of_sockets p;
+  std::thread t([&] { serve(p.b.get(), node_like, "secret"); });
+  BOOST_TEST((hs::run_client(p.a.get(), node_like, "secret", {}, deadline::after(5s)) ==
+              hs::outcome::ok));
+  t.join();
+}
+
 BOOST_AUTO_TEST_SUITE_END()
