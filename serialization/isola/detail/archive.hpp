@@ -279,6 +279,17 @@ void CEREAL_LOAD_FUNCTION_NAME(bounded_input_archive& ar, std::valarray<T>& v) {
   }
 }
 
+// cereal saves an arithmetic valarray as binary_data(&v[0], ...), which
+// indexes an empty one (undefined behaviour: UBSan reports a null reference).
+// The same bytes, without the index.
+template <class T>
+std::enable_if_t<std::is_arithmetic_v<T> && !std::is_same_v<T, bool>> CEREAL_SAVE_FUNCTION_NAME(
+    output_archive& ar, const std::valarray<T>& v) {
+  std::uint64_t n = v.size();
+  ar.save_binary(&n, sizeof n);
+  if (n != 0) ar.save_binary(std::begin(v), n * sizeof(T));
+}
+
 // --- sets and maps ------------------------------------------------------------
 
 // Node-based: cereal inserts one element at a time already; these add the
