@@ -19,8 +19,9 @@
 //   see this_actor::dropped_messages).
 // - A request is answered, or fails: remote_error (the handler threw; the
 //   actor then exits with the exception, as in Erlang), type_error (no
-//   handler for the message, or a reply of the wrong type), actor_exited (the
-//   actor ended before answering: noticed within 100 ms of its death, with
+//   handler for the message, or a reply of the wrong type), decode_error (the
+//   message did not decode as the handler's type: the actor drops it, counts
+//   it and serves on), actor_exited (the actor ended before answering: noticed within 100 ms of its death, with
 //   the exit reason), timeout_error (the request's own deadline). It never
 //   hangs on a dead actor.
 // - Handles are values: copy them, compare them, put them inside messages;
@@ -419,6 +420,9 @@ void trap_exit(bool on);
 void monitor(const actor& a);
 /// Messages this process dropped because their target had ended.
 std::uint64_t dropped_messages() noexcept;
+/// Messages this actor dropped because their payload did not decode as its
+/// handler's parameter type (a requester got decode_error).
+std::uint64_t undecodable_messages() noexcept;
 }  // namespace this_actor
 
 namespace detail {

@@ -13,7 +13,11 @@
 // the first handler for the type wins. What a handler returns is the reply
 // to a request (void: an empty reply). A message no handler takes is an error
 // back to a requester (type_error naming the type), and is dropped and logged
-// when it was a plain send.
+// when it was a plain send. A message whose payload does not decode as the
+// handler's parameter type (a corrupt or forged message with a valid tag) is
+// dropped, logged and counted (this_actor::undecodable_messages), a
+// requester gets decode_error, and the actor serves on: only an exception of
+// the user's function ends it.
 #pragma once
 
 #include <cstdint>
@@ -31,6 +35,26 @@
 #include "isola/type_name.hpp"
 
 namespace isola {
+
+namespace detail {
+/// Thrown by a handler when the payload does not decode as its parameter
+/// type, before the user's function runs: the actor loop tells a junk
+/// message (dropped, counted, the actor serves on) from a handler that
+/// failed (which ends the actor) by this type alone.
+class payload_decode_error : public decode_error {
+ public:
+  using decode_error::decode_error;
+};
+
+template <class T>
+T decode_payload(std::span<const std::byte> payload) {
+  try {
+    return decode<T>(payload);
+  } catch (const decode_error& e) {
+    throw payload_decode_error(e.what());
+  }
+}
+}  // namespace detail
 
 /// The reply of a handler that returns nothing (a request<void> gets it).
 /// It travels as one byte: a vector of units (map over a void function)
@@ -90,7 +114,7 @@ class behavior {
         if constexpr (std::is_same_v<arg, message>)
           return fn(message(tag, bytes(payload.begin(), payload.end())));
         else
-          return fn(decode<arg>(payload));
+          return fn(detail::decode_payload<arg>(payload));
       };
       if constexpr (std::is_void_v<result>) {
         invoke();

@@ -344,6 +344,20 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
         replied = true;
         if (reply.capacity() > (std::size_t{1} << 20)) bytes().swap(reply);
       }
+    } catch (const payload_decode_error& ex) {
+      // Junk with a valid tag (a corrupt or forged message): the user's
+      // function never ran, so nothing is wrong with this actor. Dropped,
+      // counted and logged, as a malformed envelope is; a requester learns why.
+      cur = current_request{};
+      c.undecodable.fetch_add(1, std::memory_order_relaxed);
+      log.warning(c.name() + ": dropped a message of type " + type_name_for_tag(tag) +
+                  " whose payload does not decode: " + ex.what());
+      if (is_request) {
+        error_info ei{error_info::kind::decode, type_name_for_tag(tag), ex.what(), ::getpid(),
+                      c.name()};
+        post(e->h.sender, env_kind::error_reply, e->h.ref, type_tag<error_info>(), encode(ei));
+        replied = true;
+      }
     } catch (const std::exception& ex) {
       const bool deferred = cur.deferred;
       cur = current_request{};

@@ -283,6 +283,10 @@ std::exception_ptr to_exception(const error_info& e) {
     case k::timeout: return std::make_exception_ptr(timeout_error(e.text));
     case k::type: return std::make_exception_ptr(type_error(e.text));
     case k::full: return std::make_exception_ptr(queue_full(e.text));
+    case k::decode:
+      return std::make_exception_ptr(decode_error(
+          e.process_name + " (pid " + std::to_string(e.pid) + ") could not decode a message of type " +
+          e.type_name + " and dropped it: " + e.text));
     case k::other: break;
   }
   return std::make_exception_ptr(error(e.text));
@@ -310,6 +314,9 @@ error_info describe_failure(const std::exception_ptr& e) {
     ei.text = x.what();
   } catch (const queue_full& x) {
     ei.what = k::full;
+    ei.text = x.what();
+  } catch (const decode_error& x) {
+    ei.what = k::decode;
     ei.text = x.what();
   } catch (const std::exception& x) {
     ei.text = x.what();
@@ -813,6 +820,7 @@ void monitor(const actor& a) {
   c.add_monitor(a.id(), ib->id(), ref);
 }
 std::uint64_t dropped_messages() noexcept { return detail::ctx().dropped.load(); }
+std::uint64_t undecodable_messages() noexcept { return detail::ctx().undecodable.load(); }
 }  // namespace this_actor
 
 }  // namespace isola

@@ -55,8 +55,21 @@ struct error_info {
   /// no_handler and exception come from the replier; the others are a
   /// failure seen on the way (the root forwarding a request to another node
   /// for an actor process) and become the same exception type again. full:
-  /// the gateway could not deliver it (queue_full). other stays last.
-  enum class kind : std::uint8_t { no_handler, exception, exited, value, timeout, type, full, other };
+  /// the gateway could not deliver it (queue_full). decode: the replier could
+  /// not decode the request's payload as its handler's type (the actor
+  /// dropped it and serves on). `other` stays last: node_client.cpp checks a
+  /// kind from the wire against it.
+  enum class kind : std::uint8_t {
+    no_handler,
+    exception,
+    exited,
+    value,
+    timeout,
+    type,
+    full,
+    decode,
+    other
+  };
   kind what = kind::exception;
   std::string type_name;  // of the exception, or of the unhandled message
   std::string text;
@@ -202,6 +215,9 @@ class context {
   /// too large for the control channel.
   virtual void forward_remote(const ctl_request& rq);
   std::atomic<std::uint64_t> dropped{0};
+  /// Messages dropped because their payload did not decode as the handler's
+  /// parameter type (see this_actor::undecodable_messages).
+  std::atomic<std::uint64_t> undecodable{0};
 };
 
 /// From an actor process, through the root: a message, request, monitor or

@@ -6,6 +6,10 @@
 #include <boost/test/unit_test.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -100,6 +104,10 @@ struct kill_it {
     ar(who);
   }
 };
+struct undecodable_count {
+  template <class A>
+  void serialize(A&) {}
+};
 struct unknown_msg {
   int z = 0;
   template <class A>
@@ -141,7 +149,35 @@ isola::behavior worker() {
       [](const isola::exit_msg& m) { exit_seen = m.reason.to_string(); },
       [](const kill_it& k) { k.who.kill(); },
       [](const last_exit&) { return exit_seen; },
+      [](const undecodable_count&) { return isola::this_actor::undecodable_messages(); },
   };
+}
+
+// A request whose payload is whatever bytes the test gives, under any tag:
+// what a corrupt or forged message looks like to the receiver.
+template <class R>
+isola::future<R> raw_request(const isola::actor& a, std::uint64_t tag,
+                             std::span<const std::byte> payload) {
+  auto st = std::make_shared<isola::detail::future_state<R>>();
+  std::weak_ptr<isola::detail::future_state<R>> w = st;
+  isola::detail::request(
+      a.id(), tag, payload, std::nullopt, st,
+      [w](std::uint64_t, std::span<const std::byte> reply) {
+        auto s = w.lock();
+        if (!s) return;
+        try {
+          s->succeed(isola::decode<R>(reply));
+        } catch (...) {
+          s->fail(std::current_exception());
+        }
+      });
+  return isola::future<R>(std::move(st));
+}
+
+isola::bytes raw_bytes(std::initializer_list<int> v) {
+  isola::bytes b;
+  for (int x : v) b.push_back(static_cast<std::byte>(x));
+  return b;
 }
 
 isola::behavior with_offset(int offset) {
@@ -386,6 +422,55 @@ BOOST_AUTO_TEST_CASE(a_message_without_handler_fails_the_request_and_the_actor_l
   BOOST_TEST(!f.successful());
   BOOST_TEST(a.send(unknown_msg{2}));  // dropped and logged, not fatal
   BOOST_TEST(a.request<int>(add{1, 1}).get(10s) == 2);
+}
+
+BOOST_AUTO_TEST_CASE(
+    a_payload_that_does_not_decode_is_dropped_and_counted_and_the_actor_serves_on,
+    *utf::timeout(60)) {
+  for (auto m : actor_methods) {
+    BOOST_TEST_CONTEXT("start method " << isola::to_string(m)) {
+      auto a = start(m);
+      auto mon = a.monitor();
+      // Valid tags, payloads that are not their types: add is two int32s,
+      // boom a string (a length prefix, then the bytes).
+      const auto add_tag = isola::type_tag<add>();
+      const auto boom_tag = isola::type_tag<boom>();
+      const isola::bytes truncated = raw_bytes({1, 2, 3});
+      const isola::bytes trailing = raw_bytes({1, 0, 0, 0, 2, 0, 0, 0, 9, 9, 9});
+      const isola::bytes huge_length = raw_bytes({0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f, 'x'});
+      const isola::bytes lying_length = raw_bytes({5, 0, 0, 0, 0, 0, 0, 0, 'a', 'b'});
+
+      namespace d = isola::detail;
+      BOOST_TEST(d::post(a.id(), d::env_kind::send, 0, add_tag, truncated));
+      BOOST_TEST(d::post(a.id(), d::env_kind::send, 0, boom_tag, huge_length));
+
+      auto is_decode_error_naming = [&](const std::string& type) {
+        return [&a, type](const isola::decode_error& e) {
+          std::string w = e.what();
+          return w.find("could not decode a message of type " + type) != std::string::npos &&
+                 w.find(std::to_string(a.pid())) != std::string::npos;
+        };
+      };
+      BOOST_CHECK_EXCEPTION(raw_request<int>(a, add_tag, truncated).get(10s), isola::decode_error,
+                            is_decode_error_naming(isola::type_name<add>()));
+      BOOST_CHECK_EXCEPTION(raw_request<int>(a, add_tag, trailing).get(10s), isola::decode_error,
+                            is_decode_error_naming(isola::type_name<add>()));
+      BOOST_CHECK_EXCEPTION(raw_request<int>(a, boom_tag, huge_length).get(10s),
+                            isola::decode_error, is_decode_error_naming(isola::type_name<boom>()));
+      BOOST_CHECK_EXCEPTION(raw_request<int>(a, boom_tag, lying_length).get(10s),
+                            isola::decode_error, is_decode_error_naming(isola::type_name<boom>()));
+
+      // Still serving, and every junk message was counted (the two sends are
+      // ahead of this request in the mailbox).
+      BOOST_TEST(a.request<int>(add{2, 3}).get(10s) == 5);
+      BOOST_TEST(a.request<std::uint64_t>(undecodable_count{}).get(10s) == 6u);
+      BOOST_TEST(a.alive());
+      BOOST_TEST(!mon.ready());
+      a.stop();
+      auto dn = mon.get(10s);
+      BOOST_TEST(dn.reason.what == isola::exit_reason::kind::shutdown);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(a_reply_of_the_wrong_type_is_a_type_error, *utf::timeout(60)) {
