@@ -105,8 +105,8 @@
 // mapping, crash, or hang. So: the configuration is copied out of the header
 // when the ring is mapped (and checked in adopt); every position read from
 // shared memory is checked, under the lock that makes the snapshot consistent,
-// before it is used (both 8-aligned, tail - head <= ring size, no more
-// complete messages between them than 8-byte records fit: sane()); a record
+// before it is used (both 8-aligned, tail - head <= ring size: sane(); a
+// wrong count only makes qsize() wrong, and is not checked); a record
 // header is read once, by one 64-bit load, into a local copy that is checked
 // (kind, length <= max_record and within tail - head, ABORT empty, FIRST long
 // enough and its total <= max_message_size, chunks adding up to it) and is the
@@ -354,16 +354,16 @@ struct ring_ops {
   // --- corruption --------------------------------------------------------------
 
   // Every position read from shared memory passes this before it is used, in
-  // a snapshot its reader's lock makes consistent (tail and head never more
-  // than the ring apart, each complete message at least one 8-byte record).
+  // a snapshot its reader's lock makes consistent (tail and head are never
+  // more than the ring apart). The counts are not checked: a wrong one makes
+  // qsize() wrong and the queue look full or not, never an access stray.
   bool sane(std::uint64_t tail, std::uint64_t head) const noexcept {
-    const std::uint64_t used = used_bytes(tail, head);
-    return ((tail | head) & 7) == 0 && used <= size && messages(tail, head) <= used / 8;
+    return ((tail | head) & 7) == 0 && used_bytes(tail, head) <= size;
   }
 
   bool is_broken() const noexcept { return h->broken.load(std::memory_order_relaxed) != 0; }
 
-  [[noreturn]] static void throw_broken() {
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_broken() {
     throw queue_corrupt(
         "queue: its shared memory was found corrupt (overwritten by a process sharing it); "
         "the queue is closed");
@@ -372,7 +372,7 @@ struct ring_ops {
   // Closes the ring for every process and wakes all of its sleepers, who
   // then raise queue_corrupt too. The caller's locks are released by the
   // public call (shm_ring::put/get) as the exception passes.
-  [[noreturn]] void fail(const std::string& what) const {
+  [[noreturn, gnu::cold, gnu::noinline]] void fail(const std::string& what) const {
     h->broken.store(1, std::memory_order_seq_cst);
     for (auto* w : {&h->data_seq, &h->space_seq}) {
       w->fetch_add(2, std::memory_order_seq_cst);
@@ -386,14 +386,16 @@ struct ring_ops {
                         "queue is closed");
   }
 
-  [[noreturn]] void fail_positions(const char* side, std::uint64_t tail, std::uint64_t head) const {
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_positions(const char* side, std::uint64_t tail,
+                                                             std::uint64_t head) const {
     fail(std::string(side) + " found tail position " + std::to_string(wpos(tail)) + " (count " +
          std::to_string(wcount(tail)) + ") and head position " + std::to_string(wpos(head)) +
          " (count " + std::to_string(wcount(head)) + ") in a ring of " + std::to_string(size) +
          " bytes");
   }
 
-  [[noreturn]] void fail_record(std::uint64_t pos, const record_header& r, const char* why) const {
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_record(std::uint64_t pos, const record_header& r,
+                                                          const char* why) const {
     char kind[16];
     std::snprintf(kind, sizeof kind, "%x", r.kind);
     fail(std::string("corrupt record at ring position ") + std::to_string(pos) + " (kind 0x" +
@@ -414,7 +416,11 @@ struct ring_ops {
   // uses as it was passed here, never re-read).
   bool room(std::uint64_t tail, std::uint64_t need, bool count_check) const {
     std::uint64_t cached = h->head_cache.load(std::memory_order_relaxed);
-    if (sane(tail, cached) && fits(tail, cached, need, count_check)) return true;
+    if (sane(tail, cached) && fits(tail, cached, need, count_check)) [[likely]]
+      return true;
+    return room_slow(tail, need, count_check);
+  }
+  [[gnu::noinline]] bool room_slow(std::uint64_t tail, std::uint64_t need, bool count_check) const {
     std::uint64_t head = h->head.load(std::memory_order_acquire);
     if (!sane(tail, head)) fail_positions("a producer", tail, head);
     h->head_cache.store(head, std::memory_order_relaxed);
@@ -480,18 +486,23 @@ struct ring_ops {
   // gives nothing; anything else means the lock's word in shared memory is
   // not a lock any more.
   bool took(pthread_mutex_t* m, int r, bool put_side) const {
-    if (r == ETIMEDOUT || r == EBUSY) return false;
-    if (r != 0 && r != EOWNERDEAD) {
-      fail(std::string("its ") + (put_side ? "put" : "get") + " lock is unusable (" +
-           std::strerror(r) + ")");
+    if (r != 0) [[unlikely]] {
+      if (r == ETIMEDOUT || r == EBUSY) return false;
+      if (r != EOWNERDEAD) lock_failed(r, put_side);
+      // Consistent before anything can throw: a robust lock released while
+      // inconsistent is unusable for good.
+      ::pthread_mutex_consistent(m);
     }
     (put_side ? holds_put : holds_get) = true;
-    // Consistent before anything can throw: a robust lock released while
-    // inconsistent is unusable for good.
-    if (r == EOWNERDEAD) ::pthread_mutex_consistent(m);
-    if (is_broken()) throw_broken();  // found while this call waited for the lock
-    if (put_side) repair_put();       // an open message with a free lock (or a dead holder's)
+    if (is_broken()) [[unlikely]]
+      throw_broken();            // found while this call waited for the lock
+    if (put_side) repair_put();  // an open message with a free lock (or a dead holder's)
     return true;
+  }
+
+  [[noreturn, gnu::cold, gnu::noinline]] void lock_failed(int r, bool put_side) const {
+    fail(std::string("its ") + (put_side ? "put" : "get") + " lock is unusable (" +
+         std::strerror(r) + ")");
   }
 
   // Takes a robust lock. `streaming` tells whether its holder may hold it for
@@ -686,7 +697,6 @@ struct ring_ops {
       failed = nullptr;
     };
     for (;;) {
-      if (is_broken()) throw_broken();
       // head is ours (get_lock); tail is read after it, so the pair is
       // consistent, and it is checked before either is used.
       std::uint64_t hw = h->head.load(std::memory_order_relaxed);
@@ -738,6 +748,7 @@ struct ring_ops {
         }
         wait_on(
             h->data_seq, [this] { return has_records(); }, slice_end);
+        if (is_broken()) throw_broken();
         continue;
       }
 
@@ -836,8 +847,9 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   if (!memfd) throw_errno("memfd_create");
   if (::ftruncate(memfd.get(), static_cast<off_t>(header_bytes + size)) != 0)
     throw_errno("ftruncate(queue memory)");
-  // Nobody can shrink it under a mapping (SIGBUS) or grow it.
-  ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  // Nobody can shrink it under a mapping (SIGBUS) or grow it (adopt checks).
+  if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    throw_errno("fcntl(F_ADD_SEALS, queue memory)");
   unique_fd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!efd) throw_errno("eventfd");
 
@@ -961,6 +973,8 @@ void shm_ring::close() noexcept {
   memfd_ = efd_ = -1;
 }
 
+// put and get look at `broken` once they hold their lock (ring_ops::took);
+// the other calls here.
 void shm_ring::check_open() const {
   if (!hdr_) throw value_error("queue is closed");
   if (hdr_->broken.load(std::memory_order_relaxed) != 0) ring_ops::throw_broken();
@@ -973,7 +987,7 @@ void shm_ring::check_open() const {
   }
 
 bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d) {
-  check_open();
+  if (!hdr_) throw value_error("queue is closed");
   std::uint64_t total = a.size() + b.size();
   if (total > max_message_)
     throw value_error("queue: a message of " + std::to_string(total) +
@@ -989,7 +1003,7 @@ bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, d
 }
 
 bool shm_ring::get(ring_sink& sink, deadline d) {
-  check_open();
+  if (!hdr_) throw value_error("queue is closed");
   ISOLA_RING_OPS;
   try {
     return ops.get(sink, d);
