@@ -247,10 +247,6 @@ struct shm_ring::header {
   std::uint32_t spin;
   std::uint32_t single_consumer;
 
-  // --- set once when a process finds the ring corrupt; read by every call
-  // (a line nobody writes otherwise, so it stays in every reader's cache)
-  alignas(64) std::atomic<std::uint32_t> broken;
-
   // --- producers only (under put_lock): stays in the producer's cache
   alignas(64) pthread_mutex_t put_lock;
   std::atomic<std::uint64_t> head_cache;
@@ -270,6 +266,11 @@ struct shm_ring::header {
 
   // --- joinable_queue: task_done() count << 1 | bit 0 "a join() may sleep"
   alignas(64) std::atomic<std::uint32_t> tasks;
+
+  // --- set once when a process finds the ring corrupt; read by every call
+  // (a line nobody writes otherwise, so it stays in every reader's cache;
+  // last, so that the lines above keep the offsets and neighbours they had)
+  alignas(64) std::atomic<std::uint32_t> broken;
 };
 static_assert(sizeof(shm_ring::header) <= header_bytes);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
