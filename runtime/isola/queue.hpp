@@ -36,6 +36,11 @@
 //   killed after it (or in the middle of receiving a chunked message) has
 //   consumed it: at most one message is lost per killed consumer. A message
 //   whose producer is killed before its last byte is in is dropped whole.
+// - A process that writes over the queue's shared memory (a bug, or hostile)
+//   cannot make another one crash, touch memory outside the queue, or wait
+//   past its deadline: what is read there is checked before it is used, and
+//   anything inconsistent closes the queue for every process; every call on
+//   it then throws queue_corrupt (a value_error), waiters included.
 // - close() ends this handle and its copies in this process only (unmaps the
 //   memory, closes the descriptors); every later call on it throws
 //   value_error("queue is closed"). Other processes are not affected, and a
@@ -47,7 +52,9 @@
 // any of it). A get(t) or get_nowait() that has begun receiving a chunked
 // message finishes receiving it, or sees it aborted, before it returns: its
 // producer is streaming it at memory speed, and a producer that died is
-// noticed within 20 ms. A non-blocking or timed call may wait up to 10 ms past
+// noticed within 20 ms; but if that producer stalls (is stopped, say), the
+// get gives up once its deadline has passed and no chunk came for 100 ms,
+// and that message is lost (its producer's put still returns normally). A non-blocking or timed call may wait up to 10 ms past
 // its deadline for another process's put or get to release the lock it holds
 // for a copy. After a process is killed between making a message (or room)
 // available and waking the processes waiting for it, those wake up within

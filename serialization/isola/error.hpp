@@ -104,6 +104,16 @@ class value_error : public error {
   using error::error;
 };
 
+/// A queue's shared memory was found inconsistent (a process sharing it wrote
+/// over its positions or records): the queue is closed for every process
+/// that has it, and every later call on it raises this. Python's queues have
+/// no such state; it is a value_error because a closed queue raises
+/// ValueError there, and this one is closed for good.
+class queue_corrupt : public value_error {
+ public:
+  using value_error::value_error;
+};
+
 /// An exception raised in another process, carried back to this one.
 class remote_error : public error {
  public:

@@ -6,7 +6,7 @@
 // the memfd over SCM_RIGHTS and map it themselves). Messages are records in
 // the ring; a message too large for one record streams through it in chunks.
 // The protocol, the commit points and the recovery after a SIGKILL are
-// described in runtime/src/shm_ring.cpp; this header is the interface the
+// described in runtime/src/channel/shm_ring.cpp; this header is the interface the
 // queue templates use.
 #pragma once
 
@@ -82,10 +82,15 @@ class shm_ring {
 
   /// Appends one message made of the bytes of a then b. Returns false if the
   /// queue stayed full until the deadline (or at once, for nowait). Throws
-  /// value_error if closed or larger than max_message_size.
+  /// value_error if closed or larger than max_message_size, queue_corrupt
+  /// if the shared memory was found overwritten (by this call or before, in
+  /// any process: the ring is then closed for all of them).
   bool put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d);
   /// Delivers the next message to sink. Returns false if none arrived by the
-  /// deadline. Throws value_error if closed, and whatever the sink threw.
+  /// deadline (a timed or non-blocking get that had begun receiving a chunked
+  /// message whose producer then stalled drops that message: see the .cpp).
+  /// Throws value_error if closed, queue_corrupt as put does, and whatever
+  /// the sink threw.
   bool get(ring_sink& sink, deadline d);
 
   std::size_t qsize() const;
@@ -117,6 +122,16 @@ class shm_ring {
   bool closed() const noexcept { return hdr_ == nullptr; }
 
   struct header;
+
+  /// Where things are in the memfd and in this process's mapping, for the
+  /// tests that play a process writing over a ring it shares (offsets of
+  /// 64-bit words from the start of the memfd; ring bytes start at
+  /// header_bytes; guard_bytes of PROT_NONE follow the last ring byte).
+  struct shared_layout {
+    std::size_t header_bytes, guard_bytes;
+    std::size_t head, tail, head_cache, tail_cache, put_lock, broken;
+  };
+  static shared_layout layout() noexcept;
 
  private:
   shm_ring() = default;

@@ -87,6 +87,35 @@
 // and re-checks the ring; a producer that commits while fd_armed is set writes
 // the eventfd, then clears fd_armed. A producer never writes the eventfd
 // otherwise, so the fast path pays one load.
+//
+// STALLED PEERS. A producer stopped (SIGSTOP, a debugger) in the middle of a
+// multi-record message holds put_lock, and the consumer receiving that
+// message holds get_lock while it waits for the rest. Nobody past a deadline
+// waits for them: other producers' and consumers' timed or non-blocking calls
+// give up on the lock at their deadline (lock()), and the receiving consumer,
+// if its own call is timed or non-blocking, gives up once its deadline has
+// passed and no chunk has come for stall_grace: it drops what it received and
+// leaves the head in_msg, so the rest of that message is dropped as orphans
+// when it comes (the message is lost, as when a consumer dies mid-message).
+// Untimed calls wait on. Once the stopped producer is killed, the next taker
+// of put_lock repairs it (an ABORT) as for any dead producer.
+//
+// SHARERS THAT CORRUPT. Every process that maps the ring can write all of it;
+// a buggy or hostile one must not make another touch memory outside its
+// mapping, crash, or hang. So: the configuration is copied out of the header
+// when the ring is mapped (and checked in adopt); every position read from
+// shared memory is checked, under the lock that makes the snapshot consistent,
+// before it is used (both 8-aligned, tail - head <= ring size: sane(); a
+// wrong count only makes qsize() wrong, and is not checked); a record
+// header is read once, by one 64-bit load, into a local copy that is checked
+// (kind, length <= max_record and within tail - head, ABORT empty, FIRST long
+// enough and its total <= max_message_size, chunks adding up to it) and is the
+// only copy used afterwards; a lock that reports anything but success, a dead
+// owner or a timeout counts too. A violation sets `broken` in the header,
+// wakes every sleeper (futex words and the eventfd) and raises queue_corrupt;
+// from then on every call in every process raises queue_corrupt. A PROT_NONE
+// guard page follows the ring in every process's mapping, so an access that
+// still strays past the end faults in the process that makes it.
 #include "isola/detail/shm_ring.hpp"
 
 #include <fcntl.h>
@@ -104,6 +133,7 @@
 #include <cerrno>
 #include <climits>
 #include <cmath>
+#include <cstddef>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -123,11 +153,15 @@ namespace {
 using clock = std::chrono::steady_clock;
 
 constexpr std::uint64_t magic_value = 0x474e4952414c4f53ull;  // "SOLARING"
-constexpr std::uint32_t version_value = 1;
+constexpr std::uint32_t version_value = 2;                    // 2: `broken`
 constexpr std::size_t header_bytes = 4096;
 constexpr std::size_t min_ring = 4096;
 constexpr std::size_t max_ring = std::size_t{1} << 32;
 constexpr std::size_t record_cap = std::size_t{1} << 20;
+// Mapped PROT_NONE after the ring (see SHARERS THAT CORRUPT).
+constexpr std::size_t guard_bytes = 4096;
+// A spin option beyond this (~15 ms of pause instructions) is a corrupt header.
+constexpr unsigned max_spin = 1u << 20;
 
 constexpr unsigned pos_bits = 34;
 constexpr std::uint64_t pos_mask = (std::uint64_t{1} << pos_bits) - 1;
@@ -175,6 +209,11 @@ constexpr auto producer_check_slice = std::chrono::milliseconds(20);
 // How long a non-blocking or timed operation waits, past its deadline, for
 // another process's put or get (which holds its lock for a copy) to finish.
 constexpr auto lock_grace = std::chrono::milliseconds(10);
+// How long a timed or non-blocking get, past its deadline, waits for the next
+// chunk of a message it is receiving before it gives up (STALLED PEERS): a
+// producer streams at memory speed, so this long without a chunk means it is
+// stopped or starved.
+constexpr auto stall_grace = std::chrono::milliseconds(100);
 
 // After a commit: wake the sleepers on word, if any said they might sleep.
 void wake_if_waiting(std::atomic<std::uint32_t>& word) {
@@ -227,6 +266,11 @@ struct shm_ring::header {
 
   // --- joinable_queue: task_done() count << 1 | bit 0 "a join() may sleep"
   alignas(64) std::atomic<std::uint32_t> tasks;
+
+  // --- set once when a process finds the ring corrupt; read by every call
+  // (a line nobody writes otherwise, so it stays in every reader's cache;
+  // last, so that the lines above keep the offsets and neighbours they had)
+  alignas(64) std::atomic<std::uint32_t> broken;
 };
 static_assert(sizeof(shm_ring::header) <= header_bytes);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -287,15 +331,76 @@ struct ring_ops {
     return {{ring + off, first}, {ring, n - first}};
   }
 
+  // Records start at 8-aligned positions (checked by sane() before any is
+  // used) and the ring is page-aligned, so a record header is one aligned
+  // 64-bit word that never wraps.
   void write_header(std::uint64_t pos, std::uint32_t len, std::uint32_t kind) const noexcept {
     record_header r{len, kind};
     std::memcpy(ring + (pos & mask), &r, sizeof r);
   }
 
-  record_header read_header(std::uint64_t pos) const noexcept {
+  // One load of the shared word into a copy: what is checked is what is used,
+  // whatever a sharer writes there in between.
+  std::uint64_t load_word(std::uint64_t pos) const noexcept {
+    return __atomic_load_n(reinterpret_cast<const std::uint64_t*>(ring + (pos & mask)),
+                           __ATOMIC_RELAXED);
+  }
+  record_header load_header(std::uint64_t pos) const noexcept {
+    const std::uint64_t w = load_word(pos);
     record_header r;
-    std::memcpy(&r, ring + (pos & mask), sizeof r);
+    std::memcpy(&r, &w, sizeof r);
     return r;
+  }
+
+  // --- corruption --------------------------------------------------------------
+
+  // Every position read from shared memory passes this before it is used, in
+  // a snapshot its reader's lock makes consistent (tail and head are never
+  // more than the ring apart). The counts are not checked: a wrong one makes
+  // qsize() wrong and the queue look full or not, never an access stray.
+  bool sane(std::uint64_t tail, std::uint64_t head) const noexcept {
+    return ((tail | head) & 7) == 0 && used_bytes(tail, head) <= size;
+  }
+
+  bool is_broken() const noexcept { return h->broken.load(std::memory_order_relaxed) != 0; }
+
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_broken() {
+    throw queue_corrupt(
+        "queue: its shared memory was found corrupt (overwritten by a process sharing it); "
+        "the queue is closed");
+  }
+
+  // Closes the ring for every process and wakes all of its sleepers, who
+  // then raise queue_corrupt too. The caller's locks are released by the
+  // public call (shm_ring::put/get) as the exception passes.
+  [[noreturn, gnu::cold, gnu::noinline]] void fail(const std::string& what) const {
+    h->broken.store(1, std::memory_order_seq_cst);
+    for (auto* w : {&h->data_seq, &h->space_seq}) {
+      w->fetch_add(2, std::memory_order_seq_cst);
+      futex_wake_all(w);
+    }
+    futex_wake_all(&h->tasks);
+    std::uint64_t one = 1;
+    [[maybe_unused]] auto r = ::write(efd, &one, sizeof one);
+    throw queue_corrupt("queue: " + what +
+                        ": its shared memory was overwritten by a process sharing it; the "
+                        "queue is closed");
+  }
+
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_positions(const char* side, std::uint64_t tail,
+                                                             std::uint64_t head) const {
+    fail(std::string(side) + " found tail position " + std::to_string(wpos(tail)) + " (count " +
+         std::to_string(wcount(tail)) + ") and head position " + std::to_string(wpos(head)) +
+         " (count " + std::to_string(wcount(head)) + ") in a ring of " + std::to_string(size) +
+         " bytes");
+  }
+
+  [[noreturn, gnu::cold, gnu::noinline]] void fail_record(std::uint64_t pos, const record_header& r,
+                                                          const char* why) const {
+    char kind[16];
+    std::snprintf(kind, sizeof kind, "%x", r.kind);
+    fail(std::string("corrupt record at ring position ") + std::to_string(pos) + " (kind 0x" +
+         kind + ", length " + std::to_string(r.len) + ": " + why + ")");
   }
 
   // --- space -----------------------------------------------------------------
@@ -308,12 +413,28 @@ struct ring_ops {
 
   // Under put_lock: is there room for `need` bytes after tail (and, with
   // count_check, for one more message)? Refreshes head_cache when the cached
-  // head says no.
+  // head says no. Checks the positions (and so tail, which the caller then
+  // uses as it was passed here, never re-read).
   bool room(std::uint64_t tail, std::uint64_t need, bool count_check) const {
-    if (fits(tail, h->head_cache.load(std::memory_order_relaxed), need, count_check)) return true;
+    std::uint64_t cached = h->head_cache.load(std::memory_order_relaxed);
+    if (sane(tail, cached) && fits(tail, cached, need, count_check)) [[likely]]
+      return true;
+    return room_slow(tail, need, count_check);
+  }
+  [[gnu::noinline]] bool room_slow(std::uint64_t tail, std::uint64_t need, bool count_check) const {
     std::uint64_t head = h->head.load(std::memory_order_acquire);
+    if (!sane(tail, head)) fail_positions("a producer", tail, head);
     h->head_cache.store(head, std::memory_order_relaxed);
     return fits(tail, head, need, count_check);
+  }
+
+  // Outside the locks: whether it is worth taking put_lock to look. Positions
+  // read without the lock need not agree (tail may be read before a burst of
+  // puts and gets moved head past it), so an odd pair means "look".
+  bool may_fit(std::uint64_t need) const {
+    std::uint64_t tail = h->tail.load(std::memory_order_seq_cst);
+    std::uint64_t head = h->head.load(std::memory_order_seq_cst);
+    return !sane(tail, head) || fits(tail, head, need, true);
   }
 
   bool has_records() const {
@@ -340,8 +461,10 @@ struct ring_ops {
 
   // Under put_lock, with tail.in_msg: end the open message. Never waits (I3).
   void append_abort(std::uint64_t tail) const {
-    if (!fits(tail, h->head.load(std::memory_order_acquire), 8, false))
-      return;  // cannot happen (I3)
+    std::uint64_t head = h->head.load(std::memory_order_acquire);
+    if (!sane(tail, head)) fail_positions("the repair of a producer's lock", tail, head);
+    if (!fits(tail, head, 8, false))
+      fail_positions("no room for an ABORT (I3) after a message in flight:", tail, head);
     write_header(wpos(tail), 0, k_abort);
     commit_tail(make_word(wpos(tail) + 8, wcount(tail), false));
   }
@@ -353,6 +476,35 @@ struct ring_ops {
   }
 
   // --- locks -----------------------------------------------------------------
+
+  // Which locks this call holds, so that an exception (corruption) leaving
+  // the public call releases them (release_all) and nobody waits on a lock
+  // held by a call that is gone.
+  mutable bool holds_put = false;
+  mutable bool holds_get = false;
+
+  // After a lock call returned r: 0 and EOWNERDEAD give the lock; a timeout
+  // gives nothing; anything else means the lock's word in shared memory is
+  // not a lock any more.
+  bool took(pthread_mutex_t* m, int r, bool put_side) const {
+    if (r != 0) [[unlikely]] {
+      if (r == ETIMEDOUT || r == EBUSY) return false;
+      if (r != EOWNERDEAD) lock_failed(r, put_side);
+      // Consistent before anything can throw: a robust lock released while
+      // inconsistent is unusable for good.
+      ::pthread_mutex_consistent(m);
+    }
+    (put_side ? holds_put : holds_get) = true;
+    if (is_broken()) [[unlikely]]
+      throw_broken();            // found while this call waited for the lock
+    if (put_side) repair_put();  // an open message with a free lock (or a dead holder's)
+    return true;
+  }
+
+  [[noreturn, gnu::cold, gnu::noinline]] void lock_failed(int r, bool put_side) const {
+    fail(std::string("its ") + (put_side ? "put" : "get") + " lock is unusable (" +
+         std::strerror(r) + ")");
+  }
 
   // Takes a robust lock. `streaming` tells whether its holder may hold it for
   // long (a multi-record message in flight); non-blocking and timed callers
@@ -370,17 +522,9 @@ struct ring_ops {
         auto until = clock::now() + lock_grace;
         if (d.mode == deadline::timed) until = long_hold ? d.at : std::max(d.at, until);
         r = lock_mutex_until(m, until);
-        if (r == ETIMEDOUT) return false;
       }
     }
-    if (r == EOWNERDEAD) {
-      if (put_side) repair_put();
-      ::pthread_mutex_consistent(m);
-      return true;
-    }
-    if (r != 0) throw_errno("queue lock", r);
-    if (put_side) repair_put();  // an open message with a free lock: finish it too
-    return true;
+    return took(m, r, put_side);
   }
 
   bool lock_put(deadline d) const {
@@ -389,23 +533,36 @@ struct ring_ops {
   }
   // A single-consumer ring (a mailbox) has nobody to exclude on the get side.
   bool lock_get(deadline d) const {
-    if (single_consumer) return true;
+    if (single_consumer) {
+      if (is_broken()) throw_broken();
+      return true;
+    }
     return lock(
         &h->get_lock, d, [this] { return win_msg(h->head.load(std::memory_order_relaxed)); },
         false);
   }
-  void unlock_put() const { ::pthread_mutex_unlock(&h->put_lock); }
+  void unlock_put() const {
+    holds_put = false;
+    ::pthread_mutex_unlock(&h->put_lock);
+  }
   void unlock_get() const {
-    if (!single_consumer) ::pthread_mutex_unlock(&h->get_lock);
+    if (single_consumer) return;
+    holds_get = false;
+    ::pthread_mutex_unlock(&h->get_lock);
+  }
+  void release_all() const noexcept {
+    if (holds_put) unlock_put();
+    if (holds_get) unlock_get();
   }
 
   // --- sleeping --------------------------------------------------------------
 
-  // Waits until cond() holds or `until`; returns cond()'s last value. See
-  // WAITING above for the protocol on `word`. cond() must read the other
-  // side's commit word with seq_cst loads: with the seq_cst CAS here and the
-  // seq_cst store + load in wake_if_waiting, either the sleeper sees the
-  // commit or the committer sees the sleeper's bit.
+  // Waits until cond() holds, the ring is broken, or `until`; returns whether
+  // one of the first two happened (callers check `broken` when they next
+  // take their lock). See WAITING above for the protocol on `word`. cond()
+  // must read the other side's commit word with seq_cst loads: with the
+  // seq_cst CAS here and the seq_cst store + load in wake_if_waiting, either
+  // the sleeper sees the commit or the committer sees the sleeper's bit.
   template <class Cond>
   bool wait_on(std::atomic<std::uint32_t>& word, Cond cond,
                std::optional<clock::time_point> until) const {
@@ -423,13 +580,13 @@ struct ring_ops {
         if (!word.compare_exchange_weak(s, s | 1u, std::memory_order_seq_cst)) continue;
         s |= 1u;
       }
-      if (cond()) return true;
+      if (cond() || is_broken()) return true;
       auto now = clock::now();
       if (until && now >= *until) return false;
       auto wake = now + wake_slice;
       if (until && *until < wake) wake = *until;
       futex_wait_until(&word, s, &wake);
-      if (cond()) return true;
+      if (cond() || is_broken()) return true;
     }
   }
 
@@ -451,23 +608,20 @@ struct ring_ops {
       need = max_record + 8;
     }
     if (!lock_put(d)) return false;
+    // Read once under the lock and checked by room(); used as it is from
+    // here on (only this lock's holder moves it).
+    std::uint64_t t;
     for (;;) {
-      std::uint64_t t = h->tail.load(std::memory_order_relaxed);
+      t = h->tail.load(std::memory_order_relaxed);
       if (room(t, need, true)) break;
       unlock_put();
       if (d.mode == deadline::nowait || need > size) return false;
       bool ok = wait_on(
-          h->space_seq,
-          [&] {
-            return fits(h->tail.load(std::memory_order_seq_cst),
-                        h->head.load(std::memory_order_seq_cst), need, true);
-          },
-          d.until());
+          h->space_seq, [&] { return may_fit(need); }, d.until());
       if (!ok) return false;
       if (!lock_put(d)) return false;
     }
 
-    std::uint64_t t = h->tail.load(std::memory_order_relaxed);
     if (whole) {
       write_header(wpos(t), static_cast<std::uint32_t>(total), k_whole);
       copy_parts(wpos(t) + 8, a, b, 0, total);
@@ -485,13 +639,16 @@ struct ring_ops {
       bool last = !first && sent + chunk == total;
       std::uint64_t rec = rec_size(extra + chunk);
       std::uint64_t need_now = rec + (last ? 0 : 8);
-      t = h->tail.load(std::memory_order_relaxed);
       if (!room(t, need_now, first)) {
         // The lock stays held: the message's records must be contiguous.
         bool ok = wait_on(
             h->space_seq,
-            [&] { return fits(t, h->head.load(std::memory_order_seq_cst), need_now, first); },
+            [&] {
+              std::uint64_t head = h->head.load(std::memory_order_seq_cst);
+              return !sane(t, head) || fits(t, head, need_now, first);
+            },
             d.until());
+        if (is_broken()) throw_broken();
         if (!ok) {
           if (!first) append_abort(t);
           unlock_put();
@@ -507,7 +664,8 @@ struct ring_ops {
       }
       copy_parts(p + 8 + extra, a, b, sent, chunk);
       sent += chunk;
-      commit_tail(make_word(p + rec, wcount(t) + (last ? 1 : 0), !last));
+      t = make_word(p + rec, wcount(t) + (last ? 1 : 0), !last);
+      commit_tail(t);
       if (last) break;
       first = false;
     }
@@ -517,23 +675,14 @@ struct ring_ops {
 
   // --- get -------------------------------------------------------------------
 
-  // Under get_lock, which it releases.
-  [[noreturn]] void corrupt(std::uint64_t pos, const record_header& r) const {
-    unlock_get();
-    throw decode_error(
-        "queue: corrupt record at ring position " + std::to_string(pos) + " (kind 0x" +
-        [&] {
-          char buf[16];
-          std::snprintf(buf, sizeof buf, "%x", r.kind);
-          return std::string(buf);
-        }() +
-        ", length " + std::to_string(r.len) + "); the queue's shared memory was overwritten");
-  }
-
   bool get(ring_sink& sink, deadline d) const {
     if (!lock_get(d)) return false;
     bool assembling = false;
     std::uint64_t total = 0, received = 0;
+    // Chunks received of the message being assembled, and when the last
+    // wait for one began to count (see STALLED PEERS).
+    std::uint64_t chunks = 0, chunks_seen = 0;
+    clock::time_point progress{};
     std::exception_ptr failed;
     auto deliver = [&](auto&& f) {
       if (failed) return;
@@ -549,12 +698,15 @@ struct ring_ops {
       failed = nullptr;
     };
     for (;;) {
+      // head is ours (get_lock); tail is read after it, so the pair is
+      // consistent, and it is checked before either is used.
       std::uint64_t hw = h->head.load(std::memory_order_relaxed);
       std::uint64_t tw = h->tail_cache.load(std::memory_order_relaxed);
       if (wpos(hw) == wpos(tw)) {
         tw = h->tail.load(std::memory_order_acquire);
         h->tail_cache.store(tw, std::memory_order_relaxed);
       }
+      if (!sane(tw, hw)) fail_positions("a consumer", tw, hw);
       if (wpos(hw) == wpos(tw)) {
         if (!assembling) {
           unlock_get();
@@ -570,30 +722,44 @@ struct ring_ops {
         // come but what the repair appends (an ABORT).
         int r = ::pthread_mutex_trylock(&h->put_lock);
         if (r != EBUSY) {
-          if (r == 0 || r == EOWNERDEAD) {
-            repair_put();
-            if (r == EOWNERDEAD) ::pthread_mutex_consistent(&h->put_lock);
-            tw = h->tail.load(std::memory_order_acquire);
-            unlock_put();
-          } else {
-            tw = h->tail.load(std::memory_order_acquire);
-          }
+          if (took(&h->put_lock, r, true)) unlock_put();
+          tw = h->tail.load(std::memory_order_acquire);
           h->tail_cache.store(tw, std::memory_order_relaxed);
           if (wpos(hw) == wpos(tw)) drop_partial();  // abandoned and unrepairable
           continue;
         }
+        // Its producer holds put_lock: streaming, or stalled. A timed or
+        // non-blocking get waits past its deadline only while chunks come.
+        auto now = clock::now();
+        auto slice_end = now + producer_check_slice;
+        if (d.mode != deadline::block) {
+          if (chunks != chunks_seen) {
+            chunks_seen = chunks;
+            progress = now;
+          }
+          auto give_up = progress + stall_grace;
+          if (d.mode == deadline::timed) give_up = std::max(give_up, d.at);
+          if (now >= give_up) {
+            // head stays in_msg: the rest is dropped as orphans when it comes.
+            drop_partial();
+            unlock_get();
+            return false;
+          }
+          slice_end = std::min(slice_end, give_up);
+        }
         wait_on(
-            h->data_seq, [this] { return has_records(); }, clock::now() + producer_check_slice);
+            h->data_seq, [this] { return has_records(); }, slice_end);
+        if (is_broken()) throw_broken();
         continue;
       }
 
       const std::uint64_t p = wpos(hw);
-      const record_header r = read_header(p);
+      const record_header r = load_header(p);  // the only read of it
       const std::uint64_t avail = used_bytes(tw, hw);
-      if ((r.kind & 0xffff'0000u) != kind_marker || rec_size(r.len) > max_record ||
-          rec_size(r.len) > avail)
-        corrupt(p, r);
+      if ((r.kind & 0xffff'0000u) != kind_marker) fail_record(p, r, "not a record");
       const std::uint64_t rec = rec_size(r.len);
+      if (rec > max_record) fail_record(p, r, "longer than a record can be");
+      if (rec > avail) fail_record(p, r, "longer than what was put");
       switch (r.kind) {
         case k_whole: {
           drop_partial();
@@ -607,15 +773,18 @@ struct ring_ops {
           return true;
         }
         case k_first: {
-          if (r.len < 8) corrupt(p, r);
+          if (r.len < 8) fail_record(p, r, "a first chunk without its total");
           drop_partial();
-          copy_out(p + 8, reinterpret_cast<std::byte*>(&total), 8);
+          total = load_word(p + 8);  // 8-aligned, inside the record: one read
           received = r.len - 8;
+          if (total > max_message || received > total)
+            fail_record(p, r,
+                        ("a message of " + std::to_string(total) +
+                         " bytes, more than max_message_size or its first chunk")
+                            .c_str());
           assembling = true;
+          ++chunks;
           deliver([&] {
-            if (total > max_message || received > total)
-              throw decode_error("queue: a message claims " + std::to_string(total) +
-                                 " bytes, more than max_message_size or its chunks");
             sink.begin(total);
             auto [x, y] = view(p + 16, r.len - 8);
             sink.append(x);
@@ -629,9 +798,10 @@ struct ring_ops {
           const bool last = r.kind == k_last;
           if (assembling) {
             received += r.len;
+            if (received > total || (last && received != total))
+              fail_record(p, r, "chunks that do not add up to their message's length");
+            ++chunks;
             deliver([&] {
-              if (received > total || (last && received != total))
-                throw decode_error("queue: a message's chunks do not add up to its length");
               auto [x, y] = view(p + 8, r.len);
               sink.append(x);
               if (!y.empty()) sink.append(y);
@@ -639,7 +809,7 @@ struct ring_ops {
             });
           }
           // Without `assembling` this is the rest of a message whose start a
-          // consumer that died took: dropped (and counted, if LAST).
+          // consumer that died (or gave up) took: dropped (and counted, if LAST).
           commit_head(make_word(p + rec, wcount(hw) + (last ? 1 : 0), !last));
           if (last && assembling) {
             unlock_get();
@@ -649,10 +819,11 @@ struct ring_ops {
           continue;
         }
         case k_abort:
+          if (r.len != 0) fail_record(p, r, "an abort with a payload");
           drop_partial();
           commit_head(make_word(p + 8, wcount(hw), false));
           continue;
-        default: corrupt(p, r);
+        default: fail_record(p, r, "an unknown kind");
       }
     }
   }
@@ -677,8 +848,9 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   if (!memfd) throw_errno("memfd_create");
   if (::ftruncate(memfd.get(), static_cast<off_t>(header_bytes + size)) != 0)
     throw_errno("ftruncate(queue memory)");
-  // Nobody can shrink it under a mapping (SIGBUS) or grow it.
-  ::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+  // Nobody can shrink it under a mapping (SIGBUS) or grow it (adopt checks).
+  if (::fcntl(memfd.get(), F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL) != 0)
+    throw_errno("fcntl(F_ADD_SEALS, queue memory)");
   unique_fd efd(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK));
   if (!efd) throw_errno("eventfd");
 
@@ -693,8 +865,9 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   h->maxsize = cfg.maxsize;
   h->max_message_size = cfg.max_message_size;
   h->max_record = std::min<std::uint64_t>(size / 4, record_cap);
-  h->spin = cfg.spin;
+  h->spin = std::min(cfg.spin, max_spin);
   h->single_consumer = cfg.single_consumer ? 1 : 0;
+  h->broken.store(0, std::memory_order_relaxed);
   for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
     init_robust_mutex(m, PTHREAD_MUTEX_DEFAULT, "pthread_mutex_init(queue lock)");
   }
@@ -727,8 +900,15 @@ std::shared_ptr<shm_ring> shm_ring::adopt(std::uint32_t mem_index, std::uint32_t
   r->map(memfd.release(), efd.release());
   const header* h = r->hdr_;
   auto size = static_cast<std::uint64_t>(st.st_size) - header_bytes;
+  // What this process will trust from now on (load_constants) is checked
+  // here: a sharer may have written anything into the header; and the memfd
+  // must be sealed against shrinking, or a sharer could truncate it under
+  // this process's mapping (SIGBUS).
+  const int seals = ::fcntl(r->memfd_, F_GET_SEALS);
   if (h->magic != magic_value || h->version != version_value || h->ring_bytes != size ||
-      (size & (size - 1)) != 0 || h->max_record > size / 4 || h->max_record < 64)
+      size > max_ring || (size & (size - 1)) != 0 ||
+      h->max_record != std::min<std::uint64_t>(size / 4, record_cap) || h->spin > max_spin ||
+      h->single_consumer > 1 || seals < 0 || (seals & F_SEAL_SHRINK) == 0)
     throw decode_error("queue: the descriptor received is not a queue's shared memory");
   if (h->type_tag != type_tag)
     throw decode_error(
@@ -738,14 +918,27 @@ std::shared_ptr<shm_ring> shm_ring::adopt(std::uint32_t mem_index, std::uint32_t
   return r;
 }
 
+// Every process maps the ring here (the creator, and a forkserver or spawn
+// child that received the memfd; fork children inherit the whole mapping),
+// with the size of the memfd itself, which is sealed: header, ring, then a
+// PROT_NONE guard page, reserved first so that the ring's mapping is followed
+// by the guard and not by whatever the kernel would put there.
 void shm_ring::map(int memfd, int efd) {
   memfd_ = memfd;
   efd_ = efd;
   struct stat st {};
   if (::fstat(memfd_, &st) != 0) throw_errno("fstat(queue memory)");
-  map_bytes_ = static_cast<std::size_t>(st.st_size);
-  void* p = ::mmap(nullptr, map_bytes_, PROT_READ | PROT_WRITE, MAP_SHARED, memfd_, 0);
-  if (p == MAP_FAILED) throw_errno("mmap(queue memory)");
+  const auto bytes = static_cast<std::size_t>(st.st_size);
+  void* area = ::mmap(nullptr, bytes + guard_bytes, PROT_NONE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (area == MAP_FAILED) throw_errno("mmap(queue memory guard)");
+  void* p = ::mmap(area, bytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED, memfd_, 0);
+  if (p == MAP_FAILED) {
+    int e = errno;
+    ::munmap(area, bytes + guard_bytes);
+    throw_errno("mmap(queue memory)", e);
+  }
+  map_bytes_ = bytes + guard_bytes;
   hdr_ = static_cast<header*>(p);
   ring_ = static_cast<std::byte*>(p) + header_bytes;
 }
@@ -759,6 +952,17 @@ void shm_ring::load_constants() {
   single_consumer_ = hdr_->single_consumer != 0;
 }
 
+shm_ring::shared_layout shm_ring::layout() noexcept {
+  return {header_bytes,
+          guard_bytes,
+          offsetof(header, head),
+          offsetof(header, tail),
+          offsetof(header, head_cache),
+          offsetof(header, tail_cache),
+          offsetof(header, put_lock),
+          offsetof(header, broken)};
+}
+
 shm_ring::~shm_ring() { close(); }
 
 void shm_ring::close() noexcept {
@@ -770,8 +974,11 @@ void shm_ring::close() noexcept {
   memfd_ = efd_ = -1;
 }
 
+// put and get look at `broken` once they hold their lock (ring_ops::took);
+// the other calls here.
 void shm_ring::check_open() const {
   if (!hdr_) throw value_error("queue is closed");
+  if (hdr_->broken.load(std::memory_order_relaxed) != 0) ring_ops::throw_broken();
 }
 
 #define ISOLA_RING_OPS                                                                           \
@@ -781,20 +988,30 @@ void shm_ring::check_open() const {
   }
 
 bool shm_ring::put(std::span<const std::byte> a, std::span<const std::byte> b, deadline d) {
-  check_open();
+  if (!hdr_) throw value_error("queue is closed");
   std::uint64_t total = a.size() + b.size();
   if (total > max_message_)
     throw value_error("queue: a message of " + std::to_string(total) +
                       " bytes exceeds max_message_size (" + std::to_string(max_message_) +
                       "); nothing was put");
   ISOLA_RING_OPS;
-  return ops.put(a, b, d);
+  try {
+    return ops.put(a, b, d);
+  } catch (...) {
+    ops.release_all();
+    throw;
+  }
 }
 
 bool shm_ring::get(ring_sink& sink, deadline d) {
-  check_open();
+  if (!hdr_) throw value_error("queue is closed");
   ISOLA_RING_OPS;
-  return ops.get(sink, d);
+  try {
+    return ops.get(sink, d);
+  } catch (...) {
+    ops.release_all();
+    throw;
+  }
 }
 
 std::size_t shm_ring::qsize() const {
@@ -826,6 +1043,7 @@ std::size_t shm_ring::max_message_size() const { return max_message_; }
 
 bool shm_ring::ready_for_wait() {
   if (!hdr_) return true;  // get() would not block: it throws value_error
+  if (hdr_->broken.load(std::memory_order_relaxed) != 0) return true;  // nor here
   ISOLA_RING_OPS;
   if (ops.has_records()) return true;
   std::uint64_t n;
@@ -882,7 +1100,9 @@ bool shm_ring::join(deadline d) {
     return ((put - (w >> 1)) & count_mask) == 0;
   };
   // join's sleepers mark bit 0 of `tasks` like the other futex words.
-  return ops.wait_on(hdr_->tasks, none_left, d.until());
+  bool done = ops.wait_on(hdr_->tasks, none_left, d.until());
+  check_open();  // woken because the ring was found corrupt
+  return done;
 }
 
 #undef ISOLA_RING_OPS
