@@ -49,6 +49,7 @@
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/function_registry.hpp>
 #include <isola/node.hpp>
 #include <isola/popen.hpp>
 #include <isola/runtime.hpp>
@@ -78,6 +79,8 @@ std::string self_exe() {
 isola::behavior make_echo() {
   return {[](int v) { return v; }};
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(make_echo);
 
 // An actor process of this root that times round trips to B's echo actor
 // itself: its requests go through the root (it holds the connection).

@@ -16,6 +16,7 @@
 #include <unordered_set>
 
 #include "isola/detail/coordination.hpp"
+#include "isola/function_registry.hpp"
 #include "isola/response_promise.hpp"
 #include "sys/random.hpp"
 
@@ -489,5 +490,12 @@ behavior queue_coordinator(std::int64_t maxsize) {
       },
   };
 }
+
+// Another node creates these on this one (event::create(node) ...): its
+// spawn request names them, so they are registered at start-up.
+ISOLA_REGISTER_FUNCTION(event_coordinator);
+ISOLA_REGISTER_FUNCTION(condition_coordinator);
+ISOLA_REGISTER_FUNCTION(barrier_coordinator);
+ISOLA_REGISTER_FUNCTION(queue_coordinator);
 
 }  // namespace isola::detail::coord

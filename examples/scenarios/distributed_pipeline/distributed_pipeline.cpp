@@ -98,6 +98,8 @@ isola::behavior make_consumer() {
       [t](const totals_q&) { return *t; },
   };
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(make_consumer);
 
 std::string self_exe() {
   char buf[4096];

@@ -193,7 +193,12 @@ forkserver::launched forkserver::launch(const bytes& payload, const std::vector<
   status_w.reset();
   std::int32_t reply = 0;
   std::vector<int> got_fds;
-  auto n = recv_with_fds(sock_.get(), std::as_writable_bytes(std::span(&reply, 1)), got_fds, 1);
+  std::size_t n = 0;
+  try {
+    n = recv_with_fds(sock_.get(), std::as_writable_bytes(std::span(&reply, 1)), got_fds, 1);
+  } catch (const os_error& e) {  // ECONNRESET: it died with our request unread
+    throw process_error(std::string("the forkserver is gone: ") + e.what());
+  }
   if (n != sizeof reply) {
     for (int fd : got_fds) ::close(fd);
     throw process_error("the forkserver is gone (it closed its socket)");

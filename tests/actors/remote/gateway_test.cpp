@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/function_registry.hpp>
 #include <isola/error.hpp>
 #include <isola/node.hpp>
 #include <isola/popen.hpp>
@@ -88,6 +89,8 @@ isola::behavior worker() {
       },
   };
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(worker);
 
 // Monitors the actors it is given and counts their down notices.
 int g_downs = 0;

@@ -26,6 +26,7 @@
 #include <vector>
 
 #include <isola/actor.hpp>
+#include <isola/function_registry.hpp>
 #include <isola/distributed/barrier.hpp>
 #include <isola/distributed/event.hpp>
 #include <isola/distributed/queue.hpp>
@@ -99,6 +100,8 @@ isola::behavior worker(int base) {
       [](const my_pid&) { return static_cast<int>(::getpid()); },
   };
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(worker);
 
 // A stateful accumulator: sends add up, a request for total answers the sum.
 struct acc_state {
@@ -110,6 +113,8 @@ isola::behavior summer() {
       [](const total&) { return acc_state::sum; },
   };
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(summer);
 
 // An actor process of this root (node A) that was handed handles to node
 // B's actors in a message: it reaches them through its root.
@@ -272,6 +277,8 @@ std::string net_namespace() {
 
 int actions_here = 0;
 void count_action() { ++actions_here; }
+// A barrier's action travels with its handle to the other node's actors.
+ISOLA_REGISTER_FUNCTION(count_action);
 
 isola::behavior party_on_b(dist::event ev, dist::barrier bar, dist::queue<int> q) {
   return {
@@ -290,6 +297,8 @@ isola::behavior party_on_b(dist::event ev, dist::barrier bar, dist::queue<int> q
       [](const ns_msg&) { return net_namespace(); },
   };
 }
+// Another node asks to spawn it: registered at start-up.
+ISOLA_REGISTER_FUNCTION(party_on_b);
 
 const std::string key = "sesame-0123456789";
 
