@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "isola/logging.hpp"
 #include "manager/protocol.hpp"
@@ -168,37 +169,31 @@ std::string peer_table::describe_peer(const sockaddr_storage& ss) {
   return "a local process";
 }
 
+// One recv for a peer: the bytes read, or nothing when there is nothing to
+// do now (EINTR, EAGAIN) or the peer is gone (closed, or an error: dropped).
+std::optional<std::size_t> peer_table::receive(peer& p, void* into, std::size_t n) {
+  ssize_t r = ::recv(p.fd, into, n, 0);
+  if (r > 0) return static_cast<std::size_t>(r);
+  if (r < 0 && (errno == EINTR || errno == EAGAIN)) return std::nullopt;
+  drop(p);
+  return std::nullopt;
+}
+
 void peer_table::on_readable(peer& p) {
   if (!p.ready) {
     // Exactly the response's bytes, into the peer's fixed buffer; whatever
     // follows stays in the kernel until the peer has proved the key.
     const std::size_t want = handshake::response_size(manager_handshake);
-    ssize_t r = ::recv(p.fd, p.response.data() + p.response_have, want - p.response_have, 0);
-    if (r < 0) {
-      if (errno == EINTR || errno == EAGAIN) return;
-      drop(p);
-      return;
-    }
-    if (r == 0) {
-      drop(p);
-      return;
-    }
-    p.response_have += static_cast<std::size_t>(r);
+    auto r = receive(p, p.response.data() + p.response_have, want - p.response_have);
+    if (!r) return;
+    p.response_have += *r;
     if (p.response_have == want) authenticate(p);
     return;  // frames, if any came, wake the loop again (level-triggered)
   }
   if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
-  ssize_t r = ::recv(p.fd, p.in.data() + p.used, p.in.size() - p.used, 0);
-  if (r < 0) {
-    if (errno == EINTR || errno == EAGAIN) return;
-    drop(p);
-    return;
-  }
-  if (r == 0) {
-    drop(p);
-    return;
-  }
-  p.used += static_cast<std::size_t>(r);
+  auto r = receive(p, p.in.data() + p.used, p.in.size() - p.used);
+  if (!r) return;
+  p.used += *r;
   std::size_t pos = take_frames(p, 0);
   if (p.dead) return;
   if (pos > 0) {

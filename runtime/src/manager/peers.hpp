@@ -16,6 +16,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <functional>
 #include <memory>
 #include <span>
@@ -108,6 +109,7 @@ class peer_table {
   void pause_listener(std::size_t li);
   void leave_pending(peer& p);
   void on_readable(peer& p);
+  std::optional<std::size_t> receive(peer& p, void* into, std::size_t n);
   std::size_t take_frames(peer& p, std::size_t pos);
   void resize_input(peer& p);
   bool authenticate(peer& p);

@@ -152,7 +152,9 @@ std::vector<inherited_function> inheritable_functions() {
   out.reserve(fns.size());
   for (std::size_t i = 0; i < fns.size(); ++i) {
     try {
-      out.push_back({to_code_ref(fns[i]), static_cast<std::uint64_t>(types[i])});
+      code_ref ref;
+      describe_function(fns[i], ref.module, ref.offset);  // cached: every start asks
+      out.push_back({std::move(ref), static_cast<std::uint64_t>(types[i])});
     } catch (const std::exception&) {
       // not in a loaded object (cannot happen for a function); skip it
     }
