@@ -13,7 +13,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -38,11 +38,11 @@ void non_daemon_task() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"a daemon process is terminated when main() ends; a non-daemon one is waited for"};
+  isola_example::command_line app{"a daemon process is terminated when main() ends; a non-daemon one is waited for"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
   app.add_option("daemon_seconds", daemon_seconds,
                  "seconds the daemon sleeps before its last line");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::process d(isola::process_options{.name = "daemon"}, daemon_task);
   d.daemon(true);  // t.daemon = True

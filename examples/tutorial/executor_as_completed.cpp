@@ -30,7 +30,7 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -54,9 +54,9 @@ io_result async_io_task(int i, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 0.1;
-  CLI::App app{"results of a process_pool_executor in the order they complete"};
+  isola_example::command_line app{"results of a process_pool_executor in the order they complete"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << "主进程pid: " << ::getpid() << std::endl;
   int done = 0;

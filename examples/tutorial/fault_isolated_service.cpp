@@ -18,7 +18,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 using namespace std::chrono_literals;
@@ -52,11 +52,11 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   int requests = 200;
   int poison_every = 7;
-  CLI::App app{"a supervised parser that really segfaults; every request is answered"};
+  isola_example::command_line app{"a supervised parser that really segfaults; every request is answered"};
   app.add_option("requests", requests, "how many requests");
   app.add_option("poison_every", poison_every,
                  "every how many requests one is poisonous (0: none)");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::supervisor service({.strategy = isola::strategy::one_for_one,
                              .intensity = requests,

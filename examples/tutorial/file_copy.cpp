@@ -101,11 +101,11 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::string src_path;
   double seconds = 1.0;
-  CLI::App app{"a directory copied one process per file, with a progress line"};
+  isola_example::command_line app{"a directory copied one process per file, with a progress line"};
   app.add_option("directory", src_path, "directory to copy (asked for when not given)");
   app.add_option("seconds", seconds, "seconds each copy sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
   if (src_path.empty()) {
     std::cout << "请输入你要拷贝的目录名:" << std::flush;
     std::getline(std::cin, src_path);

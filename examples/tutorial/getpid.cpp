@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -43,9 +43,9 @@ void dance() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"three processes, three pids"};
+  isola_example::command_line app{"three processes, three pids"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << "父进程pid: " << ::getpid() << std::endl;
   isola::process p1(sing);   // 创建唱歌进程

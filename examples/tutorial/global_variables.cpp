@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -45,9 +45,9 @@ void dance() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"each child counts its own copy of a global"};
+  isola_example::command_line app{"each child counts its own copy of a global"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << "开始:全局变量main global_num=  " << global_num << std::endl;
   isola::process p1(sing);   // 创建唱歌进程

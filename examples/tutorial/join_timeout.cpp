@@ -9,7 +9,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -27,9 +27,9 @@ void slow() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"join(timeout) returns while the process still runs"};
+  isola_example::command_line app{"join(timeout) returns while the process still runs"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
   std::cout << std::boolalpha;
 
   isola::process t(isola::process_options{.name = "slow"}, slow);

@@ -79,10 +79,10 @@ void producer(isola::joinable_queue<std::string> q, const std::string& name,
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"producers wait with join() until consumers have eaten every dish"};
+  isola_example::command_line app{"producers wait with join() until consumers have eaten every dish"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::joinable_queue<std::string> q;  // 使用JoinableQueue()
 

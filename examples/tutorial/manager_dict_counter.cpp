@@ -55,9 +55,9 @@ void work_atomically(shared_dict d) { d.update("count", &decrement); }
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"100 processes decrement a manager's dict under a manager lock"};
+  isola_example::command_line app{"100 processes decrement a manager's dict under a manager lock"};
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::manager m;
   auto lock = m.lock();

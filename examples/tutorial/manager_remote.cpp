@@ -27,7 +27,7 @@
 #include <cstdlib>
 #include <string>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -68,9 +68,9 @@ int intruder(int port) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   int want = 0;
-  CLI::App app{"a manager's queue served over TCP with an authkey"};
+  isola_example::command_line app{"a manager's queue served over TCP with an authkey"};
   app.add_option("port", want, "port to serve on (0: any free one)");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::manager m;
   std::uint16_t port = m.serve(static_cast<std::uint16_t>(want), key);

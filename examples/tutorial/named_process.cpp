@@ -11,7 +11,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -29,9 +29,9 @@ void work() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"process names: MainProcess, process-N, or the name given"};
+  isola_example::command_line app{"process names: MainProcess, process-N, or the name given"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << "main: " << isola::current_process().name << std::endl;
 

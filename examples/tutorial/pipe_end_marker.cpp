@@ -59,10 +59,10 @@ void producer(isola::connection conn, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"a pipe read until the producer sends an end marker"};
+  isola_example::command_line app{"a pipe read until the producer sends an end marker"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   auto [conn, child_conn] = isola::pipe();
   isola::process p(producer, std::move(child_conn), seconds);

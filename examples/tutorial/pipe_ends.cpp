@@ -55,9 +55,9 @@ void right_side(isola::connection pipe_right) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"the two ends of a pipe, each able to send and receive"};
+  isola_example::command_line app{"the two ends of a pipe, each able to send and receive"};
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   {
     auto [pipe_left, pipe_right] = isola::pipe();  // 创建一个管道,返回管道的两端

@@ -63,10 +63,10 @@ void f(isola::connection child_conn, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"a pipe read until EOF, once the child closed its end"};
+  isola_example::command_line app{"a pipe read until EOF, once the child closed its end"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   auto [parent_conn, child_conn] = isola::pipe();
   isola::process p(f, std::move(child_conn), seconds);

@@ -19,7 +19,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -34,9 +34,9 @@ int func(int i, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"pool.apply() waits for each result"};
+  isola_example::command_line app{"pool.apply() waits for each result"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::pool p(4);
   for (int i = 0; i < 10; ++i) {

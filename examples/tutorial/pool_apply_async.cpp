@@ -25,7 +25,7 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -41,9 +41,9 @@ int func(int i, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 2.0;
-  CLI::App app{"pool.apply_async() and get()"};
+  isola_example::command_line app{"pool.apply_async() and get()"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::pool p(4);
   std::vector<isola::future<int>> res_list;

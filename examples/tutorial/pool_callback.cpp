@@ -39,7 +39,7 @@
 #include <cstdlib>
 #include <iostream>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -61,9 +61,9 @@ void func2(const int& nn) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   int tasks = 1;
-  CLI::App app{"a pool task whose result goes to a callback in the main process"};
+  isola_example::command_line app{"a pool task whose result goes to a callback in the main process"};
   app.add_option("tasks", tasks, "number of tasks");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << "主进程: " << ::getpid() << std::endl;
   isola::pool p(5);

@@ -32,7 +32,7 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace fs = std::filesystem;
@@ -58,10 +58,10 @@ std::string crawl(const std::string& url) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::string dir_arg;
-  CLI::App app{"pages read by a pool of workers, checked against the main process's reading"};
+  isola_example::command_line app{"pages read by a pool of workers, checked against the main process's reading"};
   app.add_option("directory", dir_arg,
                  "read the files of this directory (default: three made in /tmp)");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   fs::path dir;
   bool temporary = dir_arg.empty();

@@ -23,7 +23,7 @@
 #include <random>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -38,10 +38,10 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::size_t n = 100000;
   unsigned seed = 2024;
-  CLI::App app{"the mean of random numbers, computed by a pool of five"};
+  isola_example::command_line app{"the mean of random numbers, computed by a pool of five"};
   app.add_option("n", n, "how many numbers");
   app.add_option("seed", seed, "random seed");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::cout << std::fixed << std::setprecision(6);
   {

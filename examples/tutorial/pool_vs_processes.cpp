@@ -42,7 +42,7 @@
 #include <set>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -68,9 +68,9 @@ double since(std::chrono::steady_clock::time_point t0) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   int tasks = 100;
-  CLI::App app{"a pool of 4 against one process per task"};
+  isola_example::command_line app{"a pool of 4 against one process per task"};
   app.add_option("tasks", tasks, "number of tasks");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
   std::vector<int> range;
   for (int i = 0; i < tasks; ++i) range.push_back(i);
 

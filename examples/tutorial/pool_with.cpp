@@ -38,7 +38,7 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -65,9 +65,9 @@ bool exists(int pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"a pool ended at the end of its block cancels what is still running"};
+  isola_example::command_line app{"a pool ended at the end of its block cancels what is still running"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::vector<std::string> urls{"http://www.example.com", "http://www.python.org"};
   std::vector<int> pids;

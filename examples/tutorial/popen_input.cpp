@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 using isola::stdio;
@@ -21,10 +21,10 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double timeout = 10;
   std::string speed;
-  CLI::App app{"input to a child's stdin with communicate(), within a timeout"};
+  isola_example::command_line app{"input to a child's stdin with communicate(), within a timeout"};
   app.add_option("timeout", timeout, "seconds communicate() waits");
   app.add_option("slow", speed, "slow: a child that never reads its input");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
   bool slow = speed == "slow";
   std::string input = "Hello World";
 

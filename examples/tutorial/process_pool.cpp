@@ -30,7 +30,7 @@
 #include <thread>
 #include <vector>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -48,9 +48,9 @@ int sing(int singer_num, double sleep_time) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"five singers on a pool of three processes"};
+  isola_example::command_line app{"five singers on a pool of three processes"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::pool processes(3);  // 创建进程池,最大进程数为3
   std::vector<isola::future<int>> singers;

@@ -83,10 +83,10 @@ void producer(isola::queue<item> q, const std::string& name, const std::string& 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"producers and consumers over a queue, one end marker per consumer"};
+  isola_example::command_line app{"producers and consumers over a queue, one end marker per consumer"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::queue<item> q;
   // 生产者们

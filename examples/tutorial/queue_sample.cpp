@@ -37,7 +37,7 @@
 #include <iostream>
 #include <string>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 #include <isola/queue.hpp>
 
@@ -50,9 +50,9 @@ std::string py(bool b) { return b ? "True" : "False"; }
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 2.0;
-  CLI::App app{"a bounded queue: full(), empty(), put and get with timeouts"};
+  isola_example::command_line app{"a bounded queue: full(), empty(), put and get with timeouts"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::queue<std::string> q(3);  // 初始化一个Queue对象,最多可接收三条put消息
   q.put("消息1");

@@ -46,10 +46,10 @@ void work(isola::value<int> count, isola::lock lock) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   int n = 100;
-  CLI::App app{"processes each take one from a shared count under a lock"};
+  isola_example::command_line app{"processes each take one from a shared count under a lock"};
   isola_example::add_start_method(app);
   app.add_option("processes", n, "number of processes");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::lock lock;
   isola::value<int> count(n, isola::raw);  // {'count': 100}

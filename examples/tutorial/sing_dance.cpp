@@ -12,7 +12,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -39,9 +39,9 @@ void dance() {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"singing and dancing in two processes"};
+  isola_example::command_line app{"singing and dancing in two processes"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   isola::process p1(sing);   // 创建唱歌进程
   isola::process p2(dance);  // 创建跳舞进程

@@ -82,10 +82,10 @@ void dance(const dance_kwargs& kwargs, isola::queue<std::string> q, double secon
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"singing and dancing processes talking over a queue"};
+  isola_example::command_line app{"singing and dancing processes talking over a queue"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::string singer = "Jam";
   std::string sing_name = "不露声色";

@@ -52,10 +52,10 @@ void dance(const dance_kwargs& kwargs, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 1.0;
-  CLI::App app{"arguments reach the children under every start method"};
+  isola_example::command_line app{"arguments reach the children under every start method"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   std::string singer = "Jam";
   std::string sing_name = "不露声色";

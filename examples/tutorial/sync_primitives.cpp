@@ -111,10 +111,10 @@ void barrier_worker(isola::barrier barrier, int i, double seconds) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   double seconds = 0.1;
-  CLI::App app{"semaphore, lock, event, condition and barrier across processes"};
+  isola_example::command_line app{"semaphore, lock, event, condition and barrier across processes"};
   app.add_option("seconds", seconds, "seconds a step sleeps");
   isola_example::add_start_method(app);
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   {
     std::cout << "--- Semaphore(2)" << std::endl;

@@ -14,7 +14,7 @@
 #include <string>
 #include <thread>
 
-#include <CLI/CLI.hpp>
+#include "example_cli.hpp"
 #include <isola/isola.hpp>
 
 namespace {
@@ -35,9 +35,9 @@ std::string show(std::optional<int> exitcode) {
 
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
-  CLI::App app{"terminate() ends a process that would run for long"};
+  isola_example::command_line app{"terminate() ends a process that would run for long"};
   app.add_option("seconds", seconds_per_step, "seconds a step sleeps");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
   std::cout << std::boolalpha;
 
   isola::process t(slow_worker);

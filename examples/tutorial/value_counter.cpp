@@ -89,12 +89,11 @@ int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   std::string mode = "lock";
   int increments = 1;
-  CLI::App app{"a shared value counted by three processes, with and without its lock"};
-  app.add_option("mode", mode, "lock, nolock or atomic")
-      ->check(CLI::IsMember({"lock", "nolock", "atomic"}));
+  isola_example::command_line app{"a shared value counted by three processes, with and without its lock"};
+  app.add_choice("mode", mode, {"lock", "nolock", "atomic"}, "lock, nolock or atomic");
   isola_example::add_start_method(app);
   app.add_option("increments", increments, "increments per process");
-  CLI11_PARSE(app, argc, argv);
+  if (auto status = app.parse(argc, argv)) return *status;
 
   // Not shared: each child changes its own copy.
   configs_t configs;
