@@ -102,7 +102,7 @@ using clk = std::chrono::steady_clock;
 
 int connect_socket(const manager_address& a, const deadline& d) {
   if (!a.socket.empty()) {
-    auto c = net::unix_connect(a.socket);
+    auto c = net::unix_connect(a.socket, d);
     if (!c) unreachable(a, c.what);
     return c.fd.release();
   }

@@ -10,7 +10,9 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
+#include <thread>
 
 namespace isola::detail::net {
 
@@ -202,16 +204,26 @@ socket_result unix_listen(const std::string& name) {
   return r;
 }
 
-socket_result unix_connect(const std::string& name) {
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+socket_result unix_connect(const std::string& name, const deadline& d) {
+  // Non-blocking: a blocking AF_UNIX connect waits, with no bound, while the
+  // listener's backlog is full, which is what a SIGSTOPped manager leaves.
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return failure(errno, std::string("socket: ") + std::strerror(errno));
   sockaddr_un sa{};
   socklen_t len = abstract_address(name, sa);
+  auto pause = std::chrono::microseconds(500);
   while (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
     if (errno == EINTR) continue;
     int e = errno;
-    return failure(e, std::strerror(e));
+    if (e != EAGAIN) return failure(e, std::strerror(e));
+    // A full backlog has no readiness to poll for: try again shortly.
+    if (d.expired())
+      return failure(ETIMEDOUT, "its listener accepts no connection (its backlog is full)");
+    auto until = d.capped(std::chrono::duration_cast<wait_clock::duration>(pause));
+    std::this_thread::sleep_until(until);
+    pause = std::min<std::chrono::microseconds>(pause * 2, std::chrono::milliseconds(20));
   }
+  ::fcntl(fd.get(), F_SETFL, ::fcntl(fd.get(), F_GETFL) & ~O_NONBLOCK);
   socket_result r;
   r.fd = std::move(fd);
   return r;

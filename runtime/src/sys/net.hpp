@@ -71,8 +71,9 @@ class accept_reserve {
 /// descriptor); returns its length.
 socklen_t abstract_address(const std::string& name, sockaddr_un& sa);
 
-/// Listens on / connects to an abstract AF_UNIX stream socket.
+/// Listens on / connects to an abstract AF_UNIX stream socket. The connect
+/// gives up at `d` (ETIMEDOUT) while the listener's backlog stays full.
 socket_result unix_listen(const std::string& name);
-socket_result unix_connect(const std::string& name);
+socket_result unix_connect(const std::string& name, const deadline& d);
 
 }  // namespace isola::detail::net

@@ -8,6 +8,8 @@
 
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <signal.h>
 #include <unistd.h>
 
 #include <isola/codec.hpp>
@@ -175,6 +177,30 @@ void ask_as_other_local_process(isola::managed::value<int> v, int op,
   isola::detail::mgr_status st{};
   isola::detail::manager_call(addr, static_cast<isola::detail::mgr_op>(op), 0, -1, {}, {}, st);
   out.put(static_cast<std::uint32_t>(st));
+}
+
+/// The abstract names of the AF_UNIX sockets that process `pid`'s managers
+/// listen on (/proc/net/unix shows abstract names with a leading '@').
+std::vector<std::string> manager_sockets_of(int pid) {
+  std::ifstream in("/proc/net/unix");
+  std::vector<std::string> names;
+  const std::string prefix = "@isola-mgr-" + std::to_string(pid) + "-";
+  for (std::string line; std::getline(in, line);) {
+    auto at = line.find(prefix);
+    if (at != std::string::npos) names.push_back(line.substr(at + 1));
+  }
+  return names;
+}
+
+/// Reads a managed value from a fresh process (no cached connection) and
+/// reports whether the read failed with manager_error.
+void load_expecting_manager_error(isola::managed::value<int> v, isola::queue<int> out) {
+  try {
+    (void)v.load();
+    out.put(0);
+  } catch (const isola::manager_error&) {
+    out.put(1);
+  }
 }
 
 }  // namespace
@@ -347,6 +373,50 @@ BOOST_AUTO_TEST_CASE(only_the_process_that_started_the_manager_may_serve_or_shut
   // The owner may.
   m.shutdown();
   BOOST_TEST(!m.is_alive());
+}
+
+BOOST_AUTO_TEST_CASE(a_stopped_manager_with_a_full_backlog_does_not_hold_a_local_client_past_its_deadline,
+                     *utf::timeout(120)) {
+  isola::manager m;
+  auto v = m.value<int>("v", 7);
+  BOOST_TEST(v.load() == 7);  // served: its socket is listening
+  auto names = manager_sockets_of(::getpid());
+  BOOST_REQUIRE(!names.empty());
+  BOOST_REQUIRE(::kill(m.pid(), SIGSTOP) == 0);
+  // Fill the stopped manager's backlog: the kernel queues connections until
+  // it is full, then a blocking connect waits for an accept that never comes.
+  std::vector<int> held;
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  std::memcpy(sa.sun_path + 1, names.front().data(),
+              std::min(names.front().size(), sizeof sa.sun_path - 2));
+  const auto len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + 1 +
+                                          std::min(names.front().size(), sizeof sa.sun_path - 2));
+  for (int i = 0; i < 4096; ++i) {
+    int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    BOOST_REQUIRE(fd >= 0);
+    if (::connect(fd, reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+      BOOST_REQUIRE(errno == EAGAIN);  // full
+      ::close(fd);
+      break;
+    }
+    held.push_back(fd);
+  }
+  BOOST_REQUIRE(!held.empty());
+  isola::queue<int> out;
+  isola::process c(isola::process_options{.method = isola::start_method::fork},
+                   load_expecting_manager_error, v, out);
+  const auto t0 = clk::now();
+  c.start();
+  // The client's deadline is the handshake's (10 s): it must give up by then.
+  BOOST_TEST(c.join(30s));
+  const auto waited = clk::now() - t0;
+  if (c.is_alive()) c.kill();
+  BOOST_TEST(out.get(1s) == 1);
+  BOOST_TEST(waited < 25s);
+  for (int fd : held) ::close(fd);
+  ::kill(m.pid(), SIGCONT);
+  BOOST_TEST(v.load() == 7);  // resumed, it serves again
 }
 
 BOOST_AUTO_TEST_SUITE_END()
