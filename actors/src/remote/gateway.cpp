@@ -297,10 +297,12 @@ gateway_core& gateway() {
   std::thread([g, &m, &cv] {
     auto ib = root_context().my_inbox();
     {
+      // Notified under the lock: m and cv live on the caller's stack, which
+      // is gone as soon as it sees relay set.
       std::lock_guard lk(m);
       g->relay = ib;
+      cv.notify_all();
     }
-    cv.notify_all();
     relay_loop(g);
   }).detach();
   {
