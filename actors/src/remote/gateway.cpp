@@ -83,9 +83,16 @@ void relay_loop(gateway_core* g) {
       {
         std::lock_guard lk(g->m);
         for (auto it = g->flights.begin(); it != g->flights.end();) {
-          std::lock_guard sl(it->st->m);
-          if (it->st->done) {
-            if (it->st->error) failed.push_back(*it);
+          bool done = false, error = false;
+          {
+            // Released before the erase, which may drop the last reference
+            // to st and with it the mutex held here.
+            std::lock_guard sl(it->st->m);
+            done = it->st->done;
+            error = it->st->error != nullptr;
+          }
+          if (done) {
+            if (error) failed.push_back(*it);
             it = g->flights.erase(it);
             g->in_flight.fetch_sub(1, std::memory_order_relaxed);
           } else {
