@@ -3,6 +3,8 @@
 //   isola::process_pool_executor ex(4);
 //   auto f = ex.submit(square, 7);               // future<int>
 //   for (auto& done : isola::as_completed(futures)) use(done.get());
+//   for (int v : ex.map(isola::map_options{.buffersize = 8}, square, std::views::iota(0)))
+//     if (v > 1000) break;                       // lazy: reads the input as results are used
 //   ex.shutdown();                               // also what ~process_pool_executor does
 //
 // The same workers and dispatcher as isola::pool, with the executor's

@@ -256,7 +256,7 @@ BOOST_AUTO_TEST_CASE(first_exception_does_not_count_a_cancelled_future, *utf::ti
   auto ok = successful_future(42);
   auto cancelled = cancelled_future();
   auto future1 = ex.submit(sleep_and_raise, 300);
-  auto future2 = ex.submit(slow, 3000);
+  auto future2 = ex.submit(slow, 1500);
   auto r = isola::wait(std::vector<isola::future<int>>{ok, cancelled, future1, future2},
                        isola::return_when::first_exception, 10s);
   BOOST_TEST(r.done.size() == 3u);
@@ -407,10 +407,22 @@ BOOST_AUTO_TEST_CASE(terminate_workers_and_kill_workers_end_them_and_cancel_what
         BOOST_TEST(isola_test::wait_until([&] { return isola_test::pid_dead(pids[0]); }));
         BOOST_CHECK_THROW(running.get(10s), isola::error);
         BOOST_TEST(!running.cancelled());
+        // Those not handed out are cancelled; one may already wait in the
+        // worker's mailbox (running(), as in Python's call queue): that one
+        // fails with the pool.
+        int cancelled = 0;
         for (auto& f : queued) {
-          BOOST_CHECK_THROW(f.get(10s), isola::cancelled_error);
-          BOOST_TEST(f.cancelled());
+          try {
+            (void)f.get(10s);
+            BOOST_ERROR("a queued task ran after " << (kill ? "kill" : "terminate") << "_workers");
+          } catch (const isola::cancelled_error&) {
+            BOOST_TEST(f.cancelled());
+            ++cancelled;
+          } catch (const isola::error&) {
+            BOOST_TEST(!f.cancelled());
+          }
         }
+        BOOST_TEST(cancelled >= 2);
         BOOST_CHECK_THROW(ex.submit(square, 1), isola::value_error);
         BOOST_CHECK_THROW(ex.map(isola::map_options{}, square, std::vector<int>{1}),
                           isola::value_error);
