@@ -287,7 +287,9 @@ class future {
   /// f(*this) once the future is done: now, in this thread, if it is done
   /// already; otherwise in the thread that completes it, right after the
   /// waiters are released (Python's Future.add_done_callback). A callback
-  /// that throws is logged and the others still run.
+  /// that throws is logged and the others still run. A request's future
+  /// completes while some thread waits on it (its inbox is read then): its
+  /// callback runs in that thread.
   template <class F>
   void add_done_callback(F f) const {
     static_assert(std::is_invocable_v<F&, const future<T>&>,
