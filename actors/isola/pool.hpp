@@ -25,23 +25,34 @@
 //   (they never fail because of it).
 // - on_result / on_error callbacks run in the calling process, on the
 //   pool's dispatcher thread (not the thread that submitted): keep them short.
+//   As multiprocessing's, a callback has run before the future completes:
+//   once get() returns (or throws), the callback is over.
+// - imap / imap_unordered read their input as the results are consumed (a
+//   window of chunks ahead of the consumer): an endless range works. The
+//   input not yet read when the pool is closed or terminated is never run:
+//   iterating further throws value_error.
 // - ~pool() terminates, as leaving Python's `with Pool() as p:` block does.
 #pragma once
 
+#include <algorithm>
+#include <condition_variable>
 #include <cstddef>
 #include <cstdint>
 #include <exception>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <ranges>
 #include <span>
 #include <string>
 #include <thread>
 #include <tuple>
 #include <type_traits>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "isola/actor.hpp"
@@ -67,9 +78,14 @@ struct pool_job {
   const char* what = "task";
   std::size_t chunk = 0, chunks = 0;  // 1-based; 0: not a chunk
   std::string description() const {
-    if (chunks == 0) return what;
-    return std::string(what) + " chunk " + std::to_string(chunk) + " of " + std::to_string(chunks);
+    if (chunk == 0) return what;
+    std::string d = std::string(what) + " chunk " + std::to_string(chunk);
+    if (chunks != 0) d += " of " + std::to_string(chunks);  // 0: a lazy map's, the total unknown
+    return d;
   }
+  /// Called as the job is handed to a worker; false: its future was
+  /// cancelled, the job is dropped. Empty: always run.
+  std::function<bool()> on_start;
   std::function<void(std::span<const std::byte>)> on_value;
   std::function<void(std::exception_ptr)> on_error;
   // What on_value / on_error point into, kept alive with the job: so that
@@ -114,6 +130,10 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
                                      worker_init init, bool break_on_worker_death = false);
 /// Fails the tasks not yet handed to a worker with cancelled_error.
 void pool_cancel_pending(pool_core& p);
+/// Python 3.14's terminate_workers / kill_workers: cancels what has not
+/// started, closes the pool, sends sig to every worker; what they were
+/// running fails (the pool is broken). Does not wait.
+void pool_stop_workers(pool_core& p, int sig);
 /// value_error once the pool is closed or terminated.
 void pool_submit(pool_core& p, std::vector<pool_job> jobs);
 void pool_close(pool_core& p);
@@ -123,6 +143,62 @@ unsigned pool_processes(const pool_core& p);
 std::vector<actor> pool_workers(const pool_core& p);
 /// The chunk size Python picks: ceil(n / (4 * processes)).
 std::size_t default_chunksize(std::size_t n, unsigned processes);
+
+/// Runs a user's callback; one that throws is logged (it must not keep the
+/// future from completing, nor stop the dispatcher).
+void log_callback_failure(std::exception_ptr e) noexcept;
+template <class F>
+void run_user_callback(F&& f) noexcept {
+  try {
+    f();
+  } catch (...) {
+    log_callback_failure(std::current_exception());
+  }
+}
+
+/// The input of a lazy map: the ranges (held as views: an rvalue range is
+/// owned, an lvalue one referred to) read in step, one Item per step
+/// (Item(x) for one range, Item(x, y, ...) for several: zip, which stops at
+/// the shortest). Never moved once built (it holds iterators into itself).
+template <class Item, class... Views>
+struct zip_source {
+  std::tuple<Views...> views;
+  std::optional<std::tuple<std::ranges::iterator_t<Views>...>> its;
+
+  explicit zip_source(Views... v) : views(std::move(v)...) {}
+  zip_source(const zip_source&) = delete;
+  zip_source& operator=(const zip_source&) = delete;
+
+  std::optional<Item> next() {
+    return step(std::index_sequence_for<Views...>{});
+  }
+
+ private:
+  template <std::size_t... I>
+  std::optional<Item> step(std::index_sequence<I...>) {
+    if (!its) its.emplace(std::ranges::begin(std::get<I>(views))...);
+    if (((std::get<I>(*its) == std::ranges::end(std::get<I>(views))) || ...)) return std::nullopt;
+    std::optional<Item> out(std::in_place, *std::get<I>(*its)...);
+    (++std::get<I>(*its), ...);
+    return out;
+  }
+};
+
+/// Where a lazy map's chunks land, by their sequence number.
+template <class R>
+struct lazy_sink {
+  using outcome = std::variant<std::vector<R>, std::exception_ptr>;
+  std::mutex m;
+  std::condition_variable cv;
+  std::map<std::size_t, outcome> ready;
+  void put(std::size_t i, outcome o) {
+    {
+      std::lock_guard lk(m);
+      ready.emplace(i, std::move(o));
+    }
+    cv.notify_all();
+  }
+};
 
 /// Completes a future<std::vector<R>> from the results of its chunks.
 template <class R>
@@ -166,13 +242,28 @@ struct callbacks {
   std::function<void(std::exception_ptr)> on_error;
 };
 
-/// The lazy result of imap / imap_unordered: iterate it to get the results
-/// as they are needed (imap: in order; imap_unordered: as they complete).
+/// The lazy result of imap / imap_unordered (and of the executor's map with
+/// options): iterate it once to get the results as they are needed (in
+/// order, or in the order they complete). It reads the input only as the
+/// results are consumed: at most `window` chunks are submitted and not yet
+/// yielded. A chunk's failure is thrown when iteration reaches it.
 template <class R>
 class imap_results {
  public:
-  imap_results(std::vector<future<std::vector<R>>> chunks, bool ordered)
-      : chunks_(std::move(chunks)), ordered_(ordered), taken_(chunks_.size(), false) {}
+  using next_input_fn = std::function<std::optional<bytes>()>;
+  using submit_fn = std::function<void(std::vector<bytes>, std::size_t first)>;
+
+  imap_results(next_input_fn next_input, submit_fn submit, std::shared_ptr<detail::lazy_sink<R>> sink,
+               std::size_t window, bool ordered,
+               std::optional<detail::clock::time_point> deadline = std::nullopt)
+      : next_input_(std::move(next_input)),
+        submit_(std::move(submit)),
+        sink_(std::move(sink)),
+        window_(std::max<std::size_t>(window, 1)),
+        ordered_(ordered),
+        deadline_(deadline) {
+    top_up();  // as Python's: the first tasks run before iteration starts
+  }
 
   class iterator {
    public:
@@ -206,37 +297,61 @@ class imap_results {
   iterator end() { return iterator(); }
 
  private:
-  bool next_chunk() {
-    if (done_ == chunks_.size()) return false;
-    std::size_t i = 0;
-    if (ordered_) {
-      i = done_;
-    } else {
-      for (;;) {  // the first chunk to complete (they are completed by the dispatcher)
-        bool found = false;
-        for (std::size_t k = 0; k < chunks_.size() && !found; ++k)
-          if (!taken_[k] && chunks_[k].wait(duration(0))) {
-            i = k;
-            found = true;
-          }
-        if (found) break;
-        for (std::size_t k = 0; k < chunks_.size(); ++k)
-          if (!taken_[k]) {
-            chunks_[k].wait(std::chrono::milliseconds(1));
-            break;
-          }
+  /// Submits more input once half the window has been consumed (one
+  /// submission per half window, not per chunk).
+  void top_up() {
+    if (input_done_) return;
+    std::size_t inflight = submitted_ - taken_;
+    if (inflight > window_ / 2) return;
+    std::vector<bytes> more;
+    while (inflight + more.size() < window_) {
+      auto c = next_input_();
+      if (!c) {
+        input_done_ = true;
+        break;
       }
+      more.push_back(std::move(*c));
     }
-    taken_[i] = true;
-    ++done_;
-    current_ = chunks_[i].get();  // rethrows the chunk's failure
+    if (more.empty()) return;
+    std::size_t first = submitted_;
+    submitted_ += more.size();
+    submit_(std::move(more), first);
+  }
+
+  bool next_chunk() {
+    top_up();
+    if (taken_ == submitted_) return false;
+    typename detail::lazy_sink<R>::outcome got;
+    {
+      std::unique_lock lk(sink_->m);
+      auto ready = [&] {
+        return ordered_ ? sink_->ready.count(taken_) != 0 : !sink_->ready.empty();
+      };
+      if (deadline_) {
+        if (!sink_->cv.wait_until(lk, *deadline_, ready))
+          throw timeout_error("the results did not arrive within the timeout");
+      } else {
+        sink_->cv.wait(lk, ready);
+      }
+      auto it = ordered_ ? sink_->ready.find(taken_) : sink_->ready.begin();
+      got = std::move(it->second);
+      sink_->ready.erase(it);
+    }
+    ++taken_;
+    top_up();  // keep the workers busy while the consumer works
+    if (auto* e = std::get_if<std::exception_ptr>(&got)) std::rethrow_exception(*e);
+    current_ = std::move(std::get<std::vector<R>>(got));
     return true;
   }
 
-  std::vector<future<std::vector<R>>> chunks_;
+  next_input_fn next_input_;
+  submit_fn submit_;
+  std::shared_ptr<detail::lazy_sink<R>> sink_;
+  std::size_t window_;
   bool ordered_;
-  std::vector<bool> taken_;
-  std::size_t done_ = 0;
+  std::optional<detail::clock::time_point> deadline_;
+  bool input_done_ = false;
+  std::size_t submitted_ = 0, taken_ = 0;
   std::vector<R> current_;
 };
 
@@ -288,27 +403,28 @@ class pool {
     job.fn = detail::function_address::of(fp);
     job.args = encode(P(std::forward<A>(args)...));
     job.what = "apply";
+    job.on_start = [st] { return st->set_running(); };
+    // The callback runs before the future completes, as multiprocessing's
+    // (ApplyResult._set calls it before setting the event get() waits on).
     job.on_value = [st, cb = cbs.on_result](std::span<const std::byte> b) {
-      try {
-        if constexpr (std::is_void_v<R>) {
-          st->succeed({});
-          if (cb) cb(unit{});
-        } else {
-          auto v = decode<R>(b);
-          if (cb) {
-            st->succeed(v);
-            cb(v);
-          } else {
-            st->succeed(std::move(v));
-          }
+      if constexpr (std::is_void_v<R>) {
+        if (cb) detail::run_user_callback([&] { cb(unit{}); });
+        st->succeed({});
+      } else {
+        std::optional<R> v;
+        try {
+          v.emplace(decode<R>(b));
+        } catch (...) {
+          st->fail(std::current_exception());
+          return;
         }
-      } catch (...) {
-        st->fail(std::current_exception());
+        if (cb) detail::run_user_callback([&] { cb(*v); });
+        st->succeed(std::move(*v));
       }
     };
     job.on_error = [st, cb = cbs.on_error](std::exception_ptr e) {
+      if (cb) detail::run_user_callback([&] { cb(e); });
       st->fail(e);
-      if (cb) cb(e);
     };
     std::vector<detail::pool_job> jobs;
     jobs.push_back(std::move(job));
@@ -353,14 +469,18 @@ class pool {
   }
 
   /// A lazy range of f(x), in order (chunksize 1 by default, as Python's).
+  /// The input is read as the results are consumed (an endless range works;
+  /// an rvalue range is kept, an lvalue one must outlive the iteration).
   template <class F, class Range>
-  auto imap(F f, const Range& range, std::size_t chunksize = 1) {
-    return lazy(f, range, chunksize, true);
+  auto imap(F f, Range&& range, std::size_t chunksize = 1) {
+    return lazy(f, chunksize == 0 ? 1 : chunksize, imap_window(), std::nullopt, true, "imap",
+                std::forward<Range>(range));
   }
   /// A lazy range of f(x), in the order they complete.
   template <class F, class Range>
-  auto imap_unordered(F f, const Range& range, std::size_t chunksize = 1) {
-    return lazy(f, range, chunksize, false);
+  auto imap_unordered(F f, Range&& range, std::size_t chunksize = 1) {
+    return lazy(f, chunksize == 0 ? 1 : chunksize, imap_window(), std::nullopt, false,
+                "imap_unordered", std::forward<Range>(range));
   }
 
   /// No more tasks (value_error afterwards); the workers end once the
@@ -468,25 +588,78 @@ class pool {
     return future<std::vector<R>>(st);
   }
 
-  template <class F, class Range>
-  auto lazy(F f, const Range& range, std::size_t chunksize, bool ordered) {
+  /// Chunks imap keeps submitted ahead of its consumer: enough for every
+  /// worker to hold a few (the dispatcher batches them), few enough that
+  /// an endless input costs nothing.
+  std::size_t imap_window() const { return std::size_t{16} * std::max(1u, processes()); }
+
+  /// f over the ranges (one: f(x); several: f(x, y, ...), stopping at the
+  /// shortest), read lazily: see imap_results.
+  template <class F, class... Ranges>
+  auto lazy(F f, std::size_t chunksize, std::size_t window,
+            std::optional<detail::clock::time_point> deadline, bool ordered, const char* what,
+            Ranges&&... ranges) {
+    static_assert(sizeof...(Ranges) >= 1);
+    static_assert((std::ranges::input_range<Ranges> && ...),
+                  "isola: map's inputs must be ranges (begin/end)");
     auto fp = detail::to_function_pointer(f);
     using Fp = decltype(fp);
-    using A = std::tuple_element_t<0, detail::params_tuple_t<Fp>>;
-    using R = detail::task_value_t<decltype(fp(std::declval<A>()))>;
-    if (chunksize == 0) chunksize = 1;
-    auto chunks = encode_chunks<A>(range, chunksize);
-    std::vector<std::shared_ptr<detail::future_state<std::vector<R>>>> states;
-    std::vector<future<std::vector<R>>> futures;
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      states.push_back(std::make_shared<detail::future_state<std::vector<R>>>());
-      futures.emplace_back(states.back());
-    }
-    submit_chunks<R, &detail::map_trampoline<Fp, A>>(
-        fp, std::move(chunks), ordered ? "imap" : "imap_unordered",
-        [states](std::size_t i, std::vector<R>&& v) { states[i]->succeed(std::move(v)); },
-        [states](std::size_t i, std::exception_ptr e) { states[i]->fail(e); });
-    return imap_results<R>(std::move(futures), ordered);
+    using P = detail::params_tuple_t<Fp>;
+    static_assert(detail::fn_traits<Fp>::arity == sizeof...(Ranges),
+                  "isola: f must take one argument per input range");
+    constexpr bool one = sizeof...(Ranges) == 1;
+    using Item = std::conditional_t<one, std::tuple_element_t<0, P>, P>;
+    using R0 = decltype(std::apply(fp, std::declval<P>()));
+    static_assert(std::is_void_v<R0> || is_serializable_v<R0>,
+                  "isola::pool: the function's result must be cereal-serializable");
+    using R = detail::task_value_t<R0>;
+    constexpr detail::task_trampoline tramp = [] {
+      if constexpr (one)
+        return &detail::map_trampoline<Fp, Item>;
+      else
+        return &detail::starmap_trampoline<Fp, Item>;
+    }();
+    using source_t = detail::zip_source<Item, std::views::all_t<Ranges>...>;
+    auto src = std::make_shared<source_t>(std::views::all(std::forward<Ranges>(ranges))...);
+    typename imap_results<R>::next_input_fn next_input = [src, chunksize]() -> std::optional<bytes> {
+      std::vector<Item> items;
+      while (items.size() < chunksize) {
+        auto x = src->next();
+        if (!x) break;
+        items.push_back(std::move(*x));
+      }
+      if (items.empty()) return std::nullopt;
+      return encode(items);
+    };
+    auto sink = std::make_shared<detail::lazy_sink<R>>();
+    typename imap_results<R>::submit_fn submit = [core = core_, sink, fp, what](
+                                                     std::vector<bytes> chunks, std::size_t first) {
+      std::vector<detail::pool_job> jobs;
+      jobs.reserve(chunks.size());
+      detail::lazy_sink<R>* out = sink.get();
+      for (std::size_t k = 0; k < chunks.size(); ++k) {
+        std::size_t i = first + k;
+        detail::pool_job job;
+        job.trampoline = detail::function_address::of_static<tramp>();
+        job.fn = detail::function_address::of(fp);
+        job.args = std::move(chunks[k]);
+        job.what = what;
+        job.chunk = i + 1;
+        job.keep = sink;
+        job.on_value = [i, out](std::span<const std::byte> b) {
+          try {
+            out->put(i, decode<std::vector<R>>(b));
+          } catch (...) {
+            out->put(i, std::current_exception());
+          }
+        };
+        job.on_error = [i, out](std::exception_ptr e) { out->put(i, e); };
+        jobs.push_back(std::move(job));
+      }
+      detail::pool_submit(*core, std::move(jobs));
+    };
+    return imap_results<R>(std::move(next_input), std::move(submit), std::move(sink), window,
+                           ordered, deadline);
   }
 
   std::shared_ptr<detail::pool_core> core_;

@@ -14,6 +14,8 @@
 // retried; the others never started and go back to the front of the queue.
 #include <caf/all.hpp>
 
+#include <signal.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <cstdlib>
@@ -101,6 +103,9 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   unsigned retries = 0;
   worker_init init;
   bool break_on_death = false;  // Python's BrokenProcessPool behaviour
+  /// Set by terminate_workers / kill_workers (under m): the pool is broken
+  /// on purpose, no worker is replaced.
+  std::string stopped_by;
 
   mutable std::mutex m;
   std::condition_variable cv;
@@ -302,22 +307,30 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
         if (w.dead || w.batches >= depth || (maxtasks != 0 && w.assigned >= maxtasks)) continue;
         batch_.tasks.clear();
         std::vector<std::shared_ptr<job_rec>> taken;
-        {
-          std::lock_guard lk(m);
-          if (queue.empty()) return;
-          // A second batch waits in a busy worker's mailbox only when there
-          // is more work than workers: otherwise it could wait behind a long
-          // task while another worker idles.
-          if (depth > 1 && queue.size() <= live) return;
-          std::size_t k = std::clamp<std::size_t>(queue.size() / (2 * live), 1, max_batch);
-          if (maxtasks != 0) k = std::min(k, maxtasks - w.assigned);
-          std::size_t bytes_in = 0;
-          while (taken.size() < k && !queue.empty() &&
-                 (taken.empty() || bytes_in < max_batch_bytes)) {
-            bytes_in += queue.front()->job.args.size() + 64;
-            taken.push_back(std::move(queue.front()));
-            queue.pop_front();
+        while (taken.empty()) {
+          {
+            std::lock_guard lk(m);
+            if (queue.empty()) return;
+            // A second batch waits in a busy worker's mailbox only when there
+            // is more work than workers: otherwise it could wait behind a long
+            // task while another worker idles.
+            if (depth > 1 && queue.size() <= live) return;
+            std::size_t k = std::clamp<std::size_t>(queue.size() / (2 * live), 1, max_batch);
+            if (maxtasks != 0) k = std::min(k, maxtasks - w.assigned);
+            std::size_t bytes_in = 0;
+            while (taken.size() < k && !queue.empty() &&
+                   (taken.empty() || bytes_in < max_batch_bytes)) {
+              bytes_in += queue.front()->job.args.size() + 64;
+              taken.push_back(std::move(queue.front()));
+              queue.pop_front();
+            }
           }
+          // Marks their futures running (cancel() no longer applies); a
+          // task whose future was cancelled meanwhile is dropped, as Python
+          // skips a cancelled work item. Outside m: it takes the future's lock.
+          std::erase_if(taken, [](const std::shared_ptr<job_rec>& j) {
+            return j->job.on_start && !j->job.on_start();
+          });
         }
         for (auto& j : taken)
           batch_.tasks.push_back(task_msg{j->id, j->job.trampoline, j->job.fn, j->job.args});
@@ -409,6 +422,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       {
         std::lock_guard lk(m);
         s = st;
+        if (!stopped_by.empty() && broken.empty()) broken = stopped_by;
       }
       if (s == state::terminated) {
         for (auto& w : workers)
@@ -514,6 +528,37 @@ void pool_cancel_pending(pool_core& p) {
   for (auto& j : rest)
     p.fail_job(
         *j, std::make_exception_ptr(cancelled_error("cancelled by shutdown(cancel_futures=true)")));
+}
+
+void pool_stop_workers(pool_core& p, int sig) {
+  pool_cancel_pending(p);
+  std::vector<actor> ws;
+  {
+    std::lock_guard lk(p.m);
+    if (p.st == pool_core::state::running) p.st = pool_core::state::closed;
+    if (p.stopped_by.empty())
+      p.stopped_by = sig == SIGKILL ? "kill_workers() was called" : "terminate_workers() was called";
+    ws = p.snapshot;
+  }
+  p.sleeping.store(true);
+  p.wake();
+  // By the root's id, not the pid: a worker that ended meanwhile is not
+  // confused with a process that reuses its pid.
+  for (auto& w : ws) node_signal(w.id(), sig);
+}
+
+void log_callback_failure(std::exception_ptr e) noexcept {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    try {
+      get_logger().error(std::string("isola::pool: a callback threw: ") + ex.what());
+    } catch (...) {}
+  } catch (...) {
+    try {
+      get_logger().error("isola::pool: a callback threw a non-standard exception");
+    } catch (...) {}
+  }
 }
 
 void pool_close(pool_core& p) {
