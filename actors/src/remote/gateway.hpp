@@ -17,6 +17,10 @@ struct gateway_tables {
 /// The current counts; zeros where no gateway runs (not listening).
 gateway_tables gateway_table_sizes();
 
+/// How many links to other nodes are up in this root (a lost one leaves the
+/// table: node_client.cpp).
+std::size_t linked_node_count();
+
 /// How many envelopes the gateway parks for one mailbox at most.
 constexpr std::size_t gateway_parking_per_target = 256;
 

@@ -35,6 +35,7 @@
 #include "isola/detail/manager_wire.hpp"
 #include "isola/logging.hpp"
 #include "isola/node.hpp"
+#include "remote/gateway.hpp"
 #include "remote/node_internal.hpp"
 #include "root/registry.hpp"
 #include "sys/net.hpp"
@@ -56,6 +57,8 @@ std::exception_ptr rebuild_error(std::int32_t k, const std::string& type_name,
 }
 
 }  // namespace
+
+void forget_link(std::uint64_t index);
 
 struct remote_link : std::enable_shared_from_this<remote_link> {
   std::uint64_t index = 0;
@@ -98,6 +101,7 @@ struct remote_link : std::enable_shared_from_this<remote_link> {
       all.swap(pending);
     }
     get_logger().warning("isola::node: " + text);
+    forget_link(index);
     for (auto& [ref, p] : all) {
       if (p.is_monitor) {
         down d{p.who, exit_reason{exit_reason::kind::unknown, 0, text}};
@@ -133,9 +137,11 @@ struct remote_link : std::enable_shared_from_this<remote_link> {
 
 namespace {
 
+// The links that are up, by index. A lost link leaves the table (a program
+// that connects and loses nodes for ever must not grow it); handles that
+// still name it get a stand-in that says it was lost (link_of).
 std::mutex links_m;
-std::unordered_map<std::uint64_t, std::shared_ptr<remote_link>>
-    links;  // never shrinks: handles name them
+std::unordered_map<std::uint64_t, std::shared_ptr<remote_link>> links;
 std::uint64_t next_link = 1;
 
 std::shared_ptr<remote_link> link_of(std::uint64_t index) {
@@ -146,10 +152,29 @@ std::shared_ptr<remote_link> link_of(std::uint64_t index) {
         "the rest belong to the root)");
   std::lock_guard lk(links_m);
   auto it = links.find(index);
-  if (it == links.end())
+  if (it != links.end()) return it->second;
+  if (index == 0 || index >= next_link)
     throw value_error("isola: no connection to another node numbered " + std::to_string(index));
-  return it->second;
+  auto gone = std::make_shared<remote_link>();
+  gone->index = index;
+  gone->lost = true;
+  gone->lost_why = "the connection to another node numbered " + std::to_string(index) + " was lost";
+  return gone;
 }
+
+}  // namespace
+
+void forget_link(std::uint64_t index) {
+  std::lock_guard lk(links_m);
+  links.erase(index);
+}
+
+std::size_t linked_node_count() {
+  std::lock_guard lk(links_m);
+  return links.size();
+}
+
+namespace {
 
 caf::behavior client_fn(caf::event_based_actor* self, std::shared_ptr<remote_link> l) {
   self->monitor(l->gateway);

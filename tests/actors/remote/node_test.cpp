@@ -35,6 +35,8 @@
 #include <isola/popen.hpp>
 #include <isola/runtime.hpp>
 
+#include "remote/gateway.hpp"
+
 #include "../../support/flooder.hpp"
 #include "sys/handshake.hpp"
 
@@ -645,6 +647,8 @@ void node_lost_case(int sig) {
   auto d = w.monitor();
   auto inflight = w.request<int>(nap{30000});
   std::this_thread::yield();
+  const std::size_t links_before = isola::detail::linked_node_count();
+  BOOST_TEST(links_before >= 1u);
   auto t0 = clk::now();
   ::kill(b.p->pid(), sig);
   BOOST_CHECK_THROW(inflight.get(5s), isola::actor_exited);
@@ -662,6 +666,9 @@ void node_lost_case(int sig) {
   BOOST_CHECK_THROW(w.request<int>(add{1, 2}).get(1s), isola::actor_exited);
   BOOST_TEST(!w.send(push{1}));
   BOOST_TEST(w.monitor().get(1s).reason.what == isola::exit_reason::kind::unknown);
+  // The lost link has left the root's table; handles naming it still answer
+  // as above.
+  BOOST_TEST(isola::detail::linked_node_count() == links_before - 1);
   if (sig == SIGSTOP) b.p->send_signal(SIGKILL);
 }
 }  // namespace
