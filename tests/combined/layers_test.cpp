@@ -31,9 +31,9 @@ using namespace std::chrono_literals;
 
 namespace {
 
-const std::vector<std::string> layers = {"fork",     "forkserver", "spawn", "queue",
-                                         "pipe",     "pool",       "executor", "supervisor",
-                                         "actor",    "manager",    "node",  "popen"};
+const std::vector<std::string> layers = {"fork",  "forkserver", "spawn",    "queue",
+                                         "pipe",  "pool",       "executor", "supervisor",
+                                         "actor", "manager",    "node",     "popen"};
 
 // Ordered: the one set up first is there when the other starts (a fork
 // child made while a supervisor runs is the reported hang).
@@ -122,7 +122,7 @@ outcome run_program(const std::string& a, const std::string& b, std::chrono::sec
     // Every descendant now is an orphan of ours: it has a short while to end
     // (they die with their parents), then it counts as left behind.
     int left = 0;
-    auto grace = std::chrono::steady_clock::now() + 5s;
+    auto grace = std::chrono::steady_clock::now() + 3s;
     for (;;) {
       pid_t r = ::waitpid(-1, nullptr, WNOHANG);
       if (r < 0) break;  // ECHILD: none left
@@ -130,8 +130,7 @@ outcome run_program(const std::string& a, const std::string& b, std::chrono::sec
       if (std::chrono::steady_clock::now() >= grace) {
         left = 1;
         for (int pid : children_of(::getpid())) ::kill(pid, SIGKILL);
-        while (::waitpid(-1, nullptr, 0) > 0) {
-        }
+        while (::waitpid(-1, nullptr, 0) > 0) {}
         break;
       }
       ::usleep(2000);
@@ -169,6 +168,14 @@ BOOST_DATA_TEST_CASE(every_pair_of_layers_does_its_round_trips_and_the_program_e
   BOOST_TEST(o.output.find("round trips done") != std::string::npos);
   BOOST_TEST(o.program_status == 0);
   BOOST_TEST(o.leftovers == 0, "processes left behind after the program ended");
+}
+
+// The harness's checks can fail: a program that leaves a process behind is
+// caught (the grandchild sleeps longer than the harness's grace).
+BOOST_AUTO_TEST_CASE(the_harness_catches_a_process_left_behind_by_the_program, *utf::timeout(30)) {
+  auto o = run_program("--leave-behind", "20", 20s);
+  BOOST_TEST(o.program_status == 0);
+  BOOST_TEST(o.leftovers == 1);
 }
 
 // A fork child of a program whose actor layer runs (CAF threads, a

@@ -935,7 +935,9 @@ void require_actor_system_here(const char* what) {
   if (inherited_from.load(std::memory_order_relaxed)) refuse_inherited(what);
 }
 
-bool actor_system_inherited() noexcept { return inherited_from.load(std::memory_order_relaxed) != 0; }
+bool actor_system_inherited() noexcept {
+  return inherited_from.load(std::memory_order_relaxed) != 0;
+}
 
 }  // namespace isola::detail
 

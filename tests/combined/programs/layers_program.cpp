@@ -6,6 +6,8 @@
 //
 //   layers_program A B     A, B among: fork forkserver spawn queue pipe pool
 //                          executor supervisor actor manager node popen
+//   layers_program --leave-behind SECONDS
+//                          leaves a process behind (the harness's own test)
 //   layers_program --fork-child-uses CASE
 //                          a fork child of a program that runs the actor
 //                          layer (CASE: supervisor, pool, spawn, actor) uses
@@ -209,9 +211,8 @@ struct fork_and_spawn {
 };
 isola::behavior forking_actor() {
   return {[](const fork_and_spawn&) {
-    isola::process p(isola::process_options{.method = isola::start_method::fork}, [] {
-      return refused([] { (void)isola::spawn(echo); });
-    });
+    isola::process p(isola::process_options{.method = isola::start_method::fork},
+                     [] { return refused([] { (void)isola::spawn(echo); }); });
     p.start();
     if (!p.join(20s)) return -1;
     return p.exitcode().value_or(-1);
@@ -257,6 +258,22 @@ int fork_child_uses(const std::string& what) {
 int main(int argc, char** argv) {
   isola::runtime rt{argc, argv};
   if (argc < 3) return 2;
+  if (std::string(argv[1]) == "--leave-behind") {
+    // For the harness's own test: a grandchild that outlives the program
+    // (no isola parent, no PDEATHSIG) for argv[2] seconds.
+    if (::fork() == 0) {
+      if (::fork() == 0) {
+        // Without isola's descriptors (the zygote's socket): the program
+        // must not wait for it, only the harness must see it.
+        for (int fd = 3; fd < 1024; ++fd) ::close(fd);
+        ::sleep(static_cast<unsigned>(std::stoi(argv[2])));
+        ::_exit(0);
+      }
+      ::_exit(0);
+    }
+    std::cout << "round trips done" << std::endl;
+    return 0;
+  }
   if (std::string(argv[1]) == "--fork-child-uses") {
     try {
       fork_child_uses(argv[2]);
