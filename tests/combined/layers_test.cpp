@@ -96,9 +96,11 @@ outcome run_program(const std::string& a, const std::string& b, std::chrono::sec
   BOOST_REQUIRE(h >= 0);
   if (h == 0) {
     ::prctl(PR_SET_CHILD_SUBREAPER, 1);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // the test timed out: nothing outlives it
     int fd = ::open(out.path().c_str(), O_WRONLY | O_TRUNC);
     pid_t p = ::fork();
     if (p == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(fd, 1);
       ::execl(prog.c_str(), prog.c_str(), a.c_str(), b.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);

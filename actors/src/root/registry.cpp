@@ -29,6 +29,8 @@
 #include "core/parking.hpp"
 #include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
+#include "process/launcher.hpp"
+#include "process/registry.hpp"
 #include "process/shutdown_hook.hpp"
 #include "sys/os.hpp"
 
@@ -904,6 +906,13 @@ node& get_node() {
       return true;
     }();
     (void)atfork;
+    // The zygote first, while this process may still have no thread: the
+    // actors start from it, and a zygote forked later would be a copy of a
+    // process in the middle of CAF's threads (locks held by them stay held
+    // in the copy). A spawn child, whose runtime never started one, is
+    // where this matters (a node that listens, then spawns). On the
+    // launcher: the zygote's PDEATHSIG follows the thread that forks it.
+    run_on_launcher([] { ensure_forkserver(); });
     the_node.store(new node(the_options));  // lives until exit
   }
   return *the_node.load();
