@@ -77,6 +77,14 @@ std::vector<int> children_of(int ppid) {
   return v;
 }
 
+/// A sanitizer's report in the program's output (its children's included).
+bool sanitizer_report(const std::string& out) {
+  for (const char* what :
+       {"ThreadSanitizer", "AddressSanitizer", "LeakSanitizer", "runtime error:"})
+    if (out.find(what) != std::string::npos) return true;
+  return false;
+}
+
 /// What became of one run of the program.
 struct outcome {
   int program_status = -1;  // its wait status; -1: it did not end in time (killed)
@@ -102,6 +110,7 @@ outcome run_program(const std::string& a, const std::string& b, std::chrono::sec
     if (p == 0) {
       ::prctl(PR_SET_PDEATHSIG, SIGKILL);
       ::dup2(fd, 1);
+      ::dup2(fd, 2);  // a sanitizer's report too
       ::execl(prog.c_str(), prog.c_str(), a.c_str(), b.c_str(), static_cast<char*>(nullptr));
       ::_exit(127);
     }
@@ -170,6 +179,7 @@ BOOST_DATA_TEST_CASE(every_pair_of_layers_does_its_round_trips_and_the_program_e
   BOOST_TEST(o.output.find("round trips done") != std::string::npos);
   BOOST_TEST(o.program_status == 0);
   BOOST_TEST(o.leftovers == 0, "processes left behind after the program ended");
+  BOOST_TEST(!sanitizer_report(o.output));
 }
 
 // The harness's checks can fail: a program that leaves a process behind is
@@ -195,6 +205,7 @@ BOOST_DATA_TEST_CASE(a_fork_child_is_refused_the_parents_actor_layer_instead_of_
   BOOST_TEST(o.output.find("round trips done") != std::string::npos);
   BOOST_TEST(o.program_status == 0);
   BOOST_TEST(o.leftovers == 0, "processes left behind after the program ended");
+  BOOST_TEST(!sanitizer_report(o.output));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

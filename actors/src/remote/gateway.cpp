@@ -83,7 +83,10 @@ void relay_loop(gateway_core* g) {
       {
         std::lock_guard lk(g->m);
         for (auto it = g->flights.begin(); it != g->flights.end();) {
-          std::lock_guard sl(it->st->m);
+          // Our own reference: erase() below may drop the last one while
+          // `sl` still holds the state's mutex (TSan: heap-use-after-free).
+          auto st = it->st;
+          std::lock_guard sl(st->m);
           if (it->st->done) {
             if (it->st->error) failed.push_back(*it);
             it = g->flights.erase(it);
@@ -292,20 +295,25 @@ std::atomic<gateway_core*> the_gateway_ready{nullptr};  // for gateway_table_siz
 gateway_core& gateway() {
   if (the_gateway) return *the_gateway;
   auto* g = new gateway_core;
-  std::mutex m;
-  std::condition_variable cv;
-  std::thread([g, &m, &cv] {
+  // Shared with the relay thread: it may still be inside notify_all() when
+  // this function has returned (TSan saw the stack's mutex reused).
+  struct handshake {
+    std::mutex m;
+    std::condition_variable cv;
+  };
+  auto hs = std::make_shared<handshake>();
+  std::thread([g, hs] {
     auto ib = root_context().my_inbox();
     {
-      std::lock_guard lk(m);
+      std::lock_guard lk(hs->m);
       g->relay = ib;
     }
-    cv.notify_all();
+    hs->cv.notify_all();
     relay_loop(g);
   }).detach();
   {
-    std::unique_lock lk(m);
-    cv.wait(lk, [&] { return g->relay != nullptr; });
+    std::unique_lock lk(hs->m);
+    hs->cv.wait(lk, [&] { return g->relay != nullptr; });
   }
   the_gateway_actor = new caf::actor(node_system().spawn<caf::detached>(gateway_fn, g));
   the_gateway = g;
