@@ -3,7 +3,8 @@
 # benchmarks, and runs the whole suite: once plainly, once under
 # AddressSanitizer + UndefinedBehaviorSanitizer, and the suites that use
 # threads (the runtime's threaded suites and the actor layer, whose root runs
-# CAF threads) once more under ThreadSanitizer.
+# CAF threads, and the layers together in one program) once more under
+# ThreadSanitizer.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/deps.sh
@@ -27,8 +28,8 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug "${dbgflags[@]}" -DISOLA_SANIT
 tsan_tests=(runtime_threads_test runtime_lifecycle_test runtime_queue_test runtime_lock_test
   runtime_semaphore_test runtime_event_test runtime_condition_test runtime_barrier_test
   runtime_launcher_test actors_actor_test actors_supervisor_test actors_pool_test
-  actors_futures_test actors_node_test)
-cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}"
+  actors_futures_test actors_node_test combined_layers_test)
+cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}" combined_layers_program
 # CAF comes uninstrumented; tests/tsan.supp says why its frames are suppressed.
 tsan_regex="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
 (cd build-tsan && TSAN_OPTIONS="suppressions=$PWD/../tests/tsan.supp" \

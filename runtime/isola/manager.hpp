@@ -56,7 +56,8 @@ namespace isola {
 class process;
 
 struct manager_options {
-  /// Default: get_start_method().
+  /// Default: get_start_method(), except that a program running threads
+  /// uses forkserver rather than fork (docs/decisions.md).
   std::optional<start_method> method{};
   /// The key of the local socket; empty: 32 random bytes (each manager its own).
   std::string authkey{};

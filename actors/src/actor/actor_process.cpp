@@ -1,6 +1,7 @@
 // The actor process side: its context (peers found through the control
 // channel to the root) and the loop that serves the mailbox.
 #include <poll.h>
+#include <pthread.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -25,6 +26,10 @@ namespace isola::detail {
 namespace {
 
 context* child_ctx = nullptr;
+// Set in a fork child of an actor process: the control channel and the
+// mailbox are the parent's (the root would take the child's words for the
+// actor's), so the copy of the context is never used.
+bool ctx_forked = false;
 
 class child_context;
 
@@ -261,7 +266,9 @@ exit_reason child_peer::reason() {
 }
 
 fn_type ask_root_registry(const std::string& module, std::uint64_t offset) {
-  return child_ctx ? static_cast<child_context*>(child_ctx)->root_function_type(module, offset) : 0;
+  return child_ctx && !ctx_forked
+             ? static_cast<child_context*>(child_ctx)->root_function_type(module, offset)
+             : 0;
 }
 
 }  // namespace
@@ -269,16 +276,30 @@ fn_type ask_root_registry(const std::string& module, std::uint64_t offset) {
 actor spawn_through_root(const spawn_options& o, function_address entry, function_address fn,
                          bytes args) {
   if (!in_actor_process()) throw value_error("isola::spawn: not in an actor process");
-  return static_cast<child_context*>(child_ctx)->spawn_through_root(
+  return static_cast<child_context*>(&ctx())->spawn_through_root(
       spawn_blob(o, entry, fn, std::move(args)));
 }
 
 context& ctx() {
-  if (child_ctx) return *child_ctx;
+  if (child_ctx) {
+    if (ctx_forked)
+      throw start_method_error(
+          "isola: this process is a fork child of an actor process; the actor's mailbox and its "
+          "channel to the root stay the actor's; start this process with the forkserver or spawn "
+          "method to use actors in it");
+    return *child_ctx;
+  }
   return root_context();
 }
 
-void set_child_context(context* c) noexcept { child_ctx = c; }
+void set_child_context(context* c) noexcept {
+  static const bool atfork = [] {
+    ::pthread_atfork(nullptr, nullptr, [] { ctx_forked = true; });
+    return true;
+  }();
+  (void)atfork;
+  child_ctx = c;
+}
 
 bool in_actor_process() noexcept { return child_ctx != nullptr; }
 

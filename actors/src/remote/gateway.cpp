@@ -299,22 +299,25 @@ std::atomic<gateway_core*> the_gateway_ready{nullptr};  // for gateway_table_siz
 gateway_core& gateway() {
   if (the_gateway) return *the_gateway;
   auto* g = new gateway_core;
-  std::mutex m;
-  std::condition_variable cv;
-  std::thread([g, &m, &cv] {
+  // Shared with the relay thread: it may still be inside notify_all() when
+  // this function has returned (TSan saw the stack's mutex reused).
+  struct handshake {
+    std::mutex m;
+    std::condition_variable cv;
+  };
+  auto hs = std::make_shared<handshake>();
+  std::thread([g, hs] {
     auto ib = root_context().my_inbox();
     {
-      // Notified under the lock: m and cv live on the caller's stack, which
-      // is gone as soon as it sees relay set.
-      std::lock_guard lk(m);
+      std::lock_guard lk(hs->m);
       g->relay = ib;
-      cv.notify_all();
+      hs->cv.notify_all();
     }
     relay_loop(g);
   }).detach();
   {
-    std::unique_lock lk(m);
-    cv.wait(lk, [&] { return g->relay != nullptr; });
+    std::unique_lock lk(hs->m);
+    hs->cv.wait(lk, [&] { return g->relay != nullptr; });
   }
   the_gateway_actor = new caf::actor(node_system().spawn<caf::detached>(gateway_fn, g));
   the_gateway = g;

@@ -2,6 +2,7 @@
 #include "root/registry.hpp"
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -17,6 +18,7 @@
 #include <cstdlib>
 #include <deque>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 #include <tuple>
@@ -27,6 +29,8 @@
 #include "core/parking.hpp"
 #include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
+#include "process/launcher.hpp"
+#include "process/registry.hpp"
 #include "process/shutdown_hook.hpp"
 #include "sys/os.hpp"
 
@@ -867,12 +871,50 @@ std::atomic<node*> the_node{nullptr};
 std::mutex the_node_m;
 actor_system_options the_options;
 
+// The pid of the process whose actor system a fork child copied (0: none).
+// A fork copies the node, its supervisors and pools, but not the CAF threads
+// that run them: in the child they are dead objects that never answer. So
+// the child leaves them alone (its shutdown hooks are forgotten, see
+// process/shutdown_hook.hpp) and refuses to use them, with an error that
+// names the fix, instead of waiting for them forever.
+std::atomic<int> inherited_from{0};
+
+void note_fork_in_child() noexcept {
+  if (the_node.load(std::memory_order_relaxed) && inherited_from.load() == 0)
+    inherited_from.store(static_cast<int>(::getppid()));
+  // The parent's threads may have held it at the fork.
+  new (&the_node_m) std::mutex;
+}
+
+[[noreturn]] void refuse_inherited(const char* what) {
+  throw start_method_error(
+      std::string(what) + ": this process is a fork child of process " +
+      std::to_string(inherited_from.load()) +
+      ", whose actor system (CAF threads, supervisors, pools, actors) did not come with the "
+      "fork; start this process with the forkserver or spawn method to use actors in it");
+}
+
 node& get_node() {
   if (in_actor_process())
     throw value_error("isola: this runs only in the root process (not inside an actor)");
+  if (inherited_from.load(std::memory_order_relaxed)) refuse_inherited("isola");
   if (node* n = the_node.load(std::memory_order_acquire)) return *n;
   std::lock_guard lk(the_node_m);
-  if (!the_node.load()) the_node.store(new node(the_options));  // lives until exit
+  if (!the_node.load()) {
+    static const bool atfork = [] {
+      ::pthread_atfork(nullptr, nullptr, &note_fork_in_child);
+      return true;
+    }();
+    (void)atfork;
+    // The zygote first, while this process may still have no thread: the
+    // actors start from it, and a zygote forked later would be a copy of a
+    // process in the middle of CAF's threads (locks held by them stay held
+    // in the copy). A spawn child, whose runtime never started one, is
+    // where this matters (a node that listens, then spawns). On the
+    // launcher: the zygote's PDEATHSIG follows the thread that forks it.
+    run_on_launcher([] { ensure_forkserver(); });
+    the_node.store(new node(the_options));  // lives until exit
+  }
   return *the_node.load();
 }
 
@@ -881,7 +923,9 @@ node::inbox_holder::~inbox_holder() {
 }
 
 void node::shutdown_hook() noexcept {
-  if (the_node) the_node.load()->shutdown();
+  // Forgotten by a fork child anyway (the runtime drops its hooks); checked
+  // again here so that no path runs the parent's shutdown in a copy.
+  if (the_node && !inherited_from.load()) the_node.load()->shutdown();
 }
 
 exit_reason entry::reason() {
@@ -895,6 +939,14 @@ exit_reason entry::reason() {
 }  // namespace
 
 context& root_context() { return get_node(); }
+
+void require_actor_system_here(const char* what) {
+  if (inherited_from.load(std::memory_order_relaxed)) refuse_inherited(what);
+}
+
+bool actor_system_inherited() noexcept {
+  return inherited_from.load(std::memory_order_relaxed) != 0;
+}
 
 }  // namespace isola::detail
 

@@ -21,6 +21,13 @@ using exit_callback = std::function<void(const actor&, const exit_reason&)>;
 /// Spawns an actor (root only); on_exit, if given, is told of its end.
 actor node_spawn(const spawn_options& opts, const make_process_fn& make, exit_callback on_exit);
 
+/// In a fork child of a process that ran the actor system: throws
+/// start_method_error naming `what` and the fix (that system's threads did
+/// not come with the fork, so its supervisors and pools would never answer).
+void require_actor_system_here(const char* what);
+/// True in such a fork child.
+bool actor_system_inherited() noexcept;
+
 /// The root's CAF actor system (started on first use).
 caf::actor_system& node_system();
 

@@ -505,6 +505,7 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
 }
 
 void pool_submit(pool_core& p, std::vector<pool_job> jobs) {
+  require_actor_system_here("isola::pool");  // a fork child's copy: no dispatcher
   {
     std::lock_guard lk(p.m);
     if (p.st != pool_core::state::running)
@@ -520,6 +521,7 @@ void pool_submit(pool_core& p, std::vector<pool_job> jobs) {
 }
 
 void pool_cancel_pending(pool_core& p) {
+  require_actor_system_here("isola::pool");  // a fork child's copy: no dispatcher
   std::deque<std::shared_ptr<pool_core::job_rec>> rest;
   {
     std::lock_guard lk(p.m);
@@ -562,6 +564,7 @@ void log_callback_failure(std::exception_ptr e) noexcept {
 }
 
 void pool_close(pool_core& p) {
+  require_actor_system_here("isola::pool");  // a fork child's copy: no dispatcher
   {
     std::lock_guard lk(p.m);
     if (p.st == pool_core::state::running) p.st = pool_core::state::closed;
@@ -571,6 +574,9 @@ void pool_close(pool_core& p) {
 }
 
 void pool_terminate(pool_core& p) noexcept {
+  // A fork child's copy (its dispatcher stayed in the parent): the parent's
+  // pool is the parent's to end, and waiting here would never return.
+  if (actor_system_inherited()) return;
   {
     std::lock_guard lk(p.m);
     if (p.done) return;
@@ -583,6 +589,7 @@ void pool_terminate(pool_core& p) noexcept {
 }
 
 void pool_join(pool_core& p) {
+  require_actor_system_here("isola::pool");  // a fork child's copy: no dispatcher
   std::unique_lock lk(p.m);
   if (p.st == pool_core::state::running)
     throw value_error("Pool is still running (close() or terminate() first)");

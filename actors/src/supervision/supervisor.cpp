@@ -423,6 +423,8 @@ supervisor& supervisor::operator=(supervisor&& o) noexcept {
 namespace {
 detail::sup_core& live(const std::shared_ptr<detail::sup_core>& c) {
   if (!c) throw value_error("isola::supervisor: empty (moved-from) handle");
+  // A fork child's copy: the supervisor's CAF actor stayed in the parent.
+  detail::require_actor_system_here("isola::supervisor");
   return *c;
 }
 void check_running(detail::sup_core& c) {

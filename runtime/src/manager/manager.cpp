@@ -15,6 +15,7 @@
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/process.hpp"
 #include "manager/protocol.hpp"
+#include "process/registry.hpp"
 #include "sys/random.hpp"
 
 namespace isola {
@@ -92,6 +93,13 @@ manager::manager(manager_options opts) {
   po.name = opts.name.empty() ? "manager-" + std::to_string(++detail::manager_counter) : opts.name;
   po.daemon = true;
   po.method = opts.method;
+  // The manager is isola's own server, and its target needs no fork: from a
+  // program that runs threads (the actor layer's CAF threads, a popen
+  // reaper) it starts off the forkserver rather than being forked in the
+  // middle of them, where a lock another thread held (an allocator's, under
+  // a sanitizer) stays locked in the child forever.
+  if (!po.method && get_start_method() == start_method::fork && detail::thread_count() > 1)
+    po.method = start_method::forkserver;
   detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid()};
   try {
     proc_ =

@@ -44,15 +44,17 @@ void flush_std_streams() {
   std::fflush(nullptr);
 }
 
-int thread_count() {
+}  // namespace
+
+namespace detail {
+int thread_count() noexcept {
   // Each thread is a directory under /proc/self/task: st_nlink = 2 + threads.
   // One stat() instead of parsing /proc/self/stat keeps fork start cheap.
   struct stat st {};
   if (::stat("/proc/self/task", &st) != 0) return 1;
   return static_cast<int>(st.st_nlink) - 2;
 }
-
-}  // namespace
+}  // namespace detail
 
 process::process() : process(process_options{}) {}
 
@@ -147,7 +149,8 @@ void process::start() {
 
   switch (method) {
     case start_method::fork: {
-      if (!gl.warned_threads.load() && thread_count() > 1 && !gl.warned_threads.exchange(true)) {
+      if (!gl.warned_threads.load() && detail::thread_count() > 1 &&
+          !gl.warned_threads.exchange(true)) {
         get_logger().warning("this process (pid=" + std::to_string(::getpid()) +
                              ") is multi-threaded, use of fork() may lead to deadlocks in "
                              "the child; consider the forkserver or spawn start method");

@@ -125,6 +125,9 @@ struct globals {
 /// This process's state; never destroyed (used from atexit handlers).
 globals& g();
 
+/// The threads of this process now (1 if /proc cannot tell).
+int thread_count() noexcept;
+
 /// Drops children that have ended from the registry. Caller holds g().m.
 void reap_registry_locked();
 

@@ -6,6 +6,10 @@
 // A hook registered here runs at the start of the runtime's shutdown (the
 // runtime's destructor, or the atexit handler), before any child is
 // terminated or joined; hooks run once, in reverse order of registration.
+//
+// Hooks belong to the process that registered them: a fork child (any
+// fork(), through pthread_atfork) starts with none, since the threads and
+// objects they would talk to stayed in the parent.
 #pragma once
 
 namespace isola::detail {
