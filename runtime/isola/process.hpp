@@ -52,7 +52,8 @@ struct process_info {
 };
 
 /// What parent_process() returns (Python's _ParentProcess): who the parent
-/// is, and a pidfd of it taken when this child started, to watch it by.
+/// is, and a pidfd of it (opened by the first parent_process() in this
+/// process, kept until it ends) to watch it by.
 struct parent_info : process_info {
   /// Whether the parent still runs.
   bool is_alive() const;
@@ -61,7 +62,7 @@ struct parent_info : process_info {
   /// Waits at most t; whether the parent has ended.
   bool join(duration t) const;
   /// A descriptor that becomes readable when the parent ends (-1 if it had
-  /// already ended when this child started).
+  /// already ended at the first parent_process()).
   int sentinel() const noexcept { return sentinel_; }
 
   int sentinel_ = -1;

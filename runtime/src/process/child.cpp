@@ -112,14 +112,7 @@ void write_stderr(const std::string& s) noexcept {
   auto& gl = g();
   gl.self = process_info{who.name, ::getpid(), who.daemon};
   gl.parent = process_info{who.parent_name, who.parent_pid, false};
-  // A pidfd of the parent, for parent_process().is_alive() and join(). The
-  // parent may already be gone (then none); a pid reused in between would
-  // have to be reused within this child's start.
-  try {
-    gl.parent_pidfd.reset(pidfd_open(who.parent_pid));
-  } catch (...) {
-    gl.parent_pidfd.reset();
-  }
+  gl.parent_pidfd_opened = false;  // on the first parent_process()
   gl.identity = who.identity;
   gl.default_method.store(who.method);
   gl.counter = 0;

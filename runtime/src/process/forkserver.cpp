@@ -153,8 +153,20 @@ constexpr int root_died_signal = SIGUSR1;
     }
     if (pidfd >= 0) ::close(pidfd);
   }
-  // The root is done with us: outlive our children, then go.
-  reap(0);
+  // The root is done with us: outlive our children, then go. Not in a
+  // blocking waitpid: a SIGKILLed root closes our socket before its death
+  // is signalled, so the root's death may still come, and then the children
+  // must go too.
+  while (!status_fds.empty()) {
+    if (::getppid() != root) root_gone();
+    pollfd p{sfd, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) ::_exit(71);
+    signalfd_siginfo si;
+    while (::read(sfd, &si, sizeof si) > 0)
+      if (static_cast<int>(si.ssi_signo) == root_died_signal) root_gone();
+    reap(WNOHANG);
+  }
+  reap(WNOHANG);
   ::_exit(0);
 }
 

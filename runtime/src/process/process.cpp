@@ -292,6 +292,14 @@ std::optional<parent_info> parent_process() {
   auto& gl = g();
   std::lock_guard lk(gl.m);
   if (!gl.parent) return std::nullopt;
+  if (!gl.parent_pidfd_opened) {
+    gl.parent_pidfd_opened = true;
+    try {
+      gl.parent_pidfd.reset(detail::pidfd_open(gl.parent->pid));
+    } catch (const os_error&) {  // ESRCH: it has ended already
+      gl.parent_pidfd.reset();
+    }
+  }
   parent_info p;
   static_cast<process_info&>(p) = *gl.parent;
   p.sentinel_ = gl.parent_pidfd.get();

@@ -179,6 +179,7 @@ void forget_parent_state_after_fork(bool close_fds) {
   {
     int p = gl.parent_pidfd.release();  // our parent's, not this child's
     if (close_fds && p >= 0) ::close(p);
+    gl.parent_pidfd_opened = false;
   }
   gl.shutdown_done = false;
   gl.counter = 0;

@@ -116,7 +116,11 @@ struct globals {
   std::mutex m;  // guards everything below but the atomics
   process_info self{"MainProcess", 0, false};
   std::optional<process_info> parent;
-  unique_fd parent_pidfd;  // a child's: opened as it starts (parent_process())
+  // A child's pidfd of its parent, opened by the first parent_process() (a
+  // child starts with no descriptor of isola's; it dies with its parent, so
+  // that pid is its parent's as long as it lives).
+  unique_fd parent_pidfd;
+  bool parent_pidfd_opened = false;
   std::vector<int> identity;
   int counter = 0;
   std::vector<std::shared_ptr<process_state>> children;
