@@ -142,7 +142,11 @@ class supervisor {
   /// Forgets a terminated child. value_error while it runs.
   void delete_child(const std::string& name);
 
-  /// The running actor of the child called name.
+  /// The running actor of the child called name. nullopt if there is none,
+  /// including between a crash and its restart: an incarnation that has
+  /// ended is never returned, even before the supervisor has heard of its
+  /// exit (OTP's which_children shows `restarting` then). After the restart,
+  /// the new incarnation.
   std::optional<isola::actor> find(const std::string& name) const;
   /// A nested supervisor child (a handle that does not own it).
   supervisor child_supervisor(const std::string& name) const;

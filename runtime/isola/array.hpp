@@ -142,7 +142,10 @@ class array {
     if (!seg_) detail::throw_handle_empty("array");
     ar(seg_->export_fd());
   }
+  // Only an archive (a class): otherwise a.load(i) on a non-const array
+  // with a std::size_t lvalue would pick this template over load(i) const.
   template <class Archive>
+    requires std::is_class_v<Archive>
   void load(Archive& ar) {
     std::uint32_t index = 0;
     ar(index);

@@ -73,6 +73,13 @@ inline int this_tid() noexcept {
 /// Where a lock cell keeps its holder's thread id: glibc's robust mutex
 /// futex word (checked in lock.cpp), FUTEX_TID_MASK bits.
 inline constexpr std::size_t mutex_owner_word_offset = 16;
+/// The holder's thread id in the owner word (0: free; a holder that died
+/// holding it leaves 0 there too, with the owner-died bit).
+inline unsigned cell_holder(const mutex_cell* c) noexcept {
+  const int* w =
+      reinterpret_cast<const int*>(reinterpret_cast<const char*>(c) + mutex_owner_word_offset);
+  return static_cast<unsigned>(__atomic_load_n(w, __ATOMIC_ACQUIRE)) & 0x3fffffffu;
+}
 inline bool cell_held_by_this_thread(const mutex_cell* c) noexcept {
   const int* w =
       reinterpret_cast<const int*>(reinterpret_cast<const char*>(c) + mutex_owner_word_offset);
@@ -121,6 +128,13 @@ class lock_base {
     return try_lock_for(t - Clock::now());
   }
 
+  /// Whether some thread of some process holds it now (Python 3.14's
+  /// Lock.locked() and RLock.locked()). A holder that died holding it does
+  /// not count: the next acquirer gets it.
+  bool locked() const {
+    if (!cell_) throw_empty();
+    return cell_holder(cell_) != 0;
+  }
   /// Whether the calling thread holds it.
   bool held_by_this_thread() const {
     if (!cell_) throw_empty();

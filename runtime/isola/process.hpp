@@ -51,6 +51,23 @@ struct process_info {
   bool daemon = false;
 };
 
+/// What parent_process() returns (Python's _ParentProcess): who the parent
+/// is, and a pidfd of it (opened by the first parent_process() in this
+/// process, kept until it ends) to watch it by.
+struct parent_info : process_info {
+  /// Whether the parent still runs.
+  bool is_alive() const;
+  /// Waits for the parent to end.
+  void join() const;
+  /// Waits at most t; whether the parent has ended.
+  bool join(duration t) const;
+  /// A descriptor that becomes readable when the parent ends (-1 if it had
+  /// already ended at the first parent_process()).
+  int sentinel() const noexcept { return sentinel_; }
+
+  int sentinel_ = -1;
+};
+
 namespace detail {
 struct process_state;
 }
@@ -96,6 +113,12 @@ class process {
   void terminate();
   /// SIGKILL. A no-op on a child that has already ended.
   void kill();
+  /// SIGINT (Python 3.14's Process.interrupt()). A no-op on a child that has
+  /// already ended. In the child, a target blocked in a system call gets
+  /// isola::keyboard_interrupt (its destructors run, the exit code is 1);
+  /// one computing, or one that set SIGINT back to SIG_DFL, ends by the
+  /// signal (-SIGINT); one that ignores SIGINT goes on.
+  void interrupt();
 
   /// Releases the handle's resources. process_error while the child runs;
   /// afterwards every method but name(), daemon() and exitcode() throws.
@@ -131,8 +154,9 @@ class process {
 
 /// The process this code runs in ("MainProcess" in the root).
 process_info current_process();
-/// The process that started this one; empty in the root.
-std::optional<process_info> parent_process();
+/// The process that started this one, to ask is_alive() and join(); empty
+/// in the root.
+std::optional<parent_info> parent_process();
 /// Children of this process still running (reaps those that have ended).
 std::vector<process_info> active_children();
 /// Logical CPUs this process may run on.

@@ -41,6 +41,10 @@
 //   past its deadline: what is read there is checked before it is used, and
 //   anything inconsistent closes the queue for every process; every call on
 //   it then throws queue_corrupt (a value_error), waiters included.
+// - shutdown(immediate) ends the queue for every process (Python 3.13's
+//   queue.Queue.shutdown): puts throw queue_shut_down, gets drain what is
+//   left and then throw it; blocked calls are woken. close() by contrast
+//   only ends this handle.
 // - close() ends this handle and its copies in this process only (unmaps the
 //   memory, closes the descriptors); every later call on it throws
 //   value_error("queue is closed"). Other processes are not affected, and a
@@ -173,6 +177,15 @@ class queue {
   bool full() const { return ring().full(); }
   /// The maxsize given to the constructor.
   std::size_t maxsize() const { return ring().maxsize(); }
+
+  /// Python 3.13's Queue.shutdown(immediate), for every process that has
+  /// the queue: put then throws queue_shut_down; get takes what is left and
+  /// then throws it (at once if immediate: the messages left are dropped,
+  /// each counted as a task_done() for joinable_queue::join). Blocked puts
+  /// and gets, in any process, are woken and throw it. Cannot be undone.
+  void shutdown(bool immediate = false) { ring().shutdown(immediate); }
+  /// Whether shutdown() was called (by any process).
+  bool is_shut_down() const { return ring().is_shut_down(); }
 
   /// Ends this handle (and its copies) in this process; see the header comment.
   void close() noexcept {

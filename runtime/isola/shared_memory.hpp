@@ -26,12 +26,14 @@
 //   token: a name can be resolved while the creating process still has its
 //   handle open (not after its close() or exit, even if other processes still
 //   hold the block: they can pass it on as a process argument). Attaching by
-//   a name that does not resolve is an os_error with ENOENT (Python:
-//   FileNotFoundError).
+//   a name that does not resolve is file_not_found_error (an os_error with
+//   ENOENT; Python: FileNotFoundError).
 // - unlink() ends the name: later attaches fail, handles already open keep
 //   working, and the memory goes with the last of them (as after Python's
 //   unlink). It works after close() too (Python's close(); unlink() order):
-//   it then reaches the block through its name, if the name still resolves.
+//   it then reaches the block through its name. A second unlink() (by any
+//   handle), or one whose name no longer resolves, is file_not_found_error,
+//   as in Python.
 //   close() ends this handle (and its copies) in this process: buf() then
 //   throws value_error.
 #pragma once

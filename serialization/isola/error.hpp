@@ -7,6 +7,7 @@
 // std::system_error from isola.
 #pragma once
 
+#include <cerrno>
 #include <cstddef>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,14 @@ class os_error : public error {
   int code_;
 };
 
+/// What was named does not exist (Python: FileNotFoundError, the OSError
+/// with ENOENT): attaching to a shared_memory name that does not resolve,
+/// unlinking one twice.
+class file_not_found_error : public os_error {
+ public:
+  explicit file_not_found_error(const std::string& what) : os_error(ENOENT, what) {}
+};
+
 /// put on a full queue without blocking, or after the timeout (queue.Full).
 class queue_full : public error {
  public:
@@ -54,6 +63,13 @@ class queue_full : public error {
 
 /// get on an empty queue without blocking, or after the timeout (queue.Empty).
 class queue_empty : public error {
+ public:
+  using error::error;
+};
+
+/// A put on a queue that was shut down, or a get on one shut down and empty
+/// (or shut down immediately) (Python 3.13: queue.ShutDown).
+class queue_shut_down : public error {
  public:
   using error::error;
 };
@@ -77,6 +93,15 @@ class buffer_too_short : public error {
 
  private:
   std::vector<std::byte> message_;
+};
+
+/// SIGINT reached a child started by isola::process (process::interrupt(), a
+/// Ctrl-C) while its target was blocked in a system call (Python:
+/// KeyboardInterrupt). It unwinds the target, so its destructors run; the
+/// child then exits with code 1, as a Python child does.
+class keyboard_interrupt : public error {
+ public:
+  using error::error;
 };
 
 /// A blocking call ran past its deadline where Python raises TimeoutError.

@@ -2,6 +2,7 @@
 // channel to the root) and the loop that serves the mailbox.
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -304,6 +305,14 @@ void set_child_context(context* c) noexcept {
 bool in_actor_process() noexcept { return child_ctx != nullptr; }
 
 int run_actor(const actor_boot& boot, const std::function<behavior()>& make_behavior) {
+  // SIGINT ends an actor process as by default (-SIGINT, reported as a
+  // signal exit): the keyboard_interrupt of process targets would unwind
+  // through the actor loop, which is not a target.
+  {
+    struct sigaction old {};
+    if (::sigaction(SIGINT, nullptr, &old) == 0 && old.sa_handler != SIG_IGN)
+      ::signal(SIGINT, SIG_DFL);
+  }
   static child_context c(boot);  // lives until the process exits
   set_child_context(&c);
   set_registry_query(&ask_root_registry);

@@ -2,6 +2,7 @@
 #include "root/registry.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/epoll.h>
@@ -390,6 +391,27 @@ class node final : public context {
       if (reaped_cv_.wait_until(lk, deadline) == std::cv_status::timeout &&
           clock::now() >= deadline)
         return exit_reason{exit_reason::kind::unknown, 0, "did not start in time"};
+    }
+  }
+
+  /// Whether an actor's process has ended, even if its exit has not been
+  /// handled yet (its pidfd is readable from the moment it dies).
+  bool process_ended(std::uint64_t id) {
+    std::shared_ptr<entry> e;
+    {
+      std::lock_guard lk(m_);
+      if (dead_.count(id)) return true;
+      auto it = entries_.find(id);
+      if (it == entries_.end()) return true;
+      e = it->second;
+    }
+    if (e->dead()) return true;
+    if (!e->is_process || !e->proc) return false;
+    try {
+      pollfd p{e->proc->sentinel(), POLLIN, 0};
+      return ::poll(&p, 1, 0) > 0;
+    } catch (const std::exception&) {
+      return true;  // closed: reaped
     }
   }
 
@@ -976,6 +998,7 @@ bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline) {
   return get_node().join(id, deadline);
 }
 std::optional<exit_reason> node_reason(std::uint64_t id) { return get_node().reason_of(id); }
+bool node_process_ended(std::uint64_t id) { return get_node().process_ended(id); }
 std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point deadline) {
   return get_node().wait_started(id, deadline);
 }

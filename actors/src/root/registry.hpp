@@ -44,6 +44,9 @@ bool node_join(std::uint64_t id, std::optional<clock::time_point> deadline);
 std::optional<exit_reason> node_wait_started(std::uint64_t id, clock::time_point deadline);
 /// The exit reason of an ended actor (nullopt while it runs).
 std::optional<exit_reason> node_reason(std::uint64_t id);
+/// Whether an actor's process has ended, including one that has died but
+/// whose exit the multiplexer has not handled yet.
+bool node_process_ended(std::uint64_t id);
 
 /// Runs at the start of the root's shutdown, before the node stops its
 /// actors (supervisors register here).

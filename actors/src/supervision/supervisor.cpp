@@ -22,6 +22,17 @@ namespace detail {
 
 using run_atom = caf::atom_constant<caf::atom("isolarun")>;
 
+// Whether an actor child's incarnation still runs: its process has not
+// ended, even if the root has not handled its exit yet (that exit, then the
+// restart, are on their way to this supervisor).
+bool incarnation_alive(const actor& a) {
+  try {
+    return a && !node_process_ended(a.id());
+  } catch (const error&) {
+    return false;
+  }
+}
+
 struct nested_spec {
   supervisor_options opts;
   std::vector<child_spec> children;
@@ -494,10 +505,13 @@ void supervisor::delete_child(const std::string& name) {
 std::optional<actor> supervisor::find(const std::string& name) const {
   auto& c = live(core_);
   // Through the supervisor's queue, so that exits it was told of are applied.
+  // An incarnation that has ended but whose exit has not reached the
+  // supervisor yet (it is on its way, then the restart) is not returned:
+  // OTP's which_children says `restarting` (no pid) until the new one runs.
   return c.call([&c, &name]() -> std::optional<actor> {
     std::lock_guard lk(c.m);
     auto* r = c.find_locked(name);
-    if (!r || !r->running || r->sub) return std::nullopt;
+    if (!r || !r->running || r->sub || !detail::incarnation_alive(r->current)) return std::nullopt;
     return r->current;
   });
 }
@@ -517,9 +531,13 @@ std::vector<child_info> supervisor::which_children() const {
   return c.call([&c] {
     std::lock_guard lk(c.m);
     std::vector<child_info> out;
-    for (auto& r : c.children)
-      out.push_back(
-          {r.spec.name(), r.running, r.spec.is_supervisor(), r.current, r.spec.restart_type()});
+    for (auto& r : c.children) {
+      // As find(): an incarnation that has ended is not running, even before
+      // its exit reaches the supervisor.
+      const bool running = r.running && (r.sub || detail::incarnation_alive(r.current));
+      out.push_back({r.spec.name(), running, r.spec.is_supervisor(),
+                     running ? r.current : actor(), r.spec.restart_type()});
+    }
     return out;
   });
 }

@@ -111,6 +111,13 @@ class shm_ring {
   int event_fd() const noexcept { return efd_; }
   int mem_fd() const noexcept { return memfd_; }
 
+  /// queue::shutdown(): puts throw queue_shut_down from now on, in every
+  /// process; gets take what is left, then throw it too (at once if
+  /// immediate: the messages left are dropped, each with a task_done()).
+  /// Every blocked put and get is woken.
+  void shutdown(bool immediate);
+  bool is_shut_down() const;
+
   /// joinable_queue accounting: messages put minus task_done() calls.
   void task_done();
   bool join(deadline d);
@@ -138,6 +145,7 @@ class shm_ring {
   void map(int memfd, int efd);
   void load_constants();
   void check_open() const;
+  void wake_everyone() noexcept;
 
   header* hdr_ = nullptr;
   std::byte* ring_ = nullptr;

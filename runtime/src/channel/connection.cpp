@@ -66,6 +66,10 @@ void connection::release_in_child(void* self) noexcept {
 
 connection::connection(int fd, bool readable, bool writable, connection_options opts)
     : opts_(opts) {
+  // Python's Connection(handle) raises ValueError("invalid handle") too.
+  if (fd < 0)
+    throw value_error("connection: invalid handle " + std::to_string(fd) +
+                      " (a descriptor must be non-negative)");
   adopt(fd, readable, writable);
 }
 

@@ -271,6 +271,10 @@ struct shm_ring::header {
   // (a line nobody writes otherwise, so it stays in every reader's cache;
   // last, so that the lines above keep the offsets and neighbours they had)
   alignas(64) std::atomic<std::uint32_t> broken;
+  // --- queue::shutdown(): 0 open, 1 shut down (puts refused, gets drain what
+  // is left), 2 shut down immediately (gets refused too). Beside `broken`,
+  // on a line nobody writes otherwise.
+  std::atomic<std::uint32_t> shut;
 };
 static_assert(sizeof(shm_ring::header) <= header_bytes);
 static_assert(std::atomic<std::uint64_t>::is_always_lock_free);
@@ -363,6 +367,12 @@ struct ring_ops {
   }
 
   bool is_broken() const noexcept { return h->broken.load(std::memory_order_relaxed) != 0; }
+  std::uint32_t shut_state() const noexcept { return h->shut.load(std::memory_order_seq_cst); }
+
+  [[noreturn, gnu::cold, gnu::noinline]] static void throw_shut_down(bool put_side) {
+    throw queue_shut_down(put_side ? "queue: shut down, put refused"
+                                   : "queue: shut down and empty (or shut down immediately)");
+  }
 
   [[noreturn, gnu::cold, gnu::noinline]] static void throw_broken() {
     throw queue_corrupt(
@@ -564,8 +574,9 @@ struct ring_ops {
   // seq_cst CAS here and the seq_cst store + load in wake_if_waiting, either
   // the sleeper sees the commit or the committer sees the sleeper's bit.
   template <class Cond>
-  bool wait_on(std::atomic<std::uint32_t>& word, Cond cond,
-               std::optional<clock::time_point> until) const {
+  bool wait_on(std::atomic<std::uint32_t>& word, Cond cond, std::optional<clock::time_point> until,
+               bool wake_on_shut = true) const {
+    auto done = [&] { return cond() || is_broken() || (wake_on_shut && shut_state() != 0); };
     // Re-check with exponential backoff: polling the other side's commit word
     // on every pause would pull its cache line away from the side that is
     // about to write it again; polling less often lets it do several
@@ -580,13 +591,13 @@ struct ring_ops {
         if (!word.compare_exchange_weak(s, s | 1u, std::memory_order_seq_cst)) continue;
         s |= 1u;
       }
-      if (cond() || is_broken()) return true;
+      if (done()) return true;
       auto now = clock::now();
       if (until && now >= *until) return false;
       auto wake = now + wake_slice;
       if (until && *until < wake) wake = *until;
       futex_wait_until(&word, s, &wake);
-      if (cond() || is_broken()) return true;
+      if (done()) return true;
     }
   }
 
@@ -607,11 +618,13 @@ struct ring_ops {
     } else {
       need = max_record + 8;
     }
+    if (shut_state() != 0) throw_shut_down(true);
     if (!lock_put(d)) return false;
     // Read once under the lock and checked by room(); used as it is from
     // here on (only this lock's holder moves it).
     std::uint64_t t;
     for (;;) {
+      if (shut_state() != 0) throw_shut_down(true);  // the lock goes with the exception
       t = h->tail.load(std::memory_order_relaxed);
       if (room(t, need, true)) break;
       unlock_put();
@@ -649,6 +662,11 @@ struct ring_ops {
             },
             d.until());
         if (is_broken()) throw_broken();
+        if (!room(t, need_now, first) && shut_state() != 0) {
+          // Shut down while this message streams: it is withdrawn whole.
+          if (!first) append_abort(t);
+          throw_shut_down(true);
+        }
         if (!ok) {
           if (!first) append_abort(t);
           unlock_put();
@@ -676,6 +694,7 @@ struct ring_ops {
   // --- get -------------------------------------------------------------------
 
   bool get(ring_sink& sink, deadline d) const {
+    if (shut_state() == 2) throw_shut_down(false);
     if (!lock_get(d)) return false;
     bool assembling = false;
     std::uint64_t total = 0, received = 0;
@@ -710,6 +729,7 @@ struct ring_ops {
       if (wpos(hw) == wpos(tw)) {
         if (!assembling) {
           unlock_get();
+          if (shut_state() != 0) throw_shut_down(false);  // nothing left, nothing to come
           if (d.mode == deadline::nowait) return false;
           if (!wait_on(
                   h->data_seq, [this] { return has_records(); }, d.until()))
@@ -747,8 +767,9 @@ struct ring_ops {
           }
           slice_end = std::min(slice_end, give_up);
         }
+        // (Not woken by a shutdown: this message's producer ends it either way.)
         wait_on(
-            h->data_seq, [this] { return has_records(); }, slice_end);
+            h->data_seq, [this] { return has_records(); }, slice_end, false);
         if (is_broken()) throw_broken();
         continue;
       }
@@ -868,6 +889,7 @@ std::shared_ptr<shm_ring> shm_ring::create(const ring_config& cfg) {
   h->spin = std::min(cfg.spin, max_spin);
   h->single_consumer = cfg.single_consumer ? 1 : 0;
   h->broken.store(0, std::memory_order_relaxed);
+  h->shut.store(0, std::memory_order_relaxed);
   for (pthread_mutex_t* m : {&h->put_lock, &h->get_lock}) {
     init_robust_mutex(m, PTHREAD_MUTEX_DEFAULT, "pthread_mutex_init(queue lock)");
   }
@@ -1014,6 +1036,56 @@ bool shm_ring::get(ring_sink& sink, deadline d) {
   }
 }
 
+namespace {
+// Takes a message and forgets it (shutdown(immediate) draining the queue).
+struct discard_sink final : ring_sink {
+  void whole(std::span<const std::byte>, std::span<const std::byte>) override {}
+  void begin(std::uint64_t) override {}
+  void append(std::span<const std::byte>) override {}
+  void end() override {}
+  void reset() noexcept override {}
+};
+}  // namespace
+
+void shm_ring::wake_everyone() noexcept {
+  for (auto* w : {&hdr_->data_seq, &hdr_->space_seq}) {
+    w->fetch_add(2, std::memory_order_seq_cst);
+    futex_wake_all(w);
+  }
+  futex_wake_all(&hdr_->tasks);
+  std::uint64_t one = 1;
+  [[maybe_unused]] auto r = ::write(efd_, &one, sizeof one);
+}
+
+void shm_ring::shutdown(bool immediate) {
+  check_open();
+  // 1 first: puts are refused from here on, gets still take what is left.
+  std::uint32_t expected = 0;
+  hdr_->shut.compare_exchange_strong(expected, 1, std::memory_order_seq_cst);
+  wake_everyone();
+  if (!immediate) return;
+  // Python's immediate shutdown empties the queue, with a task_done() for
+  // each message it drops (so that join() returns), then refuses gets.
+  discard_sink drop;
+  for (;;) {
+    try {
+      if (!get(drop, deadline::after(std::chrono::seconds(5)))) break;
+    } catch (const queue_shut_down&) {
+      break;  // empty
+    }
+    try {
+      task_done();
+    } catch (const value_error&) {}
+  }
+  hdr_->shut.store(2, std::memory_order_seq_cst);
+  wake_everyone();
+}
+
+bool shm_ring::is_shut_down() const {
+  check_open();
+  return hdr_->shut.load(std::memory_order_seq_cst) != 0;
+}
+
 std::size_t shm_ring::qsize() const {
   check_open();
   std::uint64_t head = hdr_->head.load(std::memory_order_seq_cst);  // head first: see I2
@@ -1044,6 +1116,7 @@ std::size_t shm_ring::max_message_size() const { return max_message_; }
 bool shm_ring::ready_for_wait() {
   if (!hdr_) return true;  // get() would not block: it throws value_error
   if (hdr_->broken.load(std::memory_order_relaxed) != 0) return true;  // nor here
+  if (hdr_->shut.load(std::memory_order_seq_cst) != 0) return true;    // gets answer at once
   ISOLA_RING_OPS;
   if (ops.has_records()) return true;
   std::uint64_t n;

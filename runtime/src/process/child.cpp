@@ -1,6 +1,11 @@
 // The child side, common to every start method: become the new process,
 // run the target, shut down like Python's _bootstrap, _exit with the code.
+#include <signal.h>
+#include <sys/syscall.h>
+#include <ucontext.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cstdio>
 #include <cstdlib>
@@ -16,6 +21,59 @@ namespace isola::detail {
 
 namespace {
 thread_local bool in_child_body = false;
+pid_t main_tid = 0;
+
+// Whether the interrupted instruction is a system call: RIP sits on the
+// `syscall` instruction (a call the kernel will restart) or right after it
+// (one that returns EINTR). Only there is a throw as safe as a glibc
+// cancellation point: the unwinder leaves through the libc wrapper into a
+// call site of the caller, whose destructors and handlers then run.
+bool interrupted_in_syscall(void* uc) noexcept {
+#if defined(__x86_64__)
+  const auto* ctx = static_cast<const ucontext_t*>(uc);
+  const auto* ip = reinterpret_cast<const unsigned char*>(ctx->uc_mcontext.gregs[REG_RIP]);
+  return (ip[0] == 0x0f && ip[1] == 0x05) || (ip[-2] == 0x0f && ip[-1] == 0x05);
+#else
+  (void)uc;
+  return false;
+#endif
+}
+
+// SIGINT in an isola::process child (Python: KeyboardInterrupt). Where a
+// throw is safe, the target unwinds with keyboard_interrupt; anywhere else
+// the signal does what it does by default (the child ends with -SIGINT).
+void on_sigint(int, siginfo_t*, void* uc) {
+  const int saved = errno;
+  if (::syscall(SYS_gettid) != main_tid) {
+    // Another thread got it: the target runs on the main thread.
+    ::syscall(SYS_tgkill, ::getpid(), main_tid, SIGINT);
+    errno = saved;
+    return;
+  }
+  if (in_child_body && interrupted_in_syscall(uc)) {
+    sigset_t s;
+    sigemptyset(&s);
+    sigaddset(&s, SIGINT);
+    ::sigprocmask(SIG_UNBLOCK, &s, nullptr);  // we leave without sigreturn
+    throw keyboard_interrupt("keyboard interrupt (SIGINT)");
+  }
+  ::signal(SIGINT, SIG_DFL);
+  ::raise(SIGINT);  // delivered once this handler returns
+  errno = saved;
+}
+
+// A child whose SIGINT is at its default gets the handler above; one that
+// inherited it ignored keeps ignoring it.
+void install_sigint_handler() noexcept {
+  struct sigaction old {};
+  if (::sigaction(SIGINT, nullptr, &old) != 0 || old.sa_handler == SIG_IGN) return;
+  main_tid = static_cast<pid_t>(::syscall(SYS_gettid));
+  struct sigaction sa {};
+  sa.sa_sigaction = &on_sigint;
+  sa.sa_flags = SA_SIGINFO | SA_RESTART;
+  sigemptyset(&sa.sa_mask);
+  ::sigaction(SIGINT, &sa, nullptr);
+}
 
 void flush_std_streams() noexcept {
   // cerr is unit-buffered and clog, like cout, is synced with stdio unless
@@ -54,7 +112,9 @@ void write_stderr(const std::string& s) noexcept {
   auto& gl = g();
   gl.self = process_info{who.name, ::getpid(), who.daemon};
   gl.parent = process_info{who.parent_name, who.parent_pid, false};
+  gl.parent_pidfd_opened = false;  // on the first parent_process()
   gl.identity = who.identity;
+  gl.default_method.store(who.method);
   gl.counter = 0;
   gl.shutdown_done = false;
   gl.atexit_registered = true;  // a child ends through finish_process, never exit()
@@ -62,6 +122,7 @@ void write_stderr(const std::string& s) noexcept {
   log.set_level(static_cast<log_level>(who.log_level));
   log.set_stderr_handler(who.log_handler);
 
+  install_sigint_handler();
   log.info("child process calling self.run()");
   int code = 0;
   in_child_body = true;

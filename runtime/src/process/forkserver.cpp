@@ -21,20 +21,31 @@ namespace isola::detail {
 
 namespace {
 
+// The signal the zygote gets when the root dies (PDEATHSIG): caught through
+// the signalfd, so that the zygote can take its children with it.
+constexpr int root_died_signal = SIGUSR1;
+
 [[noreturn]] void zygote_main(int sock, pid_t root) {
-  die_with_parent(root);
   reset_signals_as_exec_would();
+  sigset_t sigs;
+  sigemptyset(&sigs);
+  sigaddset(&sigs, SIGCHLD);
+  sigaddset(&sigs, root_died_signal);
+  ::sigprocmask(SIG_BLOCK, &sigs, nullptr);
+  ::prctl(PR_SET_PDEATHSIG, root_died_signal);
+  if (::getppid() != root) ::_exit(0);  // the root died before the prctl: no children yet
+  // As Python's forkserver: a Ctrl-C meant for the program does not end the
+  // zygote (its children get theirs as the root left it).
+  struct sigaction root_sigint {};
+  ::sigaction(SIGINT, nullptr, &root_sigint);
+  ::signal(SIGINT, SIG_IGN);
   ::prctl(PR_SET_NAME, "isola-forkserver");
   int keep[] = {sock};
   close_fds_except(3, keep);
   forget_parent_state_after_fork(false);
   forget_handles();
 
-  sigset_t chld;
-  sigemptyset(&chld);
-  sigaddset(&chld, SIGCHLD);
-  ::sigprocmask(SIG_BLOCK, &chld, nullptr);
-  int sfd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  int sfd = ::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
   if (sfd < 0) ::_exit(70);
 
   std::unordered_map<pid_t, int> status_fds;
@@ -53,6 +64,14 @@ namespace {
     }
   };
 
+  // The root is dead (SIGKILLed, say): its children die with it under every
+  // start method, so the zygote's go too. (A zygote that is itself killed
+  // leaves its children running, as Python's forkserver does.)
+  auto root_gone = [&] {
+    for (auto& [p, fd] : status_fds) ::kill(p, SIGKILL);
+    ::_exit(0);
+  };
+
   bool open = true;
   while (open) {
     pollfd fds[2] = {{sock, POLLIN, 0}, {sfd, POLLIN, 0}};
@@ -62,8 +81,11 @@ namespace {
     }
     if (fds[1].revents & POLLIN) {
       signalfd_siginfo si;
-      while (::read(sfd, &si, sizeof si) > 0) {}
+      bool root_died = false;
+      while (::read(sfd, &si, sizeof si) > 0)
+        if (static_cast<int>(si.ssi_signo) == root_died_signal) root_died = true;
       reap(WNOHANG);
+      if (root_died || ::getppid() != root) root_gone();
     }
     if (!(fds[0].revents & (POLLIN | POLLHUP | POLLERR))) continue;
 
@@ -77,6 +99,7 @@ namespace {
     }
     if (got != sizeof len || fds_in.size() < 4) {
       for (int fd : fds_in) ::close(fd);
+      if (::getppid() != root) root_gone();
       open = false;  // the root closed the socket (or broke the protocol)
       break;
     }
@@ -85,13 +108,15 @@ namespace {
       for (int fd : fds_in) ::close(fd);
       break;
     }
-    pid_t self = ::getpid();
     pid_t pid = ::fork();
     if (pid == 0) {
       ::close(sock);
       ::close(sfd);
       for (auto& [p, fd] : status_fds) ::close(fd);
-      die_with_parent(self);
+      ::sigaction(SIGINT, &root_sigint, nullptr);
+      // No PDEATHSIG on the zygote: a child outlives a zygote that is
+      // killed, as Python's do; the zygote kills them itself when the root
+      // dies. The root still holds a pidfd of this child to join and signal it.
       for (int i = 0; i < 3; ++i) ::dup2(fds_in[i], i);
       for (int i = 0; i < 4; ++i) ::close(fds_in[i]);
       std::vector<int> handles(fds_in.begin() + 4, fds_in.end());
@@ -128,8 +153,20 @@ namespace {
     }
     if (pidfd >= 0) ::close(pidfd);
   }
-  // The root is done with us: outlive our children, then go.
-  reap(0);
+  // The root is done with us: outlive our children, then go. Not in a
+  // blocking waitpid: a SIGKILLed root closes our socket before its death
+  // is signalled, so the root's death may still come, and then the children
+  // must go too.
+  while (!status_fds.empty()) {
+    if (::getppid() != root) root_gone();
+    pollfd p{sfd, POLLIN, 0};
+    if (::poll(&p, 1, -1) < 0 && errno != EINTR) ::_exit(71);
+    signalfd_siginfo si;
+    while (::read(sfd, &si, sizeof si) > 0)
+      if (static_cast<int>(si.ssi_signo) == root_died_signal) root_gone();
+    reap(WNOHANG);
+  }
+  reap(WNOHANG);
   ::_exit(0);
 }
 

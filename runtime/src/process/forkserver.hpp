@@ -8,8 +8,11 @@
 //   zygote -> root: i32 pid (or -errno); attached a pidfd of the child.
 // The zygote reaps its children and writes each one's wait status (i32) to
 // its status pipe, then closes it. When the root closes the socket the
-// zygote waits for its remaining children, then exits: its children die with
-// it (PDEATHSIG), so it must outlive them.
+// zygote waits for its remaining children, then exits. Its children have no
+// PDEATHSIG: a killed zygote leaves them running (as Python's forkserver
+// does), and the root, which holds their pidfds, joins them with exit code
+// 255. When the root dies, the zygote's PDEATHSIG (SIGUSR1, caught) makes it
+// SIGKILL its children first.
 #pragma once
 
 #include <sys/types.h>

@@ -1,6 +1,7 @@
 #include "isola/process.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -229,6 +230,12 @@ void process::kill() {
   if (!s.try_reap()) detail::pidfd_signal(s.pidfd.get(), SIGKILL);
 }
 
+void process::interrupt() {
+  auto& s = checked(state_);
+  require_started_child(s, "interrupt");
+  if (!s.try_reap()) detail::pidfd_signal(s.pidfd.get(), SIGINT);
+}
+
 void process::close() {
   auto& s = checked(state_);
   if (s.ph == process_state::phase::closed) return;
@@ -284,10 +291,37 @@ process_info current_process() {
   return info;
 }
 
-std::optional<process_info> parent_process() {
+std::optional<parent_info> parent_process() {
   auto& gl = g();
   std::lock_guard lk(gl.m);
-  return gl.parent;
+  if (!gl.parent) return std::nullopt;
+  if (!gl.parent_pidfd_opened) {
+    gl.parent_pidfd_opened = true;
+    try {
+      gl.parent_pidfd.reset(detail::pidfd_open(gl.parent->pid));
+    } catch (const os_error&) {  // ESRCH: it has ended already
+      gl.parent_pidfd.reset();
+    }
+  }
+  parent_info p;
+  static_cast<process_info&>(p) = *gl.parent;
+  p.sentinel_ = gl.parent_pidfd.get();
+  return p;
+}
+
+bool parent_info::is_alive() const {
+  if (sentinel_ < 0) return false;
+  pollfd p{sentinel_, POLLIN, 0};
+  return ::poll(&p, 1, 0) == 0;
+}
+
+void parent_info::join() const {
+  if (sentinel_ >= 0) detail::wait_readable(sentinel_, std::nullopt);
+}
+
+bool parent_info::join(duration t) const {
+  if (sentinel_ < 0) return true;
+  return detail::wait_readable(sentinel_, detail::deadline::after_clamped(t).until());
 }
 
 std::vector<process_info> active_children() {

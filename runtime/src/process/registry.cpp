@@ -22,22 +22,33 @@ globals& g() {
 bool process_state::try_reap() {
   std::lock_guard lk(m);
   if (exitcode) return true;
-  if (status_fd) {
+  if (status_fd && !orphaned) {
     pollfd p{status_fd.get(), POLLIN, 0};
     if (::poll(&p, 1, 0) <= 0) return false;
     int status = 0;
     auto n = read_full(status_fd.get(), &status, sizeof status);
-    // No status means the zygote itself died, and its children with it
-    // (they die with their parent): report the SIGKILL they got.
-    exitcode = n == sizeof status ? exitcode_from_wait_status(status) : -SIGKILL;
     // The pipe stays open until close(): another thread may be polling it in
     // wait(), and a closed descriptor number can be reused by anything.
-    return true;
+    if (n == sizeof status) {
+      exitcode = exitcode_from_wait_status(status);
+      return true;
+    }
+    // No status: the zygote died before this child. The child lives on (as
+    // Python's forkserver children do); from now on its pidfd tells its end.
+    orphaned = true;
   }
   siginfo_t si{};
   if (::waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd.get()), &si,
                WEXITED | WNOHANG) != 0) {
     if (errno == ECHILD) {
+      if (orphaned) {
+        // Not our child: readable once it has ended, with a status nobody
+        // passes on. Python's forkserver reports 255 in this case.
+        pollfd p{pidfd.get(), POLLIN, 0};
+        if (::poll(&p, 1, 0) <= 0) return false;
+        exitcode = 255;
+        return true;
+      }
       // Reaped behind our back (a waitpid(-1) elsewhere in the program): the
       // child has ended but its status is lost.
       get_logger().warning("exit status of " + name + " was collected by someone else");
@@ -64,16 +75,17 @@ bool process_state::wait(const deadline& d) {
     while (r != 0 && errno == EINTR);
     if (try_reap()) return true;
   }
-  if (try_reap()) return true;
-  int fd;
-  {
-    std::lock_guard lk(m);
-    fd = status_fd ? status_fd.get() : pidfd.get();
-  }
-  if (!wait_readable(fd, until)) return false;
-  // A pidfd is readable once the child has exited; the zygote's status pipe
-  // once it has reaped. Either way the reap below does not block for long.
   for (;;) {
+    if (try_reap()) return true;
+    int fd;
+    {
+      std::lock_guard lk(m);
+      fd = status_fd && !orphaned ? status_fd.get() : pidfd.get();
+    }
+    if (!wait_readable(fd, until)) return try_reap();
+    // A pidfd is readable once the child has exited; the zygote's status pipe
+    // once it has reaped (or died: then the loop waits on the pidfd). Either
+    // way the reap below does not block for long.
     if (try_reap()) return true;
     if (d.expired()) return false;
     ::usleep(200);
@@ -148,6 +160,7 @@ child_identity identity_for_child(const process_state& st) {
   auto& log = get_logger();
   who.log_level = static_cast<int>(log.level());
   who.log_handler = log.has_handler();
+  who.method = st.method.value_or(get_start_method());
   return who;
 }
 
@@ -163,6 +176,11 @@ void forget_parent_state_after_fork(bool close_fds) {
     }
   }
   gl.children.clear();
+  {
+    int p = gl.parent_pidfd.release();  // our parent's, not this child's
+    if (close_fds && p >= 0) ::close(p);
+    gl.parent_pidfd_opened = false;
+  }
   gl.shutdown_done = false;
   gl.counter = 0;
   forget_forkserver_after_fork(close_fds);

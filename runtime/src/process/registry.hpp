@@ -41,6 +41,9 @@ struct process_state {
   pid_t pid = 0;
   unique_fd pidfd;
   unique_fd status_fd;  // forkserver children: the zygote writes the wait status here
+  // A forkserver child whose zygote died first: it lives on, re-parented
+  // away from us; its end is seen on the pidfd, its status is lost (255).
+  bool orphaned = false;
   std::optional<int> exitcode;
   mutable std::mutex m;
 
@@ -59,10 +62,14 @@ struct child_identity {
   int parent_pid = 0;
   int log_level = 0;
   bool log_handler = false;
+  // The method it was started with: the child's get_start_method(), as in a
+  // Python child (its context's method), so that its own children default
+  // to it too.
+  start_method method = start_method::fork;
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(name, daemon, identity, parent_name, parent_pid, log_level, log_handler);
+    ar(name, daemon, identity, parent_name, parent_pid, log_level, log_handler, method);
   }
 };
 
@@ -109,6 +116,11 @@ struct globals {
   std::mutex m;  // guards everything below but the atomics
   process_info self{"MainProcess", 0, false};
   std::optional<process_info> parent;
+  // A child's pidfd of its parent, opened by the first parent_process() (a
+  // child starts with no descriptor of isola's; it dies with its parent, so
+  // that pid is its parent's as long as it lives).
+  unique_fd parent_pidfd;
+  bool parent_pidfd_opened = false;
   std::vector<int> identity;
   int counter = 0;
   std::vector<std::shared_ptr<process_state>> children;

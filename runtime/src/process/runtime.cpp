@@ -10,14 +10,16 @@
 namespace isola {
 
 runtime::runtime(int argc, char** argv, runtime_options opts) {
-  // A spawn child runs its target here and never returns.
-  detail::maybe_run_spawn_child();
   auto& gl = detail::g();
   {
     std::lock_guard lk(gl.m);
     gl.runtime_present = true;
     gl.argv.assign(argv, argv + argc);
   }
+  // A spawn child runs its target here and never returns. It knows its argv
+  // first: its own children default to spawn too (get_start_method() is the
+  // method it was started with), which re-executes this program again.
+  detail::maybe_run_spawn_child();
   detail::ensure_atexit();
   if (opts.start_forkserver) detail::ensure_forkserver();
 }

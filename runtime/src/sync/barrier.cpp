@@ -8,8 +8,8 @@
 //
 // ROUNDS. Under m: an arrival takes a slot, records it in arrivals[count++];
 // the last one (count == parties) checks that every earlier arrival still
-// holds its slot, runs the action, writes PASSED into every arrival's
-// outcome, wakes each, and starts the next round (count = 0, round++).
+// holds its slot, runs the action, starts the next round (count = 0,
+// round++), then writes PASSED into every arrival's outcome and wakes each.
 // Breaking (timeout, abort, reset, a throwing action, a dead waiter, a
 // process dying while it holds m) writes BROKEN instead. A waiter reads its
 // outcome before it releases its slot, so a slot is never reused while its
@@ -95,9 +95,14 @@ constexpr auto check_slice = std::chrono::milliseconds(5);
       "threw, or a waiting process died); reset() makes it usable again");
 }
 
-// Ends the current round with `outcome` for every arrival (under m).
-void end_round(barrier_cell& c, std::uint32_t outcome) {
-  std::uint32_t n = c.count.load(std::memory_order_relaxed);
+// Ends the current round with `outcome` for every arrival (under m). The
+// count is reset (and a broken state set) before anyone is woken, as in
+// Python: a released waiter never reads the finished round's n_waiting().
+void end_round(barrier_cell& c, std::uint32_t outcome, bool breaking = false) {
+  const std::uint32_t n = c.count.load(std::memory_order_relaxed);
+  c.count.store(0, std::memory_order_seq_cst);
+  if (breaking) c.state.store(broken_state, std::memory_order_seq_cst);
+  c.round.fetch_add(1, std::memory_order_seq_cst);
   for (std::uint32_t i = 0; i < n; ++i) {
     std::uint32_t sid = c.arrival(i).load(std::memory_order_relaxed);
     if (sid >= c.nslots) continue;
@@ -105,14 +110,9 @@ void end_round(barrier_cell& c, std::uint32_t outcome) {
     s.outcome.store(outcome, std::memory_order_seq_cst);
     detail::futex_wake_n(&s.outcome, 1);
   }
-  c.count.store(0, std::memory_order_relaxed);
-  c.round.fetch_add(1, std::memory_order_seq_cst);
 }
 
-void break_locked(barrier_cell& c) {
-  end_round(c, broken_outcome);
-  c.state.store(broken_state, std::memory_order_seq_cst);
-}
+void break_locked(barrier_cell& c) { end_round(c, broken_outcome, true); }
 
 // Holds m while alive; a process that died holding m breaks the round.
 class m_guard {

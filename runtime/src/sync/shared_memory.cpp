@@ -48,8 +48,8 @@ std::string make_name(const shm_cell& c) {
 }
 
 [[noreturn]] void no_such(std::string_view name, const char* why) {
-  throw os_error(ENOENT,
-                 "shared_memory: no shared memory named '" + std::string(name) + "' (" + why + ")");
+  throw file_not_found_error("shared_memory: no shared memory named '" + std::string(name) +
+                             "' (" + why + ")");
 }
 
 template <class N>
@@ -164,16 +164,21 @@ bool shared_memory::closed() const noexcept { return !st_ || !st_->seg || st_->s
 
 void shared_memory::unlink() {
   if (!st_) throw value_error("shared_memory: this handle is empty");
-  if (!closed()) {
-    cell_of(*st_->seg).unlinked.store(1, std::memory_order_release);
-    return;
-  }
+  // A second unlink, here or anywhere, is Python's FileNotFoundError.
+  auto end_name = [this](shm_cell& c) {
+    if (c.unlinked.exchange(1, std::memory_order_acq_rel) != 0)
+      no_such(st_->name, "it was unlinked already");
+  };
+  if (!closed()) return end_name(cell_of(*st_->seg));
   // Closed here (Python's usual close(); unlink()): reach the block through
-  // its name, if the name still resolves; if not, there is nothing to end.
+  // its name. A name that no longer resolves (unlinked, or its creator has
+  // closed it or ended) is file_not_found_error, as in Python.
   try {
     shared_memory again(std::string_view(st_->name));
-    cell_of(*again.st_->seg).unlinked.store(1, std::memory_order_release);
-  } catch (const os_error&) {}
+    end_name(cell_of(*again.st_->seg));
+  } catch (const file_not_found_error&) {
+    throw;
+  } catch (const os_error&) {}  // another user's: not ours to end
 }
 
 }  // namespace isola

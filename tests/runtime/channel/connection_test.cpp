@@ -651,4 +651,19 @@ BOOST_AUTO_TEST_CASE(a_connection_cannot_be_sent_as_a_message, *utf::timeout(30)
   BOOST_CHECK_THROW(a.send(c), isola::value_error);
 }
 
+// CPython's _TestConnection.test_invalid_handles: Connection(-1) and
+// Connection(-2) raise ValueError "invalid handle".
+BOOST_AUTO_TEST_CASE(a_connection_on_a_negative_descriptor_is_a_value_error, *utf::timeout(30)) {
+  for (int fd : {-1, -2}) {
+    BOOST_TEST_CONTEXT("descriptor " << fd) {
+      try {
+        isola::connection c(fd, true, true);
+        BOOST_ERROR("accepted descriptor " << fd);
+      } catch (const isola::value_error& e) {
+        BOOST_TEST(std::string(e.what()).find("invalid handle") != std::string::npos, e.what());
+      }
+    }
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

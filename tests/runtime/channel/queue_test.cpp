@@ -185,6 +185,26 @@ int maps_only_memfd(isola::queue<int> q) {
   return 0;
 }
 
+// Shutdown helpers. Exit codes: 0 woken by queue_shut_down; 3 something else.
+int get_until_shut_down(isola::queue<int> q, isola::queue<int> ready) {
+  ready.put(1);
+  try {
+    q.get();
+  } catch (const isola::queue_shut_down&) {
+    return 0;
+  }
+  return 3;
+}
+int put_until_shut_down(isola::queue<int> q, isola::queue<int> ready) {
+  ready.put(1);
+  try {
+    q.put(2);  // the queue is full (maxsize 1): blocks
+  } catch (const isola::queue_shut_down&) {
+    return 0;
+  }
+  return 3;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(queue_suite)
@@ -809,6 +829,80 @@ BOOST_AUTO_TEST_CASE(queue_memory_has_no_name_in_dev_shm, *utf::timeout(60)) {
 BOOST_AUTO_TEST_CASE(a_queue_handle_cannot_be_sent_as_a_message, *utf::timeout(30)) {
   isola::queue<int> q;
   BOOST_CHECK_THROW(isola::encode(q), isola::value_error);
+}
+
+// CPython 3.13's test_queue shutdown cases (test_shutdown_empty,
+// test_shutdown_nonempty, test_shutdown_immediate): after shutdown() put
+// raises ShutDown; get drains what is left, then raises; immediate drops
+// what is left (task_done for each) and get raises at once.
+BOOST_AUTO_TEST_CASE(shutdown_refuses_puts_and_lets_gets_drain_then_refuses_them,
+                     *utf::timeout(30)) {
+  isola::queue<int> q;
+  q.put(1);
+  q.put(2);
+  BOOST_TEST(!q.is_shut_down());
+  q.shutdown();
+  BOOST_TEST(q.is_shut_down());
+  BOOST_CHECK_THROW(q.put(3), isola::queue_shut_down);
+  BOOST_CHECK_THROW(q.put_nowait(3), isola::queue_shut_down);
+  BOOST_CHECK_THROW(q.put(3, 1s), isola::queue_shut_down);
+  BOOST_TEST(q.get() == 1);
+  BOOST_TEST(q.get_nowait() == 2);
+  auto t0 = clk::now();
+  BOOST_CHECK_THROW(q.get(), isola::queue_shut_down);  // empty: at once, not a hang
+  BOOST_CHECK_THROW(q.get(5s), isola::queue_shut_down);
+  BOOST_CHECK_THROW(q.get_nowait(), isola::queue_shut_down);
+  BOOST_TEST((clk::now() - t0 < 2s));
+  q.shutdown();  // again: no change
+  BOOST_CHECK_THROW(q.get(), isola::queue_shut_down);
+}
+
+BOOST_AUTO_TEST_CASE(shutdown_immediate_drops_what_is_left_and_join_returns, *utf::timeout(30)) {
+  isola::joinable_queue<int> q;
+  for (int i = 0; i < 5; ++i) q.put(i);
+  BOOST_TEST(q.unfinished_tasks() == 5u);
+  q.shutdown(true);
+  BOOST_CHECK_THROW(q.get(), isola::queue_shut_down);
+  BOOST_CHECK_THROW(q.put(9), isola::queue_shut_down);
+  BOOST_TEST(q.qsize() == 0u);
+  BOOST_TEST(q.unfinished_tasks() == 0u);
+  BOOST_TEST(q.join(5s));
+  // A plain queue too, and a shutdown after a shutdown(false).
+  isola::queue<int> r;
+  r.put(1);
+  r.shutdown(false);
+  r.shutdown(true);
+  BOOST_CHECK_THROW(r.get(), isola::queue_shut_down);
+}
+
+// Blocked getters and putters in other processes are woken, under every
+// start method; wait() then reports the queue ready.
+BOOST_AUTO_TEST_CASE(shutdown_wakes_getters_and_putters_blocked_in_other_processes,
+                     *utf::timeout(120)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT(m) {
+      isola::queue<int> empty_q, full_q(1), ready;
+      full_q.put(1);
+      std::vector<isola::process> ps;
+      for (int k = 0; k < 2; ++k)
+        ps.emplace_back(isola::process_options{.method = m}, get_until_shut_down, empty_q, ready);
+      for (int k = 0; k < 2; ++k)
+        ps.emplace_back(isola::process_options{.method = m}, put_until_shut_down, full_q, ready);
+      for (auto& p : ps) p.start();
+      for (std::size_t k = 0; k < ps.size(); ++k) BOOST_REQUIRE_NO_THROW(ready.get(30s));
+      // They said they are about to block; a blocked one does not end.
+      for (auto& p : ps) BOOST_TEST(!p.join(100ms));
+      empty_q.shutdown();
+      full_q.shutdown();
+      for (auto& p : ps) {
+        BOOST_TEST(p.join(30s));
+        BOOST_TEST(p.exitcode().value_or(-1) == 0);
+      }
+      BOOST_TEST(isola::wait({empty_q}, 1s).size() == 1u);
+      BOOST_TEST(full_q.get() == 1);  // what was in it still comes out
+      BOOST_CHECK_THROW(full_q.get(), isola::queue_shut_down);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

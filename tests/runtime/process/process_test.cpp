@@ -14,6 +14,7 @@
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "test_util.hpp"
@@ -48,6 +49,40 @@ int check_arguments(std::string s, int n, const payload& p) {
   if (s != "不露声色" || n != -3) return 10;
   if (p.text != "hello" || p.values != std::vector<double>{1.5, 2.5}) return 11;
   if (p.counts.at("a") != 1 || p.counts.at("b") != 2) return 12;
+  return 0;
+}
+
+// Exit code 20 + the child's get_start_method().
+int report_start_method() { return 20 + static_cast<int>(isola::get_start_method()); }
+
+// Writes "cleaned" to its file when destroyed: proof that the child unwound.
+struct cleanup_marker {
+  std::string path;
+  ~cleanup_marker() { isola_test::write_file(path, "ready\ncleaned\n"); }
+};
+
+// CPython 3.14's _sleep_some: blocks (here in nanosleep) until interrupted.
+void sleep_with_cleanup(std::string path) {
+  cleanup_marker m{path};
+  isola_test::write_file(path, "ready\n");
+  std::this_thread::sleep_for(60s);
+}
+
+// CPython's _sleep_no_int_handler: SIGINT back to SIG_DFL first.
+void sleep_without_handler(std::string path) {
+  ::signal(SIGINT, SIG_DFL);
+  isola_test::write_file(path, "ready\n");
+  std::this_thread::sleep_for(60s);
+}
+
+// 0 if parent_process() says its parent runs and join(t) times out.
+int check_parent_alive() {
+  auto p = isola::parent_process();
+  if (!p) return 3;
+  if (!p->is_alive()) return 4;
+  if (p->sentinel() < 0) return 5;
+  if (p->join(50ms)) return 6;
+  if (p->pid != ::getppid() && isola::get_start_method() != start_method::forkserver) return 7;
   return 0;
 }
 
@@ -436,6 +471,77 @@ BOOST_AUTO_TEST_CASE(start_methods_are_listed_and_settable, *utf::timeout(30)) {
   for (auto m : all) BOOST_TEST((isola::start_method_from_string(isola::to_string(m)) == m));
   BOOST_TEST(!isola::start_method_from_string("Fork").has_value());
   BOOST_TEST(!isola::start_method_from_string("").has_value());
+}
+
+// Python: a child's get_start_method() is its context's method (spawn and
+// forkserver children used to report fork).
+BOOST_AUTO_TEST_CASE(a_child_reports_the_start_method_it_was_started_with, *utf::timeout(60)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT(m) {
+      isola::process p(isola::process_options{.method = m}, report_start_method);
+      p.start();
+      BOOST_TEST(p.join(30s));
+      BOOST_TEST(p.exitcode().value_or(-1) == 20 + static_cast<int>(m));
+    }
+  }
+  // The default method, changed in the parent, is the child's too.
+  isola::set_start_method(start_method::spawn);
+  isola::process p(report_start_method);
+  p.start();
+  BOOST_TEST(p.join(30s));
+  isola::set_start_method(start_method::fork);
+  BOOST_TEST(p.exitcode().value_or(-1) == 20 + static_cast<int>(start_method::spawn));
+}
+
+// CPython 3.14's test_interrupt: Process.interrupt() sends SIGINT, the
+// child gets KeyboardInterrupt (here keyboard_interrupt: its destructors
+// run) and exits with 1.
+BOOST_AUTO_TEST_CASE(interrupt_unwinds_the_child_which_exits_with_1, *utf::timeout(120)) {
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT(m) {
+      temp_file out;
+      isola::process p(isola::process_options{.method = m}, sleep_with_cleanup, out.path());
+      p.start();
+      BOOST_REQUIRE(isola_test::wait_until(
+          [&] { return out.read().find("ready") != std::string::npos; }, 30s));
+      p.interrupt();
+      BOOST_TEST(p.join(30s));
+      BOOST_TEST(p.exitcode().value_or(0) == 1);
+      BOOST_TEST(out.read().find("cleaned") != std::string::npos, out.read());
+      p.interrupt();  // ended: a no-op
+    }
+  }
+}
+
+// CPython 3.14's test_interrupt_no_handler: with SIGINT at SIG_DFL the
+// child dies by the signal.
+BOOST_AUTO_TEST_CASE(interrupt_of_a_child_without_the_handler_kills_it_by_sigint,
+                     *utf::timeout(60)) {
+  temp_file out;
+  isola::process p(sleep_without_handler, out.path());
+  p.start();
+  BOOST_REQUIRE(isola_test::wait_until(
+      [&] { return out.read().find("ready") != std::string::npos; }, 30s));
+  p.interrupt();
+  BOOST_TEST(p.join(30s));
+  BOOST_TEST(p.exitcode().value_or(0) == -SIGINT);
+  isola::process never(empty_target);
+  BOOST_CHECK_THROW(never.interrupt(), isola::process_error);  // not started
+}
+
+// CPython's test_parent_process (the half isola can show: a child dies with
+// its parent, so it never sees it dead): the parent is alive, join(t) times
+// out; the root has no parent.
+BOOST_AUTO_TEST_CASE(parent_process_is_alive_and_join_waits_for_it, *utf::timeout(60)) {
+  BOOST_TEST(!isola::parent_process().has_value());
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT(m) {
+      isola::process p(isola::process_options{.method = m}, check_parent_alive);
+      p.start();
+      BOOST_TEST(p.join(30s));
+      BOOST_TEST(p.exitcode().value_or(-1) == 0);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

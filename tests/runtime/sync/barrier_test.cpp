@@ -76,6 +76,19 @@ void kill_when_two_wait(isola::barrier b, int victim) {
 
 void throwing_action() { throw std::runtime_error("action failed"); }
 
+// CPython's _TestBarrier.multipass: a released waiter reads the next
+// round's n_waiting (at most parties - 1: the next round cannot fill before
+// it arrives again), never the finished round's; after the last round, 0.
+int barrier_multipass(isola::barrier b, int rounds) {
+  for (int r = 0; r < rounds; ++r) {
+    b.wait(30s);
+    if (b.n_waiting() >= b.parties()) return 3;
+  }
+  if (b.n_waiting() != 0) return 4;
+  if (b.broken()) return 5;
+  return 0;
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(barrier_suite)
@@ -229,6 +242,19 @@ BOOST_AUTO_TEST_CASE(an_action_that_throws_breaks_the_barrier_and_reaches_its_ca
   BOOST_TEST(p.join(30s));
   BOOST_TEST(p.exitcode() == 7);
   BOOST_TEST(b.broken());
+}
+
+BOOST_AUTO_TEST_CASE(n_waiting_is_reset_before_the_waiters_of_a_round_are_released,
+                     *utf::timeout(120)) {
+  constexpr unsigned parties = 12;  // more waiters than cores: a woken one may run before its waker goes on
+  isola::barrier b(parties);
+  std::vector<isola::process> ps;
+  for (unsigned k = 0; k < parties; ++k)
+    ps.emplace_back(with(isola::start_method::fork), barrier_multipass, b, 100);
+  for (auto& p : ps) p.start();
+  join_all(ps);
+  for (auto& p : ps) BOOST_TEST(p.exitcode().value_or(-1) == 0);
+  BOOST_TEST(b.n_waiting() == 0u);
 }
 
 BOOST_AUTO_TEST_CASE(bad_barrier_arguments_are_value_errors, *utf::timeout(30)) {

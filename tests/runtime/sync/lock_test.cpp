@@ -225,6 +225,53 @@ BOOST_AUTO_TEST_CASE(timed_and_non_blocking_acquires_of_a_held_lock_give_up, *ut
   l.unlock();
 }
 
+// CPython's _TestLock.test_lock / test_rlock (3.14: locked()): locked() is
+// true while anyone holds it — this thread, or another process — and false
+// once it is free, or once its holder died holding it.
+BOOST_AUTO_TEST_CASE(locked_says_whether_anyone_holds_a_lock_or_rlock, *utf::timeout(120)) {
+  isola::lock l;
+  BOOST_TEST(!l.locked());
+  BOOST_TEST(l.acquire(0s));
+  BOOST_TEST(l.locked());
+  BOOST_TEST(!l.try_acquire());
+  l.release();
+  BOOST_TEST(!l.locked());
+
+  isola::rlock r;
+  BOOST_TEST(!r.locked());
+  r.acquire();
+  r.acquire();
+  BOOST_TEST(r.locked());
+  r.release();
+  BOOST_TEST(r.locked());  // still held once
+  r.release();
+  BOOST_TEST(!r.locked());
+
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << m) {
+      isola::lock pl;
+      isola::event held, go;
+      isola::process p(with(m), hold_then_release, pl, held, go);
+      p.start();
+      BOOST_TEST_REQUIRE(held.wait(30s));
+      BOOST_TEST(pl.locked());  // held by the child
+      go.set();
+      BOOST_TEST(p.join(30s));
+      BOOST_TEST(!pl.locked());
+
+      isola::rlock rl;
+      isola::event rheld;
+      isola::process q(with(m), hold_rlock_until_killed, rl, rheld);
+      q.start();
+      BOOST_TEST_REQUIRE(rheld.wait(30s));
+      BOOST_TEST(rl.locked());
+      q.kill();
+      BOOST_TEST(q.join(30s));
+      BOOST_TEST(!rl.locked());  // its holder died: the next acquirer gets it
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(a_lock_whose_holder_is_killed_goes_to_the_next_acquirer_who_is_told,
                      *utf::timeout(120)) {
   for (auto m : isola::all_start_methods()) {

@@ -258,6 +258,33 @@ BOOST_AUTO_TEST_CASE(array_fetch_add_counts_exactly, *utf::timeout(120)) {
   for (unsigned x : a.to_vector()) BOOST_TEST(x == 3000u);
 }
 
+// CPython's _TestArray.test_array reads arr[i] for i in range(len(arr)):
+// here load(i) with a std::size_t lvalue on a non-const array, in a child
+// (this TU did not compile while the archive load(Archive&) template took i).
+int sum_by_index(isola::array<long> a) {
+  long sum = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) sum += a.load(i);
+  std::size_t last = a.size() - 1;
+  return sum == 0 + 1 + 4 + 9 + 16 && a.load(last) == 16 ? 0 : 3;
+}
+
+BOOST_AUTO_TEST_CASE(array_load_takes_a_size_t_index_on_a_non_const_array, *utf::timeout(60)) {
+  isola::array<long> a(5);
+  for (std::size_t i = 0; i < a.size(); ++i) a.store(i, static_cast<long>(i * i));
+  std::size_t i = 3;
+  BOOST_TEST(a.load(i) == 9);
+  unsigned j = 2;
+  BOOST_TEST(a.load(j) == 4);
+  for (auto m : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT(m) {
+      isola::process p(isola::process_options{.method = m}, sum_by_index, a);
+      p.start();
+      BOOST_TEST(p.join(30s));
+      BOOST_TEST(p.exitcode().value_or(-1) == 0);
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(array_construction_access_and_bad_indices, *utf::timeout(30)) {
   isola::array<int> a{1, 2, 3};
   BOOST_TEST(a.size() == 3u);
@@ -353,7 +380,41 @@ BOOST_AUTO_TEST_CASE(unlink_ends_the_name_and_open_handles_keep_working, *utf::t
   b.unlink();  // reaches the block through its name
   BOOST_CHECK_THROW(isola::shared_memory{name}, isola::os_error);
   a.close();
-  a.unlink();  // nothing left to end: no error
+  // Python: a second unlink raises FileNotFoundError.
+  BOOST_CHECK_THROW(a.unlink(), isola::file_not_found_error);
+}
+
+// CPython's _TestSharedMemory.test_shared_memory_basics: after unlink(), a
+// second unlink() raises FileNotFoundError — by the same handle, by another
+// handle to the block, and in another process.
+BOOST_AUTO_TEST_CASE(a_second_unlink_is_file_not_found, *utf::timeout(60)) {
+  isola::shared_memory shm(64);
+  isola::shared_memory other(shm.name());
+  shm.unlink();
+  try {
+    shm.unlink();
+    BOOST_ERROR("a second unlink was silent");
+  } catch (const isola::file_not_found_error& e) {
+    BOOST_TEST(e.code() == ENOENT);
+  }
+  BOOST_CHECK_THROW(other.unlink(), isola::file_not_found_error);
+  BOOST_CHECK_THROW(other.unlink(), isola::os_error);  // it is an OSError too
+  // In a child: the block is the same, and so is its unlinked state.
+  isola::shared_memory fresh(64);
+  fresh.unlink();
+  isola::process p(
+      [](isola::shared_memory s) {
+        try {
+          s.unlink();
+        } catch (const isola::file_not_found_error&) {
+          return 0;
+        }
+        return 3;
+      },
+      fresh);
+  p.start();
+  BOOST_TEST(p.join(30s));
+  BOOST_TEST(p.exitcode().value_or(-1) == 0);
 }
 
 BOOST_AUTO_TEST_CASE(a_closed_block_refuses_access_and_bad_names_are_not_found, *utf::timeout(30)) {
