@@ -132,7 +132,9 @@ handshake::outcome client_handshake(int fd, const manager_address& a, const dead
     case handshake::outcome::busy: return o;
     case handshake::outcome::timed_out: unreachable(a, "no answer to the handshake");
     case handshake::outcome::closed: unreachable(a, "the connection closed during the handshake");
-    case handshake::outcome::not_ours: unreachable(a, "what answers there is not an isola manager");
+    case handshake::outcome::not_ours:
+    case handshake::outcome::other_mode:  // (managers have one mode yet)
+      unreachable(a, "what answers there is not an isola manager");
     case handshake::outcome::refused:
       throw authentication_error(a.describe() +
                                  " refused the authentication key (the digest did "
