@@ -1,7 +1,11 @@
 // bench/nodes — what a request to an actor of another node costs, against
 // CAF's own remote actors, in one run.
 //
-//   nodes [--quick] [--rounds R] [--caf-policy P] [--verbose]
+//   nodes [--quick] [--rounds R] [--caf-policy P] [--verbose] [--tls]
+//
+// --tls: the isola link runs inside TLS (listen_options::tls and
+// connect_options::tls); its rows say so. CAF's stays plain. Not part of the
+// default run.
 //
 // Cases (both over TCP on the loopback, both to a second process):
 // - isola: this root connects (isola::node::connect, with a key) to node B,
@@ -106,10 +110,12 @@ isola::behavior make_forwarder() {
   }};
 }
 
-// `nodes --node-b KEY`: listens on 127.0.0.1 (any port), prints "PORT n",
-// serves until stdin closes.
-int node_b_main(const std::string& key) {
-  auto port = isola::node::listen(0, key, {"127.0.0.1"});
+// `nodes --node-b KEY [tls]`: listens on 127.0.0.1 (any port), prints
+// "PORT n", serves until stdin closes.
+int node_b_main(const std::string& key, bool tls) {
+  isola::listen_options lo;
+  lo.tls = tls;
+  auto port = isola::node::listen(0, key, lo);
   std::printf("PORT %u\n", static_cast<unsigned>(port));
   std::fflush(stdout);
   char c[64];
@@ -127,18 +133,21 @@ struct isola_remote {
   isola::actor echo;
   isola::actor forwarder;  // an actor process here, for the forwarded case
 
-  isola_remote() {
+  explicit isola_remote(bool tls) {
     isola::popen_options o;
     o.in = isola::stdio::pipe;
     o.out = isola::stdio::pipe;
     o.die_with_parent = true;
-    b = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", bench_key},
-                                       o);
+    std::vector<std::string> args{self_exe(), "--node-b", bench_key};
+    if (tls) args.push_back("tls");
+    b = std::make_unique<isola::popen>(args, o);
     auto line = b->out().read_line(30s);
     if (!line || line->rfind("PORT ", 0) != 0)
       throw std::runtime_error("node B did not say its port");
     auto port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
-    n = isola::node::connect("127.0.0.1", port, bench_key);
+    isola::connect_options co;
+    co.tls = tls;
+    n = isola::node::connect("127.0.0.1", port, bench_key, co);
     echo = n.spawn(make_echo);
     if (echo.request<int>(7).get(10s) != 7)
       throw std::runtime_error("isola remote echo: bad first reply");
@@ -200,7 +209,7 @@ struct caf_remote : caf_remote_peer {
 };
 
 struct options {
-  bool quick = false, verbose = false;
+  bool quick = false, verbose = false, tls = false;
   int rounds = 11;
   std::string policy = "sharing";
 };
@@ -213,12 +222,14 @@ bool parse_options(int argc, char** argv, options& o) {
       o.quick = true;
     } else if (a == "--verbose") {
       o.verbose = true;
+    } else if (a == "--tls") {
+      o.tls = true;
     } else if (a == "--rounds" && i + 1 < argc) {
       o.rounds = std::max(1, std::atoi(argv[++i]));
     } else if (a == "--caf-policy" && i + 1 < argc) {
       o.policy = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose]\n",
+      std::fprintf(stderr, "usage: %s [--quick] [--rounds R] [--caf-policy P] [--verbose] [--tls]\n",
                    argv[0]);
       return false;
     }
@@ -233,7 +244,7 @@ struct samples_us {
 };
 
 samples_us measure(const options& o, long n, const std::string& argv0) {
-  isola_remote is;
+  isola_remote is(o.tls);
   caf_remote cs(argv0, o.policy);
   samples_us x;
   for (int r = 0; r < o.rounds; ++r) {
@@ -248,14 +259,18 @@ samples_us measure(const options& o, long n, const std::string& argv0) {
   return x;
 }
 
-void print_report(const samples_us& x) {
+void print_report(const samples_us& x, bool tls) {
   auto si = summarize(x.isola), sc = summarize(x.caf), sf = summarize(x.forwarded);
   std::printf("\n%-52s %10s %10s\n", "case (us per round trip)", "median", "p90");
-  std::printf("%-52s %10s %10s\n", "isola node: actor.request<int>(i).get()",
+  std::printf("%-52s %10s %10s\n",
+              tls ? "isola node over TLS: actor.request<int>(i).get()"
+                  : "isola node: actor.request<int>(i).get()",
               fmt(si.median, 2).c_str(), fmt(si.p90, 2).c_str());
   std::printf("%-52s %10s %10s\n", "CAF remote_actor: scoped_actor request/receive",
               fmt(sc.median, 2).c_str(), fmt(sc.p90, 2).c_str());
-  std::printf("%-52s %10s %10s\n", "isola, from an actor process (through its root)",
+  std::printf("%-52s %10s %10s\n",
+              tls ? "isola over TLS, from an actor process (its root)"
+                  : "isola, from an actor process (through its root)",
               fmt(sf.median, 2).c_str(), fmt(sf.p90, 2).c_str());
   double ratio = si.median / sc.median;
   bool pass = ratio <= 1.2;
@@ -275,7 +290,8 @@ int main(int argc, char** argv) {
     return caf_server_main("nodes", argv[2],
                            [](caf::actor_system& s) { return s.spawn(caf_echo, 0); });
   isola::runtime rt{argc, argv};
-  if (argc > 2 && std::string_view(argv[1]) == "--node-b") return node_b_main(argv[2]);
+  if (argc > 2 && std::string_view(argv[1]) == "--node-b")
+    return node_b_main(argv[2], argc > 3 && std::string_view(argv[3]) == "tls");
 
   options o;
   if (!parse_options(argc, argv, o)) return 2;
@@ -289,7 +305,7 @@ int main(int argc, char** argv) {
   std::fflush(stdout);
 
   try {
-    print_report(measure(o, n, argv[0]));
+    print_report(measure(o, n, argv[0]), o.tls);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "nodes: %s\n", e.what());
     return 1;

@@ -23,7 +23,10 @@
 // over that a connection is told busy, and connect tries again until its
 // timeout (then timeout_error, never authentication_error).
 // Only then is the socket handed to CAF's BASP broker, which carries the
-// actor messages (see docs/decisions.md, "Nodes").
+// actor messages (see docs/decisions.md, "Nodes"). With listen_options::tls
+// and connect_options::tls (both ends must agree), a TLS 1.3 handshake keyed
+// by the HMAC handshake follows it, and BASP runs inside TLS: secrecy and
+// integrity on the wire, no certificates (docs/security.md).
 //
 // A remote actor's handle (actor::remote()) supports send, request (with or
 // without a timeout), monitor, alive and stop, in the root process that
@@ -73,6 +76,17 @@ struct listen_options {
   /// The address to bind: the loopback by default (reachable from this host
   /// only); "0.0.0.0" (or "::") for every interface, or one address of one.
   std::string host = "127.0.0.1";
+  /// Every link accepted here runs inside TLS 1.3, keyed by the handshake
+  /// (no certificates; see docs/security.md). Connecting nodes must ask for
+  /// it too (connect_options::tls); one that does not is refused.
+  bool tls = false;
+};
+
+struct connect_options {
+  /// Runs the link inside TLS 1.3 (the node must listen with
+  /// listen_options::tls; a mismatch either way is an os_error (EPROTO)
+  /// naming it, at once).
+  bool tls = false;
 };
 
 namespace detail {
@@ -101,6 +115,8 @@ class node {
   /// the node stayed busy, at its cap of pending handshakes, until then).
   static node connect(const std::string& host, std::uint16_t port, std::string_view authkey,
                       duration timeout = duration(10));
+  static node connect(const std::string& host, std::uint16_t port, std::string_view authkey,
+                      const connect_options& opts, duration timeout = duration(10));
 
   /// Starts make_behavior(args...) as an actor process on that node (under
   /// that node's root, as its own actors are). The node must run the same

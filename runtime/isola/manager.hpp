@@ -65,6 +65,17 @@ struct manager_options {
   std::string name{};
   /// Largest request or reply frame; a larger one from a peer drops it.
   std::size_t max_message_size = std::size_t{256} << 20;
+  /// Every TCP connection (serve()) runs inside TLS 1.3 keyed by its
+  /// handshake (no certificates; docs/security.md). Clients connect with
+  /// manager_connect_options::tls; one that does not is refused. The local
+  /// socket stays as it is (the kernel carries it).
+  bool tls = false;
+};
+
+struct manager_connect_options {
+  /// TLS on the connection: the manager must serve with manager_options::tls;
+  /// a mismatch either way is a manager_error naming it, at once.
+  bool tls = false;
 };
 
 /// What a manager reports about itself (mostly for tests and monitoring).
@@ -96,6 +107,8 @@ class manager {
   /// Its destructor leaves the manager running; it cannot serve or shut the
   /// manager down.
   static manager connect(const std::string& host, std::uint16_t port, std::string authkey);
+  static manager connect(const std::string& host, std::uint16_t port, std::string authkey,
+                         const manager_connect_options& opts);
   /// The same with "host:port".
   static manager connect(const std::string& endpoint, std::string authkey);
 

@@ -20,6 +20,13 @@
 // through a reserve descriptor instead of spinning on a readable listener;
 // on another accept error it stops accepting for 100 ms.
 // node::stats counts what happened.
+//
+// With listen_options::tls the hello opens with the TLS magic, and an
+// authenticated connection then runs a TLS 1.3 handshake keyed by the HMAC
+// handshake's challenges (sys/tls.hpp), on this thread, stepped by the same
+// poll loop and under the same 5 s deadline: a peer that stops half way
+// through holds its own slot and nothing else. BASP then gets a TLS scribe
+// (tls_scribe.hpp) instead of a plain one.
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -46,7 +53,9 @@
 #include "isola/node.hpp"
 #include "remote/node_internal.hpp"
 #include "root/registry.hpp"
+#include "remote/tls_scribe.hpp"
 #include "sys/net.hpp"
+#include "sys/tls.hpp"
 
 namespace isola {
 namespace detail {
@@ -76,13 +85,14 @@ class auth_doorman final : public cio::doorman {
   void add_to_loop() override {}
   void remove_from_loop() override {}
 
-  /// On the multiplexer thread.
-  void adopt(int fd) {
+  /// On the multiplexer thread. tls: the established session over fd, or
+  /// none for a plain link.
+  void adopt(int fd, std::shared_ptr<tls_session> tls) {
     if (detached()) {
       ::close(fd);
       return;
     }
-    auto sp = mx_.new_scribe(fd);
+    auto sp = tls ? make_tls_scribe(mx_, fd, std::move(tls)) : mx_.new_scribe(fd);
     auto hdl = sp->hdl();
     parent()->add_scribe(std::move(sp));
     cio::doorman::new_connection(&mx_, hdl);
@@ -102,8 +112,8 @@ struct stats_counters {
 
 class gatekeeper {
  public:
-  gatekeeper(int lfd, std::uint16_t port, std::string key, cio::doorman_ptr d)
-      : lfd_(lfd), port_(port), key_(std::move(key)), door_(std::move(d)) {}
+  gatekeeper(int lfd, std::uint16_t port, std::string key, cio::doorman_ptr d, bool tls)
+      : lfd_(lfd), port_(port), key_(std::move(key)), door_(std::move(d)), tls_(tls) {}
 
   void run() {
     std::thread([this] { loop(); }).detach();  // lives as long as the process
@@ -114,10 +124,13 @@ class gatekeeper {
  private:
   struct hs {
     int fd = -1;
-    int stage = 0;              // 0: reading the response; 1: reading the confirmation
+    int stage = 0;              // 0: reading the response; 1: reading the confirmation; 2: TLS
     std::uint8_t buf[64] = {};  // the response (no extra bytes), then the confirmation
     std::size_t have = 0;
     handshake::challenge challenge{};
+    handshake::challenge client_challenge{};  // from the response: half the TLS key
+    std::shared_ptr<tls_session> tls;         // stage 2
+    short events = POLLIN;                    // what the next step waits for
     clock::time_point deadline;
     std::string peer;
     std::string source;  // net::source_of its address: the per-source cap
@@ -144,6 +157,7 @@ class gatekeeper {
     } else {
       get_logger().warning("isola::node: dropped " + h.peer + " before authentication: " + why);
     }
+    h.tls.reset();
     ::close(h.fd);
     h.fd = -1;
   }
@@ -187,7 +201,7 @@ class gatekeeper {
       h.source = std::move(source);
       h.deadline = clock::now() + handshake_timeout;
       h.challenge = handshake::new_challenge();
-      const auto hello = handshake::make_hello(node_handshake, h.challenge);
+      const auto hello = handshake::make_hello(node_spec(tls_), h.challenge);
       if (::send(fd, hello.data(), hello.size(), MSG_NOSIGNAL) !=
           static_cast<ssize_t>(hello.size())) {
         drop(h, "could not send the challenge", false);
@@ -202,6 +216,7 @@ class gatekeeper {
   /// dropped or handed over.
   bool step(hs& h) {
     static_assert(sizeof h.buf >= 64);
+    if (h.stage == 2) return tls_step(h);
     std::size_t want =
         h.stage == 0 ? handshake::response_size(node_handshake) : handshake::confirm_size;
     ssize_t r = ::recv(h.fd, h.buf + h.have, want - h.have, 0);
@@ -232,6 +247,7 @@ class gatekeeper {
         drop(h, "could not send our proof", false);
         return false;
       }
+      std::memcpy(h.client_challenge.data(), h.buf + 32, 32);
       h.stage = 1;
       h.have = 0;
       return true;
@@ -240,15 +256,55 @@ class gatekeeper {
       drop(h, "the peer rejected our proof (it holds another key)", true);
       return false;
     }
-    // Authenticated: from here on the socket is BASP's.
+    if (tls_) {
+      // The key is proved both ways; TLS next, keyed by this handshake.
+      try {
+        h.tls = std::make_shared<tls_session>(
+            h.fd, tls_session::role::server,
+            derive_tls_psk(key_, node_tls_handshake.magic, h.challenge, h.client_challenge));
+      } catch (const std::exception& e) {
+        drop(h, e.what(), false);
+        return false;
+      }
+      h.stage = 2;
+      return tls_step(h);  // its ClientHello may be here already
+    }
+    hand_over(h);
+    return false;
+  }
+
+  /// One step of the TLS handshake; false when h was dropped or handed over.
+  bool tls_step(hs& h) {
+    switch (h.tls->handshake_step()) {
+      case tls_io::done: hand_over(h); return false;
+      case tls_io::want_read: h.events = POLLIN; return true;
+      case tls_io::want_write: h.events = POLLOUT; return true;
+      case tls_io::closed:
+        drop(h, "closed during the TLS handshake (" + h.tls->why() + "); does it use TLS?", false);
+        return false;
+      case tls_io::failed:
+        // The key was proved, yet the TLS key differs: not the peer that
+        // answered the challenge, or bytes altered on the way.
+        drop(h,
+             "the TLS handshake failed (" + h.tls->why() +
+                 "): a relay in between, or bytes altered on the way",
+             true);
+        return false;
+    }
+    return false;
+  }
+
+  /// Authenticated (and TLS established, with TLS): from here on the socket
+  /// is BASP's.
+  void hand_over(hs& h) {
     counters.authenticated.fetch_add(1);
     set_nodelay_cloexec(h.fd);
     auto d = door_;
     int fd = h.fd;
     h.fd = -1;
+    auto tls = std::move(h.tls);
     auto& mx = dynamic_cast<cnet::default_multiplexer&>(node_system().middleman().backend());
-    mx.post([d, fd] { static_cast<auth_doorman*>(d.get())->adopt(fd); });
-    return false;
+    mx.post([d, fd, tls] { static_cast<auth_doorman*>(d.get())->adopt(fd, tls); });
   }
 
   void loop() {
@@ -265,7 +321,7 @@ class gatekeeper {
         paused_until_.reset();
       pfs.push_back({paused ? -1 : lfd_, POLLIN, 0});
       for (auto& h : pending_) {
-        pfs.push_back({h.fd, POLLIN, 0});
+        pfs.push_back({h.fd, h.events, 0});
         auto ms =
             std::chrono::duration_cast<std::chrono::milliseconds>(h.deadline - now).count() + 1;
         if (timeout < 0 || ms < timeout) timeout = static_cast<int>(std::max<long long>(0, ms));
@@ -283,7 +339,10 @@ class gatekeeper {
         bool alive = true;
         if (pfs[i + 1].revents) alive = step(h);
         if (alive && now >= h.deadline) {
-          drop(h, "no complete answer within 5 s", false);
+          drop(h,
+               h.stage == 2 ? "the TLS handshake did not finish within 5 s"
+                            : "no complete answer within 5 s",
+               false);
           alive = false;
         }
         if (alive) keep.push_back(std::move(h));
@@ -297,6 +356,7 @@ class gatekeeper {
   std::uint16_t port_;
   std::string key_;
   cio::doorman_ptr door_;
+  bool tls_;
   std::vector<hs> pending_;
   net::accept_reserve reserve_;
   std::optional<clock::time_point> paused_until_;
@@ -335,7 +395,7 @@ std::uint16_t node::listen(std::uint16_t port, std::string_view authkey,
     self->send(basp, caf::publish_atom::value, d, bound, caf::actor_cast<caf::strong_actor_ptr>(gw),
                std::set<std::string>{});
   }
-  the_gatekeeper = new gatekeeper(fd, bound, std::string(authkey), d);
+  the_gatekeeper = new gatekeeper(fd, bound, std::string(authkey), d, opts.tls);
   the_gatekeeper->run();
   return bound;
 }

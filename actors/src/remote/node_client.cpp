@@ -23,6 +23,7 @@
 #include <caf/all.hpp>
 #include <caf/io/all.hpp>
 #include <caf/io/basp_broker.hpp>
+#include <caf/io/network/default_multiplexer.hpp>
 
 #include <cerrno>
 #include <cstring>
@@ -38,7 +39,9 @@
 #include "remote/gateway.hpp"
 #include "remote/node_internal.hpp"
 #include "root/registry.hpp"
+#include "remote/tls_scribe.hpp"
 #include "sys/net.hpp"
+#include "sys/tls.hpp"
 
 namespace isola {
 namespace detail {
@@ -451,12 +454,17 @@ int dial(const std::string& host, std::uint16_t port, const std::string& where,
 /// (the node is at its cap of pending handshakes: try again). Throws where
 /// the peer is no isola node, or holds another key.
 handshake::outcome prove_key(int fd, const std::string& where, std::string_view authkey,
-                             clock::time_point deadline) {
+                             bool tls, clock::time_point deadline, handshake::transcript& t) {
   const std::string pre = "isola::node::connect: " + where;
-  switch (auto o = handshake::run_client(fd, node_handshake, authkey, {},
-                                         detail::deadline::at_time(deadline))) {
+  switch (auto o = handshake::run_client(fd, node_spec(tls), authkey, {},
+                                         detail::deadline::at_time(deadline), &t)) {
     case handshake::outcome::ok:
     case handshake::outcome::busy: return o;
+    case handshake::outcome::other_mode:
+      throw os_error(EPROTO, tls ? pre + " does not use TLS (it listens without "
+                                         "listen_options::tls), and this connect asked for it"
+                                 : pre + " requires TLS (it listens with listen_options::tls): "
+                                         "connect with connect_options::tls");
     case handshake::outcome::timed_out:
       throw timeout_error("isola::node::connect: the handshake did not finish in time");
     case handshake::outcome::closed:
@@ -479,14 +487,17 @@ handshake::outcome prove_key(int fd, const std::string& where, std::string_view 
 }
 
 /// Authenticated: the socket becomes a BASP connection; the gateway's proxy.
-caf::strong_actor_ptr join_basp(unique_fd guard, std::uint16_t port, const std::string& where,
+caf::strong_actor_ptr join_basp(unique_fd guard, std::shared_ptr<tls_session> tls,
+                                std::uint16_t port, const std::string& where,
                                 clock::time_point deadline) {
   int fd = guard.get();
   set_nodelay_cloexec(fd);
   auto& sys = node_system();
   auto& mm = sys.middleman();
   auto basp = mm.named_broker<caf::io::basp_broker>(caf::atom("BASP"));
-  auto sp = mm.backend().new_scribe(guard.release());
+  auto sp = tls ? make_tls_scribe(dynamic_cast<caf::io::network::default_multiplexer&>(mm.backend()),
+                                  guard.release(), std::move(tls))
+                : mm.backend().new_scribe(guard.release());
   caf::strong_actor_ptr gw;
   std::string failure;
   {
@@ -512,18 +523,26 @@ caf::strong_actor_ptr join_basp(unique_fd guard, std::uint16_t port, const std::
 
 node node::connect(const std::string& host, std::uint16_t port, std::string_view authkey,
                    duration timeout) {
+  return connect(host, port, authkey, connect_options{}, timeout);
+}
+
+node node::connect(const std::string& host, std::uint16_t port, std::string_view authkey,
+                   const connect_options& opts, duration timeout) {
   using namespace detail;
   if (in_actor_process()) throw value_error("isola::node::connect: only the root process connects");
   if (authkey.empty()) throw value_error("isola::node::connect: the authentication key is empty");
   auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
   std::string where = host + ":" + std::to_string(port);
   unique_fd guard;
+  handshake::transcript transcript;
   // A node at its cap of pending handshakes says busy: try again, backing
   // off, until the deadline (a flood delays a real node, never fails it as a
   // wrong key).
   for (auto pause = std::chrono::milliseconds(5);; pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
     guard.reset(dial(host, port, where, deadline));
-    if (prove_key(guard.get(), where, authkey, deadline) == handshake::outcome::ok) break;
+    if (prove_key(guard.get(), where, authkey, opts.tls, deadline, transcript) ==
+        handshake::outcome::ok)
+      break;
     guard.reset();
     const auto left = deadline - clock::now();
     if (left <= clock::duration::zero())
@@ -532,7 +551,15 @@ node node::connect(const std::string& host, std::uint16_t port, std::string_view
                           "authenticate there; it refused this one each time)");
     std::this_thread::sleep_for(std::min<clock::duration>(pause, left));
   }
-  auto gw = join_basp(std::move(guard), port, where, deadline);
+  std::shared_ptr<tls_session> tls;
+  if (opts.tls) {
+    // TLS keyed by the handshake just done; the deadline covers both.
+    tls = std::make_shared<tls_session>(
+        guard.get(), tls_session::role::client,
+        derive_tls_psk(authkey, node_tls_handshake.magic, transcript.server, transcript.client));
+    tls->handshake(detail::deadline::at_time(deadline), "isola::node::connect: " + where);
+  }
+  auto gw = join_basp(std::move(guard), std::move(tls), port, where, deadline);
   auto& sys = node_system();
   auto l = std::make_shared<remote_link>();
   l->host = host;

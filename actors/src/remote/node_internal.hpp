@@ -52,8 +52,25 @@ using is_timeout_atom = caf::atom_constant<caf::atom("isola_tmo")>;
 /// Nodes run sys/handshake.hpp's handshake with their own magic and labels,
 /// no extra bytes, and a confirmation from the client (the server hands the
 /// socket to BASP only once the client has checked the server's proof).
-inline const handshake::spec node_handshake{
-    {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}, "isola-node-client", "isola-node-server", 0, true};
+/// A node that listens with TLS opens its hello with another magic: a
+/// client in the other mode sees the disagreement at the first 8 bytes
+/// (outcome::other_mode) and says so, instead of failing later on bytes it
+/// cannot read. With TLS the handshake is followed by a TLS 1.3 handshake
+/// keyed by it (sys/tls.hpp), then BASP runs inside TLS.
+inline const handshake::spec node_handshake{{'I', 'S', 'O', 'L', 'A', '-', 'N', '1'},
+                                            "isola-node-client",
+                                            "isola-node-server",
+                                            0,
+                                            true,
+                                            {'I', 'S', 'O', 'L', 'A', '-', 'N', 'T'}};
+inline const handshake::spec node_tls_handshake{{'I', 'S', 'O', 'L', 'A', '-', 'N', 'T'},
+                                                "isola-node-client",
+                                                "isola-node-server",
+                                                0,
+                                                true,
+                                                {'I', 'S', 'O', 'L', 'A', '-', 'N', '1'}};
+inline const handshake::spec& node_spec(bool tls) { return tls ? node_tls_handshake : node_handshake; }
+/// The whole handshake, the TLS one included, within this.
 constexpr auto handshake_timeout = std::chrono::seconds(5);
 /// Handshakes a listening node lets wait at once, in all and from one source
 /// address; beyond either a connection is told busy (gatekeeper.cpp).

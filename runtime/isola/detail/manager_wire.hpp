@@ -94,17 +94,19 @@ struct manager_address {
   std::uint16_t port = 0;
   int pid = 0;  // the manager process, when it runs on this host (for messages)
   std::string authkey;
+  bool tls = false;  // TLS after the handshake (TCP only)
 
   /// "the manager (pid 123)" or "the manager at 127.0.0.1:5000".
   std::string describe() const;
   /// Identifies the connection this process opens to it.
   std::string cache_key() const {
-    return socket.empty() ? host + ":" + std::to_string(port) : "@" + socket;
+    return socket.empty() ? host + ":" + std::to_string(port) + (tls ? "/tls" : "")
+                          : "@" + socket;
   }
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(socket, host, port, pid, authkey);
+    ar(socket, host, port, pid, authkey, tls);
   }
 };
 

@@ -23,6 +23,7 @@
 #include "isola/detail/manager_wire.hpp"
 #include "manager/protocol.hpp"
 #include "sys/crypto.hpp"
+#include "sys/tls.hpp"
 
 namespace isola::detail {
 
@@ -125,14 +126,21 @@ int connect_socket(const manager_address& a, const deadline& d) {
 }
 
 /// ok or busy (the caller tries again); anything else throws.
-handshake::outcome client_handshake(int fd, const manager_address& a, const deadline& d) {
+handshake::outcome client_handshake(int fd, const manager_address& a, const deadline& d,
+                                    handshake::transcript& t) {
   const auto identity = program_identity();
-  switch (auto o = handshake::run_client(fd, manager_handshake, a.authkey, identity, d)) {
+  switch (auto o = handshake::run_client(fd, manager_spec(a.tls), a.authkey, identity, d, &t)) {
     case handshake::outcome::ok:
     case handshake::outcome::busy: return o;
+    case handshake::outcome::other_mode:
+      unreachable(a, a.tls ? "it does not use TLS (it was started without manager_options::tls), "
+                             "and this connection asked for it"
+                           : "it requires TLS (started with manager_options::tls): connect with "
+                             "manager_connect_options::tls");
     case handshake::outcome::timed_out: unreachable(a, "no answer to the handshake");
     case handshake::outcome::closed: unreachable(a, "the connection closed during the handshake");
-    case handshake::outcome::not_ours: unreachable(a, "what answers there is not an isola manager");
+    case handshake::outcome::not_ours:
+      unreachable(a, "what answers there is not an isola manager");
     case handshake::outcome::refused:
       throw authentication_error(a.describe() +
                                  " refused the authentication key (the digest did "
@@ -157,9 +165,24 @@ class channel {
     for (;;) {
       fd_ = connect_socket(a, d);
       handshake::outcome o{};
+      handshake::transcript t;
       try {
-        o = client_handshake(fd_, a, d);
+        o = client_handshake(fd_, a, d, t);
+        if (o == handshake::outcome::ok && a.tls) {
+          // TLS keyed by this handshake, within the same deadline.
+          tls_ = std::make_unique<tls_session>(
+              fd_, tls_session::role::client,
+              derive_tls_psk(a.authkey, manager_tls_handshake.magic, t.server, t.client));
+          try {
+            tls_->handshake(d, "cannot reach " + a.describe());
+          } catch (const timeout_error&) {
+            unreachable(a, "the TLS handshake did not finish in time");
+          } catch (const os_error& e) {
+            unreachable(a, std::string("the TLS handshake failed: ") + e.what());
+          }
+        }
       } catch (...) {
+        tls_.reset();
         ::close(fd_);
         fd_ = -1;
         throw;
@@ -185,6 +208,7 @@ class channel {
   channel& operator=(const channel&) = delete;
 
   void close() noexcept {
+    tls_.reset();
     if (fd_ < 0) return;
     unregister_handle_fd(fd_);
     ::close(fd_);
@@ -212,6 +236,19 @@ class channel {
     if (!y.empty()) std::memcpy(out_.data() + sizeof h + x.size(), y.data(), y.size());
     std::size_t off = 0;
     while (off < out_.size()) {
+      if (tls_) {
+        std::size_t n = 0;
+        const auto r = tls_->write_some(out_.data() + off, out_.size() - off, n);
+        if (r == tls_io::done) {
+          off += n;
+        } else if (r == tls_io::want_write || r == tls_io::want_read) {
+          pollfd pf{fd_, static_cast<short>(r == tls_io::want_write ? POLLOUT : POLLIN), 0};
+          if (::poll(&pf, 1, -1) < 0 && errno != EINTR) gone(a, op);
+        } else {
+          gone(a, op, tls_failure(r));
+        }
+        continue;
+      }
       ssize_t r = ::send(fd_, out_.data() + off, out_.size() - off, MSG_NOSIGNAL);
       if (r < 0) {
         if (errno == EINTR) continue;
@@ -235,6 +272,27 @@ class channel {
         if (rend_ >= 4 && frame_length() > max_frame_payload + 64) gone(a, op, "a corrupt reply");
         if (in_.size() < std::max<std::size_t>(need, 65536))
           in_.resize(std::max<std::size_t>(need, 65536));
+        if (tls_) {
+          // Bytes libssl holds are read before waiting on the socket.
+          std::size_t n = 0;
+          const auto r = tls_->read_some(in_.data() + rend_, in_.size() - rend_, n);
+          if (r == tls_io::done) {
+            rend_ += n;
+            continue;
+          }
+          if (r != tls_io::want_read && r != tls_io::want_write) gone(a, op, tls_failure(r));
+          int ms = -1;
+          if (deadline) {
+            auto left = std::chrono::duration_cast<std::chrono::milliseconds>(*deadline -
+                                                                              clk::now())
+                            .count();
+            if (left <= 0) gone(a, op, "no reply in time");
+            ms = static_cast<int>(std::min<long long>(left + 1, 1 << 30));
+          }
+          pollfd pf{fd_, static_cast<short>(r == tls_io::want_read ? POLLIN : POLLOUT), 0};
+          if (::poll(&pf, 1, ms) < 0 && errno != EINTR) gone(a, op);
+          continue;
+        }
         if (deadline) {
           auto left =
               std::chrono::duration_cast<std::chrono::milliseconds>(*deadline - clk::now()).count();
@@ -269,6 +327,12 @@ class channel {
     std::memcpy(&n, in_.data(), 4);
     return n;
   }
+  const char* tls_failure(tls_io r) {
+    tls_why_ = r == tls_io::closed ? "its connection closed"
+                                   : "a TLS record did not decrypt (" + tls_->why() +
+                                         "): bytes altered on the way";
+    return tls_why_.c_str();
+  }
   [[noreturn]] void gone(const manager_address& a, mgr_op op, const char* why = nullptr) {
     close();
     std::string what = a.describe() + " is gone: " +
@@ -280,6 +344,8 @@ class channel {
   static void released(void* self) noexcept { static_cast<channel*>(self)->fd_ = -1; }
 
   int fd_ = -1;
+  std::unique_ptr<tls_session> tls_;  // a TLS connection's session
+  std::string tls_why_;
   std::uint64_t next_id_ = 0;
   bytes out_;
   bytes in_;

@@ -43,9 +43,10 @@ struct manager_boot {
   std::string authkey;
   std::uint64_t max_message_size = 0;
   std::int32_t owner_pid = 0;  // may serve and shut down (its local connections only)
+  bool tls = false;            // TCP listeners use TLS
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(listen, authkey, max_message_size, owner_pid);
+    ar(listen, authkey, max_message_size, owner_pid, tls);
   }
 };
 
@@ -54,7 +55,8 @@ int manager_process_main(manager_boot boot) {
   // program that owns it says so (Python's manager ignores SIGINT too).
   ::signal(SIGINT, SIG_IGN);
   return run_manager_server(boot.listen.fd, std::move(boot.authkey),
-                            static_cast<std::size_t>(boot.max_message_size), boot.owner_pid);
+                            static_cast<std::size_t>(boot.max_message_size), boot.owner_pid,
+                            boot.tls);
 }
 
 namespace {
@@ -100,7 +102,7 @@ manager::manager(manager_options opts) {
   // a sanitizer) stays locked in the child forever.
   if (!po.method && get_start_method() == start_method::fork && detail::thread_count() > 1)
     po.method = start_method::forkserver;
-  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid()};
+  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid(), opts.tls};
   try {
     proc_ =
         std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));
@@ -137,10 +139,16 @@ manager& manager::operator=(manager&& o) noexcept {
 }
 
 manager manager::connect(const std::string& host, std::uint16_t port, std::string authkey) {
+  return connect(host, port, std::move(authkey), manager_connect_options{});
+}
+
+manager manager::connect(const std::string& host, std::uint16_t port, std::string authkey,
+                         const manager_connect_options& opts) {
   auto addr = std::make_shared<detail::manager_address>();
   addr->host = host;
   addr->port = port;
   addr->authkey = std::move(authkey);
+  addr->tls = opts.tls;
   manager m(std::shared_ptr<const detail::manager_address>(std::move(addr)));
   (void)m.stats();  // connects and authenticates now: a wrong key fails here
   return m;

@@ -40,10 +40,10 @@ peer_table::~peer_table() {
     if (l.fd >= 0) ::close(l.fd);
 }
 
-void peer_table::add_listener(int fd, std::string key, std::string where) {
+void peer_table::add_listener(int fd, std::string key, std::string where, bool tls) {
   int fl = ::fcntl(fd, F_GETFL);
   ::fcntl(fd, F_SETFL, fl | O_NONBLOCK);
-  listeners_.push_back({fd, std::move(key), std::move(where)});
+  listeners_.push_back({fd, std::move(key), std::move(where), false, tls});
   epoll_event ev{};
   ev.events = EPOLLIN;
   ev.data.u64 = listeners_.size();
@@ -58,6 +58,16 @@ void peer_table::on_event(std::uint64_t key, std::uint32_t events) {
   auto it = peers_.find(key);
   if (it == peers_.end() || it->second->dead) return;
   peer& p = *it->second;
+  if (p.tls && !p.tls->established()) {
+    // The TLS handshake: a step whenever the socket is ready either way
+    // (an error or hang-up surfaces in the step).
+    if (p.out_pos < p.out.size()) {  // the verdict, in clear, goes first
+      flush(p);
+      if (p.dead || p.out_pos < p.out.size()) return;
+    }
+    if (events & (EPOLLIN | EPOLLOUT | EPOLLERR | EPOLLHUP)) tls_handshake(p);
+    return;
+  }
   if (events & EPOLLIN)
     on_readable(p);
   else if (events & (EPOLLERR | EPOLLHUP))
@@ -140,7 +150,7 @@ void peer_table::admit(std::size_t li, int fd, const sockaddr_storage& ss) {
   ++pending_;
   peer& ref = *p;
   peers_.emplace(p->id, std::move(p));
-  const auto hello = handshake::make_hello(manager_handshake, ref.challenge);
+  const auto hello = handshake::make_hello(manager_spec(listeners_[li].tls), ref.challenge);
   ref.out.insert(ref.out.end(), reinterpret_cast<const std::byte*>(hello.data()),
                  reinterpret_cast<const std::byte*>(hello.data()) + hello.size());
   flush(ref);
@@ -190,10 +200,14 @@ void peer_table::on_readable(peer& p) {
     if (p.response_have == want) authenticate(p);
     return;  // frames, if any came, wake the loop again (level-triggered)
   }
-  if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
-  auto r = receive(p, p.in.data() + p.used, p.in.size() - p.used);
-  if (!r) return;
-  p.used += *r;
+  if (p.tls) {
+    if (!tls_read(p)) return;
+  } else {
+    if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
+    auto r = receive(p, p.in.data() + p.used, p.in.size() - p.used);
+    if (!r) return;
+    p.used += *r;
+  }
   std::size_t pos = take_frames(p, 0);
   if (p.dead) return;
   if (pos > 0) {
@@ -201,6 +215,70 @@ void peer_table::on_readable(peer& p) {
     p.used -= pos;
   }
   resize_input(p);
+}
+
+/// Reads what the TLS session has: one record from the socket, and every
+/// byte libssl still holds after it, so none waits for a socket event that
+/// may not come. False when nothing came (or the peer was dropped).
+bool peer_table::tls_read(peer& p) {
+  bool got = false;
+  for (;;) {
+    if (p.in.size() < p.used + 65536) p.in.resize(p.used + 65536);
+    std::size_t n = 0;
+    switch (p.tls->read_some(p.in.data() + p.used, p.in.size() - p.used, n)) {
+      case tls_io::done:
+        p.used += n;
+        got = true;
+        if (!p.tls->has_pending()) return true;
+        continue;
+      case tls_io::want_read:
+      case tls_io::want_write: return got;
+      case tls_io::closed: drop(p); return false;
+      case tls_io::failed:
+        reject(p, "its TLS record did not decrypt (" + p.tls->why() +
+                      "): bytes altered on the way, or not its session");
+        return false;
+    }
+  }
+}
+
+void peer_table::tls_handshake(peer& p) {
+  switch (p.tls->handshake_step()) {
+    case tls_io::done:
+      // Authenticated and private: frames from here on.
+      if (p.hs_timed) {
+        timers_.cancel(p.hs_timer);
+        p.hs_timed = false;
+      }
+      leave_pending(p);
+      p.ready = true;
+      want_output(p, false);
+      return;
+    case tls_io::want_read: want_output(p, false); return;
+    case tls_io::want_write: want_output(p, true); return;
+    case tls_io::closed:
+      ++dropped_;
+      get_logger().warning("manager: " + p.desc + " closed during the TLS handshake (" +
+                           p.tls->why() + "; does it use TLS?); dropped");
+      drop(p);
+      return;
+    case tls_io::failed:
+      ++auth_failures_;
+      get_logger().warning("manager: authentication_error: " + p.desc +
+                           ": the TLS handshake failed (" + p.tls->why() +
+                           "): a relay in between, or bytes altered on the way; dropped");
+      drop(p);
+      return;
+  }
+}
+
+void peer_table::want_output(peer& p, bool on) {
+  if (on == p.want_out) return;
+  p.want_out = on;
+  epoll_event ev{};
+  ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+  ev.data.u64 = p.id;
+  ::epoll_ctl(ep_, EPOLL_CTL_MOD, p.fd, &ev);
 }
 
 /// Hands on every whole frame from pos on; returns where the rest begins.
@@ -236,14 +314,18 @@ void peer_table::resize_input(peer& p) {
 
 bool peer_table::authenticate(peer& p) {
   auto& key = listeners_[p.listener].authkey;
+  const bool tls = listeners_[p.listener].tls;
   const auto response = std::span<const std::uint8_t>(
       p.response.data(), handshake::response_size(manager_handshake));
   auto verdict = handshake::make_verdict(manager_handshake, key, p.challenge, response);
-  if (p.hs_timed) {
-    timers_.cancel(p.hs_timer);
-    p.hs_timed = false;
+  // With TLS the handshake's deadline and the caps hold until TLS is up.
+  if (!tls || !verdict) {
+    if (p.hs_timed) {
+      timers_.cancel(p.hs_timer);
+      p.hs_timed = false;
+    }
+    leave_pending(p);
   }
-  leave_pending(p);
   if (!verdict) {
     ++auth_failures_;
     get_logger().warning("manager: authentication_error: " + p.desc + " on the " +
@@ -257,13 +339,41 @@ bool peer_table::authenticate(peer& p) {
                                program_identity().data(), 32) == 0;
   p.out.insert(p.out.end(), reinterpret_cast<const std::byte*>(verdict->data()),
                reinterpret_cast<const std::byte*>(verdict->data()) + verdict->size());
-  p.ready = true;
+  if (tls) {
+    // The verdict goes out in clear (flush sends plainly until TLS is up:
+    // the client sends its ClientHello only once it has read it all), then
+    // the client starts TLS keyed by this handshake.
+    try {
+      handshake::challenge client{};
+      std::memcpy(client.data(), response.data() + 32, 32);
+      p.tls = std::make_unique<tls_session>(
+          p.fd, tls_session::role::server,
+          derive_tls_psk(key, manager_tls_handshake.magic, p.challenge, client));
+    } catch (const std::exception& e) {
+      get_logger().warning(std::string("manager: no TLS for ") + p.desc + ": " + e.what());
+      drop(p);
+      return false;
+    }
+  } else {
+    p.ready = true;
+  }
   mark(p.id);
   return true;
 }
 
 void peer_table::flush(peer& p) {
   while (p.out_pos < p.out.size()) {
+    if (p.tls && p.tls->established()) {
+      std::size_t n = 0;
+      const auto r = p.tls->write_some(p.out.data() + p.out_pos, p.out.size() - p.out_pos, n);
+      if (r == tls_io::done) {
+        p.out_pos += n;
+        continue;
+      }
+      if (r == tls_io::want_write || r == tls_io::want_read) break;
+      drop(p);
+      return;
+    }
     ssize_t r = ::send(p.fd, p.out.data() + p.out_pos, p.out.size() - p.out_pos,
                        MSG_NOSIGNAL | MSG_DONTWAIT);
     if (r < 0) {
@@ -280,13 +390,8 @@ void peer_table::flush(peer& p) {
     p.out_pos = 0;
     if (p.out.capacity() > (std::size_t{1} << 20)) p.out.shrink_to_fit();
   }
-  if (pending != p.want_out) {
-    p.want_out = pending;
-    epoll_event ev{};
-    ev.events = EPOLLIN | (pending ? EPOLLOUT : 0u);
-    ev.data.u64 = p.id;
-    ::epoll_ctl(ep_, EPOLL_CTL_MOD, p.fd, &ev);
-  }
+  // (While TLS is being set up its handshake decides what to wait for.)
+  if (!p.tls || p.tls->established() || pending) want_output(p, pending);
 }
 
 void peer_table::drop(peer& p) {
@@ -298,6 +403,7 @@ void peer_table::drop(peer& p) {
   }
   leave_pending(p);
   ::epoll_ctl(ep_, EPOLL_CTL_DEL, p.fd, nullptr);
+  p.tls.reset();
   ::close(p.fd);
   p.fd = -1;
   dead_.push_back(p.id);

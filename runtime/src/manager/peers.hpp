@@ -9,6 +9,14 @@
 // EMFILE the listener sheds connections through a reserve descriptor
 // (net::accept_reserve) instead of spinning; on another accept error it
 // sleeps for 100 ms.
+//
+// A TCP listener of a manager started with manager_options::tls sends the
+// TLS magic in its hello; after the verdict its peers run a TLS 1.3
+// handshake keyed by the handshake (sys/tls.hpp), stepped by the event loop
+// like everything else and still under the handshake's deadline and caps.
+// Then frames go through the session: a read drains what libssl holds
+// (SSL_pending) before the loop waits on the socket again, and a write that
+// wants the socket writable waits for EPOLLOUT as a plain one does.
 #pragma once
 
 #include <sys/socket.h>
@@ -29,6 +37,7 @@
 #include "manager/timers.hpp"
 #include "sys/handshake.hpp"
 #include "sys/net.hpp"
+#include "sys/tls.hpp"
 
 // The manager server's internals live in their own namespace: names such
 // as peer and waiter are taken in isola::detail by the actor layer.
@@ -42,6 +51,7 @@ struct listener {
   std::string authkey;
   std::string where;
   bool paused = false;  // out of epoll for a moment after an accept error
+  bool tls = false;     // its peers talk TLS after the handshake
 };
 
 struct peer {
@@ -65,6 +75,7 @@ struct peer {
   bytes out;
   std::size_t out_pos = 0;
   std::string desc;
+  std::unique_ptr<tls_session> tls;  // a TLS listener's peer, once it proved the key
 };
 
 class peer_table {
@@ -81,7 +92,7 @@ class peer_table {
   peer_table(const peer_table&) = delete;
   peer_table& operator=(const peer_table&) = delete;
 
-  void add_listener(int fd, std::string key, std::string where);
+  void add_listener(int fd, std::string key, std::string where, bool tls);
   /// One epoll event, for a listener or a peer.
   void on_event(std::uint64_t key, std::uint32_t events);
   /// Queues a reply to peer_id's request req (nothing if the peer is gone).
@@ -109,6 +120,9 @@ class peer_table {
   void pause_listener(std::size_t li);
   void leave_pending(peer& p);
   void on_readable(peer& p);
+  void tls_handshake(peer& p);
+  bool tls_read(peer& p);
+  void want_output(peer& p, bool on);
   std::optional<std::size_t> receive(peer& p, void* into, std::size_t n);
   std::size_t take_frames(peer& p, std::size_t pos);
   void resize_input(peer& p);

@@ -47,11 +47,25 @@ static_assert(sizeof(request_header) == 36);
 static_assert(sizeof(reply_header) == 16);
 
 inline constexpr std::size_t max_frame_payload = (std::size_t{1} << 30) - 64;
+/// A TCP listener of a manager started with manager_options::tls opens its
+/// hello with another magic, so a client in the other mode sees the
+/// disagreement at once; after it, TLS 1.3 keyed by the handshake
+/// (sys/tls.hpp), then frames inside TLS.
 inline const handshake::spec manager_handshake{{'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'},
                                                "isola-manager-client",
                                                "isola-manager-server",
                                                32,
-                                               false};
+                                               false,
+                                               {'I', 'S', 'O', 'L', 'A', 'M', 'G', 'T'}};
+inline const handshake::spec manager_tls_handshake{{'I', 'S', 'O', 'L', 'A', 'M', 'G', 'T'},
+                                                   "isola-manager-client",
+                                                   "isola-manager-server",
+                                                   32,
+                                                   false,
+                                                   {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'}};
+inline const handshake::spec& manager_spec(bool tls) {
+  return tls ? manager_tls_handshake : manager_handshake;
+}
 inline constexpr auto handshake_timeout = std::chrono::seconds(10);
 /// Handshakes the manager lets wait at once: in all, and from one source
 /// address (all local processes are one source). Beyond either, a new
@@ -101,8 +115,8 @@ inline const char* op_name(mgr_op op) {
 
 /// The manager process's entry point (runtime/src/manager/server.cpp).
 /// owner_pid: the process that started it; only its local connections may
-/// serve or shut the manager down.
+/// serve or shut the manager down. tls: its TCP listeners (serve) use TLS.
 int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size,
-                       int owner_pid);
+                       int owner_pid, bool tls);
 
 }  // namespace isola::detail

@@ -47,13 +47,14 @@ struct epoll_handle {
 
 class server {
  public:
-  server(int listen_fd, std::string authkey, std::size_t max_message, int owner_pid)
-      : peers_(
+  server(int listen_fd, std::string authkey, std::size_t max_message, int owner_pid, bool tls)
+      : tls_(tls),
+        peers_(
             ep_.fd, std::min(max_message, max_frame_payload), timers_,
             [this](peer& p, std::span<const std::byte> f) { on_frame(p, f); },
             [this](std::uint64_t id) { objects_.peer_lost(cx_, id); }, owner_pid),
         cx_(peers_, timers_) {
-    peers_.add_listener(listen_fd, std::move(authkey), "local socket");
+    peers_.add_listener(listen_fd, std::move(authkey), "local socket", false);
   }
 
   int run();
@@ -65,6 +66,7 @@ class server {
   void serve(const request& r);
 
   epoll_handle ep_;
+  bool tls_;
   deadlines timers_;
   peer_table peers_;
   object_context cx_;
@@ -155,7 +157,8 @@ void server::serve(const request& r) {
   if (!listener) return cx_.reply_text(r, mgr_status::value_error, listener.what);
   const std::uint16_t bound = listener.port;
   const int fd = listener.fd.release();
-  peers_.add_listener(fd, std::move(authkey), "TCP port " + std::to_string(bound));
+  peers_.add_listener(fd, std::move(authkey),
+                      "TCP port " + std::to_string(bound) + (tls_ ? " (TLS)" : ""), tls_);
   get_logger().info("manager: serving on " + host + ":" + std::to_string(bound));
   cx_.reply_value(r, bound);
 }
@@ -163,8 +166,8 @@ void server::serve(const request& r) {
 }  // namespace
 
 int run_manager_server(int listen_fd, std::string authkey, std::size_t max_message_size,
-                       int owner_pid) {
-  server s(listen_fd, std::move(authkey), max_message_size, owner_pid);
+                       int owner_pid, bool tls) {
+  server s(listen_fd, std::move(authkey), max_message_size, owner_pid, tls);
   return s.run();
 }
 

@@ -147,14 +147,19 @@ bool write_exact(int fd, const void* buf, std::size_t n, const deadline& d, bool
 }
 
 outcome run_client(int fd, const spec& s, std::string_view key, std::span<const std::uint8_t> extra,
-                   const deadline& d) {
+                   const deadline& d, transcript* t) {
   bool late = false;
   auto cut = [&] { return late ? outcome::timed_out : outcome::closed; };
   std::uint8_t hello[hello_size];
   // The first 8 bytes alone: a busy server sends only its notice, then closes.
   if (!read_exact(fd, hello, s.magic.size(), d, &late)) return cut();
   if (std::memcmp(hello, busy_notice.data(), busy_notice.size()) == 0) return outcome::busy;
-  if (std::memcmp(hello, s.magic.data(), s.magic.size()) != 0) return outcome::not_ours;
+  if (std::memcmp(hello, s.magic.data(), s.magic.size()) != 0) {
+    if (s.other_magic != std::array<char, 8>{} &&
+        std::memcmp(hello, s.other_magic.data(), s.other_magic.size()) == 0)
+      return outcome::other_mode;
+    return outcome::not_ours;
+  }
   if (!read_exact(fd, hello + s.magic.size(), sizeof hello - s.magic.size(), d, &late))
     return cut();
 
@@ -178,6 +183,10 @@ outcome run_client(int fd, const spec& s, std::string_view key, std::span<const 
     return outcome::forged;
   }
   if (s.client_confirms && !write_exact(fd, okay, 4, d, &late)) return cut();
+  if (t) {
+    std::memcpy(t->server.data(), hello + 8, 32);
+    t->client = mine;
+  }
   return outcome::ok;
 }
 

@@ -55,6 +55,18 @@ struct spec {
   std::string_view server_label;
   std::size_t extra_bytes = 0;   // appended to the client's response
   bool client_confirms = false;  // the client answers the verdict
+  /// The magic of the same protocol in its other mode (with TLS after the
+  /// handshake, or without): a client that reads it instead of `magic` knows
+  /// the two ends disagree about TLS (outcome::other_mode), not that the
+  /// peer is something else. All zero: no other mode.
+  std::array<char, 8> other_magic{};
+};
+
+/// The two challenges of a finished handshake: what a TLS session over the
+/// same socket derives its key from (sys/tls.hpp).
+struct transcript {
+  challenge server{};  // S, from the hello
+  challenge client{};  // C, from the response
 };
 
 inline constexpr std::size_t hello_size = 8 + 32;
@@ -108,13 +120,15 @@ enum class outcome {
   refused,    // the server said FAIL: it holds another key
   forged,     // the server said OKAY without proving the key
   busy,       // the server is at its cap of pending handshakes: try again later
+  other_mode, // the server speaks this protocol in its other mode (TLS or not)
 };
 
 /// Runs the client's side on a blocking or non-blocking socket until the
 /// deadline: reads the hello, sends the proof, its challenge and `extra`,
-/// checks the verdict and (spec.client_confirms) answers it.
+/// checks the verdict and (spec.client_confirms) answers it. `t`, when
+/// given, receives both challenges.
 outcome run_client(int fd, const spec& s, std::string_view key, std::span<const std::uint8_t> extra,
-                   const deadline& d);
+                   const deadline& d, transcript* t = nullptr);
 
 /// Reads or writes exactly n bytes by the deadline (poll + EINTR; for
 /// sockets, MSG_NOSIGNAL). False on EOF, error or timeout; timed_out tells.
