@@ -443,6 +443,41 @@ class plain_lock : public proxy {
 };
 using lock = plain_lock;
 
+/// A semaphore in the manager (Python's Manager().Semaphore() and
+/// BoundedSemaphore()). No owner, as in Python: any process may release, and
+/// a process that dies after acquiring does not give its count back.
+/// release() past the initial value of a bounded one is a value_error.
+class semaphore : public proxy {
+ public:
+  semaphore() = default;
+  void acquire() { (void)take(-1); }
+  /// false if not acquired by the timeout.
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::semaphore_release); }
+  /// The count now (Python's _value; racy by nature).
+  std::uint64_t get_value() const {
+    return decode<std::uint64_t>(call(detail::mgr_op::semaphore_value));
+  }
+
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::semaphore_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    check(st, p);
+    return true;
+  }
+};
+/// The same proxy; the manager enforces the bound.
+using bounded_semaphore = semaphore;
+
 /// An event in the manager (Python's Manager().Event()).
 class event : public proxy {
  public:
