@@ -14,6 +14,8 @@
 #include <isola/queue.hpp>
 
 #include <chrono>
+#include <cstdint>
+#include <utility>
 #include <thread>
 
 #include "test_util.hpp"
@@ -139,6 +141,33 @@ BOOST_AUTO_TEST_CASE(a_client_killed_while_waiting_leaves_no_waiter_and_takes_no
   s.release();
   // The dead waiter must not have been handed the count.
   BOOST_TEST(s.get_value() == 1u);
+  BOOST_TEST(s.try_acquire());
+}
+
+BOOST_AUTO_TEST_CASE(forged_op_numbers_on_a_semaphore_are_refused_and_the_manager_goes_on,
+                     *utf::timeout(30)) {
+  isola::manager m;
+  auto s = m.semaphore(1);
+  auto l = m.lock();
+  auto b = isola::encode(s);
+  auto [addr, id] = isola::decode<std::pair<isola::detail::manager_address, std::uint64_t>>(b);
+  using isola::detail::mgr_op;
+  using isola::detail::mgr_status;
+  // Unused numbers in the semaphore's block and past every block.
+  for (int op : {115, 127, 200, 255}) {
+    BOOST_TEST_CONTEXT("op " << op) {
+      mgr_status st{};
+      isola::detail::manager_call(addr, static_cast<mgr_op>(op), id, -1, {}, {}, st);
+      BOOST_TEST((st == mgr_status::value_error || st == mgr_status::type_error));
+    }
+  }
+  // A semaphore op on a lock, and a lock op on the semaphore.
+  mgr_status st{};
+  isola::detail::manager_call(addr, mgr_op::semaphore_release, l.id(), -1, {}, {}, st);
+  BOOST_TEST((st == mgr_status::type_error || st == mgr_status::value_error));
+  isola::detail::manager_call(addr, mgr_op::lock_acquire, id, -1, {}, {}, st);
+  BOOST_TEST((st == mgr_status::type_error || st == mgr_status::value_error));
+  BOOST_TEST(s.get_value() == 1u);  // untouched, and the manager still answers
   BOOST_TEST(s.try_acquire());
 }
 
