@@ -149,6 +149,11 @@ class manager {
   managed::lock lock(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::lock, name, type_of<>(), 0, {})};
   }
+  /// Python's Manager().Namespace() (held as a dict of typed values).
+  managed::namespace_proxy namespace_() {
+    return {addr_, create(isola::detail::mgr_kind::dict, {}, type_of<std::string, std::pair<std::uint64_t, bytes>>(), 0,
+                          {})};
+  }
   /// Python's Manager().Semaphore(value): value_error if value < 0.
   managed::semaphore semaphore(std::ptrdiff_t value = 1) { return make_semaphore(value, false); }
   /// Python's Manager().BoundedSemaphore(value): release() past value fails.

@@ -42,6 +42,13 @@ void release_n(isola::managed::semaphore s, int n) {
 
 void wait_forever(isola::managed::semaphore s) { s.acquire(); }
 
+void set_attributes(isola::managed::namespace_proxy n) {
+  n.set("name", std::string("Bob"));
+  n.set("job", std::string("Builder"));
+  n.set("age", 42);
+  n.del("gone");
+}
+
 }  // namespace
 
 BOOST_AUTO_TEST_SUITE(test_manager_semaphore)
@@ -169,6 +176,34 @@ BOOST_AUTO_TEST_CASE(forged_op_numbers_on_a_semaphore_are_refused_and_the_manage
   BOOST_TEST((st == mgr_status::type_error || st == mgr_status::value_error));
   BOOST_TEST(s.get_value() == 1u);  // untouched, and the manager still answers
   BOOST_TEST(s.try_acquire());
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(test_manager_namespace)
+
+// CPython: _TestNamespace.test_namespace, with the attributes set by a child.
+BOOST_AUTO_TEST_CASE(attributes_set_by_a_child_are_read_typed_and_deleted, *utf::timeout(120)) {
+  for (auto method : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << method) {
+      isola::manager m;
+      auto n = m.namespace_();
+      n.set("gone", 1);
+      isola::process c(isola::process_options{.method = method}, set_attributes, n);
+      c.start();
+      c.join();
+      BOOST_TEST(n.get<std::string>("name") == "Bob");
+      BOOST_TEST(n.get<int>("age") == 42);
+      BOOST_TEST(!n.has("gone"));
+      n.del("job");
+      BOOST_TEST(!n.has("job"));
+      BOOST_CHECK_THROW((void)n.get<std::string>("job"), isola::key_error);
+      BOOST_CHECK_THROW(n.del("job"), isola::key_error);
+      // Read as another type: refused, not misread.
+      BOOST_CHECK_THROW((void)n.get<double>("age"), isola::type_error);
+      BOOST_CHECK_THROW((void)n.get<std::string>("age"), isola::type_error);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
