@@ -489,6 +489,39 @@ class namespace_proxy : public proxy {
   }
 };
 
+/// A reentrant lock in the manager (Python's Manager().RLock()): its holder
+/// (the calling thread's connection) may acquire it again and releases it
+/// as many times; release() by another is a value_error. If the holder's
+/// process ends holding it (at any depth), the next acquirer takes it and
+/// gets lock_owner_died, thrown after taking it.
+class rlock : public proxy {
+ public:
+  rlock() = default;
+  void acquire() { (void)take(-1); }
+  /// false if not taken by the timeout.
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::rlock_release); }
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::rlock_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    if (st == detail::mgr_status::owner_died)
+      throw lock_owner_died(
+          "managed rlock: its previous holder died holding it; the lock is now held by the "
+          "caller (what it guards may be half-updated)");
+    check(st, p);
+    return true;
+  }
+};
+
 /// A semaphore in the manager (Python's Manager().Semaphore() and
 /// BoundedSemaphore()). No owner, as in Python: any process may release, and
 /// a process that dies after acquiring does not give its count back.

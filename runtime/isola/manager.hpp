@@ -160,6 +160,9 @@ class manager {
   managed::bounded_semaphore bounded_semaphore(std::ptrdiff_t value = 1) {
     return make_semaphore(value, true);
   }
+  managed::rlock rlock(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::rlock, name, type_of<>(), 0, {})};
+  }
   managed::event event(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::event, name, type_of<>(), 0, {})};
   }

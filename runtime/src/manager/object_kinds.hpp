@@ -129,4 +129,22 @@ struct managed_semaphore {
   waiter_queue acquirers_;
 };
 
+/// Python's RLock: its holder (a connection: one process's thread) may
+/// acquire it again, and must release it as many times. A holder's death
+/// releases it whatever its depth, and the next holder hears owner_died.
+struct managed_rlock {
+  explicit managed_rlock(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid) { return cx.expire(acquirers_, wid); }
+  std::size_t waiting() const noexcept { return acquirers_.size(); }
+
+ private:
+  void grant(object_context& cx);
+  std::uint64_t holder_ = 0;
+  std::uint64_t depth_ = 0;
+  bool owner_died_ = false;
+  waiter_queue acquirers_;
+};
+
 }  // namespace isola::detail::mgr

@@ -42,6 +42,13 @@ void release_n(isola::managed::semaphore s, int n) {
 
 void wait_forever(isola::managed::semaphore s) { s.acquire(); }
 
+void hold_rlock_twice(isola::managed::rlock l, isola::queue<int> out) {
+  l.acquire();
+  l.acquire();
+  out.put(1);
+  for (;;) ::pause();
+}
+
 void set_attributes(isola::managed::namespace_proxy n) {
   n.set("name", std::string("Bob"));
   n.set("job", std::string("Builder"));
@@ -202,6 +209,68 @@ BOOST_AUTO_TEST_CASE(attributes_set_by_a_child_are_read_typed_and_deleted, *utf:
       // Read as another type: refused, not misread.
       BOOST_CHECK_THROW((void)n.get<double>("age"), isola::type_error);
       BOOST_CHECK_THROW((void)n.get<std::string>("age"), isola::type_error);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(test_manager_rlock)
+
+// CPython: _TestLock.test_rlock, through a manager.
+BOOST_AUTO_TEST_CASE(an_rlock_is_reentrant_for_its_holder_and_refuses_others, *utf::timeout(30)) {
+  isola::manager m;
+  auto l = m.rlock();
+  l.acquire();
+  l.acquire();
+  BOOST_TEST(l.try_acquire());
+  bool other = true, refused = false;
+  std::thread([&, l]() mutable {  // another thread: its own connection
+    other = l.acquire(100ms);
+    try {
+      l.release();
+    } catch (const isola::value_error&) {
+      refused = true;
+    }
+  }).join();
+  BOOST_TEST(!other);
+  BOOST_TEST(refused);
+  l.release();
+  l.release();
+  l.release();
+  BOOST_CHECK_THROW(l.release(), isola::value_error);
+  std::thread([&, l]() mutable {
+    other = l.try_acquire();
+    if (other) l.release();
+  }).join();
+  BOOST_TEST(other);
+}
+
+BOOST_AUTO_TEST_CASE(a_client_killed_holding_an_rlock_twice_hands_it_on_and_the_next_is_told,
+                     *utf::timeout(120)) {
+  for (auto method : isola::all_start_methods()) {
+    BOOST_TEST_CONTEXT("start method " << method) {
+      isola::manager m;
+      auto l = m.rlock();
+      isola::queue<int> out;
+      isola::process c(isola::process_options{.method = method}, hold_rlock_twice, l, out);
+      c.start();
+      BOOST_TEST(out.get(60s) == 1);
+      BOOST_REQUIRE(::kill(c.pid(), SIGSTOP) == 0);
+      auto t0 = clk::now();
+      BOOST_TEST(!l.acquire(200ms));  // a stopped holder: a clean timeout
+      BOOST_TEST(seconds_since(t0) < 5.0);
+      c.kill();
+      c.join();
+      bool told = false;
+      try {
+        l.acquire();
+      } catch (const isola::lock_owner_died&) {
+        told = true;
+      }
+      BOOST_TEST(told);
+      BOOST_TEST(m.stats().owner_deaths == 1u);
+      l.release();
     }
   }
 }
