@@ -443,6 +443,120 @@ class plain_lock : public proxy {
 };
 using lock = plain_lock;
 
+/// Python's Manager().Namespace(): attributes by name, each of any
+/// serializable type, held in the manager. Each value travels with its
+/// type's id, so get<T> of an attribute set as another type is a type_error
+/// rather than a misread; a missing attribute is a key_error (Python's
+/// AttributeError).
+class namespace_proxy : public proxy {
+ public:
+  namespace_proxy() = default;
+  template <class T>
+  T get(const std::string& name) const {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::dict_get, -1, key(name), {}, st);
+    if (st == detail::mgr_status::key_error)
+      throw key_error("managed namespace: no attribute '" + name + "'");
+    check(st, p);
+    auto [tid, v] = decode<std::pair<std::uint64_t, bytes>>(p);
+    if (tid != detail::type_id<T>())
+      throw type_error("managed namespace: attribute '" + name + "' is not a " +
+                       isola::type_name<T>());
+    return decode<T>(v);
+  }
+  template <class T>
+  void set(const std::string& name, const T& v) {
+    auto& b = detail::scratch(1);
+    encode_into(std::pair<std::uint64_t, bytes>{detail::type_id<T>(), encode(v)}, b);
+    call(detail::mgr_op::dict_set, key(name), b);
+  }
+  /// Python's delattr: key_error if it has no such attribute.
+  void del(const std::string& name) {
+    if (!decode<bool>(call(detail::mgr_op::dict_erase, key(name))))
+      throw key_error("managed namespace: no attribute '" + name + "'");
+  }
+  bool has(const std::string& name) const {
+    return decode<bool>(call(detail::mgr_op::dict_contains, key(name)));
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  static std::span<const std::byte> key(const std::string& k) {
+    auto& a = detail::scratch(0);
+    encode_into(k, a);
+    return a;
+  }
+};
+
+/// A reentrant lock in the manager (Python's Manager().RLock()): its holder
+/// (the calling thread's connection) may acquire it again and releases it
+/// as many times; release() by another is a value_error. If the holder's
+/// process ends holding it (at any depth), the next acquirer takes it and
+/// gets lock_owner_died, thrown after taking it.
+class rlock : public proxy {
+ public:
+  rlock() = default;
+  void acquire() { (void)take(-1); }
+  /// false if not taken by the timeout.
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::rlock_release); }
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::rlock_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    if (st == detail::mgr_status::owner_died)
+      throw lock_owner_died(
+          "managed rlock: its previous holder died holding it; the lock is now held by the "
+          "caller (what it guards may be half-updated)");
+    check(st, p);
+    return true;
+  }
+};
+
+/// A semaphore in the manager (Python's Manager().Semaphore() and
+/// BoundedSemaphore()). No owner, as in Python: any process may release, and
+/// a process that dies after acquiring does not give its count back.
+/// release() past the initial value of a bounded one is a value_error.
+class semaphore : public proxy {
+ public:
+  semaphore() = default;
+  void acquire() { (void)take(-1); }
+  /// false if not acquired by the timeout.
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::semaphore_release); }
+  /// The count now (Python's _value; racy by nature).
+  std::uint64_t get_value() const {
+    return decode<std::uint64_t>(call(detail::mgr_op::semaphore_value));
+  }
+
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::semaphore_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    check(st, p);
+    return true;
+  }
+};
+/// The same proxy; the manager enforces the bound.
+using bounded_semaphore = semaphore;
+
 /// An event in the manager (Python's Manager().Event()).
 class event : public proxy {
  public:

@@ -162,6 +162,20 @@ class manager {
   managed::lock lock(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::lock, name, type_of<>(), 0, {})};
   }
+  /// Python's Manager().Namespace() (held as a dict of typed values).
+  managed::namespace_proxy namespace_() {
+    return {addr_, create(isola::detail::mgr_kind::dict, {}, type_of<std::string, std::pair<std::uint64_t, bytes>>(), 0,
+                          {})};
+  }
+  /// Python's Manager().Semaphore(value): value_error if value < 0.
+  managed::semaphore semaphore(std::ptrdiff_t value = 1) { return make_semaphore(value, false); }
+  /// Python's Manager().BoundedSemaphore(value): release() past value fails.
+  managed::bounded_semaphore bounded_semaphore(std::ptrdiff_t value = 1) {
+    return make_semaphore(value, true);
+  }
+  managed::rlock rlock(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::rlock, name, type_of<>(), 0, {})};
+  }
   managed::event event(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::event, name, type_of<>(), 0, {})};
   }
@@ -177,6 +191,12 @@ class manager {
 
  private:
   manager(std::shared_ptr<const isola::detail::manager_address> addr);
+  managed::semaphore make_semaphore(std::ptrdiff_t value, bool bounded) {
+    if (value < 0) throw value_error("semaphore initial value must be >= 0");
+    return {addr_, create(isola::detail::mgr_kind::semaphore, {}, type_of<>(),
+                          static_cast<std::size_t>(value),
+                          bytes{static_cast<std::byte>(bounded ? 1 : 0)})};
+  }
   struct type_info {
     std::uint64_t id;
     std::string names;

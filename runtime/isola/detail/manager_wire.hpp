@@ -71,6 +71,11 @@ enum class mgr_op : std::uint8_t {
   value_load = 96,
   value_store,
   value_update,
+  semaphore_acquire = 112,
+  semaphore_release,
+  semaphore_value,
+  rlock_acquire = 128,
+  rlock_release,
 };
 
 enum class mgr_status : std::uint32_t {
@@ -85,7 +90,7 @@ enum class mgr_status : std::uint32_t {
   error,
 };
 
-enum class mgr_kind : std::uint8_t { dict = 1, list, queue, lock, event, value };
+enum class mgr_kind : std::uint8_t { dict = 1, list, queue, lock, event, value, semaphore, rlock };
 
 /// Where a manager is and how to prove we may talk to it.
 struct manager_address {

@@ -108,4 +108,43 @@ struct managed_value : never_waits {
   bytes value_;
 };
 
+/// Python's Semaphore / BoundedSemaphore (spec.maxsize: the initial value;
+/// spec.init: one byte, 1 if bounded). Like Python's manager, a semaphore has
+/// no owner: a peer that dies after acquiring does not give its count back
+/// (a dead peer's blocked acquires are dropped).
+struct managed_semaphore {
+  explicit managed_semaphore(mgr_create_spec& spec)
+      : value_(spec.maxsize),
+        bound_(spec.maxsize),
+        bounded_(!spec.init.empty() && spec.init[0] != std::byte{0}) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer) { cx.forget_waiters(acquirers_, peer); }
+  bool expire(object_context& cx, std::uint64_t wid) { return cx.expire(acquirers_, wid); }
+  std::size_t waiting() const noexcept { return acquirers_.size(); }
+
+ private:
+  std::uint64_t value_ = 0;
+  std::uint64_t bound_ = 0;
+  bool bounded_ = false;
+  waiter_queue acquirers_;
+};
+
+/// Python's RLock: its holder (a connection: one process's thread) may
+/// acquire it again, and must release it as many times. A holder's death
+/// releases it whatever its depth, and the next holder hears owner_died.
+struct managed_rlock {
+  explicit managed_rlock(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid) { return cx.expire(acquirers_, wid); }
+  std::size_t waiting() const noexcept { return acquirers_.size(); }
+
+ private:
+  void grant(object_context& cx);
+  std::uint64_t holder_ = 0;
+  std::uint64_t depth_ = 0;
+  bool owner_died_ = false;
+  waiter_queue acquirers_;
+};
+
 }  // namespace isola::detail::mgr

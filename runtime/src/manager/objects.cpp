@@ -18,6 +18,8 @@ const char* kind_name(mgr_kind k) {
     case mgr_kind::lock: return "lock";
     case mgr_kind::event: return "event";
     case mgr_kind::value: return "value";
+    case mgr_kind::semaphore: return "semaphore";
+    case mgr_kind::rlock: return "rlock";
   }
   return "object";
 }
@@ -30,7 +32,9 @@ mgr_kind kind_of(mgr_op op) {
   if (op < mgr_op::lock_acquire) return mgr_kind::queue;
   if (op < mgr_op::event_set) return mgr_kind::lock;
   if (op < mgr_op::value_load) return mgr_kind::event;
-  return mgr_kind::value;
+  if (op < mgr_op::semaphore_acquire) return mgr_kind::value;
+  if (op < mgr_op::rlock_acquire) return mgr_kind::semaphore;
+  return mgr_kind::rlock;
 }
 
 /// The state of kind k (1-based, mgr_kind's order), built from the spec.
@@ -47,7 +51,7 @@ managed_object::state make_state(std::size_t k, mgr_create_spec& spec, std::inde
 void object_store::create(object_context& cx, const request& r) {
   auto spec = decode<mgr_create_spec>(r.b);
   auto kind = static_cast<mgr_kind>(spec.kind);
-  if (spec.kind < 1 || spec.kind > static_cast<std::uint8_t>(mgr_kind::value))
+  if (spec.kind < 1 || spec.kind > static_cast<std::uint8_t>(mgr_kind::rlock))
     return cx.reply_text(r, mgr_status::value_error, "unknown kind of managed object");
   std::string name = key(r.a);
   if (!name.empty()) {

@@ -109,6 +109,11 @@ inline const char* op_name(mgr_op op) {
     case mgr_op::value_load: return "value load";
     case mgr_op::value_store: return "value store";
     case mgr_op::value_update: return "value update";
+    case mgr_op::semaphore_acquire: return "semaphore acquire";
+    case mgr_op::semaphore_release: return "semaphore release";
+    case mgr_op::semaphore_value: return "semaphore value";
+    case mgr_op::rlock_acquire: return "rlock acquire";
+    case mgr_op::rlock_release: return "rlock release";
   }
   return "a request";
 }
