@@ -25,6 +25,7 @@ peer_table::peer_table(int epoll_fd, std::size_t max_message, deadlines& timers,
                        frame_handler on_frame, lost_handler on_lost, int owner_pid)
     : ep_(epoll_fd),
       max_message_(max_message),
+      out_cap_(std::size_t{4} << 20),
       timers_(timers),
       on_frame_(std::move(on_frame)),
       on_lost_(std::move(on_lost)),
@@ -200,6 +201,7 @@ void peer_table::on_readable(peer& p) {
     if (p.response_have == want) authenticate(p);
     return;  // frames, if any came, wake the loop again (level-triggered)
   }
+  if (p.throttled) return;  // an event from before it was taken off EPOLLIN
   if (p.tls) {
     if (!tls_read(p)) return;
   } else {
@@ -208,6 +210,14 @@ void peer_table::on_readable(peer& p) {
     if (!r) return;
     p.used += *r;
   }
+  consume(p);
+}
+
+/// Hands on the whole frames read so far, unless the peer's unsent replies
+/// are past the cap: then the rest waits in its buffer, and its socket is not
+/// read, until flush() has sent enough (a client that never reads its
+/// replies holds at most the cap, not everything it asked for).
+void peer_table::consume(peer& p) {
   std::size_t pos = take_frames(p, 0);
   if (p.dead) return;
   if (pos > 0) {
@@ -275,8 +285,12 @@ void peer_table::tls_handshake(peer& p) {
 void peer_table::want_output(peer& p, bool on) {
   if (on == p.want_out) return;
   p.want_out = on;
+  update_events(p);
+}
+
+void peer_table::update_events(peer& p) {
   epoll_event ev{};
-  ev.events = EPOLLIN | (on ? EPOLLOUT : 0u);
+  ev.events = (p.throttled ? 0u : EPOLLIN) | (p.want_out ? EPOLLOUT : 0u);
   ev.data.u64 = p.id;
   ::epoll_ctl(ep_, EPOLL_CTL_MOD, p.fd, &ev);
 }
@@ -292,6 +306,11 @@ std::size_t peer_table::take_frames(peer& p, std::size_t pos) {
       return pos;
     }
     if (p.used - pos < 4 + std::size_t{len}) break;
+    if (unsent(p) > out_cap_) {
+      p.throttled = true;
+      update_events(p);
+      break;
+    }
     on_frame_(p, std::span<const std::byte>(p.in.data() + pos, 4 + std::size_t{len}));
     if (p.dead) return pos;
     pos += 4 + std::size_t{len};
@@ -392,6 +411,12 @@ void peer_table::flush(peer& p) {
   }
   // (While TLS is being set up its handshake decides what to wait for.)
   if (!p.tls || p.tls->established() || pending) want_output(p, pending);
+  if (p.throttled && unsent(p) <= out_cap_) {
+    // Room again: the requests that waited go on, and so does reading.
+    p.throttled = false;
+    update_events(p);
+    consume(p);
+  }
 }
 
 void peer_table::drop(peer& p) {

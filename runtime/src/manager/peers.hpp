@@ -62,6 +62,7 @@ struct peer {
   bool dead = false;
   bool same_program = false;
   bool want_out = false;
+  bool throttled = false;  // its unsent replies passed the cap: its requests wait
   bool owner = false;    // the local connection of the process that started the manager
   bool pending = false;  // counted in the caps of pending handshakes
   std::string source;    // net::source_of its address
@@ -128,12 +129,18 @@ class peer_table {
   void resize_input(peer& p);
   bool authenticate(peer& p);
   void flush(peer& p);
+  void consume(peer& p);
+  void update_events(peer& p);
+  std::size_t unsent(const peer& p) const { return p.out.size() - p.out_pos; }
   void drop(peer& p);
   void mark(std::uint64_t id) { dirty_.push_back(id); }
   static std::string describe_peer(const sockaddr_storage& ss);
 
   int ep_;
   std::size_t max_message_;
+  // Unsent reply bytes past which a peer's requests wait (checked before each
+  // request, so one reply larger than this still goes out whole).
+  std::size_t out_cap_;
   deadlines& timers_;
   frame_handler on_frame_;
   lost_handler on_lost_;
