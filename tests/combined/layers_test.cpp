@@ -173,6 +173,19 @@ BOOST_DATA_TEST_CASE(every_pair_of_layers_does_its_round_trips_and_the_program_e
                      bdata::make(all_pairs()), pair) {
   auto plus = pair.find('+');
   auto a = pair.substr(0, plus), b = pair.substr(plus + 1);
+#if defined(__SANITIZE_ADDRESS__)
+  // gcc 12's AddressSanitizer takes no lock around fork(): a fork child made
+  // while another thread is inside ASan's allocator can wait on its lock for
+  // ever (seen once in CI for pool+fork). That is the sanitizer's, not
+  // isola's (the plain and TSan builds run these pairs; docs/decisions.md,
+  // "fork from a threaded program"), so under ASan a fork child after a
+  // layer that runs threads is not tried.
+  if (b == "fork" && (a == "pool" || a == "executor" || a == "supervisor" || a == "actor" ||
+                      a == "node" || a == "popen")) {
+    BOOST_TEST_MESSAGE(pair << ": not run under ASan (its allocator is not fork-safe)");
+    return;
+  }
+#endif
   auto o = run_program(a, b, 20s);
   BOOST_TEST_INFO("layers " << pair << ", output:\n" << o.output);
   BOOST_TEST(o.program_status != -1, "the program did not end within 20 s");
