@@ -1,4 +1,4 @@
-// The six kinds of managed object, each holding only its own state, with its
+// The kinds of managed object, each holding only its own state, with its
 // op handlers (in managed_<kind>.cpp). Every kind answers:
 //   handle(cx, r)          one of its ops (r.op lies in its block of mgr_op)
 //   peer_lost(cx, peer)    a peer died: drop its waiters, release what it held

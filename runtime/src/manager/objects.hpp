@@ -1,5 +1,5 @@
 // The manager's objects: every managed object by id (and by name, when it
-// has one), each a std::variant over the six kinds, so that a request goes to
+// has one), each a std::variant over the kinds, so that a request goes to
 // its kind's handlers without a switch over every op.
 #pragma once
 
