@@ -37,6 +37,7 @@
 #include <isola/runtime.hpp>
 
 #include "../../support/relay.hpp"
+#include "../../support/test_util.hpp"
 #include "sys/handshake.hpp"
 
 namespace utf = boost::unit_test;
@@ -166,16 +167,6 @@ double seconds_until(F&& f) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
 
-/// Waits (by a deadline) until pred holds.
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds within) {
-  const auto end = clk::now() + within;
-  while (clk::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
 
 }  // namespace
 
@@ -234,7 +225,7 @@ BOOST_AUTO_TEST_CASE(a_byte_altered_on_the_wire_ends_the_link_with_an_error_and_
     });
     BOOST_TEST(r.tampered());
     BOOST_TEST(t < 5.0, "the altered link took " << t << " s to fail");
-    BOOST_TEST(eventually([&] { return !n.connected(); }, 5000ms));
+    BOOST_TEST(isola_test::wait_until([&] { return !n.connected(); }, 5000ms));
   }
   // Both ends live on, and a new link works.
   BOOST_TEST(b.alive());
@@ -321,7 +312,7 @@ std::unique_ptr<isola::popen> start_staller(const std::vector<std::string>& args
 
 /// Waits until the process is stopped (its /proc state says T).
 bool stopped(int pid) {
-  return eventually(
+  return isola_test::wait_until(
       [pid] {
         char path[64];
         std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -368,7 +359,7 @@ BOOST_AUTO_TEST_CASE(a_client_stopped_mid_tls_handshake_holds_only_its_own_slot,
   BOOST_TEST(out.rfind("OK 13", 0) == 0u, out);
   BOOST_TEST(t < 4.0, "a real connect took " << t << " s beside the stopped one");
   // And the stopped one is dropped at its deadline (5 s).
-  BOOST_TEST(eventually([&] { return isola::node::stats().dropped > before.dropped; }, 8000ms));
+  BOOST_TEST(isola_test::wait_until([&] { return isola::node::stats().dropped > before.dropped; }, 8000ms));
   const auto after = isola::node::stats();
   BOOST_TEST(after.authenticated == before.authenticated + 1);
   reap(*c);

@@ -22,6 +22,7 @@
 
 #include "manager/protocol.hpp"
 #include "relay.hpp"
+#include "test_util.hpp"
 #include "sys/handshake.hpp"
 
 using namespace std::chrono_literals;
@@ -52,15 +53,6 @@ double seconds_until(F&& f) {
   return std::chrono::duration<double>(clk::now() - t0).count();
 }
 
-template <class P>
-bool eventually(P pred, std::chrono::milliseconds within) {
-  const auto end = clk::now() + within;
-  while (clk::now() < end) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(20ms);
-  }
-  return pred();
-}
 
 /// A child: connects over TLS, adds to the shared value, reads the dict.
 void tls_client(int port, isola::queue<std::string> out) {
@@ -77,7 +69,7 @@ void tls_client(int port, isola::queue<std::string> out) {
 
 /// Waits until pid is stopped (state T in /proc).
 bool stopped(int pid) {
-  return eventually(
+  return isola_test::wait_until(
       [pid] {
         char path[64];
         std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
@@ -205,7 +197,7 @@ BOOST_AUTO_TEST_CASE(a_byte_altered_in_the_tls_handshake_fails_the_connect,
   });
   BOOST_TEST(t < 5.0);
   BOOST_TEST(r.tampered());
-  BOOST_TEST(eventually([&] { return m.stats().auth_failures == 1u; }, 5000ms));
+  BOOST_TEST(isola_test::wait_until([&] { return m.stats().auth_failures == 1u; }, 5000ms));
 }
 
 BOOST_AUTO_TEST_CASE(tls_on_one_side_only_is_a_clear_error_at_once, *utf::timeout(60)) {
@@ -265,7 +257,7 @@ BOOST_AUTO_TEST_CASE(a_client_stopped_mid_tls_handshake_holds_only_its_own_slot,
   });
   BOOST_TEST(t < 3.0);
   // The stopped one is dropped at the handshake's deadline (10 s).
-  BOOST_TEST(eventually([&] { return m.stats().auth_failures >= 1u; }, 13000ms));
+  BOOST_TEST(isola_test::wait_until([&] { return m.stats().auth_failures >= 1u; }, 13000ms));
   c.kill();
   c.join();
 }
