@@ -5,8 +5,12 @@
 #include <boost/test/unit_test.hpp>
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <chrono>
 #include <cstdio>
@@ -90,10 +94,23 @@ inline bool wait_until(const std::function<bool()>& pred,
   }
 }
 
-/// True once pid is gone or a zombie nobody of ours will reap (its parent died).
-/// Plain read(): a process reaped while its stat file is being read makes
-/// read() fail with ESRCH, which an ifstream would turn into an exception.
+/// True once pid is gone or every thread of it has exited (a zombie, reaped or
+/// not). Asked through a pidfd, as the library asks: /proc's 'Z' shows as soon
+/// as the main thread has exited, while another thread (TSan's background
+/// thread, tearing down its shadow memory) may still be running, and a pidfd
+/// is not readable until that one is gone too.
 inline bool pid_dead(int pid) {
+  int pfd = static_cast<int>(::syscall(SYS_pidfd_open, pid, 0));
+  if (pfd >= 0) {
+    pollfd p{pfd, POLLIN, 0};
+    const bool exited = ::poll(&p, 1, 0) > 0;
+    ::close(pfd);
+    return exited;
+  }
+  if (errno == ESRCH) return true;
+  // No pidfds (old kernel): the main thread's state. Plain read(): a process
+  // reaped while its stat file is being read makes read() fail with ESRCH,
+  // which an ifstream would turn into an exception.
   std::string path = "/proc/" + std::to_string(pid) + "/stat";
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) return true;

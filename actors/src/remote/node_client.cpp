@@ -38,8 +38,8 @@
 #include "isola/node.hpp"
 #include "remote/gateway.hpp"
 #include "remote/node_internal.hpp"
-#include "root/registry.hpp"
 #include "remote/tls_scribe.hpp"
+#include "root/registry.hpp"
 #include "sys/net.hpp"
 #include "sys/tls.hpp"
 
@@ -453,18 +453,20 @@ int dial(const std::string& host, std::uint16_t port, const std::string& where,
 /// challenge, their verdict and proof, our confirmation. Returns ok, or busy
 /// (the node is at its cap of pending handshakes: try again). Throws where
 /// the peer is no isola node, or holds another key.
-handshake::outcome prove_key(int fd, const std::string& where, std::string_view authkey,
-                             bool tls, clock::time_point deadline, handshake::transcript& t) {
+handshake::outcome prove_key(int fd, const std::string& where, std::string_view authkey, bool tls,
+                             clock::time_point deadline, handshake::transcript& t) {
   const std::string pre = "isola::node::connect: " + where;
   switch (auto o = handshake::run_client(fd, node_spec(tls), authkey, {},
                                          detail::deadline::at_time(deadline), &t)) {
     case handshake::outcome::ok:
     case handshake::outcome::busy: return o;
     case handshake::outcome::other_mode:
-      throw os_error(EPROTO, tls ? pre + " does not use TLS (it listens without "
-                                         "listen_options::tls), and this connect asked for it"
-                                 : pre + " requires TLS (it listens with listen_options::tls): "
-                                         "connect with connect_options::tls");
+      throw os_error(EPROTO, tls ? pre +
+                                       " does not use TLS (it listens without "
+                                       "listen_options::tls), and this connect asked for it"
+                                 : pre +
+                                       " requires TLS (it listens with listen_options::tls): "
+                                       "connect with connect_options::tls");
     case handshake::outcome::timed_out:
       throw timeout_error("isola::node::connect: the handshake did not finish in time");
     case handshake::outcome::closed:
@@ -486,20 +488,42 @@ handshake::outcome prove_key(int fd, const std::string& where, std::string_view 
   throw os_error(EPROTO, pre + ": the handshake ended oddly");
 }
 
+/// join_basp lost CAF's connect/heartbeat race (see there): connect again.
+struct basp_tick_race {};
+
 /// Authenticated: the socket becomes a BASP connection; the gateway's proxy.
 caf::strong_actor_ptr join_basp(unique_fd guard, std::shared_ptr<tls_session> tls,
                                 std::uint16_t port, const std::string& where,
                                 clock::time_point deadline) {
   int fd = guard.get();
   set_nodelay_cloexec(fd);
+  // CAF 0.17.6's basp_broker creates an outgoing connection's context with
+  // last_seen at the clock's epoch and sets it only when the first bytes
+  // arrive, so a heartbeat tick between our connect_atom and the server's
+  // handshake closes the link as connection_timeout. The server writes its
+  // BASP handshake as soon as its gatekeeper hands the socket over: waiting
+  // for those bytes here shrinks that window from a round trip to one turn
+  // of the multiplexer, and node::connect retries the rare loss.
+  if (!tls || !tls->has_pending()) {
+    pollfd p{fd, POLLIN, 0};
+    for (;;) {
+      const auto left =
+          std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+      if (left.count() <= 0) break;  // the request below reports it
+      int rc = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+      if (rc != 0 && !(rc < 0 && errno == EINTR)) break;
+    }
+  }
   auto& sys = node_system();
   auto& mm = sys.middleman();
   auto basp = mm.named_broker<caf::io::basp_broker>(caf::atom("BASP"));
-  auto sp = tls ? make_tls_scribe(dynamic_cast<caf::io::network::default_multiplexer&>(mm.backend()),
-                                  guard.release(), std::move(tls))
-                : mm.backend().new_scribe(guard.release());
+  auto sp =
+      tls ? make_tls_scribe(dynamic_cast<caf::io::network::default_multiplexer&>(mm.backend()),
+                            guard.release(), std::move(tls))
+          : mm.backend().new_scribe(guard.release());
   caf::strong_actor_ptr gw;
   std::string failure;
+  bool tick_race = false;
   {
     caf::scoped_actor self{sys};
     auto left = deadline - clock::now();
@@ -508,8 +532,12 @@ caf::strong_actor_ptr join_basp(unique_fd guard, std::shared_ptr<tls_session> tl
                   caf::connect_atom::value, std::move(sp), port)
         .receive([&](caf::node_id&, caf::strong_actor_ptr& ptr,
                      std::set<std::string>&) { gw = std::move(ptr); },
-                 [&](caf::error& e) { failure = sys.render(e); });
+                 [&](caf::error& e) {
+                   failure = sys.render(e);
+                   tick_race = e == caf::sec::connection_timeout;
+                 });
   }
+  if (!gw && tick_race) throw basp_tick_race{};
   if (!gw)
     throw os_error(ECONNRESET, "isola::node::connect: " + where + ": the BASP handshake failed" +
                                    (failure.empty() ? std::string() : ": " + failure));
@@ -533,33 +561,45 @@ node node::connect(const std::string& host, std::uint16_t port, std::string_view
   if (authkey.empty()) throw value_error("isola::node::connect: the authentication key is empty");
   auto deadline = clock::now() + std::chrono::duration_cast<clock::duration>(timeout);
   std::string where = host + ":" + std::to_string(port);
-  unique_fd guard;
-  handshake::transcript transcript;
-  // A node at its cap of pending handshakes says busy: try again, backing
-  // off, until the deadline (a flood delays a real node, never fails it as a
-  // wrong key).
-  for (auto pause = std::chrono::milliseconds(5);; pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
-    guard.reset(dial(host, port, where, deadline));
-    if (prove_key(guard.get(), where, authkey, opts.tls, deadline, transcript) ==
-        handshake::outcome::ok)
+  caf::strong_actor_ptr gw;
+  for (int attempt = 0;; ++attempt) {
+    unique_fd guard;
+    handshake::transcript transcript;
+    // A node at its cap of pending handshakes says busy: try again, backing
+    // off, until the deadline (a flood delays a real node, never fails it as a
+    // wrong key).
+    for (auto pause = std::chrono::milliseconds(5);;
+         pause = std::min(pause * 2, std::chrono::milliseconds(200))) {
+      guard.reset(dial(host, port, where, deadline));
+      if (prove_key(guard.get(), where, authkey, opts.tls, deadline, transcript) ==
+          handshake::outcome::ok)
+        break;
+      guard.reset();
+      const auto left = deadline - clock::now();
+      if (left <= clock::duration::zero())
+        throw timeout_error("isola::node::connect: " + where +
+                            " stayed busy until the deadline (too many connections wait to "
+                            "authenticate there; it refused this one each time)");
+      std::this_thread::sleep_for(std::min<clock::duration>(pause, left));
+    }
+    std::shared_ptr<tls_session> tls;
+    if (opts.tls) {
+      // TLS keyed by the handshake just done; the deadline covers both.
+      tls = std::make_shared<tls_session>(
+          guard.get(), tls_session::role::client,
+          derive_tls_psk(authkey, node_tls_handshake.magic, transcript.server, transcript.client));
+      tls->handshake(detail::deadline::at_time(deadline), "isola::node::connect: " + where);
+    }
+    try {
+      gw = join_basp(std::move(guard), std::move(tls), port, where, deadline);
       break;
-    guard.reset();
-    const auto left = deadline - clock::now();
-    if (left <= clock::duration::zero())
-      throw timeout_error("isola::node::connect: " + where +
-                          " stayed busy until the deadline (too many connections wait to "
-                          "authenticate there; it refused this one each time)");
-    std::this_thread::sleep_for(std::min<clock::duration>(pause, left));
+    } catch (const basp_tick_race&) {
+      if (attempt >= 3 || clock::now() >= deadline)
+        throw os_error(ECONNRESET,
+                       "isola::node::connect: " + where +
+                           ": the BASP handshake failed: system_error(connection_timeout)");
+    }
   }
-  std::shared_ptr<tls_session> tls;
-  if (opts.tls) {
-    // TLS keyed by the handshake just done; the deadline covers both.
-    tls = std::make_shared<tls_session>(
-        guard.get(), tls_session::role::client,
-        derive_tls_psk(authkey, node_tls_handshake.magic, transcript.server, transcript.client));
-    tls->handshake(detail::deadline::at_time(deadline), "isola::node::connect: " + where);
-  }
-  auto gw = join_basp(std::move(guard), std::move(tls), port, where, deadline);
   auto& sys = node_system();
   auto l = std::make_shared<remote_link>();
   l->host = host;
