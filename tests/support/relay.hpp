@@ -1,7 +1,7 @@
 // A man in the middle for the TLS tests: a thread that accepts one
 // connection on the loopback, connects it to a target port and forwards both
 // ways, recording every byte; asked to, it flips one bit of what the client
-// sends. Used by tests in real processes (node links, manager connections).
+// sends, or holds one chunk of what the server sends. Used by tests in real processes (node links, manager connections).
 #pragma once
 
 #include <arpa/inet.h>
@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cerrno>
 #include <cstdint>
 #include <cstddef>
@@ -73,6 +74,12 @@ class relay {
   std::uint16_t port() const { return port_; }
   void tamper_next() { tamper_.store(true); }
   void tamper_at(std::size_t offset) { tamper_at_.store(offset); }
+  /// Holds the server's nth chunk (counted from 1, as recv() hands them
+  /// over) for d before forwarding it: a slow peer at one step of a protocol.
+  void delay_server_chunk(int nth, std::chrono::milliseconds d) {
+    delay_nth_.store(nth);
+    delay_ms_.store(static_cast<int>(d.count()));
+  }
   bool tampered() const { return tampered_.load(); }
   std::string captured() {
     std::lock_guard lk(m_);
@@ -106,6 +113,8 @@ class relay {
           std::lock_guard lk(m_);
           wire_.append(buf, static_cast<std::size_t>(n));
         }
+        if (i == 1 && ++server_chunks_ == delay_nth_.load())
+          std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_.load()));
         if (i == 0 && tamper_.exchange(false)) {
           buf[n / 2] ^= 0x01;  // one bit of one byte, mid-record
           tampered_.store(true);
@@ -132,6 +141,8 @@ class relay {
   std::atomic<bool> tamper_{false}, tampered_{false};
   std::atomic<std::size_t> tamper_at_{static_cast<std::size_t>(-1)};
   std::size_t from_client_ = 0;
+  int server_chunks_ = 0;
+  std::atomic<int> delay_nth_{0}, delay_ms_{0};
   std::thread thread_;
 };
 

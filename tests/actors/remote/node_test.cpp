@@ -38,6 +38,7 @@
 #include "remote/gateway.hpp"
 
 #include "../../support/flooder.hpp"
+#include "../../support/relay.hpp"
 #include "sys/handshake.hpp"
 
 namespace utf = boost::unit_test;
@@ -580,6 +581,23 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
   ::kill(b.p->pid(), SIGKILL);
   BOOST_TEST(waiting.get(10s) == "exited");
   BOOST_TEST(std::chrono::duration<double>(clk::now() - t0).count() < 5.0);
+}
+
+// CAF 0.17.6 starts an outgoing BASP context with last_seen at the clock's
+// epoch: a heartbeat tick before the server's BASP handshake arrives closed
+// the link as connection_timeout (seen under TSan in CI). Here a relay holds
+// that handshake (the server's third chunk: challenge, verdict, BASP) for
+// three heartbeat intervals; connect still succeeds, and the link works.
+BOOST_AUTO_TEST_CASE(a_connect_survives_a_server_handshake_slower_than_a_heartbeat,
+                     *utf::timeout(60)) {
+  node_b b;
+  relay_test::relay r(b.port);
+  r.delay_server_chunk(3, 600ms);
+  auto n = isola::node::connect("127.0.0.1", r.port(), key, 20s);
+  BOOST_TEST(n.connected());
+  isola::actor w = n.spawn(worker, 100);
+  BOOST_TEST(w.request<int>(add{1, 2}).get(10s) == 103);
+  w.stop();
 }
 
 BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_we_connect, *utf::timeout(60)) {
