@@ -31,6 +31,8 @@
 #include <isola/popen.hpp>
 #include <isola/runtime.hpp>
 
+#include "../../support/peer_program.hpp"
+#include "../../support/test_util.hpp"
 #include "core/mailbox.hpp"
 #include "remote/gateway.hpp"
 #include "root/registry.hpp"
@@ -112,62 +114,23 @@ isola::behavior watcher() {
 
 const std::string key = "gateway-key-0123456789";
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  BOOST_REQUIRE(n > 0);
-  return std::string(buf, static_cast<std::size_t>(n));
-}
 
 struct b_tables {
   std::size_t in_flight = 0, parked = 0, dead = 0, parked_notices = 0;
 };
 
 /// Node B: a copy of this program listening on loopback.
-struct node_b {
-  std::unique_ptr<isola::popen> p;
-  std::uint16_t port = 0;
-
-  node_b() {
-    isola::popen_options o;
-    o.in = isola::stdio::pipe;
-    o.out = isola::stdio::pipe;
-    o.die_with_parent = true;
-    p = std::make_unique<isola::popen>(std::vector<std::string>{self_exe(), "--node-b", key}, o);
-    auto line = p->out().read_line(20s);
-    BOOST_REQUIRE(line);
-    BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
-    port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
-  }
-  ~node_b() {
-    try {
-      if (!p->poll()) {
-        p->kill();
-        p->wait();
-      }
-    } catch (...) {}
-  }
+struct node_b : isola_test::peer_program {
+  node_b() : peer_program({"--node-b", key}) {}
   b_tables tables() {
-    p->in().write("tables\n");
-    auto line = p->out().read_line(10s);
-    BOOST_REQUIRE(line);
+    auto line = ask("tables");
     b_tables t;
-    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "TABLES %zu %zu %zu %zu", &t.in_flight,
+    BOOST_REQUIRE_EQUAL(std::sscanf(line.c_str(), "TABLES %zu %zu %zu %zu", &t.in_flight,
                                     &t.parked, &t.dead, &t.parked_notices),
                         4);
     return t;
   }
 };
-
-/// Polls pred until it holds or `within` passes; whether it held.
-bool eventually(const std::function<bool()>& pred, clk::duration within) {
-  auto until = clk::now() + within;
-  for (;;) {
-    if (pred()) return true;
-    if (clk::now() >= until) return false;
-    std::this_thread::sleep_for(10ms);
-  }
-}
 
 double seconds_since(clk::time_point t0) {
   return std::chrono::duration<double>(clk::now() - t0).count();
@@ -191,7 +154,7 @@ enum class stuck { stopped, never_reading };
 /// victim fails with queue_full at once, and B's parking stays bounded.
 void stuck_actor_case(stuck how) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   isola::spawn_options small;
   small.mailbox_bytes = 4096;
   auto victim = n.spawn(small, worker);
@@ -232,20 +195,20 @@ void stuck_actor_case(stuck how) {
 
   BOOST_TEST(b.tables().parked == isola::detail::gateway_parking_per_target);
   // (B's relay forgets an answered request just after answering it.)
-  BOOST_TEST(eventually([&] { return b.tables().in_flight == 0; }, 5s));
+  BOOST_TEST(isola_test::wait_until([&] { return b.tables().in_flight == 0; }, 5s));
 
   if (how == stuck::stopped) {
     // Resumed, it reads its mailbox and the parked messages follow; then it
     // answers again.
     BOOST_REQUIRE_EQUAL(::kill(victim.pid(), SIGCONT), 0);
-    BOOST_TEST(eventually([&] { return b.tables().parked == 0; }, 10s));
+    BOOST_TEST(isola_test::wait_until([&] { return b.tables().parked == 0; }, 10s));
     BOOST_TEST(victim.request<int>(add{2, 2}, 10s).get(15s) == 4);
   } else {
     // Killed, the messages parked for it are dropped once B has reaped it.
     BOOST_REQUIRE_EQUAL(::kill(victim.pid(), SIGKILL), 0);
-    BOOST_TEST(eventually([&] { return !victim.alive(); }, 10s));
+    BOOST_TEST(isola_test::wait_until([&] { return !victim.alive(); }, 10s));
     BOOST_CHECK_THROW(victim.request<int>(add{2, 2}, 10s).get(15s), isola::actor_exited);
-    BOOST_TEST(eventually([&] { return b.tables().parked == 0; }, 10s));
+    BOOST_TEST(isola_test::wait_until([&] { return b.tables().parked == 0; }, 10s));
   }
   BOOST_TEST(other.request<int>(add{40, 2}, 5s).get(10s) == 42);
   BOOST_TEST(b.tables().in_flight <= 1u);
@@ -268,7 +231,7 @@ BOOST_AUTO_TEST_CASE(an_actor_that_never_reads_does_not_stall_requests_to_other_
 BOOST_AUTO_TEST_CASE(the_records_of_requests_that_timed_out_are_freed_on_the_serving_node,
                      *utf::timeout(60)) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   auto victim = n.spawn(worker);
   victim.send(hang{});
   constexpr int count = 200;
@@ -284,7 +247,7 @@ BOOST_AUTO_TEST_CASE(the_records_of_requests_that_timed_out_are_freed_on_the_ser
   }
   BOOST_TEST(timed_out == count);
   // B forgets them too (they were in the victim's mailbox, never answered).
-  BOOST_TEST(eventually([&] { return b.tables().in_flight == 0; }, 10s));
+  BOOST_TEST(isola_test::wait_until([&] { return b.tables().in_flight == 0; }, 10s));
   BOOST_TEST(b.tables().parked == 0u);
 }
 
@@ -328,7 +291,7 @@ BOOST_AUTO_TEST_CASE(down_notices_to_a_full_mailbox_take_no_thread_each_and_arri
 
   // Resumed, it gets every one of them.
   BOOST_REQUIRE_EQUAL(::kill(w.pid(), SIGCONT), 0);
-  BOOST_TEST(eventually([] { return isola::detail::node_tables().parked_notices == 0; }, 10s));
+  BOOST_TEST(isola_test::wait_until([] { return isola::detail::node_tables().parked_notices == 0; }, 10s));
   BOOST_TEST(w.request<int>(downs_q{}).get(20s) == count);
   w.stop();
 }

@@ -38,6 +38,7 @@
 #include "remote/gateway.hpp"
 
 #include "../../support/flooder.hpp"
+#include "../../support/peer_program.hpp"
 #include "../../support/relay.hpp"
 #include "sys/handshake.hpp"
 
@@ -305,44 +306,14 @@ ISOLA_REGISTER_FUNCTION(party_on_b);
 
 const std::string key = "sesame-0123456789";
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  BOOST_REQUIRE(n > 0);
-  return std::string(buf, static_cast<std::size_t>(n));
-}
 
 /// Node B: a copy of this program listening on loopback.
-struct node_b {
-  std::unique_ptr<isola::popen> p;
-  std::uint16_t port = 0;
-
-  explicit node_b(const std::string& k = key) {
-    isola::popen_options o;
-    o.in = isola::stdio::pipe;
-    o.out = isola::stdio::pipe;
-    o.die_with_parent = true;
-    p = std::make_unique<isola::popen>(
-        std::vector<std::string>{self_exe(), "--node-b", "listen", k}, o);
-    auto line = p->out().read_line(20s);
-    BOOST_REQUIRE(line);
-    BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
-    port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
-  }
-  ~node_b() {
-    try {
-      if (!p->poll()) {
-        p->kill();
-        p->wait();
-      }
-    } catch (...) {}
-  }
+struct node_b : isola_test::peer_program {
+  explicit node_b(const std::string& k = key) : peer_program({"--node-b", "listen", k}) {}
   isola::node_stats stats() {
-    p->in().write("stats\n");
-    auto line = p->out().read_line(10s);
-    BOOST_REQUIRE(line);
+    auto line = ask("stats");
     isola::node_stats s;
-    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "STATS %lu %lu %lu %lu %lu", &s.accepted,
+    BOOST_REQUIRE_EQUAL(std::sscanf(line.c_str(), "STATS %lu %lu %lu %lu %lu", &s.accepted,
                                     &s.authenticated, &s.auth_failures, &s.dropped,
                                     &s.refused_busy),
                         5);
@@ -356,7 +327,7 @@ std::string connect_from_b(std::uint16_t port, const std::string& k) {
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
   isola::popen p(
-      std::vector<std::string>{self_exe(), "--node-b", "connect", std::to_string(port), k}, o);
+      std::vector<std::string>{isola_test::self_exe(), "--node-b", "connect", std::to_string(port), k}, o);
   auto r = p.communicate(30s);
   return r.out;
 }
@@ -467,16 +438,16 @@ BOOST_AUTO_TEST_SUITE(nodes)
 
 BOOST_AUTO_TEST_CASE(event_barrier_and_queue_work_across_nodes, *utf::timeout(120)) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   BOOST_TEST(cross_node_scenario(n) == "ok");
 }
 
 BOOST_AUTO_TEST_CASE(a_barrier_wait_fails_when_the_coordinators_node_dies, *utf::timeout(60)) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   auto bar = dist::barrier::create(n, 2);
   auto q = dist::queue<int>::create(n);
-  std::thread killer([pid = b.p->pid()] { ::kill(pid, SIGKILL); });
+  std::thread killer([pid = b.process().pid()] { ::kill(pid, SIGKILL); });
   auto t0 = clk::now();
   // Killed before or while we wait: either way an error within ~2 s, no hang.
   BOOST_CHECK_THROW(bar.wait(), isola::actor_exited);
@@ -487,7 +458,7 @@ BOOST_AUTO_TEST_CASE(a_barrier_wait_fails_when_the_coordinators_node_dies, *utf:
 
 BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   BOOST_TEST(n.connected());
   isola::actor w = n.spawn(worker, 100);
   BOOST_TEST(w.remote());
@@ -534,7 +505,7 @@ BOOST_AUTO_TEST_CASE(remote_spawn_request_send_monitor, *utf::timeout(60)) {
 BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_root,
                      *utf::timeout(120)) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   for (auto m : {isola::start_method::forkserver, isola::start_method::spawn}) {
     BOOST_TEST_CONTEXT("start method " << static_cast<int>(m)) {
       isola::actor w = n.spawn(worker, 100);
@@ -578,7 +549,7 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
   }
   BOOST_REQUIRE(busy);
   auto t0 = clk::now();
-  ::kill(b.p->pid(), SIGKILL);
+  ::kill(b.process().pid(), SIGKILL);
   BOOST_TEST(waiting.get(10s) == "exited");
   BOOST_TEST(std::chrono::duration<double>(clk::now() - t0).count() < 5.0);
 }
@@ -591,7 +562,7 @@ BOOST_AUTO_TEST_CASE(an_actor_process_reaches_another_nodes_actors_through_its_r
 BOOST_AUTO_TEST_CASE(a_connect_survives_a_server_handshake_slower_than_a_heartbeat,
                      *utf::timeout(60)) {
   node_b b;
-  relay_test::relay r(b.port);
+  relay_test::relay r(b.port());
   r.delay_server_chunk(3, 600ms);
   auto n = isola::node::connect("127.0.0.1", r.port(), key, 20s);
   BOOST_TEST(n.connected());
@@ -602,13 +573,13 @@ BOOST_AUTO_TEST_CASE(a_connect_survives_a_server_handshake_slower_than_a_heartbe
 
 BOOST_AUTO_TEST_CASE(wrong_key_fails_on_both_sides_when_we_connect, *utf::timeout(60)) {
   node_b b;
-  BOOST_CHECK_THROW(isola::node::connect("127.0.0.1", b.port, "not-the-key"),
+  BOOST_CHECK_THROW(isola::node::connect("127.0.0.1", b.port(), "not-the-key"),
                     isola::authentication_error);
   auto s = b.stats();
   BOOST_TEST(s.auth_failures == 1u);
   BOOST_TEST(s.authenticated == 0u);
   // Node B is unharmed: the right key works.
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   BOOST_TEST(n.spawn(worker, 1).request<int>(add{1, 1}).get(10s) == 3);
   BOOST_TEST(b.stats().authenticated == 1u);
 }
@@ -659,7 +630,7 @@ BOOST_AUTO_TEST_CASE(junk_before_authentication_is_dropped, *utf::timeout(60)) {
 namespace {
 void node_lost_case(int sig) {
   node_b b;
-  auto n = isola::node::connect("127.0.0.1", b.port, key);
+  auto n = isola::node::connect("127.0.0.1", b.port(), key);
   isola::actor w = n.spawn(worker, 0);
   BOOST_TEST(w.request<int>(add{1, 2}).get(10s) == 3);
   auto d = w.monitor();
@@ -668,7 +639,7 @@ void node_lost_case(int sig) {
   const std::size_t links_before = isola::detail::linked_node_count();
   BOOST_TEST(links_before >= 1u);
   auto t0 = clk::now();
-  ::kill(b.p->pid(), sig);
+  ::kill(b.process().pid(), sig);
   BOOST_CHECK_THROW(inflight.get(5s), isola::actor_exited);
   double t_req = std::chrono::duration<double>(clk::now() - t0).count();
   auto dn = d.get(5s);
@@ -687,7 +658,7 @@ void node_lost_case(int sig) {
   // The lost link has left the root's table; handles naming it still answer
   // as above.
   BOOST_TEST(isola::detail::linked_node_count() == links_before - 1);
-  if (sig == SIGSTOP) b.p->send_signal(SIGKILL);
+  if (sig == SIGSTOP) b.process().send_signal(SIGKILL);
 }
 }  // namespace
 
@@ -703,7 +674,7 @@ std::unique_ptr<isola::popen> start_flooder(const std::string& source, std::uint
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
   auto p = std::make_unique<isola::popen>(
-      std::vector<std::string>{self_exe(), "--flood", source, std::to_string(port), mode,
+      std::vector<std::string>{isola_test::self_exe(), "--flood", source, std::to_string(port), mode,
                                std::to_string(count)},
       o);
   auto line = p->out().read_line(60s);
@@ -740,8 +711,8 @@ BOOST_AUTO_TEST_CASE(twenty_connects_succeed_while_flooders_hold_silent_and_slow
   node_b b;
   // Two other "hosts" (loopback sources): one holds silent connections and
   // reopens each that is closed, one sends a byte a second on each.
-  auto bare = start_flooder("127.0.0.2", b.port, "bare", 300);
-  auto slow = start_flooder("127.0.0.3", b.port, "slow", 300);
+  auto bare = start_flooder("127.0.0.2", b.port(), "bare", 300);
+  auto slow = start_flooder("127.0.0.3", b.port(), "slow", 300);
   std::mutex mu;
   std::vector<std::string> failures;
   int ok = 0;
@@ -750,7 +721,7 @@ BOOST_AUTO_TEST_CASE(twenty_connects_succeed_while_flooders_hold_silent_and_slow
     clients.emplace_back([&] {
       for (int i = 0; i < 5; ++i) {
         try {
-          auto n = isola::node::connect("127.0.0.1", b.port, key, 20s);
+          auto n = isola::node::connect("127.0.0.1", b.port(), key, 20s);
           std::lock_guard lk(mu);
           ok += n.connected();
         } catch (const std::exception& e) {
@@ -778,7 +749,7 @@ BOOST_AUTO_TEST_CASE(a_replayed_node_handshake_and_a_reflected_challenge_are_ref
                      *utf::timeout(60)) {
   node_b b;
   // A valid client's bytes, recorded...
-  int a = raw_client(b.port);
+  int a = raw_client(b.port());
   BOOST_REQUIRE(a >= 0);
   std::uint8_t hello[hs::hello_size];
   BOOST_REQUIRE(read_all(a, hello, sizeof hello));
@@ -793,7 +764,7 @@ BOOST_AUTO_TEST_CASE(a_replayed_node_handshake_and_a_reflected_challenge_are_ref
   BOOST_REQUIRE(std::memcmp(verdict, "OKAY", 4) == 0);
   ::close(a);  // (before confirming: B counts it a failure)
   // ...replayed on a new connection, whose challenge differs: FAIL.
-  int r = raw_client(b.port);
+  int r = raw_client(b.port());
   BOOST_REQUIRE(r >= 0);
   std::uint8_t hello_r[hs::hello_size];
   BOOST_REQUIRE(read_all(r, hello_r, sizeof hello_r));
@@ -805,8 +776,8 @@ BOOST_AUTO_TEST_CASE(a_replayed_node_handshake_and_a_reflected_challenge_are_ref
   ::close(r);
   // Reflection: one connection's challenge as ours on another, with the
   // server's own challenge as our "proof": refused, no proof given away.
-  int c = raw_client(b.port);
-  int d = raw_client(b.port);
+  int c = raw_client(b.port());
+  int d = raw_client(b.port());
   BOOST_REQUIRE(c >= 0);
   BOOST_REQUIRE(d >= 0);
   std::uint8_t hello_c[hs::hello_size], hello_d[hs::hello_size];
@@ -824,7 +795,7 @@ BOOST_AUTO_TEST_CASE(a_replayed_node_handshake_and_a_reflected_challenge_are_ref
   ::close(d);
   BOOST_TEST(b.stats().authenticated == 0u);
   // B is unharmed: a real node gets in.
-  BOOST_TEST(isola::node::connect("127.0.0.1", b.port, key).connected());
+  BOOST_TEST(isola::node::connect("127.0.0.1", b.port(), key).connected());
 }
 
 BOOST_AUTO_TEST_CASE(a_node_listens_on_the_loopback_unless_told_otherwise, *utf::timeout(30)) {
@@ -948,7 +919,7 @@ BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
   o.in = isola::stdio::pipe;
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
-  isola::popen b(std::vector<std::string>{"ip", "netns", "exec", h.b, self_exe(), "--node-b",
+  isola::popen b(std::vector<std::string>{"ip", "netns", "exec", h.b, isola_test::self_exe(), "--node-b",
                                           "listen", key, "10.77.0.2"},
                  o);
   auto line = b.out().read_line(20s);
@@ -959,7 +930,7 @@ BOOST_AUTO_TEST_CASE(nodes_in_two_network_namespaces_talk_over_veth,
   isola::popen_options oa;
   oa.out = isola::stdio::pipe;
   oa.die_with_parent = true;
-  isola::popen a(std::vector<std::string>{"ip", "netns", "exec", h.a, self_exe(), "--node-a",
+  isola::popen a(std::vector<std::string>{"ip", "netns", "exec", h.a, isola_test::self_exe(), "--node-a",
                                           "10.77.0.2", port, key},
                  oa);
   auto r = a.communicate(120s);

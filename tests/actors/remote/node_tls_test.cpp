@@ -36,6 +36,7 @@
 #include <isola/popen.hpp>
 #include <isola/runtime.hpp>
 
+#include "../../support/peer_program.hpp"
 #include "../../support/relay.hpp"
 #include "../../support/test_util.hpp"
 #include "sys/handshake.hpp"
@@ -86,12 +87,6 @@ const std::string key = "tls-test-key-0123456789";
 // What a request carries, and its echo: it must not be readable on the wire.
 const std::string canary = "CANARY-plaintext-on-the-wire-7d1f";
 
-std::string self_exe() {
-  char buf[4096];
-  ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
-  BOOST_REQUIRE(n > 0);
-  return std::string(buf, static_cast<std::size_t>(n));
-}
 
 isola::connect_options tls_on() {
   isola::connect_options o;
@@ -100,42 +95,17 @@ isola::connect_options tls_on() {
 }
 
 /// Node B: a copy of this program listening on loopback, with or without TLS.
-struct node_b {
-  std::unique_ptr<isola::popen> p;
-  std::uint16_t port = 0;
-
-  explicit node_b(bool tls) {
-    isola::popen_options o;
-    o.in = isola::stdio::pipe;
-    o.out = isola::stdio::pipe;
-    o.die_with_parent = true;
-    p = std::make_unique<isola::popen>(
-        std::vector<std::string>{self_exe(), "--node-b", "listen", key, tls ? "1" : "0"}, o);
-    auto line = p->out().read_line(20s);
-    BOOST_REQUIRE(line);
-    BOOST_REQUIRE_EQUAL(line->rfind("PORT ", 0), 0u);
-    port = static_cast<std::uint16_t>(std::stoi(line->substr(5)));
-  }
-  ~node_b() {
-    try {
-      if (!p->poll()) {
-        p->kill();
-        p->wait();
-      }
-    } catch (...) {}
-  }
+struct node_b : isola_test::peer_program {
+  explicit node_b(bool tls) : peer_program({"--node-b", "listen", key, tls ? "1" : "0"}) {}
   isola::node_stats stats() {
-    p->in().write("stats\n");
-    auto line = p->out().read_line(10s);
-    BOOST_REQUIRE(line);
+    auto line = ask("stats");
     isola::node_stats s;
-    BOOST_REQUIRE_EQUAL(std::sscanf(line->c_str(), "STATS %lu %lu %lu %lu %lu", &s.accepted,
+    BOOST_REQUIRE_EQUAL(std::sscanf(line.c_str(), "STATS %lu %lu %lu %lu %lu", &s.accepted,
                                     &s.authenticated, &s.auth_failures, &s.dropped,
                                     &s.refused_busy),
                         5);
     return s;
   }
-  bool alive() { return !p->poll(); }
 };
 
 /// This root listens once, with TLS, for the cases where B connects to us.
@@ -154,7 +124,7 @@ std::string connect_from_b(std::uint16_t port, bool tls) {
   isola::popen_options o;
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
-  isola::popen p(std::vector<std::string>{self_exe(), "--node-b", "connect", std::to_string(port),
+  isola::popen p(std::vector<std::string>{isola_test::self_exe(), "--node-b", "connect", std::to_string(port),
                                           key, tls ? "1" : "0"},
                  o);
   return p.communicate(30s).out;
@@ -176,7 +146,7 @@ BOOST_AUTO_TEST_CASE(a_tls_link_carries_requests_both_ways_between_two_processes
                      *utf::timeout(60)) {
   // We connect to B: spawn, requests, sends.
   node_b b(true);
-  auto n = isola::node::connect("127.0.0.1", b.port, key, tls_on());
+  auto n = isola::node::connect("127.0.0.1", b.port(), key, tls_on());
   BOOST_TEST(n.connected());
   auto w = n.spawn(worker, 100);
   BOOST_TEST(w.request<int>(add{1, 2}).get(10s) == 103);
@@ -193,7 +163,7 @@ BOOST_AUTO_TEST_CASE(a_tls_link_carries_requests_both_ways_between_two_processes
 BOOST_AUTO_TEST_CASE(the_wire_shows_the_payload_without_tls_and_not_with_it, *utf::timeout(60)) {
   for (bool tls : {false, true}) {
     node_b b(tls);
-    relay r(b.port);
+    relay r(b.port());
     isola::connect_options o;
     o.tls = tls;
     auto n = isola::node::connect("127.0.0.1", r.port(), key, o);
@@ -213,7 +183,7 @@ BOOST_AUTO_TEST_CASE(a_byte_altered_on_the_wire_ends_the_link_with_an_error_and_
   node_b b(true);
   std::uint64_t failures_before = b.stats().auth_failures;
   {
-    relay r(b.port);
+    relay r(b.port());
     auto n = isola::node::connect("127.0.0.1", r.port(), key, tls_on());
     auto w = n.spawn(worker, 1);
     BOOST_TEST(w.request<int>(add{1, 1}).get(10s) == 3);
@@ -230,7 +200,7 @@ BOOST_AUTO_TEST_CASE(a_byte_altered_on_the_wire_ends_the_link_with_an_error_and_
   // Both ends live on, and a new link works.
   BOOST_TEST(b.alive());
   BOOST_TEST(b.stats().auth_failures == failures_before);
-  auto n2 = isola::node::connect("127.0.0.1", b.port, key, tls_on());
+  auto n2 = isola::node::connect("127.0.0.1", b.port(), key, tls_on());
   BOOST_TEST(n2.spawn(worker, 5).request<int>(add{1, 1}).get(10s) == 7);
 }
 
@@ -238,7 +208,7 @@ BOOST_AUTO_TEST_CASE(a_byte_altered_in_the_tls_handshake_fails_the_connect_not_h
                      *utf::timeout(60)) {
   node_b b(true);
   auto before = b.stats();
-  relay r(b.port);
+  relay r(b.port());
   // Our HMAC response (64 bytes) and confirmation (4) pass untouched; one
   // bit of our ClientHello, which follows them, is flipped.
   r.tamper_at(64 + 4 + 60);
@@ -267,7 +237,7 @@ BOOST_AUTO_TEST_CASE(tls_on_one_side_only_is_a_clear_error_at_once, *utf::timeou
     o.tls = !listen_tls;
     double t = seconds_until([&] {
       try {
-        isola::node::connect("127.0.0.1", b.port, key, o, 5s);
+        isola::node::connect("127.0.0.1", b.port(), key, o, 5s);
         BOOST_ERROR("connected with TLS on one side only");
       } catch (const isola::os_error& e) {
         BOOST_TEST(e.code() == EPROTO);
@@ -279,7 +249,7 @@ BOOST_AUTO_TEST_CASE(tls_on_one_side_only_is_a_clear_error_at_once, *utf::timeou
     BOOST_TEST(t < 2.0, "the mismatch took " << t << " s");
     // B is unharmed: a client that agrees gets in.
     o.tls = listen_tls;
-    BOOST_TEST(isola::node::connect("127.0.0.1", b.port, key, o).spawn(worker, 1)
+    BOOST_TEST(isola::node::connect("127.0.0.1", b.port(), key, o).spawn(worker, 1)
                    .request<int>(add{0, 0})
                    .get(10s) == 1);
   }
@@ -298,7 +268,7 @@ std::unique_ptr<isola::popen> start_staller(const std::vector<std::string>& args
   isola::popen_options o;
   o.out = isola::stdio::pipe;
   o.die_with_parent = true;
-  std::vector<std::string> argv{self_exe()};
+  std::vector<std::string> argv{isola_test::self_exe()};
   argv.insert(argv.end(), args.begin(), args.end());
   auto p = std::make_unique<isola::popen>(argv, o);
   if (port) {
