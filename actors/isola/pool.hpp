@@ -127,7 +127,8 @@ struct call_trampoline_for<Fp, std::tuple<P...>> {
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
-                                     worker_init init, bool break_on_worker_death = false);
+                                     worker_init init, bool break_on_worker_death = false,
+                                     duration task_timeout = duration::zero());
 /// Fails the tasks not yet handed to a worker with cancelled_error.
 void pool_cancel_pending(pool_core& p);
 /// Python 3.14's terminate_workers / kill_workers: cancels what has not
@@ -219,6 +220,10 @@ struct pool_options {
   std::size_t maxtasksperchild = 0;
   /// Run a task whose worker died again, up to this many times.
   unsigned task_retries = 0;
+  /// A task (one chunk of a map) that runs longer than this has its worker
+  /// killed and replaced; its result fails with timeout_error (or it is run
+  /// again under task_retries). Other tasks are unaffected. Zero: no limit.
+  duration task_timeout = duration::zero();
   detail::worker_init init{};
 
   /// Each worker calls f(args...) once before its first task.
@@ -361,7 +366,8 @@ class pool {
  public:
   explicit pool(pool_options opts = {})
       : core_(detail::make_pool(opts.processes, opts.method, opts.maxtasksperchild,
-                                opts.task_retries, std::move(opts.init))) {}
+                                opts.task_retries, std::move(opts.init), false,
+                                opts.task_timeout)) {}
   explicit pool(unsigned processes) : pool(pool_options{.processes = processes}) {}
   /// Terminates (as leaving Python's with-block does).
   ~pool() {

@@ -38,6 +38,10 @@ struct executor_options {
   /// Python's behaviour: after a worker dies, every pending and later future
   /// fails (with isola::error "the pool is broken: ...").
   bool break_on_worker_death = false;
+  /// As pool_options::task_timeout: a late task's worker is killed and
+  /// replaced, its future fails with timeout_error; other futures are
+  /// unaffected (and the pool is not broken, whatever the flag above says).
+  duration task_timeout = duration::zero();
   detail::worker_init init{};
 
   template <class F, class... A>
@@ -65,7 +69,7 @@ class process_pool_executor {
  public:
   explicit process_pool_executor(executor_options o = {})
       : pool_(detail::make_pool(o.max_workers, o.method, o.max_tasks_per_child, o.task_retries,
-                                std::move(o.init), o.break_on_worker_death)) {}
+                                std::move(o.init), o.break_on_worker_death, o.task_timeout)) {}
   explicit process_pool_executor(unsigned max_workers)
       : process_pool_executor(executor_options{.max_workers = max_workers}) {}
   /// shutdown(wait = true), as leaving Python's with-block.

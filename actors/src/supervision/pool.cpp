@@ -12,6 +12,14 @@
 // of its tasks whose result has not come (after everything it sent has been
 // read) is the one it was running: that task fails (worker_died) or is
 // retried; the others never started and go back to the front of the queue.
+//
+// task_timeout (pebble's per-task deadline): the first task in flight on a
+// worker is the one it runs, and it started when the worker was handed work
+// while idle or when the result before it arrived. A worker whose running
+// task has run past the timeout is killed (SIGKILL, so a stopped one too);
+// when its exit arrives, that task fails with timeout_error (or is retried
+// under task_retries) and the worker is replaced; its other tasks go back to
+// the queue, and no other worker is touched.
 #include <caf/all.hpp>
 
 #include <signal.h>
@@ -94,6 +102,8 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     std::size_t batches = 0;            // batches in flight
     std::size_t assigned = 0;
     bool dead = false;
+    clock::time_point front_since{};  // when inflight.front() started running
+    std::uint64_t timed_out_job = 0;  // killed for running this job past task_timeout
   };
   enum class state { running, closed, terminated };
 
@@ -101,6 +111,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   std::optional<start_method> method;
   std::size_t maxtasks = 0;
   unsigned retries = 0;
+  clock::duration task_timeout{};  // zero: none
   worker_init init;
   bool break_on_death = false;  // Python's BrokenProcessPool behaviour
   /// Set by terminate_workers / kill_workers (under m): the pool is broken
@@ -181,7 +192,9 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       if (!w.inflight.empty()) continue;  // its failures are handled first
       if (!broken.empty()) continue;
       try {
-        w = worker_rec{start_worker(), {}, 0, 0, false};
+        worker_rec fresh;
+        fresh.a = start_worker();  // throws: w stays dead
+        w = std::move(fresh);
         start_failures = 0;
       } catch (const std::exception& ex) {
         if (++start_failures >= 3) broken = std::string("cannot start workers: ") + ex.what();
@@ -199,6 +212,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
   /// The worker died: its first task in flight was running.
   void worker_died(worker_rec& w, const exit_reason& r) {
     if (w.inflight.empty()) return;
+    const std::uint64_t late = std::exchange(w.timed_out_job, 0);
+    if (late != 0) {
+      timed_out(w, late);
+      return;
+    }
     if (break_on_death && broken.empty())
       broken = "a worker (pid " + std::to_string(w.a.pid()) + ") died: " + r.to_string();
     // A worker that ends before it ran anything, with an exception, failed to
@@ -224,6 +242,63 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     m.lock();
   }
 
+  /// The worker was killed for running job `late` past task_timeout: that job
+  /// fails with timeout_error (or is retried); the worker's other tasks never
+  /// started and go back to the queue. If `late` finished just before the
+  /// kill landed, the task then running was killed through no fault of its
+  /// own: it goes back too, its tries not counted.
+  void timed_out(worker_rec& w, std::uint64_t late) {
+    std::shared_ptr<job_rec> running;
+    if (w.inflight.front().job->id == late) {
+      running = std::move(w.inflight.front().job);
+      w.inflight.pop_front();
+    }
+    std::lock_guard lk(m);
+    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
+      queue.push_front(std::move(it->job));
+    w.inflight.clear();
+    w.batches = 0;
+    if (!running) return;
+    if (running->tries < retries) {
+      ++running->tries;
+      queue.push_front(std::move(running));
+      return;
+    }
+    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(task_timeout).count();
+    auto e = std::make_exception_ptr(isola::timeout_error(
+        running->job.description() + " ran past the pool's task_timeout (" + std::to_string(ms) +
+        " ms): its worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
+        ") was killed and is replaced"));
+    m.unlock();
+    fail_job(*running, e);
+    m.lock();
+  }
+
+  /// Kills each worker whose running task has passed task_timeout (once).
+  void kill_late_workers() {
+    if (task_timeout <= clock::duration::zero()) return;
+    const auto now = clock::now();
+    for (auto& w : workers) {
+      if (w.dead || w.inflight.empty() || w.timed_out_job != 0) continue;
+      if (now - w.front_since < task_timeout) continue;
+      w.timed_out_job = w.inflight.front().job->id;
+      get_logger().warning("isola::pool: " + w.inflight.front().job->job.description() +
+                           " ran past task_timeout: killing worker " + w.a.name() + " (pid " +
+                           std::to_string(w.a.pid()) + ")");
+      node_kill(w.a.id(), {exit_reason::kind::shutdown, 0, "task_timeout"});
+    }
+  }
+
+  /// When the next running task passes task_timeout (max() if none).
+  clock::time_point next_task_deadline() const {
+    auto t = clock::time_point::max();
+    if (task_timeout <= clock::duration::zero()) return t;
+    for (auto& w : workers)
+      if (!w.dead && !w.inflight.empty() && w.timed_out_job == 0)
+        t = std::min(t, w.front_since + task_timeout);
+    return t;
+  }
+
   /// A task_result a worker sent: completes the first of its tasks in flight.
   void on_result(std::uint64_t sender, std::span<const std::byte> payload) {
     worker_rec* w = nullptr;
@@ -242,7 +317,9 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     if (it == w->inflight.end()) return;
     auto j = std::move(it->job);
     if (it->ends_batch && w->batches > 0) --w->batches;
+    const bool was_running = it == w->inflight.begin();
     w->inflight.erase(it);
+    if (was_running) w->front_since = clock::now();  // the next one starts now
     if (res.ok) {
       try {
         j->job.on_value(res.value);
@@ -353,6 +430,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
           if (r == post_result::full) return;  // tried again after the next results
           continue;                            // dead: its exit notice is on the way
         }
+        if (w.inflight.empty()) w.front_since = clock::now();
         for (std::size_t i = 0; i < taken.size(); ++i)
           w.inflight.push_back({std::move(taken[i]), i + 1 == taken.size()});
         ++w.batches;
@@ -435,6 +513,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       }
       drain(*ib);
       apply_exits(*ib);
+      kill_late_workers();
       if (!broken.empty())
         finish_all(std::make_exception_ptr(isola::error("the pool is broken: " + broken)));
       retire();
@@ -474,7 +553,9 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
           continue;
         }
       }
-      if (ib->next_into(env_, clock::now() + std::chrono::milliseconds(20))) handle(env_);
+      const auto wake_at =
+          std::min(clock::now() + std::chrono::milliseconds(20), next_task_deadline());
+      if (ib->next_into(env_, wake_at)) handle(env_);
       sleeping.store(false);
     }
   }
@@ -482,8 +563,11 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
-                                     worker_init init, bool break_on_worker_death) {
+                                     worker_init init, bool break_on_worker_death,
+                                     duration task_timeout) {
   if (in_actor_process()) throw value_error("isola::pool: pools run in the root process");
+  if (task_timeout < duration::zero())
+    throw value_error("isola::pool: task_timeout must not be negative (zero: none)");
   if (method && *method == start_method::fork)
     throw start_method_error(
         "isola::pool: workers never start with fork (the root runs CAF threads); use forkserver "
@@ -493,6 +577,9 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
   c->method = method;
   c->maxtasks = maxtasksperchild;
   c->retries = task_retries;
+  c->task_timeout = task_timeout >= std::chrono::duration_cast<duration>(std::chrono::hours(24 * 365))
+                        ? clock::duration::zero()
+                        : std::chrono::duration_cast<clock::duration>(task_timeout);
   c->init = std::move(init);
   c->break_on_death = break_on_worker_death;
   c->dispatcher =

@@ -1,5 +1,6 @@
 // pool: Python's Pool, on worker actors; and what Python gets wrong: a dead
 // worker never hangs anything.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -50,6 +51,19 @@ int global_seed = 0;
 void set_seed(int s) { global_seed = s; }
 int seed(int) { return global_seed; }
 void bad_init() { throw std::runtime_error("no database"); }
+int stop_self(int) {
+  ::raise(SIGSTOP);
+  return 0;
+}
+// Hangs the first time (it makes the marker file), answers 42 after.
+int hang_once(std::string marker) {
+  int fd = ::open(marker.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC, 0600);
+  if (fd >= 0) {
+    ::close(fd);
+    std::this_thread::sleep_for(60s);
+  }
+  return 42;
+}
 
 const std::vector<start_method> methods{start_method::forkserver, start_method::spawn};
 
@@ -243,6 +257,45 @@ BOOST_AUTO_TEST_CASE(a_task_whose_worker_is_killed_is_retried_when_asked, *utf::
   BOOST_TEST(f.get(10s) == 500);
 }
 
+// pebble's per-task timeout, which Python's own pools lack: only the late
+// task's worker is killed; tasks queued behind it run on its replacement.
+BOOST_AUTO_TEST_CASE(a_task_past_task_timeout_fails_alone_and_its_worker_is_replaced,
+                     *utf::timeout(120)) {
+  for (auto m : methods) {
+    BOOST_TEST_CONTEXT("method " << m) {
+      isola::pool p({.processes = 2, .method = m, .task_timeout = 500ms});
+      const auto t0 = std::chrono::steady_clock::now();
+      auto late = p.apply_async(slow, 30000);
+      auto stopped = p.apply_async(stop_self, 0);  // SIGSTOP: as late
+      std::vector<isola::future<int>> others;
+      for (int i = 0; i < 20; ++i) others.push_back(p.apply_async(square, i));
+      BOOST_CHECK_EXCEPTION(late.get(10s), isola::timeout_error, [](const isola::timeout_error& e) {
+        return std::string(e.what()).find("task_timeout") != std::string::npos;
+      });
+      BOOST_CHECK_THROW(stopped.get(10s), isola::timeout_error);
+      BOOST_TEST((std::chrono::steady_clock::now() - t0 < 5s));
+      for (int i = 0; i < 20; ++i) BOOST_TEST(others[i].get(10s) == i * i);
+      // Both replaced, and the pool goes on; a quick task is not touched.
+      BOOST_TEST(isola_test::wait_until([&] { return p.workers().size() == 2u; }));
+      BOOST_TEST(p.apply(slow, 100) == 100);
+      BOOST_TEST(p.map(square, std::vector<int>{1, 2, 3}) == (std::vector<int>{1, 4, 9}));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(a_task_past_task_timeout_is_retried_under_task_retries, *utf::timeout(60)) {
+  isola_test::temp_file marker;
+  ::unlink(marker.path().c_str());
+  isola::pool p({.processes = 1, .task_retries = 1, .task_timeout = 300ms});
+  BOOST_TEST(p.apply(hang_once, marker.path()) == 42);
+}
+
+BOOST_AUTO_TEST_CASE(a_negative_task_timeout_is_a_value_error, *utf::timeout(30)) {
+  BOOST_CHECK_THROW((void)isola::pool({.processes = 1, .task_timeout = -1s}), isola::value_error);
+  BOOST_CHECK_THROW((void)isola::process_pool_executor({.max_workers = 1, .task_timeout = -1s}),
+                    isola::value_error);
+}
+
 BOOST_AUTO_TEST_CASE(ten_thousand_tasks_while_workers_are_killed_at_random, *utf::timeout(300)) {
   for (unsigned retries : {0u, 1000u}) {
     BOOST_TEST_CONTEXT("retries " << retries) {
@@ -376,6 +429,19 @@ BOOST_AUTO_TEST_CASE(shutdown_waits_and_can_cancel_what_has_not_started, *utf::t
   // at most 2 of 5, depending on how many submits it had seen).
   BOOST_TEST(cancelled >= 3);
   BOOST_CHECK_THROW(ex.submit(square, 1), isola::value_error);
+}
+
+// A late future fails with timeout_error; the others, and the executor, go
+// on, even when a worker's death would otherwise break it.
+BOOST_AUTO_TEST_CASE(task_timeout_fails_only_the_late_future_and_breaks_nothing,
+                     *utf::timeout(60)) {
+  isola::process_pool_executor ex(
+      {.max_workers = 2, .break_on_worker_death = true, .task_timeout = 400ms});
+  auto late = ex.submit(slow, 30000);
+  auto quick = ex.submit(square, 6);
+  BOOST_CHECK_THROW(late.get(10s), isola::timeout_error);
+  BOOST_TEST(quick.get(10s) == 36);
+  BOOST_TEST(ex.submit(square, 5).get(10s) == 25);
 }
 
 BOOST_AUTO_TEST_CASE(a_dead_worker_fails_only_its_task_unless_asked_to_break, *utf::timeout(60)) {
