@@ -39,7 +39,7 @@ struct libcrypto {
   decltype(&PKCS5_PBKDF2_HMAC) pbkdf2 = nullptr;
 };
 
-const libcrypto& crypto() {
+const libcrypto& crypto_lib() {
   static libcrypto lib;
   static std::once_flag once;
   static std::string failure;
@@ -55,6 +55,15 @@ const libcrypto& crypto() {
       fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(::dlsym(h, name));
       return fn != nullptr;
     };
+    // No atexit cleanup: libcrypto's would free its global state while a
+    // thread of ours (a node's gatekeeper, a manager's loop) may still be
+    // in a handshake when main returns (TSan saw exactly that). It must be
+    // the first initialisation, so libssl (tls.cpp) is loaded after this.
+    decltype(&OPENSSL_init_crypto) init = nullptr;
+    if (!get(init, "OPENSSL_init_crypto") || init(OPENSSL_INIT_NO_ATEXIT, nullptr) != 1) {
+      failure = "OPENSSL_init_crypto failed";
+      return;
+    }
     if (!get(lib.md_ctx_new, "EVP_MD_CTX_new") || !get(lib.md_ctx_free, "EVP_MD_CTX_free") ||
         !get(lib.sha256, "EVP_sha256") || !get(lib.digest_init, "EVP_DigestInit_ex") ||
         !get(lib.digest_update, "EVP_DigestUpdate") ||
@@ -67,15 +76,17 @@ const libcrypto& crypto() {
 }
 }  // namespace
 
+void load_libcrypto() { (void)crypto_lib(); }
+
 struct sha256::context {
   EVP_MD_CTX* md = nullptr;
   ~context() {
-    if (md) crypto().md_ctx_free(md);
+    if (md) crypto_lib().md_ctx_free(md);
   }
 };
 
 sha256::sha256() : ctx_(std::make_unique<context>()) {
-  const auto& c = crypto();
+  const auto& c = crypto_lib();
   ctx_->md = c.md_ctx_new();
   if (!ctx_->md || c.digest_init(ctx_->md, c.sha256(), nullptr) != 1) fail("EVP_DigestInit_ex");
 }
@@ -83,13 +94,13 @@ sha256::sha256() : ctx_(std::make_unique<context>()) {
 sha256::~sha256() = default;
 
 void sha256::update(std::span<const std::byte> data) {
-  if (crypto().digest_update(ctx_->md, data.data(), data.size()) != 1) fail("EVP_DigestUpdate");
+  if (crypto_lib().digest_update(ctx_->md, data.data(), data.size()) != 1) fail("EVP_DigestUpdate");
 }
 
 sha256_digest sha256::finish() {
   sha256_digest d{};
   unsigned n = 0;
-  if (crypto().digest_final(ctx_->md, d.data(), &n) != 1 || n != d.size()) fail("EVP_DigestFinal_ex");
+  if (crypto_lib().digest_final(ctx_->md, d.data(), &n) != 1 || n != d.size()) fail("EVP_DigestFinal_ex");
   return d;
 }
 
@@ -105,7 +116,7 @@ sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::b
   // An empty key is a valid HMAC key; libcrypto wants a non-null pointer.
   static const unsigned char empty = 0;
   const void* k = key.empty() ? &empty : static_cast<const void*>(key.data());
-  const auto& c = crypto();
+  const auto& c = crypto_lib();
   if (!c.hmac(c.sha256(), k, static_cast<int>(key.size()),
             reinterpret_cast<const unsigned char*>(message.data()), message.size(), d.data(), &n) ||
       n != d.size())
@@ -117,7 +128,7 @@ sha256_digest pbkdf2_hmac_sha256(std::string_view password, std::string_view sal
                                  unsigned iterations) {
   sha256_digest d{};
   static const char empty = 0;
-  const auto& c = crypto();
+  const auto& c = crypto_lib();
   if (c.pbkdf2(password.empty() ? &empty : password.data(), static_cast<int>(password.size()),
                reinterpret_cast<const unsigned char*>(salt.empty() ? &empty : salt.data()),
                static_cast<int>(salt.size()), static_cast<int>(iterations), c.sha256(),
@@ -130,7 +141,7 @@ bool constant_time_equal(std::span<const std::uint8_t> a,
                          std::span<const std::uint8_t> b) noexcept {
   if (a.size() != b.size()) return false;
   try {
-    return crypto().memcmp(a.data(), b.data(), a.size()) == 0;
+    return crypto_lib().memcmp(a.data(), b.data(), a.size()) == 0;
   } catch (...) {
     return false;  // no libcrypto: nothing was proved equal
   }

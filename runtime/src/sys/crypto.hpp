@@ -34,6 +34,10 @@ class sha256 {
 
 sha256_digest sha256_of(std::span<const std::byte> data);
 
+/// Loads and initialises libcrypto (without its atexit cleanup) if not yet
+/// done; throws isola::error if it cannot. Whoever loads libssl calls it first.
+void load_libcrypto();
+
 /// HMAC-SHA256(key, message).
 sha256_digest hmac_sha256(std::span<const std::byte> key, std::span<const std::byte> message);
 inline sha256_digest hmac_sha256(std::string_view key, std::string_view message) {

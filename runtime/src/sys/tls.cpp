@@ -99,6 +99,13 @@ const libssl& ssl_lib() {
   static std::once_flag once;
   static std::string failure;
   std::call_once(once, [] {
+    // libcrypto first, so that its one initialisation is ours (crypto.cpp).
+    try {
+      load_libcrypto();
+    } catch (const std::exception& e) {
+      failure = e.what();
+      return;
+    }
     // The soname of the libssl the headers come from (OpenSSL 3 on bookworm).
     void* h = ::dlopen("libssl.so.3", RTLD_NOW | RTLD_LOCAL);
     if (!h) {
