@@ -74,7 +74,7 @@ struct shareable_list_layout {
 };
 
 [[noreturn]] void throw_shareable_list_corrupt(const std::string& what);
-[[noreturn]] void throw_shareable_list_index(long long i, std::size_t n);
+[[noreturn]] void throw_shareable_list_index(const std::string& i, std::size_t n);
 /// Reads the header at the start of block (of block_size bytes) once, and
 /// checks it: type_error if it holds another type, decode_error if it is not
 /// a list or is inconsistent with block_size. is_string: items are a u64
@@ -101,6 +101,8 @@ class shareable_list {
   using value_type = T;
 
   /// One item, read or written through the list (Python: sl[i], sl[i] = v).
+  /// It reads the list each time it is converted: `auto x = sl[i]` keeps a
+  /// reference, `T x = sl[i]` (or get(i)) a value.
   class reference {
    public:
     operator T() const { return list_->get(index_); }
@@ -343,14 +345,16 @@ class shareable_list {
   }
   template <class I>
   static std::size_t position(I i, const detail::shareable_list_layout& l) {
-    long long p = static_cast<long long>(i);
     if constexpr (std::is_unsigned_v<I>) {
-      if (i >= l.length) detail::throw_shareable_list_index(p, l.length);
+      if (i >= l.length) detail::throw_shareable_list_index(std::to_string(i), l.length);
       return static_cast<std::size_t>(i);
     } else {
-      long long n = static_cast<long long>(l.length);
-      long long q = p < 0 ? p + n : p;
-      if (q < 0 || q >= n) detail::throw_shareable_list_index(p, l.length);
+      // Python's negative indices count from the end. (length fits a long
+      // long: it is at most the block's size.)
+      const long long p = static_cast<long long>(i);
+      const long long n = static_cast<long long>(l.length);
+      const long long q = p < 0 ? p + n : p;
+      if (q < 0 || q >= n) detail::throw_shareable_list_index(std::to_string(p), l.length);
       return static_cast<std::size_t>(q);
     }
   }

@@ -11,7 +11,7 @@
 //   // now no process can attach by those names
 //
 // The tracker is a small isola::process (fork from a single-threaded
-// program, spawn otherwise, or manager_options-like `method`). It creates
+// program, spawn otherwise, or the method in the options). It creates
 // every block itself and keeps it open, so a block's name (see
 // shared_memory.hpp) resolves as long as the manager runs, whichever process
 // asked for it and whether or not that process still holds it. At

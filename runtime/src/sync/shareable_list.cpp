@@ -26,8 +26,8 @@ void throw_shareable_list_corrupt(const std::string& what) {
   throw decode_error("shareable_list: the list's header in shared memory is corrupt: " + what);
 }
 
-void throw_shareable_list_index(long long i, std::size_t n) {
-  throw index_error("shareable_list: index " + std::to_string(i) + " out of range (size " +
+void throw_shareable_list_index(const std::string& i, std::size_t n) {
+  throw index_error("shareable_list: index " + i + " out of range (size " +
                     std::to_string(n) + ")");
 }
 
