@@ -113,13 +113,13 @@ class shareable_list {
     reference(const reference&) = default;
     reference& operator=(const reference& o) { return *this = static_cast<T>(o); }
     template <class U>
-      requires(std::convertible_to<const U&, T> && std::equality_comparable<T>)
-    friend bool operator==(const reference& r, const U& v) {
+    requires(std::convertible_to<const U&, T>&& std::equality_comparable<T>) friend bool operator==(
+        const reference& r, const U& v) {
       return static_cast<T>(r) == static_cast<T>(v);
     }
     /// Prints the item (for test frameworks and logs).
     template <class Out>
-      requires requires(Out& o, const T& t) { o << t; }
+    requires requires(Out& o, const T& t) { o << t; }
     friend Out& operator<<(Out& o, const reference& r) {
       o << static_cast<T>(r);
       return o;
@@ -142,18 +142,18 @@ class shareable_list {
     create(values, capacity);
   }
   template <std::ranges::input_range R>
-    requires(std::convertible_to<std::ranges::range_reference_t<R>, T> &&
-             !std::convertible_to<const R&, std::string_view> &&
-             !std::convertible_to<const R&, std::span<const T>>)
-  explicit shareable_list(R&& values, std::size_t capacity = 0) {
+  requires(std::convertible_to<std::ranges::range_reference_t<R>, T> &&
+           !std::convertible_to<const R&, std::string_view> &&
+           !std::convertible_to<
+               const R&, std::span<const T>>) explicit shareable_list(R&& values,
+                                                                      std::size_t capacity = 0) {
     std::vector<T> v;
     for (auto&& x : values) v.push_back(static_cast<T>(x));
     create(std::span<const T>(v), capacity);
   }
   /// std::string items of `capacity` bytes each (0: the longest value given,
   /// rounded up to 8).
-  shareable_list(std::initializer_list<T> values, std::size_t capacity)
-    requires is_string
+  shareable_list(std::initializer_list<T> values, std::size_t capacity) requires is_string
       : shareable_list(std::span<const T>(values.begin(), values.size()), capacity) {}
 
   /// Attaches to the list in the block called name (Python:
@@ -161,9 +161,11 @@ class shareable_list {
   /// type_error if it holds another type. For shareable_list<std::string>
   /// write the name in parentheses, or use attach(): in braces,
   /// shareable_list<std::string>{name} is a new one-item list.
-  static shareable_list attach(std::string_view name) { return shareable_list(shared_memory(name)); }
+  static shareable_list attach(std::string_view name) {
+    return shareable_list(shared_memory(name));
+  }
   template <class S>
-    requires std::convertible_to<const S&, std::string_view>
+  requires std::convertible_to<const S&, std::string_view>
   explicit shareable_list(const S& name) : shareable_list(shared_memory(std::string_view(name))) {}
   /// Attaches to the list that block holds.
   explicit shareable_list(shared_memory block) : shm_(std::move(block)) { layout(); }
@@ -224,17 +226,13 @@ class shareable_list {
   }
 
   /// How many items equal v.
-  std::size_t count(const T& v) const
-    requires std::equality_comparable<T>
-  {
+  std::size_t count(const T& v) const requires std::equality_comparable<T> {
     std::size_t n = 0;
     for (const auto& x : to_vector()) n += x == v ? 1 : 0;
     return n;
   }
   /// The position of the first item equal to v; value_error if none.
-  std::size_t index(const T& v) const
-    requires std::equality_comparable<T>
-  {
+  std::size_t index(const T& v) const requires std::equality_comparable<T> {
     auto all = to_vector();
     for (std::size_t i = 0; i < all.size(); ++i)
       if (all[i] == v) return i;
@@ -268,7 +266,7 @@ class shareable_list {
     ar(shm_);
   }
   template <class Archive>
-    requires std::is_class_v<Archive>
+  requires std::is_class_v<Archive>
   void load(Archive& ar) {
     shared_memory s;
     ar(s);

@@ -27,8 +27,8 @@ void throw_shareable_list_corrupt(const std::string& what) {
 }
 
 void throw_shareable_list_index(const std::string& i, std::size_t n) {
-  throw index_error("shareable_list: index " + i + " out of range (size " +
-                    std::to_string(n) + ")");
+  throw index_error("shareable_list: index " + i + " out of range (size " + std::to_string(n) +
+                    ")");
 }
 
 shareable_list_layout read_shareable_list_header(std::byte* block, std::size_t block_size,

@@ -159,8 +159,7 @@ void shared_memory_manager::start() {
   // The tracker must be our own child (it watches us as its parent) and must
   // not be forked in the middle of other threads (a lock one of them held
   // would stay locked in it): fork when alone, spawn otherwise.
-  if (!po.method)
-    po.method = detail::thread_count() > 1 ? start_method::spawn : start_method::fork;
+  if (!po.method) po.method = detail::thread_count() > 1 ? start_method::spawn : start_method::fork;
   auto [mine, theirs] = pipe(true);
   auto p = std::make_unique<process>(std::move(po), &detail::shm_tracker_main, std::move(theirs));
   p->start();
@@ -188,7 +187,8 @@ void shared_memory_manager::shutdown() {
 }
 
 ::isola::shared_memory shared_memory_manager::shared_memory(std::size_t size) {
-  if (size == 0) throw value_error("shared_memory_manager: size must be a positive number of bytes");
+  if (size == 0)
+    throw value_error("shared_memory_manager: size must be a positive number of bytes");
   if (!st_) throw value_error("shared_memory_manager: this handle was moved from");
   std::lock_guard lk(st_->m);
   if (!st_->tracker)

@@ -103,7 +103,7 @@ BOOST_AUTO_TEST_CASE(basics_as_in_cpythons_shareable_list_test, *utf::timeout(30
   BOOST_TEST(sl[2] == "some");
   sl[0] = "encod\xc3\xa9s";  // exactly 8 bytes of UTF-8
   BOOST_TEST(sl[0] == "encod\xc3\xa9s");
-  BOOST_TEST(sl[1] == "HoWdY");  // no spillage
+  BOOST_TEST(sl[1] == "HoWdY");                                         // no spillage
   BOOST_CHECK_THROW(sl[0] = "encod\xc3\xa9\x65s", isola::value_error);  // 9 bytes
   BOOST_TEST(sl[1] == "HoWdY");
 
@@ -151,6 +151,30 @@ BOOST_AUTO_TEST_CASE(an_empty_list_has_no_items_and_index_is_a_value_error, *utf
   empty.shm().unlink();
   empty.shm().close();
   BOOST_CHECK_THROW(empty.size(), isola::value_error);  // closed
+}
+
+struct point {
+  double x;
+  int tag;
+  friend bool operator==(const point&, const point&) = default;
+};
+
+int move_point(isola::shareable_list<point> sl) {
+  point p = sl[1];
+  sl[1] = point{p.x + 1, p.tag + 1};
+  return 0;
+}
+
+BOOST_AUTO_TEST_CASE(a_list_of_a_trivially_copyable_struct, *utf::timeout(60)) {
+  isola::shareable_list<point> sl{{1.5, 1}, {2.5, 2}};
+  BOOST_TEST(sl.item_size() == sizeof(point));
+  BOOST_TEST(sl.index(point{2.5, 2}) == 1u);
+  isola::process p(with(isola::start_method::spawn), move_point, sl);
+  p.start();
+  BOOST_TEST(p.join(30s));
+  BOOST_TEST(p.exitcode() == 0);
+  BOOST_TEST((sl.get(1) == point{3.5, 3}));
+  BOOST_TEST(sl.count(point{1.5, 1}) == 1u);
 }
 
 // CPython: test_shared_memory_ShareableList_pickling. The list travels to a
@@ -284,8 +308,7 @@ BOOST_AUTO_TEST_CASE(a_child_corrupting_a_strings_length_gives_an_error, *utf::t
   isola::shareable_list<std::string> sl{"alpha", "beta"};
   // Item 1's length: after the 64-byte header and item 0 (8 + 8 bytes).
   const std::size_t at = 64 + 16;
-  isola::process p(with(isola::start_method::spawn), corrupt, sl.shm(), at,
-                   std::uint64_t{1} << 62);
+  isola::process p(with(isola::start_method::spawn), corrupt, sl.shm(), at, std::uint64_t{1} << 62);
   p.start();
   BOOST_TEST(p.join(30s));
   BOOST_REQUIRE(p.exitcode() == 0);

@@ -148,8 +148,10 @@ BOOST_AUTO_TEST_CASE(basics_as_in_cpythons_shared_memory_manager_test, *utf::tim
     held_name = sl.shm().name();
     BOOST_TEST(sl[4] == "y");
   }
-  BOOST_CHECK_THROW(isola::shareable_list<std::string>::attach(held_name), isola::file_not_found_error);
-  BOOST_CHECK_THROW((void)isola::shareable_list<std::string>(held_name), isola::file_not_found_error);
+  BOOST_CHECK_THROW(isola::shareable_list<std::string>::attach(held_name),
+                    isola::file_not_found_error);
+  BOOST_CHECK_THROW((void)isola::shareable_list<std::string>(held_name),
+                    isola::file_not_found_error);
 }
 
 BOOST_AUTO_TEST_CASE(start_twice_and_use_after_shutdown_are_errors, *utf::timeout(60)) {
