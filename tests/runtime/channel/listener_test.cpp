@@ -469,6 +469,30 @@ BOOST_AUTO_TEST_CASE(a_peer_that_never_answers_is_dropped_after_the_handshake_ti
   BOOST_TEST(silent.exitcode() == 3);  // it saw its connection closed
 }
 
+BOOST_AUTO_TEST_CASE(a_flood_of_silent_peers_is_capped_and_a_real_client_still_gets_in,
+                     *utf::timeout(60)) {
+  isola::listener l({}, {.backlog = 128, .authkey = key, .handshake_timeout = 300ms});
+  // 80 connections that never say a word: 64 wait in their handshake, the
+  // rest are told busy; none of it is an error for accept().
+  std::vector<isola::connection> silent;
+  for (int i = 0; i < 80; ++i) silent.push_back(isola::client(l.address(), std::nullopt, 5s));
+  isola::process good(send_hello, l.address(), key);
+  good.start();
+  auto c = l.accept(20s);
+  BOOST_TEST(c.recv<std::string>() == "hello");
+  BOOST_TEST(good.join(20s));
+  // Some of the flood were told busy (the handshake's 8-byte notice).
+  int busy = 0;
+  for (auto& s : silent) {
+    char buf[8];
+    pollfd pf{s.fileno(), POLLIN, 0};
+    if (::poll(&pf, 1, 0) == 1 && ::recv(s.fileno(), buf, 8, MSG_DONTWAIT) == 8 &&
+        std::memcmp(buf, "ISOLABSY", 8) == 0)
+      ++busy;
+  }
+  BOOST_TEST(busy >= 16);
+}
+
 BOOST_AUTO_TEST_CASE(an_oversize_message_is_refused_by_the_accepted_end, *utf::timeout(60)) {
   isola::listener l({}, {.authkey = key, .connection = {.max_message_size = 1024}});
   isola::process big(send_big, l.address(), key, std::size_t{4096});
