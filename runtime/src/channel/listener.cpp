@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -419,8 +420,10 @@ connection listener::accept() { return *s_checked()->accept_by(deadline::forever
 connection listener::accept(duration timeout) {
   auto* s = s_checked();
   if (auto c = s->accept_by(deadline::after(timeout))) return std::move(*c);
-  throw timeout_error("listener at " + s->where.to_string() + ": no connection within " +
-                      std::to_string(timeout.count()) + " s");
+  std::ostringstream t;
+  t << timeout.count();
+  throw timeout_error("listener at " + s->where.to_string() + ": no connection within " + t.str() +
+                      " s");
 }
 
 std::optional<connection> listener::try_accept() { return s_checked()->accept_by(deadline::now()); }

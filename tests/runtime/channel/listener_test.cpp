@@ -19,6 +19,7 @@
 
 #include <isola/frame.hpp>
 #include <isola/listener.hpp>
+#include <isola/manager.hpp>
 #include <isola/process.hpp>
 
 #include <array>
@@ -149,6 +150,18 @@ int send_junk(address a) {
   if (!write_all(c.fileno(), junk.data(), junk.size())) return 3;
   if (!read_n(c.fileno(), verdict, sizeof verdict)) return 4;
   return std::memcmp(verdict, "FAIL", 4) == 0 ? 0 : 5;
+}
+
+// A manager's client pointed at a listener; 0 if it says it found no manager.
+int manager_connect_to(address a) {
+  try {
+    isola::manager::connect(a.host(), a.port(), key);
+  } catch (const isola::manager_error& e) {
+    return std::string(e.what()).find("not an isola manager") != std::string::npos ? 0 : 2;
+  } catch (const isola::error&) {
+    return 3;
+  }
+  return 1;
 }
 
 int send_big(address a, std::string k, std::size_t n) {
@@ -536,6 +549,28 @@ BOOST_AUTO_TEST_CASE(another_isola_protocol_answering_is_not_taken_for_a_listene
                     isola::authentication_error);
   BOOST_TEST(fake.join(20s));
   ::close(lfd);
+}
+
+BOOST_AUTO_TEST_CASE(a_manager_and_a_listener_are_never_taken_for_each_other,
+                     *utf::timeout(60)) {
+  // Same key, same handshake code, different magic: both sides see it.
+  isola::manager m;
+  const auto port = m.serve(0, key);
+  try {
+    isola::client({"127.0.0.1", port}, key, 10s);
+    BOOST_FAIL("a client took a manager for a listener");
+  } catch (const isola::authentication_error& e) {
+    BOOST_TEST(std::string(e.what()).find("not an isola listener") != std::string::npos, e.what());
+  }
+  isola::listener l({"127.0.0.1", 0}, {.authkey = key});
+  isola::process p(manager_connect_to, l.address());
+  p.start();
+  // The manager's client leaves at the hello: dropped, no error, no connection.
+  BOOST_TEST(isola_test::wait_until([&] {
+    BOOST_TEST(!l.try_accept());
+    return !p.is_alive();
+  }, 20s));
+  BOOST_TEST(p.exitcode() == 0);
 }
 
 BOOST_AUTO_TEST_CASE(nothing_listening_is_connection_refused_or_file_not_found,
