@@ -31,9 +31,11 @@
 //   Python): a listener with a key and a client without one (or the reverse)
 //   do not understand each other. Give both ends the same key, or neither.
 //
-// A listener is used by one thread at a time. It is not inherited as a
-// connection is: a fork child has a copy of its socket (as in Python), but
-// only the process that created a unix socket file removes it (on close()).
+// A listener is used by one thread at a time, in the process that made it:
+// a child started by isola::process under fork finds it closed (as it finds
+// the connections it was not given; under spawn and forkserver it has none),
+// so a child never keeps the port or the socket file after the parent's
+// close(). Only the process that made a socket file removes it.
 #pragma once
 
 #include <chrono>

@@ -30,6 +30,7 @@
 #include <vector>
 
 #include "isola/detail/deadline.hpp"
+#include "isola/detail/handle_transfer.hpp"
 #include "sys/handshake.hpp"
 #include "sys/net.hpp"
 #include "sys/os.hpp"
@@ -237,9 +238,24 @@ struct listener::state {
 
   ~state() { close(); }
 
+  /// A fork child holds no copy of a listener (as it holds only the
+  /// connections it was given): the registry closes the listening socket,
+  /// this drops the handshakes in progress. Otherwise a child that outlives
+  /// the listener's close() would keep its port bound and its backlog
+  /// filling, and clients would wait on a socket nobody accepts from.
+  static void released_in_child(void* self) noexcept {
+    auto* s = static_cast<state*>(self);
+    s->fd = -1;  // closed by the registry
+    for (auto& p : s->pending) ::close(p.fd.release());
+    s->socket_file.clear();
+  }
+
   void close() noexcept {
     pending.clear();
-    if (fd >= 0) ::close(fd);
+    if (fd >= 0) {
+      detail::unregister_handle_fd(fd);
+      ::close(fd);
+    }
     fd = -1;
     // Only its creator removes the file: a fork child closing its copy of
     // the listener must not take the name from the parent (Python's Finalize
@@ -405,6 +421,7 @@ listener::listener(isola::address where, listener_options opts)
     ::fcntl(s_->fd, F_SETFL, ::fcntl(s_->fd, F_GETFL) | O_NONBLOCK);
     if (!where.path().empty() && !where.abstract()) s_->socket_file = where.path();
   }
+  detail::register_handle_fd(s_->fd, s_.get(), &state::released_in_child);
   // What the kernel bound: the port picked for 0, the name autobind picked.
   s_->where = local_address(s_->fd);
   if (where.family() == address_family::unix_socket && !where.path().empty())
