@@ -59,7 +59,7 @@ class address {
   address() = default;
   /// "host:port" or "[v6]:port": TCP; anything else: a unix socket path,
   /// abstract if it starts with '\0'.
-  address(std::string s);  // NOLINT: implicit, as Python takes a string
+  address(std::string s);                              // NOLINT: implicit, as Python takes a string
   address(const char* s) : address(std::string(s)) {}  // NOLINT
   /// TCP, Python's (host, port) tuple; port 0 asks the listener to pick one.
   address(std::string host, std::uint16_t port);
@@ -71,9 +71,13 @@ class address {
   /// A unix address whose path starts with '\0' (Linux's abstract names).
   bool abstract() const noexcept;
   /// The unix path (with its '\0' if abstract); empty for TCP.
-  const std::string& path() const noexcept { return family_ == address_family::unix_socket ? text_ : none_; }
+  const std::string& path() const noexcept {
+    return family_ == address_family::unix_socket ? text_ : none_;
+  }
   /// The TCP host; empty for unix.
-  const std::string& host() const noexcept { return family_ == address_family::tcp ? text_ : none_; }
+  const std::string& host() const noexcept {
+    return family_ == address_family::tcp ? text_ : none_;
+  }
   std::uint16_t port() const noexcept { return port_; }
   /// "host:port", or the path (an abstract name's '\0' shown as '@').
   std::string to_string() const;

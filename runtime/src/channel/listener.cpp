@@ -76,8 +76,8 @@ socklen_t unix_sockaddr(const std::string& path, sockaddr_un& sa) {
   // A path needs its terminating NUL; an abstract name is its bytes exactly.
   if (path.size() + (abstract ? 0 : 1) > sizeof sa.sun_path)
     throw os_error(ENAMETOOLONG, "AF_UNIX path too long (" + std::to_string(path.size()) +
-                                     " bytes, at most " +
-                                     std::to_string(sizeof sa.sun_path - 1) + ")");
+                                     " bytes, at most " + std::to_string(sizeof sa.sun_path - 1) +
+                                     ")");
   if (!abstract && path.find('\0') != std::string::npos)
     throw value_error("a unix socket path cannot contain a NUL byte except as its first");
   if (!path.empty()) std::memcpy(sa.sun_path, path.data(), path.size());
@@ -201,8 +201,7 @@ bool address::abstract() const noexcept {
 std::string address::to_string() const {
   if (!set_) return "(no address)";
   if (family_ == address_family::tcp) {
-    if (text_.find(':') != std::string::npos)
-      return "[" + text_ + "]:" + std::to_string(port_);
+    if (text_.find(':') != std::string::npos) return "[" + text_ + "]:" + std::to_string(port_);
     return text_ + ":" + std::to_string(port_);
   }
   if (abstract()) return "@" + text_.substr(1);
@@ -314,8 +313,7 @@ struct listener::state {
     for (;;) {
       int nfd = -1;
       sockaddr_storage ss{};
-      const auto notice =
-          auth ? std::span<const char>(hs::busy_notice) : std::span<const char>();
+      const auto notice = auth ? std::span<const char>(hs::busy_notice) : std::span<const char>();
       switch (reserve.accept(fd, nfd, ss, notice)) {
         case detail::net::accept_reserve::result::empty: return std::nullopt;
         case detail::net::accept_reserve::result::shed: continue;
@@ -338,8 +336,8 @@ struct listener::state {
       p.fd = std::move(conn);
       p.peer = std::move(peer);
       p.challenge = hs::new_challenge();
-      p.expires = wait_clock::now() + std::chrono::duration_cast<wait_clock::duration>(
-                                          opts.handshake_timeout);
+      p.expires = wait_clock::now() +
+                  std::chrono::duration_cast<wait_clock::duration>(opts.handshake_timeout);
       const auto hello = hs::make_hello(connection_handshake, p.challenge);
       if (!send_now(p.fd.get(), hello.data(), hello.size())) continue;  // gone already
       pending.push_back(std::move(p));
@@ -398,14 +396,14 @@ struct listener::state {
   }
 };
 
-listener::listener(isola::address where, listener_options opts)
-    : s_(std::make_unique<state>()) {
+listener::listener(isola::address where, listener_options opts) : s_(std::make_unique<state>()) {
   if (opts.backlog < 0) opts.backlog = 0;
   s_->opts = std::move(opts);
   s_->creator = ::getpid();
   if (where.empty())
-    where = s_->opts.family == address_family::tcp ? isola::address("localhost", 0)
-                                                   : isola::address::unix_socket(fresh_socket_path());
+    where = s_->opts.family == address_family::tcp
+                ? isola::address("localhost", 0)
+                : isola::address::unix_socket(fresh_socket_path());
   if (where.family() == address_family::tcp) {
     auto r = detail::net::tcp_listen(where.host(), where.port(), true, s_->opts.backlog);
     if (!r) throw os_error(r.err, "listener: " + r.what);
@@ -415,8 +413,8 @@ listener::listener(isola::address where, listener_options opts)
     const socklen_t len = unix_sockaddr(where.path(), sa);
     auto r = detail::net::unix_listen(sa, len, s_->opts.backlog);
     if (!r)
-      throw os_error(r.err, "listener: cannot listen at " + where.to_string() + ": " +
-                                std::strerror(r.err));
+      throw os_error(
+          r.err, "listener: cannot listen at " + where.to_string() + ": " + std::strerror(r.err));
     s_->fd = r.fd.release();
     ::fcntl(s_->fd, F_SETFL, ::fcntl(s_->fd, F_GETFL) | O_NONBLOCK);
     if (!where.path().empty() && !where.abstract()) s_->socket_file = where.path();
@@ -510,25 +508,30 @@ connection client(const address& where, std::optional<std::string> authkey,
       case hs::outcome::ok: return connection(fd.release(), true, true, opts);
       case hs::outcome::busy: break;  // at its cap of pending handshakes: again
       case hs::outcome::timed_out:
-        throw timeout_error(at + " did not finish the handshake within the timeout (does it "
-                                 "call accept()? does it have an authkey?)");
+        throw timeout_error(at +
+                            " did not finish the handshake within the timeout (does it "
+                            "call accept()? does it have an authkey?)");
       case hs::outcome::closed:
         throw os_error(ECONNRESET, at + " closed the connection during the handshake");
       case hs::outcome::not_ours:
       case hs::outcome::other_mode:
-        throw authentication_error(at + " is not an isola listener (its greeting is another "
-                                        "protocol's: a manager, a node?)");
+        throw authentication_error(at +
+                                   " is not an isola listener (its greeting is another "
+                                   "protocol's: a manager, a node?)");
       case hs::outcome::refused:
-        throw authentication_error(at + " refused the authentication key (the digest did not "
-                                        "match): use the key the listener was made with");
+        throw authentication_error(at +
+                                   " refused the authentication key (the digest did not "
+                                   "match): use the key the listener was made with");
       case hs::outcome::forged:
-        throw authentication_error(at + " did not prove it holds the authentication key: the "
-                                        "connection was dropped");
+        throw authentication_error(at +
+                                   " did not prove it holds the authentication key: the "
+                                   "connection was dropped");
     }
     fd.reset();
     if (d.expired())
-      throw timeout_error(at + " is busy (too many peers wait to authenticate) and stayed so "
-                               "until the timeout");
+      throw timeout_error(at +
+                          " is busy (too many peers wait to authenticate) and stayed so "
+                          "until the timeout");
     const auto until = d.capped(std::chrono::duration_cast<wait_clock::duration>(pause));
     std::this_thread::sleep_until(until);
     pause = std::min(pause * 2, std::chrono::milliseconds(200));

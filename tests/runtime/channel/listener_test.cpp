@@ -252,7 +252,8 @@ BOOST_AUTO_TEST_CASE(a_closed_listener_refuses_accept_with_an_os_error_and_remov
 
 // test_abstract_socket
 BOOST_AUTO_TEST_CASE(an_abstract_socket_name_is_kept_and_makes_no_file, *utf::timeout(30)) {
-  const std::string name = std::string(1, '\0') + "isola-listener-test-" + std::to_string(::getpid());
+  const std::string name =
+      std::string(1, '\0') + "isola-listener-test-" + std::to_string(::getpid());
   address at = address::unix_socket(name);
   {
     isola::listener l(at);
@@ -339,10 +340,10 @@ BOOST_AUTO_TEST_CASE(a_child_connects_and_its_hello_arrives, *utf::timeout(120))
   for (auto m : isola::all_start_methods()) {
     for (auto fam : families()) {
       for (const std::string& k : {std::string(), key}) {
-        BOOST_TEST_CONTEXT("start method " << m << ", family " << static_cast<int>(fam)
-                                           << ", key " << !k.empty()) {
-          isola::listener l({}, {.family = fam, .authkey = k.empty() ? std::nullopt
-                                                                     : std::optional(k)});
+        BOOST_TEST_CONTEXT("start method " << m << ", family " << static_cast<int>(fam) << ", key "
+                                           << !k.empty()) {
+          isola::listener l(
+              {}, {.family = fam, .authkey = k.empty() ? std::nullopt : std::optional(k)});
           isola::process p(isola::process_options{.daemon = true, .method = m}, send_hello,
                            l.address(), k);
           p.start();
@@ -362,8 +363,8 @@ BOOST_AUTO_TEST_CASE(a_client_gone_before_accept_is_still_accepted_with_its_mess
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::listener l;
-      isola::process p(isola::process_options{.daemon = true, .method = m}, send_hello,
-                       l.address(), std::string());
+      isola::process p(isola::process_options{.daemon = true, .method = m}, send_hello, l.address(),
+                       std::string());
       p.start();
       BOOST_TEST(p.join(20s));  // instead of CPython's sleep(1)
       BOOST_TEST(p.exitcode() == 0);
@@ -548,7 +549,8 @@ BOOST_AUTO_TEST_CASE(an_oversize_message_is_refused_by_the_accepted_end, *utf::t
 BOOST_AUTO_TEST_CASE(another_isola_protocol_answering_is_not_taken_for_a_listener,
                      *utf::timeout(60)) {
   // A fake manager: its hello opens with the manager's magic.
-  const std::string name = std::string(1, '\0') + "isola-fake-manager-" + std::to_string(::getpid());
+  const std::string name =
+      std::string(1, '\0') + "isola-fake-manager-" + std::to_string(::getpid());
   int lfd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un sa{};
   sa.sun_family = AF_UNIX;
@@ -561,8 +563,7 @@ BOOST_AUTO_TEST_CASE(another_isola_protocol_answering_is_not_taken_for_a_listene
     char hello[40] = {'I', 'S', 'O', 'L', 'A', 'M', 'G', '1'};
     write_all(fd, hello, sizeof hello);
     char buf[64];
-    while (::read(fd, buf, sizeof buf) > 0) {
-    }
+    while (::read(fd, buf, sizeof buf) > 0) {}
     return 0;
   });
   fake.start();
@@ -572,8 +573,7 @@ BOOST_AUTO_TEST_CASE(another_isola_protocol_answering_is_not_taken_for_a_listene
   ::close(lfd);
 }
 
-BOOST_AUTO_TEST_CASE(a_manager_and_a_listener_are_never_taken_for_each_other,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_manager_and_a_listener_are_never_taken_for_each_other, *utf::timeout(60)) {
   // Same key, same handshake code, different magic: both sides see it.
   isola::manager m;
   const auto port = m.serve(0, key);
@@ -587,15 +587,16 @@ BOOST_AUTO_TEST_CASE(a_manager_and_a_listener_are_never_taken_for_each_other,
   isola::process p(manager_connect_to, l.address());
   p.start();
   // The manager's client leaves at the hello: dropped, no error, no connection.
-  BOOST_TEST(isola_test::wait_until([&] {
-    BOOST_TEST(!l.try_accept());
-    return !p.is_alive();
-  }, 20s));
+  BOOST_TEST(isola_test::wait_until(
+      [&] {
+        BOOST_TEST(!l.try_accept());
+        return !p.is_alive();
+      },
+      20s));
   BOOST_TEST(p.exitcode() == 0);
 }
 
-BOOST_AUTO_TEST_CASE(nothing_listening_is_connection_refused_or_file_not_found,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(nothing_listening_is_connection_refused_or_file_not_found, *utf::timeout(30)) {
   BOOST_CHECK_THROW(isola::client(address::unix_socket("/nonexistent/isola-socket"), key, 5s),
                     isola::file_not_found_error);
   address tcp_at;
