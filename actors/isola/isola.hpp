@@ -19,6 +19,7 @@
 #include "isola/function_registry.hpp"
 #include "isola/future.hpp"
 #include "isola/joinable_queue.hpp"
+#include "isola/listener.hpp"
 #include "isola/lock.hpp"
 #include "isola/logging.hpp"
 #include "isola/manager.hpp"

@@ -65,7 +65,8 @@ int finish_connect(int fd, const deadline& d) {
 
 }  // namespace
 
-socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonblocking) {
+socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonblocking,
+                         int backlog) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -87,7 +88,7 @@ socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonbl
     }
     int one = 1;
     ::setsockopt(fd.get(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), 128) == 0) {
+    if (::bind(fd.get(), ai->ai_addr, ai->ai_addrlen) == 0 && ::listen(fd.get(), backlog) == 0) {
       socket_result r;
       r.port = bound_port(fd.get());
       r.fd = std::move(fd);
@@ -190,12 +191,16 @@ socklen_t abstract_address(const std::string& name, sockaddr_un& sa) {
 }
 
 socket_result unix_listen(const std::string& name) {
-  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return failure(errno, std::string("socket: ") + std::strerror(errno));
   sockaddr_un sa{};
   socklen_t len = abstract_address(name, sa);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0 ||
-      ::listen(fd.get(), 128) != 0) {
+  return unix_listen(sa, len, 128);
+}
+
+socket_result unix_listen(const sockaddr_un& sa, socklen_t len, int backlog) {
+  unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
+  if (!fd) return failure(errno, std::string("socket: ") + std::strerror(errno));
+  if (::bind(fd.get(), reinterpret_cast<const sockaddr*>(&sa), len) != 0 ||
+      ::listen(fd.get(), backlog) != 0) {
     int e = errno;
     return failure(e, std::string("cannot listen on its socket: ") + std::strerror(e));
   }
@@ -205,14 +210,18 @@ socket_result unix_listen(const std::string& name) {
 }
 
 socket_result unix_connect(const std::string& name, const deadline& d) {
+  sockaddr_un sa{};
+  socklen_t len = abstract_address(name, sa);
+  return unix_connect(sa, len, d);
+}
+
+socket_result unix_connect(const sockaddr_un& sa, socklen_t len, const deadline& d) {
   // Non-blocking: a blocking AF_UNIX connect waits, with no bound, while the
   // listener's backlog is full, which is what a SIGSTOPped manager leaves.
   unique_fd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!fd) return failure(errno, std::string("socket: ") + std::strerror(errno));
-  sockaddr_un sa{};
-  socklen_t len = abstract_address(name, sa);
   auto pause = std::chrono::microseconds(500);
-  while (::connect(fd.get(), reinterpret_cast<sockaddr*>(&sa), len) != 0) {
+  while (::connect(fd.get(), reinterpret_cast<const sockaddr*>(&sa), len) != 0) {
     if (errno == EINTR) continue;
     int e = errno;
     if (e != EAGAIN) return failure(e, std::strerror(e));

@@ -28,8 +28,9 @@ struct socket_result {
 };
 
 /// Listens on host:port (host empty: every local address), SO_REUSEADDR,
-/// close-on-exec, non-blocking if asked; backlog 128.
-socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonblocking);
+/// close-on-exec, non-blocking if asked.
+socket_result tcp_listen(const std::string& host, std::uint16_t port, bool nonblocking,
+                         int backlog = 128);
 
 /// Connects to host:port by the deadline, trying each address the name
 /// resolves to. The socket comes back blocking unless `nonblocking`, with
@@ -75,5 +76,8 @@ socklen_t abstract_address(const std::string& name, sockaddr_un& sa);
 /// gives up at `d` (ETIMEDOUT) while the listener's backlog stays full.
 socket_result unix_listen(const std::string& name);
 socket_result unix_connect(const std::string& name, const deadline& d);
+/// The same for any AF_UNIX address (a path or an abstract name).
+socket_result unix_listen(const sockaddr_un& sa, socklen_t len, int backlog);
+socket_result unix_connect(const sockaddr_un& sa, socklen_t len, const deadline& d);
 
 }  // namespace isola::detail::net
