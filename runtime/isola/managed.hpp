@@ -37,6 +37,7 @@
 //   like an unordered_set, are unsuitable).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -761,10 +762,10 @@ class condition : public proxy {
     const auto d = isola::detail::deadline::after(t);
     for (;;) {
       if (pred()) return true;
-      auto left = d.until();
       if (d.expired()) return false;
-      if (left) {
-        (void)wait(std::chrono::duration_cast<duration>(*left - isola::detail::wait_clock::now()));
+      if (auto at = d.until()) {
+        auto left = std::chrono::duration_cast<duration>(*at - isola::detail::wait_clock::now());
+        (void)wait(std::max(left, duration::zero()));  // the clock moved on since expired()
       } else {
         wait();
       }

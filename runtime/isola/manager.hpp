@@ -220,8 +220,9 @@ class manager {
   }
 
   /// Python's BaseManager.register(name, T): managers started afterwards by
-  /// this process (and its children) serve T under name, constructed from
-  /// CtorArgs. Add the callable methods to what it returns:
+  /// this process (or by its fork children, which inherit the table) serve T
+  /// under name, constructed from CtorArgs. Add the callable methods to what
+  /// it returns:
   ///   isola::manager::register_type<counter, int>("counter")
   ///       .method<&counter::inc>("inc")
   ///       .method<&counter::get>("get");

