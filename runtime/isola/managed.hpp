@@ -443,7 +443,9 @@ class set : public proxy {
   void remove(const T& v) {
     if (!discard(v)) throw key_error("managed set: remove() of an element it does not hold");
   }
-  bool contains(const T& v) const { return decode<bool>(call(detail::mgr_op::dict_contains, key(v))); }
+  bool contains(const T& v) const {
+    return decode<bool>(call(detail::mgr_op::dict_contains, key(v)));
+  }
   std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::dict_size)); }
   bool empty() const { return size() == 0; }
   void clear() { call(detail::mgr_op::dict_clear); }
@@ -835,8 +837,9 @@ class barrier : public proxy {
     detail::mgr_status st{};
     auto p = call_raw(detail::mgr_op::barrier_wait, ns, {}, {}, st);
     if (st == detail::mgr_status::broken_barrier)
-      throw broken_barrier_error("managed barrier: broken (aborted, reset, a wait timed out, or a "
-                                 "waiter's process died)");
+      throw broken_barrier_error(
+          "managed barrier: broken (aborted, reset, a wait timed out, or a "
+          "waiter's process died)");
     check(st, p);
     std::uint64_t index = 0;
     if (p.size() != 8) throw decode_error("a managed barrier's wait reply is malformed");
@@ -863,10 +866,11 @@ class object : public proxy {
     a.assign(n.begin(), n.end());
     bytes encoded = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
     auto& b = detail::scratch(1);
-    encode_into(std::tuple<std::uint64_t, std::uint64_t, bytes>{
-                    isola::detail::mgr_type_id<std::decay_t<A>...>(),
-                    isola::detail::mgr_result_id<R>(), std::move(encoded)},
-                b);
+    encode_into(
+        std::tuple<std::uint64_t, std::uint64_t, bytes>{
+            isola::detail::mgr_type_id<std::decay_t<A>...>(), isola::detail::mgr_result_id<R>(),
+            std::move(encoded)},
+        b);
     auto p = proxy::call(detail::mgr_op::object_call, a, b);
     if constexpr (!std::is_void_v<R>) return decode<R>(p);
   }

@@ -183,7 +183,8 @@ class manager {
   template <class T>
   managed::set<T> set(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::dict, name,
-                          {managed::detail::type_id<set_tag, T>(), "set of " + managed::detail::type_names<T>()},
+                          {managed::detail::type_id<set_tag, T>(),
+                           "set of " + managed::detail::type_names<T>()},
                           0, {})};
   }
   /// Python's Manager().Condition() (over its own reentrant lock).
@@ -215,7 +216,8 @@ class manager {
   managed::array<T> array(std::size_t n, const T& fill = T{}) {
     if (n == 0) throw value_error("a managed array needs at least one element");
     return {addr_, create(isola::detail::mgr_kind::list, {},
-                          {managed::detail::type_id<array_tag, T>(), "array of " + managed::detail::type_names<T>()},
+                          {managed::detail::type_id<array_tag, T>(),
+                           "array of " + managed::detail::type_names<T>()},
                           n, encode(fill))};
   }
 
@@ -236,7 +238,8 @@ class manager {
     e.ctor_signature = isola::detail::mgr_type_names<std::decay_t<CtorArgs>...>();
     e.make = isola::detail::function_address::of_static<
         &isola::detail::mgr_new_trampoline<T, std::decay_t<CtorArgs>...>>();
-    e.destroy = isola::detail::function_address::of_static<&isola::detail::mgr_delete_trampoline<T>>();
+    e.destroy =
+        isola::detail::function_address::of_static<&isola::detail::mgr_delete_trampoline<T>>();
     isola::detail::register_manager_type(std::move(e));
     return managed::type_registration<T>(name);
   }

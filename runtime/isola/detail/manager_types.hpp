@@ -103,16 +103,16 @@ void mgr_delete_trampoline(void* self) {
 
 template <class M>
 struct mgr_member;
-#define ISOLA_DETAIL_MGR_MEMBER(QUAL)                        \
-  template <class R, class C, class... P>                    \
-  struct mgr_member<R (C::*)(P...) QUAL> {                   \
-    using cls = C;                                           \
-    using result = std::decay_t<R>;                          \
-    using args = std::tuple<std::decay_t<P>...>;             \
-    static std::uint64_t args_id() { return mgr_type_id<std::decay_t<P>...>(); } \
-    static std::string signature() {                         \
+#define ISOLA_DETAIL_MGR_MEMBER(QUAL)                                                      \
+  template <class R, class C, class... P>                                                  \
+  struct mgr_member<R (C::*)(P...) QUAL> {                                                 \
+    using cls = C;                                                                         \
+    using result = std::decay_t<R>;                                                        \
+    using args = std::tuple<std::decay_t<P>...>;                                           \
+    static std::uint64_t args_id() { return mgr_type_id<std::decay_t<P>...>(); }           \
+    static std::string signature() {                                                       \
       return mgr_result_name<result>() + "(" + mgr_type_names<std::decay_t<P>...>() + ")"; \
-    }                                                        \
+    }                                                                                      \
   };
 ISOLA_DETAIL_MGR_MEMBER()
 ISOLA_DETAIL_MGR_MEMBER(const)

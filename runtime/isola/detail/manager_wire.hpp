@@ -86,7 +86,7 @@ enum class mgr_op : std::uint8_t {
   barrier_wait = 160,  // replies the arrival index, or broken_barrier
   barrier_reset,
   barrier_abort,
-  barrier_state,  // (parties, n_waiting, broken)
+  barrier_state,      // (parties, n_waiting, broken)
   object_call = 176,  // a registered user type's method: a the method's name
 };
 

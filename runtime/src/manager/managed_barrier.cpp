@@ -44,8 +44,7 @@ void managed_barrier::wait(object_context& cx, const request& r) {
     std::uint64_t i = 0;
     for (; !round.empty(); ++i) {
       auto w = cx.take_front(round);
-      cx.reply(w.peer, w.req, mgr_status::ok,
-               std::as_bytes(std::span(&w.count, 1)));
+      cx.reply(w.peer, w.req, mgr_status::ok, std::as_bytes(std::span(&w.count, 1)));
     }
     return cx.reply(r, mgr_status::ok, std::as_bytes(std::span(&index, 1)));
   }

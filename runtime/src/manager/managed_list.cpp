@@ -27,8 +27,8 @@ managed_list::managed_list(mgr_create_spec& spec) : fixed_(spec.maxsize > 0) {
 }
 
 void managed_list::handle(object_context& cx, const request& r) {
-  if (fixed_ && (r.op == mgr_op::list_append || r.op == mgr_op::list_pop ||
-                 r.op == mgr_op::list_clear))
+  if (fixed_ &&
+      (r.op == mgr_op::list_append || r.op == mgr_op::list_pop || r.op == mgr_op::list_clear))
     return cx.reply_text(r, mgr_status::value_error,
                          "a managed array has a fixed size: no append, pop or clear");
   switch (r.op) {

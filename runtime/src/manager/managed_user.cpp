@@ -93,8 +93,8 @@ managed_user::managed_user(mgr_create_spec& spec) {
                      "' is another C++ type than the one asked for");
   auto [args_type, args] = decode<std::pair<std::uint64_t, bytes>>(spec.init);
   if (args_type != t.ctor_args_type)
-    throw type_error("the managed type '" + t.name + "' is constructed from (" +
-                     t.ctor_signature + "), not from the arguments given");
+    throw type_error("the managed type '" + t.name + "' is constructed from (" + t.ctor_signature +
+                     "), not from the arguments given");
   type_ = &t;
   self_ = {t.make(args), t.destroy};
 }
@@ -124,12 +124,11 @@ void managed_user::handle(object_context& cx, const request& r) {
   try {
     out = meth.fn(self_.get(), args);
   } catch (const decode_error& e) {
-    return cx.reply_text(r, mgr_status::type_error,
-                         "the arguments of '" + name + "' do not decode as " + meth.signature +
-                             ": " + e.what());
+    return cx.reply_text(
+        r, mgr_status::type_error,
+        "the arguments of '" + name + "' do not decode as " + meth.signature + ": " + e.what());
   } catch (const std::exception& e) {
-    return cx.reply_text(r, mgr_status::remote_error,
-                         demangle(typeid(e).name()) + "\n" + e.what());
+    return cx.reply_text(r, mgr_status::remote_error, demangle(typeid(e).name()) + "\n" + e.what());
   } catch (...) {
     return cx.reply_text(r, mgr_status::remote_error,
                          "unknown exception\nthe method '" + name + "' threw");

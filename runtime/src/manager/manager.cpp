@@ -146,8 +146,8 @@ manager::manager(manager_options opts) {
   // a sanitizer) stays locked in the child forever.
   if (!po.method && get_start_method() == start_method::fork && detail::thread_count() > 1)
     po.method = start_method::forkserver;
-  detail::manager_boot boot{{fd},      addr->authkey, opts.max_message_size, ::getpid(), opts.tls,
-                           detail::registered_manager_types()};
+  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid(), opts.tls, {}};
+  boot.types = detail::registered_manager_types();
   try {
     proc_ =
         std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));

@@ -110,8 +110,7 @@ void barrier_expect_broken(isola::managed::barrier b, isola::managed::list<long>
 void barrier_wait_forever(isola::managed::barrier b) {
   try {
     b.wait();
-  } catch (...) {
-  }
+  } catch (...) {}
   for (;;) ::pause();
 }
 
@@ -609,8 +608,7 @@ BOOST_AUTO_TEST_CASE(an_array_has_a_fixed_size_and_checks_its_bounds, *utf::time
   BOOST_TEST((s.items() == std::vector<std::string>{"x", "x"}));
 }
 
-BOOST_AUTO_TEST_CASE(forged_requests_cannot_resize_an_array_or_make_a_huge_one,
-                     *utf::timeout(30)) {
+BOOST_AUTO_TEST_CASE(forged_requests_cannot_resize_an_array_or_make_a_huge_one, *utf::timeout(30)) {
   isola::manager m;
   auto a = m.array<int>(3);
   auto [addr, id] = raw(a);
@@ -696,8 +694,8 @@ BOOST_AUTO_TEST_CASE(forged_calls_on_the_raw_wire_are_refused_and_the_manager_go
   const auto int_id = isola::detail::mgr_type_id<int>();
   // Garbage where the call's types and arguments go.
   std::vector<std::byte> junk(13, std::byte{0xff});
-  BOOST_TEST((raw_call(addr, int(mgr_op::object_call), id, text("inc"), junk) ==
-              mgr_status::type_error));
+  BOOST_TEST(
+      (raw_call(addr, int(mgr_op::object_call), id, text("inc"), junk) == mgr_status::type_error));
   // The right type ids over arguments that do not decode as an int.
   auto forged = isola::encode(
       std::tuple<std::uint64_t, std::uint64_t, isola::bytes>{args_id, int_id, isola::bytes(3)});
@@ -725,10 +723,11 @@ BOOST_AUTO_TEST_CASE(forged_calls_on_the_raw_wire_are_refused_and_the_manager_go
   spec.kind = static_cast<std::uint8_t>(isola::detail::mgr_kind::object);
   spec.type_name = "std::system";
   spec.init = isola::encode(std::pair<std::uint64_t, isola::bytes>{0, {}});
-  BOOST_TEST((raw_call(addr, int(mgr_op::create), 0, {}, isola::encode(spec)) ==
-              mgr_status::value_error));
+  BOOST_TEST(
+      (raw_call(addr, int(mgr_op::create), 0, {}, isola::encode(spec)) == mgr_status::value_error));
   // The well-formed call runs, once.
-  BOOST_TEST((raw_call(addr, int(mgr_op::object_call), id, text("inc"), ok_args) == mgr_status::ok));
+  BOOST_TEST(
+      (raw_call(addr, int(mgr_op::object_call), id, text("inc"), ok_args) == mgr_status::ok));
   BOOST_TEST(c.call<int>("get") == 8);
 }
 
