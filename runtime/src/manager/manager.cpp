@@ -46,7 +46,8 @@ struct manager_boot {
   std::uint64_t max_message_size = 0;
   std::int32_t owner_pid = 0;  // may serve and shut down (its local connections only)
   bool tls = false;            // TCP listeners use TLS
-  std::vector<mgr_type_entry> types;  // register_type's, made before the start
+  // The types register_type() made before the start (the manager serves them).
+  std::vector<mgr_type_entry> types;
   template <class Archive>
   void serialize(Archive& ar) {
     ar(listen, authkey, max_message_size, owner_pid, tls, types);
