@@ -137,6 +137,26 @@ void fill_array(isola::managed::array<int> a) {
     a.set(i, static_cast<int>(i * i));
 }
 
+// ---- the manager killed under a blocked call ----
+
+void blocked_in_new_kind(isola::managed::condition c, isola::managed::barrier b,
+                         isola::managed::joinable_queue<int> q, int what,
+                         isola::queue<std::string> out) {
+  try {
+    if (what == 0) {
+      c.acquire();
+      c.wait();
+    }
+    if (what == 1) b.wait();
+    if (what == 2) q.join();
+    out.put("returned");
+  } catch (const isola::manager_error& x) {
+    out.put(std::string("manager_error ") + x.what());
+  } catch (const std::exception& x) {
+    out.put(std::string("other ") + x.what());
+  }
+}
+
 // ---- registered types ----
 
 class counter {
@@ -627,6 +647,37 @@ BOOST_AUTO_TEST_CASE(forged_requests_cannot_resize_an_array_or_make_a_huge_one, 
   auto b = isola::encode(spec);
   BOOST_TEST((raw_call(addr, int(mgr_op::create), 0, {}, b) == mgr_status::value_error));
   BOOST_TEST(a.get(2) == 0);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// Bad input: a peer killed in the middle. The manager itself killed under a
+// condition wait, a barrier wait or a join: the blocked child hears at once.
+BOOST_AUTO_TEST_SUITE(test_manager_killed_under_new_kinds)
+
+BOOST_AUTO_TEST_CASE(the_manager_killed_fails_a_condition_wait_a_barrier_wait_and_a_join_at_once,
+                     *utf::timeout(120)) {
+  const char* names[] = {"condition wait", "barrier wait", "queue join"};
+  for (int what = 0; what < 3; ++what) {
+    BOOST_TEST_CONTEXT("blocked in " << names[what]) {
+      isola::manager m;
+      auto c = m.condition();
+      auto b = m.barrier(2);
+      auto q = m.joinable_queue<int>();
+      q.put(1);
+      isola::queue<std::string> out;
+      isola::process p(blocked_in_new_kind, c, b, q, what, out);
+      p.start();
+      BOOST_TEST(isola_test::wait_until([&] { return m.stats().waiters == 1; }, 60s));
+      BOOST_REQUIRE(::kill(m.pid(), SIGKILL) == 0);
+      auto t0 = clk::now();
+      auto said = out.get(20s);
+      BOOST_TEST(seconds_since(t0) < 5.0);
+      BOOST_TEST(said.rfind("manager_error ", 0) == 0, said);
+      BOOST_TEST(said.find(names[what]) != std::string::npos, said);
+      p.join();
+    }
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()
