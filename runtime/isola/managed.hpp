@@ -1,7 +1,9 @@
 // isola/managed.hpp — proxies to objects that live in a manager process
 // (Python's multiprocessing.managers proxies): managed::dict<K,V>,
-// managed::list<T>, managed::queue<T>, managed::lock, managed::event and
-// managed::value<T>. Make them with an isola::manager (isola/manager.hpp).
+// managed::list<T>, managed::queue<T>, managed::lock, managed::event,
+// managed::value<T>, managed::set<T>, managed::condition, managed::barrier,
+// managed::joinable_queue<T>, managed::array<T> and managed::object<T> (a
+// registered user type). Make them with an isola::manager (isola/manager.hpp).
 //
 //   isola::manager m;
 //   auto d = m.dict<std::string, int>();
@@ -35,6 +37,7 @@
 //   like an unordered_set, are unsuitable).
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <concepts>
 #include <cstddef>
@@ -50,6 +53,8 @@
 #include <vector>
 
 #include "isola/codec.hpp"
+#include "isola/detail/deadline.hpp"
+#include "isola/detail/manager_types.hpp"
 #include "isola/detail/manager_wire.hpp"
 #include "isola/error.hpp"
 #include "isola/type_name.hpp"
@@ -394,6 +399,104 @@ class queue : public proxy {
   }
 };
 
+/// Python's Manager().JoinableQueue(): a managed queue whose items are
+/// marked done. Every managed queue counts them (as Python's queue.Queue,
+/// which both Manager().Queue() and JoinableQueue() serve): a joinable_queue
+/// and a queue of the same name are the same object.
+template <class T>
+class joinable_queue : public queue<T> {
+ public:
+  joinable_queue() = default;
+  /// One item taken is finished; value_error if called more times than
+  /// items were put.
+  void task_done() { this->call(detail::mgr_op::queue_task_done); }
+  /// Waits until every item put has been marked done.
+  void join() { (void)join_for(-1); }
+  /// The same for at most t: whether every item was done.
+  bool join(duration t) { return join_for(isola::detail::to_timeout_ns(t)); }
+
+ private:
+  friend class isola::manager;
+  joinable_queue(std::shared_ptr<const isola::detail::manager_address> a, std::uint64_t id)
+      : queue<T>(std::move(a), id) {}
+  bool join_for(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = this->call_raw(detail::mgr_op::queue_join, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    this->check(st, p);
+    return true;
+  }
+};
+
+/// Python's Manager().set() (3.14): a set in the manager. Elements are the
+/// same when their encodings are (as dict keys); items() is a snapshot in
+/// insertion order.
+template <class T>
+class set : public proxy {
+ public:
+  using value_type = T;
+  set() = default;
+  void add(const T& v) { call(detail::mgr_op::dict_set, key(v)); }
+  /// Removes v if it is there; whether it was.
+  bool discard(const T& v) { return decode<bool>(call(detail::mgr_op::dict_erase, key(v))); }
+  /// Removes v; key_error if it is not there (Python's KeyError).
+  void remove(const T& v) {
+    if (!discard(v)) throw key_error("managed set: remove() of an element it does not hold");
+  }
+  bool contains(const T& v) const {
+    return decode<bool>(call(detail::mgr_op::dict_contains, key(v)));
+  }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::dict_size)); }
+  bool empty() const { return size() == 0; }
+  void clear() { call(detail::mgr_op::dict_clear); }
+  std::vector<T> items() const {
+    isola::detail::element_reader r(call(detail::mgr_op::dict_keys));
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(r.count()));
+    for (std::uint64_t i = 0; i < r.count(); ++i) out.push_back(decode<T>(r.next()));
+    return out;
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  static std::span<const std::byte> key(const T& v) {
+    auto& a = detail::scratch(0);
+    encode_into(v, a);
+    return a;
+  }
+};
+
+/// Python's Manager().Array(): n elements of T in the manager, a size that
+/// never changes; get/set bounds-checked (negative counts from the end, out
+/// of range is an index_error); items() a snapshot.
+template <class T>
+class array : public proxy {
+ public:
+  using value_type = T;
+  array() = default;
+  T get(std::int64_t i) const {
+    return decode<T>(call(detail::mgr_op::list_get, detail::raw_i64(i)));
+  }
+  void set(std::int64_t i, const T& v) {
+    auto& b = detail::scratch(1);
+    encode_into(v, b);
+    call(detail::mgr_op::list_set, detail::raw_i64(i), b);
+  }
+  std::size_t size() const { return decode<std::uint64_t>(call(detail::mgr_op::list_size)); }
+  std::vector<T> items() const {
+    isola::detail::element_reader r(call(detail::mgr_op::list_items));
+    std::vector<T> out;
+    out.reserve(static_cast<std::size_t>(r.count()));
+    for (std::uint64_t i = 0; i < r.count(); ++i) out.push_back(decode<T>(r.next()));
+    return out;
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+};
+
 /// A lock in the manager (Python's Manager().Lock()). BasicLockable and
 /// TimedLockable: std::scoped_lock and std::unique_lock work. The holder is
 /// the calling thread's connection: release() from a thread that does not
@@ -622,6 +725,184 @@ class value : public proxy {
  private:
   friend class isola::manager;
   using proxy::proxy;
+};
+
+/// Python's Manager().Condition(): a condition over its own reentrant lock
+/// in the manager. wait() without holding the lock is a value_error (Python's
+/// RuntimeError), and so is notify(). wait(t) gives the lock up, waits for a
+/// notify at most t, then takes the lock back (for as long as that takes, as
+/// Python's does: a holder stopped with SIGSTOP delays it) and returns
+/// whether it was notified. A holder's death releases the lock: the next to
+/// take it (an acquire or a returning wait) gets lock_owner_died, thrown
+/// after taking it. A waiter whose process dies is dropped.
+class condition : public proxy {
+ public:
+  condition() = default;
+  void acquire() { (void)take(-1); }
+  bool acquire(duration t) { return take(isola::detail::to_timeout_ns(t)); }
+  bool try_acquire() { return take(0); }
+  void release() { call(detail::mgr_op::condition_release); }
+  void lock() { acquire(); }
+  void unlock() { release(); }
+  bool try_lock() { return try_acquire(); }
+  /// Whether anyone holds the lock (racy by nature).
+  bool locked() const { return decode<bool>(call(detail::mgr_op::condition_locked)); }
+
+  void wait() { (void)wait_ns(-1); }
+  /// Whether it was notified (false: the timeout passed); the lock is held
+  /// again either way.
+  bool wait(duration t) { return wait_ns(isola::detail::to_timeout_ns(t)); }
+  /// Waits until pred() holds (checked with the lock held).
+  template <class Pred>
+  bool wait_for(Pred pred) {
+    while (!pred()) wait();
+    return true;
+  }
+  /// The same for at most t in all; pred()'s last value.
+  template <class Pred>
+  bool wait_for(Pred pred, duration t) {
+    const auto d = isola::detail::deadline::after(t);
+    for (;;) {
+      if (pred()) return true;
+      if (d.expired()) return false;
+      if (auto at = d.until()) {
+        auto left = std::chrono::duration_cast<duration>(*at - isola::detail::wait_clock::now());
+        (void)wait(std::max(left, duration::zero()));  // the clock moved on since expired()
+      } else {
+        wait();
+      }
+    }
+  }
+  /// Wakes the n longest waiters (fewer if fewer wait).
+  void notify(std::size_t n = 1) {
+    std::uint64_t v = n;
+    call(detail::mgr_op::condition_notify, std::as_bytes(std::span(&v, 1)));
+  }
+  void notify_all() { notify(static_cast<std::size_t>(-1)); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  [[noreturn]] static void died() {
+    throw lock_owner_died(
+        "managed condition: the previous holder of its lock died holding it; the lock is now "
+        "held by the caller (what it guards may be half-updated)");
+  }
+  bool take(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::condition_acquire, ns, {}, {}, st);
+    if (st == detail::mgr_status::timeout) return false;
+    if (st == detail::mgr_status::owner_died) died();
+    check(st, p);
+    return true;
+  }
+  bool wait_ns(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::condition_wait, ns, {}, {}, st);
+    if (st == detail::mgr_status::owner_died) died();
+    check(st, p);
+    if (p.size() != 1) throw decode_error("a managed condition's wait reply is malformed");
+    return p[0] != std::byte{0};
+  }
+};
+
+/// Python's Manager().Barrier(parties, timeout=...). wait() returns the
+/// caller's arrival index (0 for the first, parties - 1 for the last).
+/// broken_barrier_error if the barrier is or becomes broken: by abort(), by
+/// reset() during the wait, by a wait that times out (the barrier's default
+/// timeout, or wait(t)'s), or by a waiter's process dying mid-wait.
+class barrier : public proxy {
+ public:
+  barrier() = default;
+  /// With the barrier's default timeout (none: for ever).
+  std::size_t wait() { return wait_ns(-1); }
+  std::size_t wait(duration t) { return wait_ns(isola::detail::to_timeout_ns(t)); }
+  /// Breaks the round (its waiters get broken_barrier_error); the barrier is
+  /// whole again.
+  void reset() { call(detail::mgr_op::barrier_reset); }
+  /// Breaks the barrier until reset().
+  void abort() { call(detail::mgr_op::barrier_abort); }
+  std::size_t parties() const { return std::get<0>(state()); }
+  std::size_t n_waiting() const { return std::get<1>(state()); }
+  bool broken() const { return std::get<2>(state()); }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+  std::tuple<std::uint64_t, std::uint64_t, bool> state() const {
+    return decode<std::tuple<std::uint64_t, std::uint64_t, bool>>(
+        call(detail::mgr_op::barrier_state));
+  }
+  std::size_t wait_ns(std::int64_t ns) {
+    detail::mgr_status st{};
+    auto p = call_raw(detail::mgr_op::barrier_wait, ns, {}, {}, st);
+    if (st == detail::mgr_status::broken_barrier)
+      throw broken_barrier_error(
+          "managed barrier: broken (aborted, reset, a wait timed out, or a "
+          "waiter's process died)");
+    check(st, p);
+    std::uint64_t index = 0;
+    if (p.size() != 8) throw decode_error("a managed barrier's wait reply is malformed");
+    std::memcpy(&index, p.data(), 8);
+    return static_cast<std::size_t>(index);
+  }
+};
+
+/// An instance of a user type in the manager (Python's BaseManager.register
+/// and the proxy it makes): see manager::register_type. call<R>(name, args)
+/// runs the registered method name on it in the manager and returns its
+/// result. The arguments must have the method's parameter types exactly
+/// (after decay: pass 1L to a long) and R its result type, or the call is a
+/// type_error; a name not registered is a value_error; an exception the
+/// method throws is a remote_error.
+template <class T>
+class object : public proxy {
+ public:
+  object() = default;
+  template <class R = void, class... A>
+  R call(const std::string& method, A&&... args) {
+    auto& a = detail::scratch(0);
+    auto n = std::as_bytes(std::span(method.data(), method.size()));
+    a.assign(n.begin(), n.end());
+    bytes encoded = encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...));
+    auto& b = detail::scratch(1);
+    encode_into(
+        std::tuple<std::uint64_t, std::uint64_t, bytes>{
+            isola::detail::mgr_type_id<std::decay_t<A>...>(), isola::detail::mgr_result_id<R>(),
+            std::move(encoded)},
+        b);
+    auto p = proxy::call(detail::mgr_op::object_call, a, b);
+    if constexpr (!std::is_void_v<R>) return decode<R>(p);
+  }
+
+ private:
+  friend class isola::manager;
+  using proxy::proxy;
+};
+
+/// What manager::register_type returns: add the methods clients may call.
+template <class T>
+class type_registration {
+ public:
+  explicit type_registration(std::string name) : name_(std::move(name)) {}
+  /// Registers the member function M under name (nothing else of T is
+  /// callable through the manager).
+  template <auto M>
+  type_registration& method(const std::string& name) {
+    using traits = isola::detail::mgr_member<decltype(M)>;
+    static_assert(std::is_same_v<typename traits::cls, T>, "a member function of T");
+    isola::detail::mgr_method_entry e;
+    e.name = name;
+    e.args_type = traits::args_id();
+    e.result_type = isola::detail::mgr_result_id<typename traits::result>();
+    e.signature = traits::signature();
+    e.fn = isola::detail::function_address::of_static<&isola::detail::mgr_method_trampoline<M>>();
+    isola::detail::register_manager_method(name_, std::move(e));
+    return *this;
+  }
+
+ private:
+  std::string name_;
 };
 
 }  // namespace isola::managed

@@ -179,6 +179,82 @@ class manager {
   managed::event event(const std::string& name = {}) {
     return {addr_, create(isola::detail::mgr_kind::event, name, type_of<>(), 0, {})};
   }
+  /// Python's Manager().set().
+  template <class T>
+  managed::set<T> set(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::dict, name,
+                          {managed::detail::type_id<set_tag, T>(),
+                           "set of " + managed::detail::type_names<T>()},
+                          0, {})};
+  }
+  /// Python's Manager().Condition() (over its own reentrant lock).
+  managed::condition condition(const std::string& name = {}) {
+    return {addr_, create(isola::detail::mgr_kind::condition, name, type_of<>(), 0, {})};
+  }
+  /// Python's Manager().Barrier(parties, timeout=None): value_error for 0
+  /// parties; timeout: the default for wait().
+  managed::barrier barrier(std::size_t parties,
+                           std::optional<std::chrono::duration<double>> timeout = std::nullopt) {
+    if (parties == 0) throw value_error("a barrier needs at least one party");
+    std::int64_t ns = timeout ? isola::detail::to_timeout_ns(*timeout) : -1;
+    auto p = std::as_bytes(std::span(&ns, 1));
+    return {addr_, create(isola::detail::mgr_kind::barrier, {}, type_of<>(), parties,
+                          bytes(p.begin(), p.end()))};
+  }
+  /// Python's Manager().JoinableQueue(maxsize); maxsize 0: unbounded.
+  template <class T>
+  managed::joinable_queue<T> joinable_queue(std::size_t maxsize = 0) {
+    return {addr_, create(isola::detail::mgr_kind::queue, {}, type_of<T>(), maxsize, {})};
+  }
+  template <class T>
+  managed::joinable_queue<T> joinable_queue(const std::string& name, std::size_t maxsize = 0) {
+    return {addr_, create(isola::detail::mgr_kind::queue, name, type_of<T>(), maxsize, {})};
+  }
+  /// Python's Manager().Array(): n copies of fill, a size that never
+  /// changes (value_error for n == 0; one array holds at most 256 MiB).
+  template <class T>
+  managed::array<T> array(std::size_t n, const T& fill = T{}) {
+    if (n == 0) throw value_error("a managed array needs at least one element");
+    return {addr_, create(isola::detail::mgr_kind::list, {},
+                          {managed::detail::type_id<array_tag, T>(),
+                           "array of " + managed::detail::type_names<T>()},
+                          n, encode(fill))};
+  }
+
+  /// Python's BaseManager.register(name, T): managers started afterwards by
+  /// this process (or by its fork children, which inherit the table) serve T
+  /// under name, constructed from CtorArgs. Add the callable methods to what
+  /// it returns:
+  ///   isola::manager::register_type<counter, int>("counter")
+  ///       .method<&counter::inc>("inc")
+  ///       .method<&counter::get>("get");
+  /// Registering a name again replaces it (as Python's register).
+  template <class T, class... CtorArgs>
+  static managed::type_registration<T> register_type(const std::string& name) {
+    isola::detail::mgr_type_entry e;
+    e.name = name;
+    e.type = managed::detail::type_id<T>();
+    e.ctor_args_type = isola::detail::mgr_type_id<std::decay_t<CtorArgs>...>();
+    e.ctor_signature = isola::detail::mgr_type_names<std::decay_t<CtorArgs>...>();
+    e.make = isola::detail::function_address::of_static<
+        &isola::detail::mgr_new_trampoline<T, std::decay_t<CtorArgs>...>>();
+    e.destroy =
+        isola::detail::function_address::of_static<&isola::detail::mgr_delete_trampoline<T>>();
+    isola::detail::register_manager_type(std::move(e));
+    return managed::type_registration<T>(name);
+  }
+  /// A new T registered as type_name, constructed in the manager from args
+  /// (their types exactly the registered CtorArgs, else type_error;
+  /// value_error if no such type was registered before the manager started).
+  template <class T, class... A>
+  managed::object<T> make(const std::string& type_name, A&&... args) {
+    bytes init = encode(std::pair<std::uint64_t, bytes>{
+        isola::detail::mgr_type_id<std::decay_t<A>...>(),
+        encode(std::tuple<std::decay_t<A>...>(std::forward<A>(args)...))});
+    return {addr_, create(isola::detail::mgr_kind::object, {},
+                          {managed::detail::type_id<T>(), type_name}, 0, std::move(init))};
+  }
+
   template <class T>
   managed::value<T> value(const T& init = T{}) {
     return {addr_, create(isola::detail::mgr_kind::value, {}, type_of<T>(), 0, encode(init))};
@@ -201,6 +277,9 @@ class manager {
     std::uint64_t id;
     std::string names;
   };
+  // Tell a set from a dict, and an array from a list, of the same name.
+  struct set_tag {};
+  struct array_tag {};
   template <class... T>
   static type_info type_of() {
     return {managed::detail::type_id<T...>(), managed::detail::type_names<T...>()};

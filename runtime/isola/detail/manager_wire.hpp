@@ -62,6 +62,8 @@ enum class mgr_op : std::uint8_t {
   queue_get,
   queue_size,
   queue_full,
+  queue_task_done,  // joinable_queue: one item put is finished
+  queue_join,       // joinable_queue: waits until every item put is finished
   lock_acquire = 64,
   lock_release,
   event_set = 80,
@@ -76,6 +78,16 @@ enum class mgr_op : std::uint8_t {
   semaphore_value,
   rlock_acquire = 128,
   rlock_release,
+  condition_acquire = 144,
+  condition_release,
+  condition_wait,    // releases its lock, waits for a notify, takes the lock back
+  condition_notify,  // a: u64 n (all: UINT64_MAX)
+  condition_locked,
+  barrier_wait = 160,  // replies the arrival index, or broken_barrier
+  barrier_reset,
+  barrier_abort,
+  barrier_state,      // (parties, n_waiting, broken)
+  object_call = 176,  // a registered user type's method: a the method's name
 };
 
 enum class mgr_status : std::uint32_t {
@@ -88,9 +100,22 @@ enum class mgr_status : std::uint32_t {
   type_error,
   remote_error,  // an update function threw: "type\nwhat"
   error,
+  broken_barrier,  // a barrier wait: the barrier is or became broken
 };
 
-enum class mgr_kind : std::uint8_t { dict = 1, list, queue, lock, event, value, semaphore, rlock };
+enum class mgr_kind : std::uint8_t {
+  dict = 1,
+  list,
+  queue,
+  lock,
+  event,
+  value,
+  semaphore,
+  rlock,
+  condition,
+  barrier,
+  object,  // an instance of a type registered with manager::register_type
+};
 
 /// Where a manager is and how to prove we may talk to it.
 struct manager_address {

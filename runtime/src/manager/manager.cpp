@@ -11,6 +11,8 @@
 #include <atomic>
 #include <cerrno>
 #include <cstring>
+#include <mutex>
+#include <vector>
 
 #include "isola/detail/handle_transfer.hpp"
 #include "isola/process.hpp"
@@ -44,9 +46,11 @@ struct manager_boot {
   std::uint64_t max_message_size = 0;
   std::int32_t owner_pid = 0;  // may serve and shut down (its local connections only)
   bool tls = false;            // TCP listeners use TLS
+  // The types register_type() made before the start (the manager serves them).
+  std::vector<mgr_type_entry> types;
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(listen, authkey, max_message_size, owner_pid, tls);
+    ar(listen, authkey, max_message_size, owner_pid, tls, types);
   }
 };
 
@@ -54,9 +58,50 @@ int manager_process_main(manager_boot boot) {
   // Ctrl-C reaches the whole process group; the manager stops when the
   // program that owns it says so (Python's manager ignores SIGINT too).
   ::signal(SIGINT, SIG_IGN);
+  mgr::install_user_types(boot.types);
   return run_manager_server(boot.listen.fd, std::move(boot.authkey),
                             static_cast<std::size_t>(boot.max_message_size), boot.owner_pid,
                             boot.tls);
+}
+
+namespace {
+std::mutex types_mutex;
+std::vector<mgr_type_entry>& types_table() {
+  static std::vector<mgr_type_entry> t;
+  return t;
+}
+}  // namespace
+
+std::vector<mgr_type_entry> registered_manager_types() {
+  std::lock_guard g(types_mutex);
+  return types_table();
+}
+
+void register_manager_type(mgr_type_entry e) {
+  std::lock_guard g(types_mutex);
+  for (auto& t : types_table()) {
+    if (t.name != e.name) continue;
+    // Python's register() replaces; the same type keeps its methods.
+    if (t.type == e.type && e.methods.empty()) e.methods = std::move(t.methods);
+    t = std::move(e);
+    return;
+  }
+  types_table().push_back(std::move(e));
+}
+
+void register_manager_method(const std::string& type_name, mgr_method_entry m) {
+  std::lock_guard g(types_mutex);
+  for (auto& t : types_table()) {
+    if (t.name != type_name) continue;
+    for (auto& old : t.methods)
+      if (old.name == m.name) {
+        old = std::move(m);
+        return;
+      }
+    t.methods.push_back(std::move(m));
+    return;
+  }
+  throw value_error("manager::register_type: no type '" + type_name + "' is registered");
 }
 
 namespace {
@@ -102,7 +147,8 @@ manager::manager(manager_options opts) {
   // a sanitizer) stays locked in the child forever.
   if (!po.method && get_start_method() == start_method::fork && detail::thread_count() > 1)
     po.method = start_method::forkserver;
-  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid(), opts.tls};
+  detail::manager_boot boot{{fd}, addr->authkey, opts.max_message_size, ::getpid(), opts.tls, {}};
+  boot.types = detail::registered_manager_types();
   try {
     proc_ =
         std::make_unique<process>(std::move(po), &detail::manager_process_main, std::move(boot));

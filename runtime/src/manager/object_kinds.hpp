@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <deque>
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -44,30 +45,40 @@ struct managed_dict : never_waits {
   std::uint64_t seq_ = 0;
 };
 
+/// spec.maxsize > 0 makes Python's Manager().Array: that many copies of
+/// spec.init, and a size that never changes (append, pop, clear refused).
 struct managed_list : never_waits {
-  explicit managed_list(mgr_create_spec&) {}
+  explicit managed_list(mgr_create_spec& spec);
   void handle(object_context& cx, const request& r);
 
  private:
   void at_index(object_context& cx, const request& r);
   std::vector<bytes> items_;
+  bool fixed_ = false;
 };
 
 /// A getter waits while it is empty; a putter while it is full (maxsize > 0).
+/// Every queue counts its unfinished items as Python's queue.Queue does (what
+/// Manager().Queue() and JoinableQueue() both serve): task_done() and join().
 struct managed_queue {
   explicit managed_queue(mgr_create_spec& spec) : maxsize_(spec.maxsize) {}
   void handle(object_context& cx, const request& r);
   void peer_lost(object_context& cx, std::uint64_t peer);
   bool expire(object_context& cx, std::uint64_t wid);
-  std::size_t waiting() const noexcept { return getters_.size() + putters_.size(); }
+  std::size_t waiting() const noexcept {
+    return getters_.size() + putters_.size() + joiners_.size();
+  }
 
  private:
   void put(object_context& cx, const request& r);
   void get(object_context& cx, const request& r);
+  void task_done(object_context& cx, const request& r);
   std::deque<bytes> items_;
   std::uint64_t maxsize_ = 0;
+  std::uint64_t unfinished_ = 0;  // put and not yet task_done()
   waiter_queue getters_;
   waiter_queue putters_;  // each with its item
+  waiter_queue joiners_;
 };
 
 /// Held by a peer (a process's connection); released when that peer dies,
@@ -145,6 +156,66 @@ struct managed_rlock {
   std::uint64_t depth_ = 0;
   bool owner_died_ = false;
   waiter_queue acquirers_;
+};
+
+/// Python's Manager().Condition(): a condition over its own reentrant lock
+/// (Python's default, an RLock). wait() gives the lock up at whatever depth,
+/// sleeps until notified or its deadline, then queues for the lock again
+/// (without a deadline, as Python's wait re-acquires) and gets its depth
+/// back. A holder's death releases the lock (the next holder hears
+/// owner_died); a dead waiter is dropped.
+struct managed_condition {
+  explicit managed_condition(mgr_create_spec&) {}
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid);
+  std::size_t waiting() const noexcept { return acquirers_.size() + sleepers_.size(); }
+
+ private:
+  void wait(object_context& cx, const request& r);
+  void notify(object_context& cx, const request& r);
+  void grant(object_context& cx);
+  std::uint64_t holder_ = 0;
+  std::uint64_t depth_ = 0;
+  bool owner_died_ = false;
+  waiter_queue acquirers_;  // acquires, and woken waits taking the lock back (count > 0)
+  waiter_queue sleepers_;   // waits not yet notified (count: the depth to restore)
+};
+
+/// Python's Manager().Barrier(parties, timeout=...) (spec.maxsize: parties;
+/// spec.init: the default timeout in ns, i64, -1 none). The last arrival
+/// releases the round: every waiter gets its arrival index, and the count is
+/// 0 before anyone is answered. A wait that times out breaks the barrier (as
+/// in Python); so does a waiter whose process dies (Python's manager would
+/// keep waiting on its behalf; the others could then never complete a
+/// round they count on it for).
+struct managed_barrier {
+  explicit managed_barrier(mgr_create_spec& spec);
+  void handle(object_context& cx, const request& r);
+  void peer_lost(object_context& cx, std::uint64_t peer);
+  bool expire(object_context& cx, std::uint64_t wid);
+  std::size_t waiting() const noexcept { return waiters_.size(); }
+
+ private:
+  void wait(object_context& cx, const request& r);
+  void break_round(object_context& cx);
+  std::uint64_t parties_ = 1;
+  std::int64_t default_timeout_ns_ = -1;
+  bool broken_ = false;
+  waiter_queue waiters_;  // count: the arrival index
+};
+
+struct user_type;
+
+/// An instance of a user type registered with manager::register_type (the
+/// manager process's table of them: managed_user.cpp), called by method name.
+struct managed_user : never_waits {
+  explicit managed_user(mgr_create_spec& spec);
+  void handle(object_context& cx, const request& r);
+
+ private:
+  const user_type* type_ = nullptr;
+  std::unique_ptr<void, void (*)(void*)> self_{nullptr, nullptr};
 };
 
 }  // namespace isola::detail::mgr

@@ -20,6 +20,9 @@ const char* kind_name(mgr_kind k) {
     case mgr_kind::value: return "value";
     case mgr_kind::semaphore: return "semaphore";
     case mgr_kind::rlock: return "rlock";
+    case mgr_kind::condition: return "condition";
+    case mgr_kind::barrier: return "barrier";
+    case mgr_kind::object: return "registered type";
   }
   return "object";
 }
@@ -34,7 +37,10 @@ mgr_kind kind_of(mgr_op op) {
   if (op < mgr_op::value_load) return mgr_kind::event;
   if (op < mgr_op::semaphore_acquire) return mgr_kind::value;
   if (op < mgr_op::rlock_acquire) return mgr_kind::semaphore;
-  return mgr_kind::rlock;
+  if (op < mgr_op::condition_acquire) return mgr_kind::rlock;
+  if (op < mgr_op::barrier_wait) return mgr_kind::condition;
+  if (op < mgr_op::object_call) return mgr_kind::barrier;
+  return mgr_kind::object;
 }
 
 /// The state of kind k (1-based, mgr_kind's order), built from the spec.
@@ -51,7 +57,7 @@ managed_object::state make_state(std::size_t k, mgr_create_spec& spec, std::inde
 void object_store::create(object_context& cx, const request& r) {
   auto spec = decode<mgr_create_spec>(r.b);
   auto kind = static_cast<mgr_kind>(spec.kind);
-  if (spec.kind < 1 || spec.kind > static_cast<std::uint8_t>(mgr_kind::rlock))
+  if (spec.kind < 1 || spec.kind > static_cast<std::uint8_t>(mgr_kind::object))
     return cx.reply_text(r, mgr_status::value_error, "unknown kind of managed object");
   std::string name = key(r.a);
   if (!name.empty()) {
@@ -65,10 +71,18 @@ void object_store::create(object_context& cx, const request& r) {
       return cx.reply_value(r, o.id);
     }
   }
-  auto o = std::make_unique<managed_object>(managed_object{
-      next_object_++, spec.type, spec.type_name, name,
-      make_state(spec.kind, spec,
-                 std::make_index_sequence<std::variant_size_v<managed_object::state>>{})});
+  std::unique_ptr<managed_object> o;
+  try {
+    o = std::make_unique<managed_object>(managed_object{
+        next_object_, spec.type, spec.type_name, name,
+        make_state(spec.kind, spec,
+                   std::make_index_sequence<std::variant_size_v<managed_object::state>>{})});
+  } catch (const type_error& e) {
+    // A registered type made from other arguments (other errors are the
+    // server's value_error).
+    return cx.reply_text(r, mgr_status::type_error, e.what());
+  }
+  ++next_object_;
   auto id = o->id;
   objects_.emplace(id, std::move(o));
   if (!name.empty()) named_.emplace(name, id);

@@ -19,7 +19,8 @@ namespace isola::detail::mgr {
 struct managed_object {
   // In mgr_kind's order: the kind is the index + 1.
   using state = std::variant<managed_dict, managed_list, managed_queue, managed_lock, managed_event,
-                             managed_value, managed_semaphore, managed_rlock>;
+                             managed_value, managed_semaphore, managed_rlock, managed_condition,
+                             managed_barrier, managed_user>;
 
   std::uint64_t id = 0;
   std::uint64_t type = 0;  // a hash of the element types

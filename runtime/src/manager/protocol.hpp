@@ -19,7 +19,9 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "isola/detail/manager_types.hpp"
 #include "isola/detail/manager_wire.hpp"
 #include "sys/handshake.hpp"
 #include "sys/net.hpp"
@@ -114,9 +116,27 @@ inline const char* op_name(mgr_op op) {
     case mgr_op::semaphore_value: return "semaphore value";
     case mgr_op::rlock_acquire: return "rlock acquire";
     case mgr_op::rlock_release: return "rlock release";
+    case mgr_op::queue_task_done: return "queue task_done";
+    case mgr_op::queue_join: return "queue join";
+    case mgr_op::condition_acquire: return "condition acquire";
+    case mgr_op::condition_release: return "condition release";
+    case mgr_op::condition_wait: return "condition wait";
+    case mgr_op::condition_notify: return "condition notify";
+    case mgr_op::condition_locked: return "condition locked";
+    case mgr_op::barrier_wait: return "barrier wait";
+    case mgr_op::barrier_reset: return "barrier reset";
+    case mgr_op::barrier_abort: return "barrier abort";
+    case mgr_op::barrier_state: return "barrier state";
+    case mgr_op::object_call: return "registered type's method call";
   }
   return "a request";
 }
+
+namespace mgr {
+/// In the manager process, before it serves: the user types its starting
+/// process registered (managed_user.cpp), each reference checked.
+void install_user_types(const std::vector<mgr_type_entry>& entries);
+}  // namespace mgr
 
 /// The manager process's entry point (runtime/src/manager/server.cpp).
 /// owner_pid: the process that started it; only its local connections may

@@ -51,6 +51,10 @@ struct waiter {
   bool timed = false;
   deadlines::handle timer;
   bytes item;  // a queue put's item
+  // A condition waiter: its lock's depth to restore (0: a plain acquire);
+  // a barrier waiter: its arrival index.
+  std::uint64_t count = 0;
+  bool notified = false;  // a condition waiter: woken by notify, not by its deadline
 };
 
 using waiter_queue = std::deque<waiter>;
