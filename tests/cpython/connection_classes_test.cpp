@@ -142,9 +142,9 @@ BOOST_AUTO_TEST_CASE(an_echoing_child_returns_every_kind_of_message, *utf::timeo
       {
         std::vector<int> buffer(10, 0);
         conn.send_bytes(arr_bytes);
-        BOOST_TEST(
-            conn.recv_bytes_into(std::as_writable_bytes(std::span(buffer)).subspan(3 * sizeof(int))) ==
-            arr.size() * sizeof(int));
+        BOOST_TEST(conn.recv_bytes_into(
+                       std::as_writable_bytes(std::span(buffer)).subspan(3 * sizeof(int))) ==
+                   arr.size() * sizeof(int));
         BOOST_TEST((buffer == std::vector<int>{0, 0, 0, 0, 1, 2, 3, 0, 0, 0}));
       }
       // A buffer too short: the whole message travels in the exception.
@@ -165,7 +165,7 @@ BOOST_AUTO_TEST_CASE(an_echoing_child_returns_every_kind_of_message, *utf::timeo
       auto t0 = clk::now();
       BOOST_TEST(!conn.poll());
       BOOST_TEST(!conn.poll(isola::connection::duration(-1)));
-      BOOST_TEST(seconds_since(t0) < 0.1);
+      BOOST_TEST(seconds_since(t0) < 0.5);  // at once (slack for a loaded CI machine)
       t0 = clk::now();
       BOOST_TEST(!conn.poll(100ms));  // TIMEOUT1
       BOOST_TEST(seconds_since(t0) >= 0.1 - 0.01);
@@ -192,8 +192,7 @@ BOOST_AUTO_TEST_CASE(an_echoing_child_returns_every_kind_of_message, *utf::timeo
 
 // test_duplex_false: a simplex pipe's ends refuse the other direction
 // (CPython: OSError; isola: value_error).
-BOOST_AUTO_TEST_CASE(a_simplex_pipe_carries_one_way_and_refuses_the_other,
-                     *utf::timeout(10)) {
+BOOST_AUTO_TEST_CASE(a_simplex_pipe_carries_one_way_and_refuses_the_other, *utf::timeout(10)) {
   auto [reader, writer] = isola::pipe(false);
   writer.send(1);
   BOOST_TEST(reader.recv<int>() == 1);
@@ -248,8 +247,7 @@ BOOST_AUTO_TEST_CASE(slices_of_a_message_arrive_as_sent, *utf::timeout(10)) {
 // test_fd_transfer / test_large_fd_transfer: a descriptor sent to a child
 // (one above 255 too, received where the child's low descriptors are all
 // taken) is written through there.
-BOOST_AUTO_TEST_CASE(a_descriptor_sent_to_a_child_is_written_through_there,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_descriptor_sent_to_a_child_is_written_through_there, *utf::timeout(60)) {
   for (auto m : isola::all_start_methods()) {
     for (bool large : {false, true}) {
       BOOST_TEST_CONTEXT("start method " << m << (large ? ", large descriptors" : "")) {
@@ -341,13 +339,13 @@ BOOST_AUTO_TEST_CASE(poll_finds_each_message_of_a_slow_sender, *utf::timeout(60)
 
 // test_boundaries: a child polling the same read end does not take part of
 // a message: one of them, whole, is still there.
-BOOST_AUTO_TEST_CASE(polling_in_another_process_never_takes_part_of_a_message,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(polling_in_another_process_never_takes_part_of_a_message, *utf::timeout(60)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       auto [r, w] = isola::pipe(false);
       isola::event polling;
-      auto p = make(m, child_boundaries, isola::connection(::dup(r.fileno()), true, false), polling);
+      auto p =
+          make(m, child_boundaries, isola::connection(::dup(r.fileno()), true, false), polling);
       p.start();
       BOOST_TEST(polling.wait(20s));  // CPython: sleeps 2 s
       const std::vector<std::string> L{"first", "second"};

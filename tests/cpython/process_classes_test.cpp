@@ -22,6 +22,11 @@
 // - TestStartMethod.test_context / test_nested_startmethod / test_preload_resources:
 //   isola has no context objects (a process names its method in
 //   process_options) and no forkserver preload list.
+// - _TestLogging (test_enable_logging, test_level): tests/runtime/process/logging_test.cpp
+//   (lines_carry_level_and_process_name_..., children_inherit_the_level_under_every_method).
+// - _TestHeap: isola has no arena heap to check (each shared object is its
+//   own memfd, freed with its last mapping). _TestFinalize: no util.Finalize;
+//   C++ destructors and the runtime's shutdown run instead.
 #include <boost/test/unit_test.hpp>
 
 #include <dirent.h>
@@ -192,7 +197,8 @@ class upper_caser : public isola::process {
     for (;;) {
       auto s = child_conn_.recv<std::string>();
       if (s.empty()) break;
-      std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return std::toupper(c); });
+      std::transform(s.begin(), s.end(), s.begin(),
+                     [](unsigned char c) { return std::toupper(c); });
       child_conn_.send(s);
     }
     child_conn_.close();
@@ -207,8 +213,7 @@ class upper_caser : public isola::process {
 BOOST_AUTO_TEST_SUITE(TestProcess)
 
 // test_current
-BOOST_AUTO_TEST_CASE(the_current_process_is_the_main_process_and_not_a_daemon,
-                     *utf::timeout(10)) {
+BOOST_AUTO_TEST_CASE(the_current_process_is_the_main_process_and_not_a_daemon, *utf::timeout(10)) {
   auto current = isola::current_process();
   BOOST_TEST(current.name == "MainProcess");
   BOOST_TEST(current.pid == ::getpid());
@@ -271,8 +276,7 @@ BOOST_AUTO_TEST_CASE(a_childs_parent_process_is_this_process, *utf::timeout(60))
 
 // test_process: the life of a daemon child, as its handle and
 // active_children() show it.
-BOOST_AUTO_TEST_CASE(a_process_reports_its_arguments_name_and_pid_and_its_life,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(a_process_reports_its_arguments_name_and_pid_and_its_life, *utf::timeout(60)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::queue<std::string> q(1);

@@ -11,6 +11,8 @@
 // - test_queue_feeder_on_queue_feeder_error: isola has no feeder thread, so
 //   no hook: put() encodes in the caller and the error reaches it
 //   (docs/python_differences.md); see the feeder case below.
+// - close_queue()'s join_thread(): no feeder thread to join; a put has
+//   reached the shared ring when it returns.
 #include <boost/test/unit_test.hpp>
 
 #include <isola/event.hpp>
@@ -143,7 +145,7 @@ BOOST_AUTO_TEST_CASE(puts_fill_to_maxsize_and_then_fail_at_once_or_after_the_tim
       BOOST_CHECK_THROW(q.put_nowait(7), isola::queue_full);
       BOOST_TEST(!q.try_put(7));
       BOOST_CHECK_THROW(q.put(7, 0s), isola::queue_full);
-      BOOST_TEST(seconds_since(t0) < 0.1);
+      BOOST_TEST(seconds_since(t0) < 0.5);  // at once (slack for a loaded CI machine)
       t0 = clk::now();
       BOOST_CHECK_THROW(q.put(7, 100ms), isola::queue_full);  // TIMEOUT1
       BOOST_TEST(seconds_since(t0) >= 0.1 - 0.01);
@@ -183,7 +185,7 @@ BOOST_AUTO_TEST_CASE(gets_take_in_order_and_then_fail_at_once_or_after_the_timeo
       BOOST_CHECK_THROW(q.get_nowait(), isola::queue_empty);
       BOOST_TEST(!q.try_get().has_value());
       BOOST_CHECK_THROW(q.get(0s), isola::queue_empty);
-      BOOST_TEST(seconds_since(t0) < 0.1);
+      BOOST_TEST(seconds_since(t0) < 0.5);  // at once (slack for a loaded CI machine)
       t0 = clk::now();
       BOOST_CHECK_THROW(q.get(100ms), isola::queue_empty);  // TIMEOUT1
       BOOST_TEST(seconds_since(t0) >= 0.1 - 0.01);
@@ -292,9 +294,8 @@ BOOST_AUTO_TEST_CASE(a_closed_queue_refuses_every_call, *utf::timeout(10)) {
     h->close();
     BOOST_TEST(h->closed());
     h->close();  // again: nothing
-    for (auto call : std::vector<std::function<void()>>{
-             [&] { h->empty(); }, [&] { h->put("foo"); }, [&] { h->get(); },
-             [&] { h->qsize(); }}) {
+    for (auto call : std::vector<std::function<void()>>{[&] { h->empty(); }, [&] { h->put("foo"); },
+                                                        [&] { h->get(); }, [&] { h->qsize(); }}) {
       try {
         call();
         BOOST_FAIL("a closed queue accepted a call");
@@ -308,8 +309,7 @@ BOOST_AUTO_TEST_CASE(a_closed_queue_refuses_every_call, *utf::timeout(10)) {
 // test_shutdown_empty's join worker: a join() blocked in another process
 // returns when the (empty) queue is shut down; puts and gets in children
 // then raise ShutDown.
-BOOST_AUTO_TEST_CASE(shutdown_of_an_empty_queue_ends_a_join_in_another_process,
-                     *utf::timeout(60)) {
+BOOST_AUTO_TEST_CASE(shutdown_of_an_empty_queue_ends_a_join_in_another_process, *utf::timeout(60)) {
   for (auto m : isola::all_start_methods()) {
     BOOST_TEST_CONTEXT("start method " << m) {
       isola::joinable_queue<std::string> q;
