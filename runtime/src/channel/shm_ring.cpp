@@ -1172,8 +1172,11 @@ bool shm_ring::join(deadline d) {
     std::uint64_t put = wcount(hdr_->tail.load(std::memory_order_seq_cst));
     return ((put - (w >> 1)) & count_mask) == 0;
   };
-  // join's sleepers mark bit 0 of `tasks` like the other futex words.
-  bool done = ops.wait_on(hdr_->tasks, none_left, d.until());
+  // join's sleepers mark bit 0 of `tasks` like the other futex words. A
+  // shutdown does not end a join (Python's does not either): only the tasks
+  // do, and an immediate shutdown's task_done() for each message it drops
+  // wakes it through `tasks`; a task taken and not yet done still holds it.
+  bool done = ops.wait_on(hdr_->tasks, none_left, d.until(), /*wake_on_shut=*/false);
   check_open();  // woken because the ring was found corrupt
   return done;
 }

@@ -167,7 +167,10 @@ void process::start() {
       if (pid == 0) {
         detail::die_with_parent(parent);
         detail::forget_parent_state_after_fork(true);
-        detail::close_handles_except(keep);  // only the handles it was given
+        // Only the handles it was given. A subclass's run() works on the
+        // object's own members (CPython's _UpperCaser owns its pipe), which
+        // cannot be enumerated: its child keeps every handle, as os.fork().
+        if (typeid(*this) == typeid(process)) detail::close_handles_except(keep);
         detail::child_main(who, [this] { return run_in_child(); });
       }
       int err = errno;

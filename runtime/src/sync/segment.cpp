@@ -183,8 +183,35 @@ std::uint32_t sync_segment::export_fd() const {
 
 sync_segment::~sync_segment() { close(); }
 
+namespace {
+// Whether the calling thread holds a robust mutex inside [base, base + bytes):
+// glibc keeps the robust mutexes a thread holds on a list threaded through
+// the mutexes themselves, which the kernel walks when the thread dies. A
+// segment unmapped under a held one (a target that returns holding a lock
+// whose last handle was its argument) would leave the kernel nothing to read:
+// the lock would stay held by a dead thread for ever, and the entries after
+// it on the list would be lost too.
+bool thread_holds_a_mutex_in(const void* base, std::size_t bytes) noexcept {
+  robust_list_head* head = nullptr;
+  std::size_t len = 0;
+  if (::syscall(SYS_get_robust_list, 0, &head, &len) != 0 || !head) return false;
+  auto* lo = static_cast<const std::byte*>(base);
+  auto inside = [&](const void* p) {
+    auto* b = static_cast<const std::byte*>(p);
+    return b >= lo && b < lo + bytes;
+  };
+  if (head->list_op_pending && inside(head->list_op_pending)) return true;
+  int n = 0;
+  for (robust_list* e = head->list.next; e && e != &head->list && n < 65536; e = e->next, ++n)
+    if (inside(e)) return true;
+  return false;
+}
+}  // namespace
+
 void sync_segment::close() noexcept {
-  if (base_) ::munmap(base_, bytes_);
+  // Such a mapping stays until the process ends (the kernel then releases
+  // the mutex with FUTEX_OWNER_DIED, and the next acquirer is told).
+  if (base_ && !thread_holds_a_mutex_in(base_, bytes_)) ::munmap(base_, bytes_);
   base_ = nullptr;
   if (fd_ >= 0) ::close(fd_);
   fd_ = -1;
