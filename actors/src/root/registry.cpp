@@ -159,6 +159,8 @@ exit_reason classify(int code, const std::optional<exit_reason>& said,
   if (said && said->what == exit_reason::kind::exception) return *said;
   if (said && said->what == exit_reason::kind::shutdown && code == 0) return *said;
   if (said && said->what == exit_reason::kind::linked) return *said;
+  // A normal exit the actor explained (ignore_child while starting).
+  if (said && said->what == exit_reason::kind::normal && code == 0) return *said;
   if (code == INT_MIN) return {exit_reason::kind::unknown, 0, "the exit status was lost"};
   if (code == 0) return {};
   if (code > 0) return {exit_reason::kind::exit_code, code, {}};
