@@ -81,6 +81,15 @@ struct child_counts {
   friend bool operator==(const child_counts&, const child_counts&) = default;
 };
 
+/// A call on a supervisor that has ended: stopped, or gave up after too
+/// many restarts (OTP: noproc). A value_error, as Python's calls on a closed
+/// pool are. (Declared here, with its concept, as future.hpp declares
+/// cancelled_error.)
+class supervisor_ended : public value_error {
+ public:
+  using value_error::value_error;
+};
+
 /// Thrown by a child's make_behavior (in the child's process) to answer
 /// OTP's `ignore`: the child does not start, which is not an error. Its spec
 /// is kept, not running (a temporary child's is dropped; a

@@ -139,14 +139,6 @@ class queue_corrupt : public value_error {
   using value_error::value_error;
 };
 
-/// A call on a supervisor that has ended: stopped, or gave up after too
-/// many restarts (OTP: noproc). A value_error, as Python's calls on a closed
-/// pool are.
-class supervisor_ended : public value_error {
- public:
-  using value_error::value_error;
-};
-
 /// An exception raised in another process, carried back to this one.
 class remote_error : public error {
  public:
