@@ -343,11 +343,12 @@ class node final : public context {
       if (it == entries_.end() || it->second->dead() || !it->second->proc) return;
       e = it->second;
       if (!e->imposed) e->imposed = why;
+      // Signalled under the mutex: the multiplexer resets e->proc under it.
+      if (sig == SIGKILL)
+        e->proc->kill();
+      else
+        e->proc->terminate();
     }
-    if (sig == SIGKILL)
-      e->proc->kill();
-    else
-      e->proc->terminate();
   }
 
   void signal(std::uint64_t id, int sig) {
@@ -357,11 +358,12 @@ class node final : public context {
       auto it = entries_.find(id);
       if (it == entries_.end() || it->second->dead() || !it->second->proc) return;
       e = it->second;
+      // Signalled under the mutex: the multiplexer resets e->proc under it.
+      if (sig == SIGKILL)
+        e->proc->kill();
+      else
+        e->proc->terminate();
     }
-    if (sig == SIGKILL)
-      e->proc->kill();
-    else
-      e->proc->terminate();
   }
 
   bool join(std::uint64_t id, std::optional<clock::time_point> deadline) {
@@ -399,14 +401,14 @@ class node final : public context {
   /// Whether an actor's process has ended, even if its exit has not been
   /// handled yet (its pidfd is readable from the moment it dies).
   bool process_ended(std::uint64_t id) {
-    std::shared_ptr<entry> e;
-    {
-      std::lock_guard lk(m_);
-      if (dead_.count(id)) return true;
-      auto it = entries_.find(id);
-      if (it == entries_.end()) return true;
-      e = it->second;
-    }
+    // Under the mutex throughout: the multiplexer resets e->proc (under it)
+    // once it has reaped the process; a check then a use outside it raced
+    // with that reset (a null process, seen by UBSan).
+    std::lock_guard lk(m_);
+    if (dead_.count(id)) return true;
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return true;
+    const std::shared_ptr<entry>& e = it->second;
     if (e->dead()) return true;
     if (!e->is_process || !e->proc) return false;
     try {
@@ -814,8 +816,13 @@ class node final : public context {
       }
     }
     // The process handle is no longer needed; the entry may live on in
-    // pending requests, its mailbox with it.
-    e->proc.reset();
+    // pending requests, its mailbox with it. Taken under the mutex (others
+    // read e->proc under it), destroyed outside it.
+    std::unique_ptr<process> gone;
+    {
+      std::lock_guard lk(m_);
+      gone = std::move(e->proc);
+    }
   }
 
   void shutdown() noexcept {
