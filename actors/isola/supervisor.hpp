@@ -160,7 +160,9 @@ struct supervisor_options {
   /// the children. Throwing refuses the start: the supervisor's constructor
   /// (or the parent's start of it) throws process_error with the reason,
   /// and no child was started. Throwing ignore_child from a nested
-  /// supervisor's init keeps it as a spec, not running.
+  /// supervisor's init keeps it as a spec, not running. It runs on the
+  /// supervisor's own thread: calling this supervisor (or its parent) from
+  /// it would wait for itself.
   std::function<void(std::vector<child_spec>& children)> init{};
 };
 
@@ -305,7 +307,8 @@ class supervisor {
   /// including between a crash and its restart: an incarnation that has
   /// ended is never returned, even before the supervisor has heard of its
   /// exit (OTP's which_children shows `restarting` then). After the restart,
-  /// the new incarnation.
+  /// the new incarnation. nullopt for a simple_one_for_one supervisor (its
+  /// instances have no names of their own: which_children lists them).
   std::optional<isola::actor> find(const std::string& name) const;
   /// A nested supervisor child (a handle that does not own it).
   supervisor child_supervisor(const std::string& name) const;
