@@ -16,7 +16,9 @@
 
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <new>
@@ -413,10 +415,29 @@ class node final : public context {
     if (!e->is_process || !e->proc) return false;
     try {
       pollfd p{e->proc->sentinel(), POLLIN, 0};
-      return ::poll(&p, 1, 0) > 0;
+      if (::poll(&p, 1, 0) > 0) return true;
+      // A pidfd turns readable only once the whole thread group is gone; a
+      // killed process whose leader is already a zombie (another thread
+      // still exiting: seen under TSan, whose runtime adds one) has ended
+      // too: it will never run the user's code again.
+      return leader_is_zombie(e->proc->pid());
     } catch (const std::exception&) {
       return true;  // closed: reaped
     }
+  }
+
+  static bool leader_is_zombie(int pid) {
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;  // gone
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return true;
+    buf[n] = 0;
+    const char* paren = std::strrchr(buf, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
   }
 
   std::optional<exit_reason> reason_of(std::uint64_t id) {
