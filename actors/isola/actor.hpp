@@ -303,34 +303,40 @@ void configure_actor_system(const actor_system_options& opts);
 namespace detail {
 /// Packages make_behavior(args...) as the isola::process that runs it as an
 /// actor (shared by spawn and supervisor child specs, which start it again on
-/// every restart).
-template <class F, class... A>
-make_process_fn make_actor_process(F make_behavior, A&&... args) {
+/// every restart), from arguments already kept as shared_args (a
+/// simple_one_for_one template shares its own with every instance).
+template <class F, class... T>
+make_process_fn make_actor_process_shared(F make_behavior, shared_arg<T>... as) {
   using Fd = std::decay_t<F>;
-  // The arguments are kept once, shared by every start (restarts included),
-  // and only encoded for each one: so move-only handles (a connection end)
-  // can be actor arguments too.
   if constexpr (std::is_pointer_v<Fd>) {
-    using entry = int (*)(actor_boot, function_address, shared_arg<stored_arg_t<A>>...);
-    entry e = &actor_entry_fn<Fd, stored_arg_t<A>...>;
-    (void)static_function_registered<&actor_entry_fn<Fd, stored_arg_t<A>...>>;
+    using entry = int (*)(actor_boot, function_address, shared_arg<T>...);
+    entry e = &actor_entry_fn<Fd, T...>;
+    (void)static_function_registered<&actor_entry_fn<Fd, T...>>;
     auto fa = function_address::of(make_behavior);
-    return [e, fa, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
-               const actor_boot& boot, const process_options& po) {
+    return [e, fa, as...](const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, fa, as...);
     };
   } else {
     static_assert(std::is_empty_v<Fd> && std::is_default_constructible_v<Fd>,
                   "isola::spawn: make_behavior must be a function pointer or a captureless "
                   "lambda (it is run in another process)");
-    using entry = int (*)(actor_boot, shared_arg<stored_arg_t<A>>...);
-    entry e = &actor_entry_functor<Fd, stored_arg_t<A>...>;
-    (void)static_function_registered<&actor_entry_functor<Fd, stored_arg_t<A>...>>;
-    return [e, ... as = make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))](
-               const actor_boot& boot, const process_options& po) {
+    using entry = int (*)(actor_boot, shared_arg<T>...);
+    entry e = &actor_entry_functor<Fd, T...>;
+    (void)static_function_registered<&actor_entry_functor<Fd, T...>>;
+    return [e, as...](const actor_boot& boot, const process_options& po) {
       return process(po, e, boot, as...);
     };
   }
+}
+
+/// The same, from the arguments themselves.
+template <class F, class... A>
+make_process_fn make_actor_process(F make_behavior, A&&... args) {
+  // The arguments are kept once, shared by every start (restarts included),
+  // and only encoded for each one: so move-only handles (a connection end)
+  // can be actor arguments too.
+  return make_actor_process_shared(make_behavior,
+                                   make_shared_arg<stored_arg_t<A>>(std::forward<A>(args))...);
 }
 }  // namespace detail
 

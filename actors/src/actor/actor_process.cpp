@@ -20,6 +20,7 @@
 #include "isola/detail/function_registry.hpp"
 #include "isola/logging.hpp"
 #include "isola/process.hpp"
+#include "isola/supervisor.hpp"
 #include "sys/os.hpp"
 
 namespace isola::detail {
@@ -321,6 +322,10 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
   behavior b;
   try {
     b = make_behavior();
+  } catch (const ignore_child&) {
+    // OTP's `ignore`: not an error; the supervisor keeps the spec, not running.
+    c.say_exiting({exit_reason::kind::normal, 0, detail::ignored_start_text});
+    return 0;
   } catch (const std::exception& ex) {
     c.say_exiting({exit_reason::kind::exception, 0, ex.what()});
     throw;

@@ -16,7 +16,9 @@
 
 #include <climits>
 #include <condition_variable>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <new>
@@ -159,6 +161,8 @@ exit_reason classify(int code, const std::optional<exit_reason>& said,
   if (said && said->what == exit_reason::kind::exception) return *said;
   if (said && said->what == exit_reason::kind::shutdown && code == 0) return *said;
   if (said && said->what == exit_reason::kind::linked) return *said;
+  // A normal exit the actor explained (ignore_child while starting).
+  if (said && said->what == exit_reason::kind::normal && code == 0) return *said;
   if (code == INT_MIN) return {exit_reason::kind::unknown, 0, "the exit status was lost"};
   if (code == 0) return {};
   if (code > 0) return {exit_reason::kind::exit_code, code, {}};
@@ -341,11 +345,12 @@ class node final : public context {
       if (it == entries_.end() || it->second->dead() || !it->second->proc) return;
       e = it->second;
       if (!e->imposed) e->imposed = why;
+      // Signalled under the mutex: the multiplexer resets e->proc under it.
+      if (sig == SIGKILL)
+        e->proc->kill();
+      else
+        e->proc->terminate();
     }
-    if (sig == SIGKILL)
-      e->proc->kill();
-    else
-      e->proc->terminate();
   }
 
   void signal(std::uint64_t id, int sig) {
@@ -355,11 +360,12 @@ class node final : public context {
       auto it = entries_.find(id);
       if (it == entries_.end() || it->second->dead() || !it->second->proc) return;
       e = it->second;
+      // Signalled under the mutex: the multiplexer resets e->proc under it.
+      if (sig == SIGKILL)
+        e->proc->kill();
+      else
+        e->proc->terminate();
     }
-    if (sig == SIGKILL)
-      e->proc->kill();
-    else
-      e->proc->terminate();
   }
 
   bool join(std::uint64_t id, std::optional<clock::time_point> deadline) {
@@ -397,22 +403,41 @@ class node final : public context {
   /// Whether an actor's process has ended, even if its exit has not been
   /// handled yet (its pidfd is readable from the moment it dies).
   bool process_ended(std::uint64_t id) {
-    std::shared_ptr<entry> e;
-    {
-      std::lock_guard lk(m_);
-      if (dead_.count(id)) return true;
-      auto it = entries_.find(id);
-      if (it == entries_.end()) return true;
-      e = it->second;
-    }
+    // Under the mutex throughout: the multiplexer resets e->proc (under it)
+    // once it has reaped the process; a check then a use outside it raced
+    // with that reset (a null process, seen by UBSan).
+    std::lock_guard lk(m_);
+    if (dead_.count(id)) return true;
+    auto it = entries_.find(id);
+    if (it == entries_.end()) return true;
+    const std::shared_ptr<entry>& e = it->second;
     if (e->dead()) return true;
     if (!e->is_process || !e->proc) return false;
     try {
       pollfd p{e->proc->sentinel(), POLLIN, 0};
-      return ::poll(&p, 1, 0) > 0;
+      if (::poll(&p, 1, 0) > 0) return true;
+      // A pidfd turns readable only once the whole thread group is gone; a
+      // killed process whose leader is already a zombie (another thread
+      // still exiting: seen under TSan, whose runtime adds one) has ended
+      // too: it will never run the user's code again.
+      return leader_is_zombie(e->proc->pid());
     } catch (const std::exception&) {
       return true;  // closed: reaped
     }
+  }
+
+  static bool leader_is_zombie(int pid) {
+    char path[32];
+    std::snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    int fd = ::open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return true;  // gone
+    char buf[256];
+    ssize_t n = ::read(fd, buf, sizeof buf - 1);
+    ::close(fd);
+    if (n <= 0) return true;
+    buf[n] = 0;
+    const char* paren = std::strrchr(buf, ')');
+    return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
   }
 
   std::optional<exit_reason> reason_of(std::uint64_t id) {
@@ -812,8 +837,13 @@ class node final : public context {
       }
     }
     // The process handle is no longer needed; the entry may live on in
-    // pending requests, its mailbox with it.
-    e->proc.reset();
+    // pending requests, its mailbox with it. Taken under the mutex (others
+    // read e->proc under it), destroyed outside it.
+    std::unique_ptr<process> gone;
+    {
+      std::lock_guard lk(m_);
+      gone = std::move(e->proc);
+    }
   }
 
   void shutdown() noexcept {
