@@ -95,6 +95,12 @@ class child_spec {
     return *this;
   }
 
+  /// What the child's process may do (isola/sandbox.hpp), on every start.
+  child_spec& sandbox(isola::sandbox b) {
+    sandbox_ = std::move(b);
+    return *this;
+  }
+
   const std::string& name() const noexcept { return name_; }
   restart restart_type() const noexcept { return restart_; }
   bool is_supervisor() const noexcept { return nested_ != nullptr; }
@@ -107,6 +113,7 @@ class child_spec {
   duration shutdown_ = std::chrono::seconds(5);
   bool daemon_ = true;
   std::optional<start_method> method_;
+  std::optional<isola::sandbox> sandbox_;
   detail::make_process_fn make_;
   std::shared_ptr<detail::nested_spec> nested_;
 };

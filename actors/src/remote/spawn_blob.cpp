@@ -43,7 +43,7 @@ bytes spawn_blob(const spawn_options& o, function_address entry, function_addres
                                 static_cast<std::uint64_t>(o.mailbox_bytes), std::move(args)));
 }
 
-actor spawn_from_blob(std::span<const std::byte> blob) {
+actor spawn_from_blob(std::span<const std::byte> blob, const std::optional<isola::sandbox>& imposed) {
   function_address entry, fn;
   std::string name;
   std::int32_t method = -1;
@@ -69,6 +69,7 @@ actor spawn_from_blob(std::span<const std::byte> blob) {
   if (method >= 0) o.method = static_cast<start_method>(method);
   o.daemon = daemon;
   if (mailbox) o.mailbox_bytes = static_cast<std::size_t>(mailbox);
+  o.sandbox = imposed;
   return e(o, fn, args);
 }
 

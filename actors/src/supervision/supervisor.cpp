@@ -143,6 +143,7 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
     so.name = c.spec.name();
     so.method = c.spec.method_;
     so.daemon = c.spec.daemon_;
+    so.sandbox = c.spec.sandbox_;
     std::weak_ptr<sup_core> w = weak_from_this();
     actor a = node_spawn(so, c.spec.make_, [w](const actor& who, const exit_reason& r) {
       if (auto s = w.lock()) s->post([s, who, r] { s->child_exited(who.id(), r); });
