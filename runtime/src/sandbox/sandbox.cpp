@@ -147,6 +147,11 @@ void install_filter(const sandbox& box) {
     allow_name("tkill", {SCMP_A0(SCMP_CMP_EQ, self)});
     allow_name("rt_sigqueueinfo", {SCMP_A0(SCMP_CMP_EQ, self)});
     allow_name("rt_tgsigqueueinfo", {SCMP_A0(SCMP_CMP_EQ, self)});
+    // Its own rlimits: reading, or lowering (hard = soft: raising is EPERM).
+    allow_name("getrlimit");
+    allow_name("setrlimit");
+    allow_name("prlimit64", {SCMP_A0(SCMP_CMP_EQ, 0)});
+    allow_name("prlimit64", {SCMP_A0(SCMP_CMP_EQ, self)});
     // Threads, never processes: clone only with CLONE_THREAD; clone3 keeps
     // its flags in memory a filter cannot read, so it says ENOSYS and glibc
     // falls back to clone.
