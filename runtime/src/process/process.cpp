@@ -119,7 +119,7 @@ void process::start() {
 
   // Checked (and its cgroup made) here, in the parent: an unknown syscall
   // name or a privilege the machine lacks is an error of start().
-  if (s.box) s.box = detail::prepare_sandbox(*s.box, &s.cgroup);
+  if (s.box) s.box = detail::prepare_sandbox(*s.box, &s.cgroup, &s.filter);
 
   detail::child_payload payload;
   detail::fd_export_scope handles;  // descriptors of handles among the arguments

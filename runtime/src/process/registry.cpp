@@ -163,6 +163,7 @@ child_identity identity_for_child(const process_state& st) {
   who.method = st.method.value_or(get_start_method());
   who.box = st.box;
   who.cgroup = st.cgroup;
+  who.filter = st.filter;
   return who;
 }
 

@@ -36,6 +36,7 @@ struct process_state {
   std::vector<int> identity;
   std::optional<isola::sandbox> box;  // as prepared by start()
   std::string cgroup;                 // the child's own cgroup (sandbox memory)
+  std::string filter;                 // the sandbox's seccomp program
 
   /// The state behind a handle (for the actor layer's exit reasons).
   static process_state& of(const process& p) { return *p.state_; }
@@ -73,11 +74,12 @@ struct child_identity {
   start_method method = start_method::fork;
   std::optional<isola::sandbox> box;  // applied by child_main before the target
   std::string cgroup;
+  std::string filter;  // the seccomp program, built by the parent
 
   template <class Archive>
   void serialize(Archive& ar) {
     ar(name, daemon, identity, parent_name, parent_pid, log_level, log_handler, method, box,
-       cgroup);
+       cgroup, filter);
   }
 };
 

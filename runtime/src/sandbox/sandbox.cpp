@@ -4,6 +4,9 @@
 #include "sandbox/sandbox.hpp"
 
 #include <fcntl.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/mman.h>
 #include <linux/sched.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -121,7 +124,16 @@ void add(scmp_filter_ctx f, uint32_t action, int nr, std::initializer_list<scmp_
     throw_errno("seccomp_rule_add (" + syscall_name(nr) + ")", -rc);
 }
 
-void install_filter(const sandbox& box) {
+// The filter is built once per policy in the parent (libseccomp takes about
+// a millisecond for it: most of a spawn) with this in place of the child's
+// pid; the child puts its pid in and loads the program.
+constexpr std::uint32_t pid_placeholder = 0x7eadbeefu;
+
+bool needs_filter(const sandbox& box) {
+  return box.syscalls != syscall_policy::unrestricted || !box.deny.empty();
+}
+
+std::string build_filter(const sandbox& box) {
   const bool restricted = box.syscalls != syscall_policy::unrestricted;
   scmp_filter_ctx f = seccomp_init(restricted ? SCMP_ACT_TRAP : SCMP_ACT_ALLOW);
   if (!f) throw os_error(ENOMEM, "seccomp_init failed");
@@ -139,7 +151,7 @@ void install_filter(const sandbox& box) {
     int nr = seccomp_syscall_resolve_name(n);
     if (nr != __NR_SCMP_ERROR && nr >= 0) allow(nr, args);
   };
-  const auto self = static_cast<scmp_datum_t>(self_pid);
+  const auto self = static_cast<scmp_datum_t>(pid_placeholder);
   if (restricted) {
     for (const char* n : compute_calls) allow_name(n);
     // Signals only to this process (the filter is built in the child, so
@@ -199,8 +211,40 @@ void install_filter(const sandbox& box) {
   int rc = seccomp_rule_add(f, SCMP_ACT_KILL_PROCESS, SCMP_SYS(exit_group), 1,
                             SCMP_A0(SCMP_CMP_EQ, die_marker));
   if (rc != 0) throw_errno("seccomp_rule_add (exit_group)", -rc);
-  rc = seccomp_load(f);
-  if (rc != 0) throw_errno("seccomp_load", -rc);
+  unique_fd mem(static_cast<int>(::syscall(SYS_memfd_create, "isola-seccomp", MFD_CLOEXEC)));
+  if (!mem) throw_errno("memfd_create (seccomp program)");
+  rc = seccomp_export_bpf(f, mem.get());
+  if (rc != 0) throw_errno("seccomp_export_bpf", -rc);
+  off_t size = ::lseek(mem.get(), 0, SEEK_END);
+  std::string prog(static_cast<std::size_t>(size), '\0');
+  if (size <= 0 || ::pread(mem.get(), prog.data(), prog.size(), 0) != size)
+    throw_errno("reading the seccomp program");
+  return prog;
+}
+
+const std::string& cached_filter(const sandbox& box) {
+  static std::mutex m;
+  static std::map<std::string, std::string> cache;
+  std::string key = std::to_string(static_cast<int>(box.syscalls));
+  for (auto& n : box.allow) key += "+" + n;
+  for (auto& n : box.deny) key += "-" + n;
+  std::lock_guard lk(m);
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, build_filter(box)).first;
+  return it->second;
+}
+
+void load_filter(std::string prog) {
+  if (prog.empty() || prog.size() % sizeof(sock_filter) != 0)
+    throw value_error("isola::sandbox: a malformed seccomp program");
+  auto* insns = reinterpret_cast<sock_filter*>(prog.data());
+  const std::size_t n = prog.size() / sizeof(sock_filter);
+  for (std::size_t i = 0; i < n; ++i)
+    if (insns[i].code == (BPF_JMP | BPF_JEQ | BPF_K) && insns[i].k == pid_placeholder)
+      insns[i].k = static_cast<std::uint32_t>(self_pid);
+  sock_fprog fp{static_cast<unsigned short>(n), insns};
+  if (::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp, 0, 0) != 0)
+    throw_errno("prctl (PR_SET_SECCOMP)");
 }
 
 void install_sigsys_handler() {
@@ -313,7 +357,7 @@ std::optional<int> parse_violation(const void* data, std::size_t n) noexcept {
   return p.nr;
 }
 
-sandbox prepare_sandbox(const sandbox& in, std::string* cgroup) {
+sandbox prepare_sandbox(const sandbox& in, std::string* cgroup, std::string* filter) {
   sandbox box = in;
   for (auto* v : {&box.allow, &box.deny})
     for (auto& n : *v) resolve_or_throw(n);
@@ -360,10 +404,11 @@ sandbox prepare_sandbox(const sandbox& in, std::string* cgroup) {
     }
     if (cgroup) *cgroup = dir;
   }
+  if (filter && needs_filter(box)) *filter = cached_filter(box);
   return box;
 }
 
-void apply_sandbox(const sandbox& box, const std::string& cgroup) {
+void apply_sandbox(const sandbox& box, const std::string& cgroup, const std::string& filter) {
   static sandbox kept;
   kept = box;
   active = &kept;
@@ -390,9 +435,9 @@ void apply_sandbox(const sandbox& box, const std::string& cgroup) {
   }
   if (!box.core_dumps) set_limit(RLIMIT_CORE, 0, "core_dumps");
   if (::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) throw_errno("prctl (PR_SET_NO_NEW_PRIVS)");
-  if (box.syscalls != syscall_policy::unrestricted || !box.deny.empty()) {
+  if (needs_filter(box)) {
     install_sigsys_handler();
-    install_filter(box);
+    load_filter(filter.empty() ? build_filter(box) : filter);
   }
 }
 

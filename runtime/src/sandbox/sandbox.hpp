@@ -19,12 +19,14 @@ namespace isola::detail {
 /// negative/zero limit; probes what needs privileges (network = false,
 /// memory) and throws os_error when the machine cannot honour it, unless
 /// best_effort (then it is dropped from the returned copy, with a warning).
-/// For memory, creates the child's cgroup and returns its path in *cgroup.
-sandbox prepare_sandbox(const sandbox& box, std::string* cgroup);
+/// For memory, creates the child's cgroup and returns its path in *cgroup;
+/// the seccomp program (built once per policy) in *filter.
+sandbox prepare_sandbox(const sandbox& box, std::string* cgroup, std::string* filter);
 
 /// In the child, single-threaded, before the target: network namespace,
 /// cgroup, rlimits, no_new_privs, the seccomp filter (last). Throws on failure.
-void apply_sandbox(const sandbox& box, const std::string& cgroup);
+/// `filter`: what prepare_sandbox made (built here if empty).
+void apply_sandbox(const sandbox& box, const std::string& cgroup, const std::string& filter);
 
 /// The sandbox this process runs under (null if none).
 const sandbox* current_sandbox() noexcept;
