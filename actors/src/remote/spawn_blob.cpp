@@ -38,6 +38,11 @@ void check_name(const std::string& name) {
 bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args) {
   if (o.method && *o.method == start_method::fork)
     throw start_method_error("isola::spawn: actors never start with fork; use forkserver or spawn");
+  // Not carried (yet): silently dropping it would start the actor unsandboxed.
+  if (o.sandbox)
+    throw value_error(
+        "isola::spawn: a sandbox is applied only by the root's own spawns (not on another node, "
+        "nor asked for from an actor process, whose children get its own sandbox)");
   std::int32_t method = o.method ? static_cast<std::int32_t>(*o.method) : -1;
   return encode(std::make_tuple(entry, fn, o.name, method, o.daemon,
                                 static_cast<std::uint64_t>(o.mailbox_bytes), std::move(args)));
