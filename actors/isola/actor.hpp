@@ -46,6 +46,7 @@
 #include "isola/detail/launch.hpp"
 #include "isola/exit_reason.hpp"
 #include "isola/future.hpp"
+#include "isola/sandbox.hpp"
 #include "isola/start_method.hpp"
 #include "isola/type_name.hpp"
 
@@ -279,6 +280,9 @@ struct spawn_options {
   bool daemon = true;
   /// Bytes of the mailbox ring (a larger message streams through it).
   std::size_t mailbox_bytes = std::size_t{1} << 20;
+  /// What the actor's process may do (isola/sandbox.hpp), from before it
+  /// builds its behavior. Actors it spawns get the same sandbox.
+  std::optional<isola::sandbox> sandbox{};
 };
 
 /// How the root's CAF actor_system (supervisors, the registry) is set up.

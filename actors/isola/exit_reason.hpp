@@ -22,6 +22,8 @@ struct exit_reason {
     linked,     ///< killed because a linked actor exited abnormally; text says which and why
     shutdown,   ///< stopped on request (supervisor shutdown, actor::stop)
     unknown,    ///< the exit status could not be learnt
+    sandbox_violation,  ///< a system call its sandbox forbids; text is its name, code its number
+    limit,  ///< a sandbox limit ended it; text: "cpu", "file_size", "address_space", "open_files", "memory"
   };
 
   kind what = kind::normal;

@@ -32,6 +32,7 @@
 #include "isola/queue.hpp"
 #include "isola/response_promise.hpp"
 #include "isola/runtime.hpp"
+#include "isola/sandbox.hpp"
 #include "isola/semaphore.hpp"
 #include "isola/shared_memory.hpp"
 #include "isola/simple_queue.hpp"

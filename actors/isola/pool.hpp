@@ -128,7 +128,8 @@ struct call_trampoline_for<Fp, std::tuple<P...>> {
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
                                      worker_init init, bool break_on_worker_death = false,
-                                     duration task_timeout = duration::zero());
+                                     duration task_timeout = duration::zero(),
+                                     std::optional<isola::sandbox> box = std::nullopt);
 /// Fails the tasks not yet handed to a worker with cancelled_error.
 void pool_cancel_pending(pool_core& p);
 /// Python 3.14's terminate_workers / kill_workers: cancels what has not
@@ -224,6 +225,8 @@ struct pool_options {
   /// killed and replaced; its result fails with timeout_error (or it is run
   /// again under task_retries). Other tasks are unaffected. Zero: no limit.
   duration task_timeout = duration::zero();
+  /// What every worker process may do (isola/sandbox.hpp).
+  std::optional<isola::sandbox> sandbox{};
   detail::worker_init init{};
 
   /// Each worker calls f(args...) once before its first task.
@@ -367,7 +370,7 @@ class pool {
   explicit pool(pool_options opts = {})
       : core_(detail::make_pool(opts.processes, opts.method, opts.maxtasksperchild,
                                 opts.task_retries, std::move(opts.init), false,
-                                opts.task_timeout)) {}
+                                opts.task_timeout, std::move(opts.sandbox))) {}
   explicit pool(unsigned processes) : pool(pool_options{.processes = processes}) {}
   /// Terminates (as leaving Python's with-block does).
   ~pool() {

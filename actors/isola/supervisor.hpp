@@ -220,6 +220,12 @@ class child_spec {
     return *this;
   }
 
+  /// What the child's process may do (isola/sandbox.hpp), on every start.
+  child_spec& sandbox(isola::sandbox b) {
+    sandbox_ = std::move(b);
+    return *this;
+  }
+
   const std::string& name() const noexcept { return name_; }
   restart restart_type() const noexcept { return restart_; }
   duration shutdown() const noexcept { return shutdown_; }
@@ -238,6 +244,7 @@ class child_spec {
   duration shutdown_ = std::chrono::seconds(5);
   bool daemon_ = true;
   std::optional<start_method> method_;
+  std::optional<isola::sandbox> sandbox_;
   detail::make_process_fn make_;
   detail::extend_fn extend_;
   std::shared_ptr<detail::nested_spec> nested_;

@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "isola/detail/launch.hpp"
+#include "isola/sandbox.hpp"
 #include "isola/start_method.hpp"
 
 namespace isola {
@@ -42,6 +43,9 @@ struct process_options {
   std::optional<bool> daemon{};
   /// Default: get_start_method() at start().
   std::optional<start_method> method{};
+  /// What the child may do (isola/sandbox.hpp), applied before the target
+  /// runs. start() throws value_error / os_error for one that cannot be honoured.
+  std::optional<isola::sandbox> sandbox{};
 };
 
 /// What current_process(), parent_process() and active_children() return.

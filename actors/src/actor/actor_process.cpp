@@ -21,6 +21,7 @@
 #include "isola/logging.hpp"
 #include "isola/process.hpp"
 #include "isola/supervisor.hpp"
+#include "sandbox/sandbox.hpp"
 #include "sys/os.hpp"
 
 namespace isola::detail {
@@ -267,6 +268,20 @@ exit_reason child_peer::reason() {
   return reason_;
 }
 
+// Why an exception ends this actor: a sandbox limit where the exception
+// says one was hit (bad_alloc under address_space, EMFILE under
+// open_files), else the exception itself.
+exit_reason reason_for(const std::exception& ex) {
+  if (const sandbox* box = current_sandbox()) {
+    if (box->address_space && dynamic_cast<const std::bad_alloc*>(&ex))
+      return {exit_reason::kind::limit, 0, "address_space"};
+    auto* oe = dynamic_cast<const os_error*>(&ex);
+    if (box->open_files && oe && oe->code() == EMFILE)
+      return {exit_reason::kind::limit, 0, "open_files"};
+  }
+  return {exit_reason::kind::exception, 0, ex.what()};
+}
+
 fn_type ask_root_registry(const std::string& module, std::uint64_t offset) {
   return child_ctx && !ctx_forked
              ? static_cast<child_context*>(child_ctx)->root_function_type(module, offset)
@@ -316,6 +331,9 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
   }
   static child_context c(boot);  // lives until the process exits
   set_child_context(&c);
+  // A sandbox violation is reported on the control channel (one packet
+  // from the SIGSYS handler) before the process dies.
+  set_violation_report_fd(boot.control_fd);
   set_registry_query(&ask_root_registry);
   auto& log = get_logger();
   auto ib = c.my_inbox();
@@ -327,7 +345,7 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
     c.say_exiting({exit_reason::kind::normal, 0, detail::ignored_start_text});
     return 0;
   } catch (const std::exception& ex) {
-    c.say_exiting({exit_reason::kind::exception, 0, ex.what()});
+    c.say_exiting(reason_for(ex));
     throw;
   }
   c.say_started();
@@ -401,7 +419,7 @@ int run_actor(const actor_boot& boot, const std::function<behavior()>& make_beha
                       ::getpid(), c.name()};
         post(e->h.sender, env_kind::error_reply, e->h.ref, type_tag<error_info>(), encode(ei));
       }
-      c.say_exiting({exit_reason::kind::exception, 0, ex.what()});
+      c.say_exiting(reason_for(ex));
       throw;
     }
   }

@@ -35,6 +35,8 @@ std::string exit_reason::to_string() const {
     case kind::linked: return "linked: " + text;
     case kind::shutdown: return text.empty() ? "shutdown" : "shutdown: " + text;
     case kind::unknown: return "unknown" + (text.empty() ? std::string() : ": " + text);
+    case kind::sandbox_violation: return "sandbox_violation: " + text;
+    case kind::limit: return "limit: " + text;
   }
   return "unknown";
 }
@@ -42,9 +44,9 @@ std::string exit_reason::to_string() const {
 std::ostream& operator<<(std::ostream& os, const exit_reason& r) { return os << r.to_string(); }
 std::ostream& operator<<(std::ostream& os, exit_reason::kind k) {
   static const char* names[] = {"normal", "exit_code", "signal", "exception",
-                                "linked", "shutdown",  "unknown"};
+                                "linked", "shutdown",  "unknown", "sandbox_violation", "limit"};
   auto i = static_cast<unsigned>(k);
-  return os << (i < 7 ? names[i] : "?");
+  return os << (i < 9 ? names[i] : "?");
 }
 std::ostream& operator<<(std::ostream& os, const actor& a) {
   return os << a.name() << " (id " << a.id() << ", pid " << a.pid() << ")";

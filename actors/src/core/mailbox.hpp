@@ -234,7 +234,9 @@ void forward_remote(ctl_request::remote_op op, std::uint64_t node, std::uint64_t
 /// decodes the arguments, make_behavior, the options and the arguments.
 bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args);
 /// Starts the actor a spawn_blob describes, here (in a root).
-actor spawn_from_blob(std::span<const std::byte> blob);
+/// `imposed`: the sandbox of the actor that asked (its children get it).
+actor spawn_from_blob(std::span<const std::byte> blob,
+                      const std::optional<isola::sandbox>& imposed = std::nullopt);
 
 /// In the root, on its control-channel thread: does what actor process
 /// `who` asked with op::remote (remote.cpp).

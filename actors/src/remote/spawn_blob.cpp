@@ -38,12 +38,17 @@ void check_name(const std::string& name) {
 bytes spawn_blob(const spawn_options& o, function_address entry, function_address fn, bytes args) {
   if (o.method && *o.method == start_method::fork)
     throw start_method_error("isola::spawn: actors never start with fork; use forkserver or spawn");
+  // Not carried (yet): silently dropping it would start the actor unsandboxed.
+  if (o.sandbox)
+    throw value_error(
+        "isola::spawn: a sandbox is applied only by the root's own spawns (not on another node, "
+        "nor asked for from an actor process, whose children get its own sandbox)");
   std::int32_t method = o.method ? static_cast<std::int32_t>(*o.method) : -1;
   return encode(std::make_tuple(entry, fn, o.name, method, o.daemon,
                                 static_cast<std::uint64_t>(o.mailbox_bytes), std::move(args)));
 }
 
-actor spawn_from_blob(std::span<const std::byte> blob) {
+actor spawn_from_blob(std::span<const std::byte> blob, const std::optional<isola::sandbox>& imposed) {
   function_address entry, fn;
   std::string name;
   std::int32_t method = -1;
@@ -69,6 +74,7 @@ actor spawn_from_blob(std::span<const std::byte> blob) {
   if (method >= 0) o.method = static_cast<start_method>(method);
   o.daemon = daemon;
   if (mailbox) o.mailbox_bytes = static_cast<std::size_t>(mailbox);
+  o.sandbox = imposed;
   return e(o, fn, args);
 }
 

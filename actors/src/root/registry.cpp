@@ -35,6 +35,7 @@
 #include "process/launcher.hpp"
 #include "process/registry.hpp"
 #include "process/shutdown_hook.hpp"
+#include "sandbox/sandbox.hpp"
 #include "sys/os.hpp"
 
 namespace isola::detail {
@@ -76,6 +77,21 @@ class watch_set final : public net::event_handler {
       throw_errno("epoll_ctl (watching an actor)", err);
     }
     return token;
+  }
+
+  /// Runs the callback of a watched descriptor now, if it is still watched
+  /// (on the multiplexer thread).
+  void poke(std::uint64_t token) {
+    callback cb;
+    int fd = -1;
+    {
+      std::lock_guard lk(m_);
+      auto it = watched_.find(token);
+      if (it == watched_.end()) return;
+      cb = it->second.cb;
+      fd = it->second.fd;
+    }
+    cb(fd);
   }
 
   /// Stops watching and closes the descriptor (any thread; idempotent).
@@ -144,6 +160,7 @@ struct entry final : peer {
   bool started = false;
   exit_callback on_exit;
   std::uint64_t pid_watch = 0, ctl_watch = 0;
+  std::optional<isola::sandbox> box;  // what it runs under (its children get it too)
 
   bool dead() override { return ended.load(std::memory_order_acquire); }
   exit_reason reason() override;
@@ -156,8 +173,13 @@ struct dead_record {
 };
 
 exit_reason classify(int code, const std::optional<exit_reason>& said,
-                     const std::optional<exit_reason>& imposed) {
+                     const std::optional<exit_reason>& imposed,
+                     const std::optional<std::string>& limit) {
   if (imposed) return *imposed;
+  // The SIGSYS handler reported the call before the process died by SIGSYS.
+  if (said && said->what == exit_reason::kind::sandbox_violation && code == -SIGSYS) return *said;
+  if (limit) return {exit_reason::kind::limit, 0, *limit};
+  if (said && said->what == exit_reason::kind::limit) return *said;
   if (said && said->what == exit_reason::kind::exception) return *said;
   if (said && said->what == exit_reason::kind::shutdown && code == 0) return *said;
   if (said && said->what == exit_reason::kind::linked) return *said;
@@ -295,6 +317,8 @@ class node final : public context {
     po.name = e->name;
     po.daemon = o.daemon;
     po.method = method;
+    po.sandbox = o.sandbox;
+    e->box = o.sandbox;
     e->proc = std::make_unique<process>(make(boot, po));
     {
       std::lock_guard lk(m_);
@@ -599,6 +623,11 @@ class node final : public context {
         watch_->remove(e.ctl_watch);
         return;
       }
+      if (auto nr = parse_violation(buf.data(), *n)) {
+        std::lock_guard lk(m_);
+        e.said = exit_reason{exit_reason::kind::sandbox_violation, *nr, syscall_name(*nr)};
+        continue;
+      }
       try {
         auto rq = decode<ctl_request>(std::span<const std::byte>(buf.data(), *n));
         handle(e, fd, rq);
@@ -688,7 +717,7 @@ class node final : public context {
         return;  // no reply
       }
       case op::remote: forward_for_actor(e.id, rq); return;  // answered through the mailbox
-      case op::spawn: spawn_for_actor(fd, rq); return;       // answered from another thread
+      case op::spawn: spawn_for_actor(fd, rq, e.box); return;       // answered from another thread
       case op::function: {
         auto [module, offset] = decode<std::tuple<std::string, std::uint64_t>>(
             std::as_bytes(std::span(rq.payload.data(), rq.payload.size())));
@@ -712,7 +741,7 @@ class node final : public context {
   /// milliseconds (and uses this thread's multiplexer), so a detached CAF
   /// actor does it and answers on a duplicate of the control socket: the
   /// asker waits for that one reply, and its process may be gone by then.
-  void spawn_for_actor(int fd, const ctl_request& rq) {
+  void spawn_for_actor(int fd, const ctl_request& rq, const std::optional<isola::sandbox>& box) {
     int dup = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) {
       ctl_reply r;
@@ -723,13 +752,14 @@ class node final : public context {
       return reply(fd, r);
     }
     sys_->spawn<caf::detached>(
-        [](caf::event_based_actor* self, int dup, std::string blob) {
+        [box](caf::event_based_actor* self, int dup, std::string blob) {
           unique_fd answer_on(dup);
           ctl_reply r;
           bytes b;
           try {
             actor a = spawn_from_blob(std::span<const std::byte>(
-                reinterpret_cast<const std::byte*>(blob.data()), blob.size()));
+                                    reinterpret_cast<const std::byte*>(blob.data()), blob.size()),
+                                box);
             b = encode(a);
           } catch (...) {
             r.st = ctl_reply::status::failed;
@@ -772,19 +802,24 @@ class node final : public context {
   /// On the multiplexer thread: the actor's process ended.
   void handle_exit(const std::shared_ptr<entry>& e) {
     int code = INT_MIN;
+    std::optional<std::string> limit;
     try {
       e->proc->join();
       code = e->proc->exitcode().value_or(INT_MIN);
+      limit = sandbox_limit_of(*e->proc, code);
     } catch (const std::exception& ex) {
       get_logger().error("isola: could not reap " + e->name + ": " + ex.what());
     }
+    // What the actor said on its way out may still be unread (its pidfd and
+    // its control channel became readable together): read it first.
+    if (e->ctl_watch) watch_->poke(e->ctl_watch);
     std::vector<std::pair<std::uint64_t, std::uint64_t>> monitors;
     std::vector<std::shared_ptr<entry>> linked;
     exit_callback cb;
     exit_reason r;
     {
       std::lock_guard lk(m_);
-      r = classify(code, e->said, e->imposed);
+      r = classify(code, e->said, e->imposed, limit);
       e->why = r;
       cb = std::move(e->on_exit);
     }

@@ -54,6 +54,9 @@ int exitcode_of(const exit_reason& r) {
     case exit_reason::kind::linked: return -9;
     case exit_reason::kind::exception: return 1;
     case exit_reason::kind::unknown: return 255;
+    case exit_reason::kind::sandbox_violation: return -SIGSYS;
+    case exit_reason::kind::limit:
+      return r.text == "cpu" ? -SIGXCPU : r.text == "file_size" ? -SIGXFSZ : 1;
   }
   return 255;
 }
@@ -109,6 +112,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 
   unsigned n = 1;
   std::optional<start_method> method;
+  std::optional<isola::sandbox> box;  // every worker's
   std::size_t maxtasks = 0;
   unsigned retries = 0;
   clock::duration task_timeout{};  // zero: none
@@ -159,6 +163,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     spawn_options so;
     so.method = method;
     so.daemon = true;
+    so.sandbox = box;
     std::weak_ptr<pool_core> w = weak_from_this();
     make_process_fn make = make_actor_process(&pool_worker, init);
     actor a = node_spawn(so, make, [w](const actor& who, const exit_reason& why) {
@@ -564,7 +569,7 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
 std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_method> method,
                                      std::size_t maxtasksperchild, unsigned task_retries,
                                      worker_init init, bool break_on_worker_death,
-                                     duration task_timeout) {
+                                     duration task_timeout, std::optional<isola::sandbox> box) {
   if (in_actor_process()) throw value_error("isola::pool: pools run in the root process");
   if (task_timeout < duration::zero())
     throw value_error("isola::pool: task_timeout must not be negative (zero: none)");
@@ -581,6 +586,7 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
                         ? clock::duration::zero()
                         : std::chrono::duration_cast<clock::duration>(task_timeout);
   c->init = std::move(init);
+  c->box = std::move(box);
   c->break_on_death = break_on_worker_death;
   c->dispatcher =
       node_system().spawn<caf::detached>(&pool_core::behavior_of, std::weak_ptr<pool_core>(c));

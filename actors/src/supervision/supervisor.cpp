@@ -228,6 +228,7 @@ struct sup_core : std::enable_shared_from_this<sup_core> {
     so.name = spec.name();
     so.method = spec.method_;
     so.daemon = spec.daemon_;
+    so.sandbox = spec.sandbox_;
     std::weak_ptr<sup_core> w = weak_from_this();
     actor a = node_spawn(so, make, [w](const actor& who, const exit_reason& r) {
       if (auto s = w.lock()) s->post([s, id = who.id(), r] { s->child_exited(id, r); });

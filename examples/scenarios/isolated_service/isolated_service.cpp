@@ -25,12 +25,16 @@
 //   request's deadline: the service kills the worker (or, with a short
 //   --cpu, RLIMIT_CPU's SIGXCPU does);
 // - anything else wrong (bad magic, unknown opcode, wrong size) is a clean
-//   "malformed" error reply.
+//   "malformed" error reply;
+// - three "extensions" (0x05 include a file, 0x06 fetch from 127.0.0.1,
+//   0x07 run a shell filter) are what the workers' sandbox is for: the
+//   poisons passwd, connect and shell end their worker with exit reason
+//   sandbox_violation (openat, socket, execve) and a restart.
 //
 // The service: a supervisor (one_for_one) of N decoder actors, each its own
-// process, which sets its limits (setrlimit RLIMIT_AS = what it has mapped at
-// start + --memory MiB, RLIMIT_CPU = --cpu s, no core dumps) when it starts,
-// in its make_behavior function. A call takes a free worker, sends the
+// process in a sandbox (child_spec::sandbox, docs/sandbox.md): syscall_policy
+// compute, RLIMIT_AS = what a worker has mapped + --memory MiB, RLIMIT_CPU =
+// --cpu s, no core dumps; applied before make_behavior, not loosenable. A call takes a free worker, sends the
 // request with a deadline (actor::request(msg, deadline)) and turns every
 // outcome into an answer: the reply, or an error saying what happened to the
 // worker (crashed with signal N / killed on the deadline / CPU limit), after
@@ -41,14 +45,17 @@
 // an answer, every good blob's answer is checked byte for byte, and the
 // counts and latencies are printed.
 //
-//   isolated_service [--requests N] [--every K] [--kinds null,abort,hang,lie,bomb,garbage]
+//   isolated_service [--requests N] [--every K]
+//                    [--kinds null,abort,hang,lie,bomb,garbage,passwd,connect,shell]
 //                    [--workers N] [--clients N] [--deadline S] [--memory MiB] [--cpu S]
 //
 // Short mode (the ctest): isolated_service --requests 240 --every 8 --workers 4 --deadline 2
 // Long mode: isolated_service --requests 100000 --every 50 --workers 8 --clients 16
 // The CPU limit instead of the deadline:
 //   isolated_service --requests 20 --every 10 --kinds hang --deadline 30 --cpu 1
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -62,6 +69,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <iostream>
 #include <map>
 #include <mutex>
@@ -234,6 +242,38 @@ std::vector<std::uint8_t> decode_irl(const std::vector<std::uint8_t>& blob) {
         if (pos + 2 > n) throw malformed("truncated padding");
         pos += in[pos + 1];  // k = 0: stays here for ever
         break;
+      // "Extensions" of the kind a plugin or a too-clever format grows; the
+      // sandbox (syscall_policy::compute) ends the worker at the first call.
+      case 0x05: {  // include the file named by the next n bytes
+        if (pos + 2 > n || pos + 2 + in[pos + 1] > n) throw malformed("truncated include");
+        std::string path(reinterpret_cast<const char*>(const_cast<const std::uint8_t*>(in)) + pos + 2,
+                         in[pos + 1]);
+        std::ifstream f(path);
+        std::string s((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+        std::memcpy(out.extend(s.size()), s.data(), s.size());
+        pos += 2 + in[pos + 1];
+        break;
+      }
+      case 0x06: {  // fetch from 127.0.0.1:port
+        if (pos + 3 > n) throw malformed("truncated fetch");
+        int s = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_port = htons(static_cast<std::uint16_t>(u16(pos + 1)));
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (s >= 0) {
+          (void)::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a);
+          ::close(s);
+        }
+        pos += 3;
+        break;
+      }
+      case 0x07: {  // post-process with a shell command
+        char* argv[] = {const_cast<char*>("/bin/sh"), const_cast<char*>("-c"),
+                        const_cast<char*>("true"), nullptr};
+        ::execve("/bin/sh", argv, environ);
+        throw malformed("the filter did not run");
+      }
       default:
         throw malformed("unknown opcode " + std::to_string(in[pos]) + " at offset " +
                         std::to_string(pos));
@@ -243,30 +283,9 @@ std::vector<std::uint8_t> decode_irl(const std::vector<std::uint8_t>& blob) {
 
 // ---------------------------------------------------------------- the worker
 
-void apply_limits(const worker_limits& lim) {
-  rlimit none{0, 0};
-  ::setrlimit(RLIMIT_CORE, &none);  // a crash is an exit status, not a core file
-  if (lim.cpu_seconds) {
-    // SIGXCPU at the soft limit, SIGKILL one second later.
-    rlimit cpu{lim.cpu_seconds, lim.cpu_seconds + 1};
-    if (::setrlimit(RLIMIT_CPU, &cpu) != 0)
-      throw std::runtime_error("setrlimit(RLIMIT_CPU) failed");
-  }
-  if (lim.memory_bytes) {
-    // What the process has mapped now (its code, the runtime's rings) plus
-    // the budget.
-    std::ifstream statm("/proc/self/statm");
-    unsigned long long pages = 0;
-    statm >> pages;
-    rlim_t as = static_cast<rlim_t>(pages) * static_cast<rlim_t>(::sysconf(_SC_PAGESIZE)) +
-                lim.memory_bytes;
-    rlimit mem{as, as};
-    if (::setrlimit(RLIMIT_AS, &mem) != 0) throw std::runtime_error("setrlimit(RLIMIT_AS) failed");
-  }
-}
-
-isola::behavior decoder(worker_limits lim) {
-  apply_limits(lim);
+// The worker's limits are its sandbox (decode_service): set by the runtime
+// before this runs, and not loosenable from here.
+isola::behavior decoder(worker_limits) {
   return {[](const decode_request& r) -> decode_reply {
     decode_reply reply;
     try {
@@ -285,9 +304,18 @@ isola::behavior decoder(worker_limits lim) {
 
 // ---------------------------------------------------------------- the service
 
-enum class outcome_kind { ok, malformed, out_of_memory, crashed, timed_out, cpu_limit, failed };
+enum class outcome_kind {
+  ok,
+  malformed,
+  out_of_memory,
+  crashed,
+  timed_out,
+  cpu_limit,
+  failed,
+  violation
+};
 const char* const kind_names[] = {"ok",        "malformed", "out of memory", "crashed",
-                                  "timed out", "cpu limit", "failed"};
+                                  "timed out", "cpu limit", "failed",        "sandbox violation"};
 
 struct outcome {
   outcome_kind kind = outcome_kind::failed;
@@ -299,9 +327,17 @@ class decode_service {
  public:
   decode_service(std::size_t workers, worker_limits lim, isola::duration deadline)
       : deadline_(deadline) {
+    // Each worker's sandbox: it may compute and nothing else (no files, no
+    // sockets, no processes), no cores, RLIMIT_CPU, and RLIMIT_AS = what a
+    // worker has mapped once it serves (measured on a probe worker: code,
+    // the runtime's rings, a sanitizer's shadow) + the budget.
+    isola::sandbox box;
+    box.syscalls = isola::syscall_policy::compute;
+    if (lim.cpu_seconds) box.cpu = std::chrono::seconds(lim.cpu_seconds);
+    if (lim.memory_bytes) box.address_space = mapped_by_a_worker() + lim.memory_bytes;
     std::vector<isola::child_spec> specs;
     for (std::size_t i = 0; i < workers; ++i)
-      specs.push_back(isola::child_spec::actor(name(i), decoder, lim).shutdown(1s));
+      specs.push_back(isola::child_spec::actor(name(i), decoder, lim).sandbox(box).shutdown(1s));
     sup_.emplace(isola::supervisor_options{.strategy = isola::strategy::one_for_one,
                                            .intensity = 1000,
                                            .period = 10s,
@@ -331,6 +367,22 @@ class decode_service {
  private:
   static std::string name(std::size_t i) { return "decoder-" + std::to_string(i); }
 
+  // Bytes of address space a worker has mapped once it has served a request.
+  static std::size_t mapped_by_a_worker() {
+    isola::sandbox box;
+    box.syscalls = isola::syscall_policy::compute;
+    auto probe = isola::spawn({.name = "decoder-probe", .sandbox = box}, decoder, worker_limits{});
+    (void)probe.request<decode_reply>(decode_request{{'I', 'R', 'L', '1', 0, 0, 0, 0, 0}}).get(10s);
+    std::ifstream statm("/proc/" + std::to_string(probe.pid()) + "/statm");
+    unsigned long long pages = 0;
+    statm >> pages;
+    auto mon = probe.monitor();
+    probe.stop();
+    (void)mon.get(10s);
+    if (!pages) throw std::runtime_error("cannot read the probe worker's statm");
+    return static_cast<std::size_t>(pages) * static_cast<std::size_t>(::sysconf(_SC_PAGESIZE));
+  }
+
   outcome call_on(std::size_t i, const std::vector<std::uint8_t>& blob) {
     if (!actors_[i]) actors_[i] = current(i, {});
     isola::actor w = actors_[i];
@@ -354,8 +406,11 @@ class decode_service {
       return {outcome_kind::timed_out, {}, what};
     } catch (const isola::actor_exited& e) {
       current(i, w);
-      bool cpu = e.reason().starts_with("signal " + std::to_string(SIGXCPU));
-      return {cpu ? outcome_kind::cpu_limit : outcome_kind::crashed,
+      bool cpu = e.reason() == "limit: cpu";
+      bool violation = e.reason().starts_with("sandbox_violation");
+      return {cpu         ? outcome_kind::cpu_limit
+              : violation ? outcome_kind::violation
+                          : outcome_kind::crashed,
               {},
               w.name() + " (pid " + std::to_string(w.pid()) +
                   ") died on this input: " + e.reason() + "; restarted"};
@@ -529,6 +584,22 @@ test_case make_poison(const std::string& kind, std::mt19937& rng) {
       e.b[0] = 'X';  // not even the magic
     }
     t.expect = outcome_kind::malformed;
+  } else if (kind == "passwd") {  // include /etc/passwd: openat
+    const char path[] = "/etc/passwd";
+    e.u8(5);
+    e.u8(sizeof path - 1);
+    for (char c : std::string(path)) e.u8(static_cast<unsigned char>(c));
+    e.u8(0);
+    t.expect = outcome_kind::violation;
+  } else if (kind == "connect") {  // fetch from 127.0.0.1: socket
+    e.u8(6);
+    e.u16(80);
+    e.u8(0);
+    t.expect = outcome_kind::violation;
+  } else if (kind == "shell") {  // a shell filter: execve
+    e.u8(7);
+    e.u8(0);
+    t.expect = outcome_kind::violation;
   } else {
     throw std::invalid_argument("unknown poison kind '" + kind + "'");
   }
@@ -548,7 +619,7 @@ struct options {
 void add_options(CLI::App& app, options& o) {
   app.add_option("--requests", o.requests, "how many requests");
   app.add_option("--every", o.every, "every K-th request is poisonous (0: none)");
-  app.add_option("--kinds", o.kinds, "the poison kinds, in turn: null,abort,hang,lie,bomb,garbage")
+  app.add_option("--kinds", o.kinds, "the poison kinds, in turn: null,abort,hang,lie,bomb,garbage,passwd,connect,shell")
       ->delimiter(',');
   app.add_option("--workers", o.workers, "decoder workers")->check(CLI::PositiveNumber);
   app.add_option("--clients", o.clients, "client threads (default: 2 per worker)");
@@ -623,7 +694,7 @@ int run(const options& o) {
   for (std::size_t c = 0; c < o.clients; ++c) clients.emplace_back(client);
   for (auto& t : clients) t.join();
 
-  std::size_t counts[7] = {};
+  std::size_t counts[8] = {};
   std::size_t wrong = 0, ok_right = 0;
   std::vector<double> ok_lat;
   for (std::size_t i = 0; i < o.requests; ++i) {
@@ -637,7 +708,8 @@ int run(const options& o) {
   for (const auto& k : o.kinds)
     if (sample.count(k)) std::printf("poison %s -> %s\n", k.c_str(), sample[k].c_str());
   std::size_t answered = 0;
-  for (std::size_t k = 0; k < 6; ++k) answered += counts[k];
+  for (std::size_t k = 0; k < 8; ++k)
+    if (k != static_cast<std::size_t>(outcome_kind::failed)) answered += counts[k];
   std::printf("requests: %zu\n", o.requests);
   std::printf("answered: %zu\n", answered);
   std::printf("ok: %zu (%zu verified byte for byte)\n", counts[0], ok_right);
@@ -646,6 +718,7 @@ int run(const options& o) {
   std::printf("crashed (worker died, restarted): %zu\n", counts[3]);
   std::printf("timed out (worker killed, restarted): %zu\n", counts[4]);
   std::printf("cpu limit (SIGXCPU, restarted): %zu\n", counts[5]);
+  std::printf("sandbox violation (worker died, restarted): %zu\n", counts[7]);
   std::printf("failed otherwise: %zu\n", counts[6]);
   std::printf("not as expected: %zu\n", wrong);
   std::printf("restarts: %zu\n", service.restarts());

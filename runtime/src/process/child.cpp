@@ -16,6 +16,7 @@
 #include "isola/detail/launch.hpp"
 #include "process/function_registry.hpp"
 #include "process/registry.hpp"
+#include "sandbox/sandbox.hpp"
 
 namespace isola::detail {
 
@@ -127,6 +128,7 @@ void write_stderr(const std::string& s) noexcept {
   int code = 0;
   in_child_body = true;
   try {
+    if (who.box) apply_sandbox(*who.box, who.cgroup, who.filter);
     code = body();
   } catch (const std::exception& e) {
     flush_std_streams();

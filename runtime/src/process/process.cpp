@@ -14,6 +14,7 @@
 #include "process/function_registry.hpp"
 #include "process/launcher.hpp"
 #include "process/registry.hpp"
+#include "sandbox/sandbox.hpp"
 
 namespace isola {
 
@@ -76,6 +77,7 @@ process::process(process_options opts) : state_(std::make_shared<process_state>(
   }
   s.daemon = opts.daemon.value_or(current_process().daemon);
   s.method = opts.method;
+  s.box = std::move(opts.sandbox);
 }
 
 process::~process() {
@@ -114,6 +116,10 @@ void process::start() {
       method != start_method::spawn)  // e.g. a number decoded from another process
     throw value_error("isola::process::start: unknown start method " +
                       std::to_string(static_cast<int>(method)));
+
+  // Checked (and its cgroup made) here, in the parent: an unknown syscall
+  // name or a privilege the machine lacks is an error of start().
+  if (s.box) s.box = detail::prepare_sandbox(*s.box, &s.cgroup, &s.filter);
 
   detail::child_payload payload;
   detail::fd_export_scope handles;  // descriptors of handles among the arguments
@@ -342,3 +348,19 @@ unsigned cpu_count() {
 }
 
 }  // namespace isola
+
+namespace isola::detail {
+
+std::optional<std::string> sandbox_limit_of(const process& p, int code) {
+  auto& s = process_state::of(p);
+  if (!s.box) return std::nullopt;
+  std::string cg;
+  cg.swap(s.cgroup);
+  const bool oom = cgroup_oom_killed_and_remove(cg);
+  if (code == -SIGXCPU && s.box->cpu) return "cpu";
+  if (code == -SIGXFSZ && s.box->file_size) return "file_size";
+  if (code == -SIGKILL && oom) return "memory";
+  return std::nullopt;
+}
+
+}  // namespace isola::detail

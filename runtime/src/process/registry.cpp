@@ -161,6 +161,9 @@ child_identity identity_for_child(const process_state& st) {
   who.log_level = static_cast<int>(log.level());
   who.log_handler = log.has_handler();
   who.method = st.method.value_or(get_start_method());
+  who.box = st.box;
+  who.cgroup = st.cgroup;
+  who.filter = st.filter;
   return who;
 }
 

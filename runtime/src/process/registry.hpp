@@ -34,6 +34,12 @@ struct process_state {
   bool daemon = false;
   std::optional<start_method> method;
   std::vector<int> identity;
+  std::optional<isola::sandbox> box;  // as prepared by start()
+  std::string cgroup;                 // the child's own cgroup (sandbox memory)
+  std::string filter;                 // the sandbox's seccomp program
+
+  /// The state behind a handle (for the actor layer's exit reasons).
+  static process_state& of(const process& p) { return *p.state_; }
 
   enum class phase { initial, started, closed };
   phase ph = phase::initial;
@@ -66,10 +72,14 @@ struct child_identity {
   // Python child (its context's method), so that its own children default
   // to it too.
   start_method method = start_method::fork;
+  std::optional<isola::sandbox> box;  // applied by child_main before the target
+  std::string cgroup;
+  std::string filter;  // the seccomp program, built by the parent
 
   template <class Archive>
   void serialize(Archive& ar) {
-    ar(name, daemon, identity, parent_name, parent_pid, log_level, log_handler, method);
+    ar(name, daemon, identity, parent_name, parent_pid, log_level, log_handler, method, box,
+       cgroup, filter);
   }
 };
 
