@@ -33,7 +33,8 @@ cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=Debug "${dbgflags[@]}" -DISOLA_SANIT
 tsan_tests=(runtime_threads_test runtime_lifecycle_test runtime_queue_test runtime_lock_test
   runtime_semaphore_test runtime_event_test runtime_condition_test runtime_barrier_test
   runtime_launcher_test actors_actor_test actors_supervisor_test actors_pool_test
-  actors_futures_test actors_node_test combined_layers_test)
+  actors_futures_test actors_node_test combined_layers_test actors_supervisor_suite_test
+  cpython_sync_classes_test)
 cmake --build build-tsan -j"$jobs" --target "${tsan_tests[@]}" combined_layers_program
 # CAF comes uninstrumented; tests/tsan.supp says why its frames are suppressed.
 tsan_regex="^($(IFS='|'; echo "${tsan_tests[*]}"))\$"
