@@ -228,23 +228,12 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     // initialise: more than a few in a row and the pool is broken.
     auto running = std::move(w.inflight.front().job);
     w.inflight.pop_front();
-    std::lock_guard lk(m);
-    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
-      queue.push_front(std::move(it->job));
-    w.inflight.clear();
-    w.batches = 0;
-    if (running->tries < retries) {
-      ++running->tries;
-      queue.push_front(std::move(running));
-      return;
-    }
-    std::string what = "worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
-                       ") died while running " + running->job.description() + ": " + r.to_string();
-    auto e = std::make_exception_ptr(
-        isola::worker_died(what, w.a.pid(), exitcode_of(r), running->job.description()));
-    m.unlock();
-    fail_job(*running, e);
-    m.lock();
+    requeue_after_loss(w, std::move(running), [&](const job_rec& j) {
+      std::string what = "worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
+                         ") died while running " + j.job.description() + ": " + r.to_string();
+      return std::make_exception_ptr(
+          isola::worker_died(what, w.a.pid(), exitcode_of(r), j.job.description()));
+    });
   }
 
   /// The worker was killed for running job `late` past task_timeout: that job
@@ -258,25 +247,34 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
       running = std::move(w.inflight.front().job);
       w.inflight.pop_front();
     }
-    std::lock_guard lk(m);
-    for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
-      queue.push_front(std::move(it->job));
-    w.inflight.clear();
-    w.batches = 0;
-    if (!running) return;
-    if (running->tries < retries) {
-      ++running->tries;
-      queue.push_front(std::move(running));
-      return;
+    requeue_after_loss(w, std::move(running), [&](const job_rec& j) {
+      const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(task_timeout).count();
+      return std::make_exception_ptr(isola::timeout_error(
+          j.job.description() + " ran past the pool's task_timeout (" + std::to_string(ms) +
+          " ms): its worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
+          ") was killed and is replaced"));
+    });
+  }
+
+  /// A worker ended with `running` (null: none) unfinished. The tasks behind
+  /// it never started and go back to the front of the queue; `running` runs
+  /// again if task_retries allow, or fails with what `failure` makes.
+  template <class MakeError>
+  void requeue_after_loss(worker_rec& w, std::shared_ptr<job_rec> running, MakeError failure) {
+    {
+      std::lock_guard lk(m);
+      for (auto it = w.inflight.rbegin(); it != w.inflight.rend(); ++it)
+        queue.push_front(std::move(it->job));
+      w.inflight.clear();
+      w.batches = 0;
+      if (!running) return;
+      if (running->tries < retries) {
+        ++running->tries;
+        queue.push_front(std::move(running));
+        return;
+      }
     }
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(task_timeout).count();
-    auto e = std::make_exception_ptr(isola::timeout_error(
-        running->job.description() + " ran past the pool's task_timeout (" + std::to_string(ms) +
-        " ms): its worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
-        ") was killed and is replaced"));
-    m.unlock();
-    fail_job(*running, e);
-    m.lock();
+    fail_job(*running, failure(*running));
   }
 
   /// Kills each worker whose running task has passed task_timeout (once).
