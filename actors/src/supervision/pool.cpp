@@ -249,10 +249,10 @@ struct pool_core : std::enable_shared_from_this<pool_core> {
     }
     requeue_after_loss(w, std::move(running), [&](const job_rec& j) {
       const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(task_timeout).count();
-      return std::make_exception_ptr(isola::timeout_error(
-          j.job.description() + " ran past the pool's task_timeout (" + std::to_string(ms) +
-          " ms): its worker " + w.a.name() + " (pid " + std::to_string(w.a.pid()) +
-          ") was killed and is replaced"));
+      return std::make_exception_ptr(
+          isola::timeout_error(j.job.description() + " ran past the pool's task_timeout (" +
+                               std::to_string(ms) + " ms): its worker " + w.a.name() + " (pid " +
+                               std::to_string(w.a.pid()) + ") was killed and is replaced"));
     });
   }
 
@@ -580,9 +580,10 @@ std::shared_ptr<pool_core> make_pool(unsigned processes, std::optional<start_met
   c->method = method;
   c->maxtasks = maxtasksperchild;
   c->retries = task_retries;
-  c->task_timeout = task_timeout >= std::chrono::duration_cast<duration>(std::chrono::hours(24 * 365))
-                        ? clock::duration::zero()
-                        : std::chrono::duration_cast<clock::duration>(task_timeout);
+  c->task_timeout =
+      task_timeout >= std::chrono::duration_cast<duration>(std::chrono::hours(24 * 365))
+          ? clock::duration::zero()
+          : std::chrono::duration_cast<clock::duration>(task_timeout);
   c->init = std::move(init);
   c->box = std::move(box);
   c->break_on_death = break_on_worker_death;
@@ -630,7 +631,8 @@ void pool_stop_workers(pool_core& p, int sig) {
     std::lock_guard lk(p.m);
     if (p.st == pool_core::state::running) p.st = pool_core::state::closed;
     if (p.stopped_by.empty())
-      p.stopped_by = sig == SIGKILL ? "kill_workers() was called" : "terminate_workers() was called";
+      p.stopped_by =
+          sig == SIGKILL ? "kill_workers() was called" : "terminate_workers() was called";
     ws = p.snapshot;
   }
   p.sleeping.store(true);
