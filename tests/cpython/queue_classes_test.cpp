@@ -27,6 +27,7 @@
 #include <thread>
 #include <vector>
 
+#include "port_util.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -36,14 +37,8 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
-
-isola::process make(start_method m, auto&&... a) {
-  return isola::process(isola::process_options{.daemon = true, .method = m},
-                        std::forward<decltype(a)>(a)...);
-}
+using cpython_port::make;
+using cpython_port::seconds_since;
 
 // _TestQueue._test_put: takes six once told to.
 void take_six(isola::queue<int> q, isola::event child_can_start, isola::event parent_can_continue) {

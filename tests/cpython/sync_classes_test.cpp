@@ -45,6 +45,7 @@
 #include <thread>
 #include <vector>
 
+#include "port_util.hpp"
 #include "test_util.hpp"
 
 using namespace std::chrono_literals;
@@ -55,14 +56,8 @@ using clk = std::chrono::steady_clock;
 
 namespace {
 
-double seconds_since(clk::time_point t0) {
-  return std::chrono::duration<double>(clk::now() - t0).count();
-}
-
-isola::process make(start_method m, auto&&... a) {
-  return isola::process(isola::process_options{.daemon = true, .method = m},
-                        std::forward<decltype(a)>(a)...);
-}
+using cpython_port::make;
+using cpython_port::seconds_since;
 
 // ---- _TestLock ----
 
